@@ -1,0 +1,161 @@
+//! Allocation: the fast path takes a block from the class's first zone with
+//! room; the slow paths map a new zone, or fall back to a LARGE run.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use lock_api::RawMutex;
+
+use crate::heap::{ClassState, Heap};
+use crate::provider::PageProvider;
+use crate::size_class::SizeClass;
+use crate::zone::{self, Popped, ZoneHeader};
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// Allocates a block for `layout`. Returns `None` when memory is
+    /// exhausted; the heap stays usable.
+    ///
+    /// Any power-of-two alignment works; requests of size 0 get a real,
+    /// unique block.
+    #[inline]
+    pub fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.allocate_inner(layout, false)
+    }
+
+    /// Like [`allocate`](Self::allocate), with the block's first
+    /// `layout.size()` bytes zeroed (without writing pages the provider
+    /// already zeroed).
+    #[inline]
+    pub fn allocate_zeroed(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.allocate_inner(layout, true)
+    }
+
+    #[inline]
+    fn allocate_inner(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        match SizeClass::for_layout(layout.size(), layout.align()) {
+            Some(class) => self.alloc_small(class, layout, zeroed),
+            None => self.alloc_large_or_retry(layout, zeroed),
+        }
+    }
+
+    #[inline]
+    fn alloc_small(&self, class: SizeClass, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        let popped = {
+            let mut state = self.class(class);
+            match Self::pop_listed(&mut state) {
+                Some((zone, popped)) => Some(Self::finish_pop(&mut state, zone, popped, layout.size())),
+                None => self.alloc_from_new_zone(&mut state, class, layout.size()),
+            }
+        };
+        match popped {
+            Some(popped) => {
+                if zeroed && !popped.zeroed {
+                    // SAFETY: the block is ours and at least `size` bytes long.
+                    unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, layout.size()) };
+                }
+                Some(popped.ptr)
+            }
+            None => self.alloc_small_slow(class, layout, zeroed),
+        }
+    }
+
+    /// Pops a block from the first listed zone. Unlists the zone if that
+    /// made it full.
+    #[inline]
+    fn pop_listed(state: &mut ClassState) -> Option<(NonNull<ZoneHeader>, Popped)> {
+        let zone = NonNull::new(state.with_room)?;
+        // SAFETY: listed zones are live; the class lock is held (`&mut state`).
+        unsafe {
+            if zone.as_ref().live == 0 {
+                state.empty_zones -= 1;
+            }
+            let popped = zone::pop(zone)?;
+            Some((zone, popped))
+        }
+    }
+
+    /// Bookkeeping after a pop: requested size, counters, full zones unlisted.
+    #[inline]
+    fn finish_pop(state: &mut ClassState, zone: NonNull<ZoneHeader>, popped: Popped, size: usize) -> Popped {
+        // SAFETY: live zone, lock held, index from `pop`, size fits the class.
+        unsafe {
+            zone::set_requested(zone, popped.index, size);
+            if zone::is_full(zone) {
+                state.unlink(zone);
+            }
+        }
+        state.live_blocks += 1;
+        state.live_bytes += size;
+        popped
+    }
+
+    /// No listed zone has room: map a new one.
+    #[cold]
+    fn alloc_from_new_zone(&self, state: &mut ClassState, class: SizeClass, size: usize) -> Option<Popped> {
+        let zone = self.new_zone(class)?;
+        state.zones += 1;
+        // SAFETY: fresh zone of this class, not listed; lock held.
+        unsafe {
+            state.link_front(zone);
+            let popped = zone::pop(zone)?;
+            Some(Self::finish_pop(state, zone, popped, size))
+        }
+    }
+
+    /// The provider refused a zone. Give back what the heap caches and try
+    /// once more; failing that, serve the block from a run of its own (a
+    /// nearly full small heap can still place a block it has no zone for).
+    #[cold]
+    fn alloc_small_slow(&self, class: SizeClass, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        if self.trim() > 0 {
+            let mut state = self.class(class);
+            let popped = match Self::pop_listed(&mut state) {
+                Some((zone, popped)) => Some(Self::finish_pop(&mut state, zone, popped, layout.size())),
+                None => self.alloc_from_new_zone(&mut state, class, layout.size()),
+            };
+            drop(state);
+            if let Some(popped) = popped {
+                if zeroed && !popped.zeroed {
+                    // SAFETY: the block is ours and at least `size` bytes long.
+                    unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, layout.size()) };
+                }
+                return Some(popped.ptr);
+            }
+        }
+        self.alloc_large(layout.size(), layout.align(), zeroed)
+    }
+
+    #[inline]
+    fn alloc_large_or_retry(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        self.alloc_large(layout.size(), layout.align(), zeroed)
+            .or_else(|| self.alloc_large_after_trim(layout, zeroed))
+    }
+
+    #[cold]
+    fn alloc_large_after_trim(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        if self.trim() == 0 {
+            return None;
+        }
+        self.alloc_large(layout.size(), layout.align(), zeroed)
+    }
+
+    /// Takes up to `out.len()` blocks of `class` under one lock acquisition
+    /// and writes them to `out`; returns how many. For a per-thread or
+    /// per-CPU front cache: the blocks are recorded with the class's full
+    /// block size as their requested size.
+    pub fn refill(&self, class: SizeClass, out: &mut [*mut u8]) -> usize {
+        let size = class.block_size();
+        let mut state = self.class(class);
+        let mut filled = 0;
+        while filled < out.len() {
+            let popped = match Self::pop_listed(&mut state) {
+                Some((zone, popped)) => Some(Self::finish_pop(&mut state, zone, popped, size)),
+                None => self.alloc_from_new_zone(&mut state, class, size),
+            };
+            let Some(popped) = popped else { break };
+            out[filled] = popped.ptr.as_ptr();
+            filled += 1;
+        }
+        filled
+    }
+}

@@ -1,0 +1,295 @@
+//! A [`PageProvider`] over one fixed region of memory: for kernels before
+//! paging is up, embedded targets, tests and benchmarks.
+//!
+//! The region is cut into 4 KiB pages; a bitmap (kept in the region's own
+//! first pages) says which are handed out. `map` is first fit from the
+//! lowest page that may be free, which keeps runs packed at the bottom of
+//! the region; `resize` grows a run in place when the pages after it are
+//! free and always shrinks in place.
+
+use core::ptr::NonNull;
+
+use crate::provider::{MIN_PAGE_SIZE, PageProvider};
+
+const PAGE: usize = MIN_PAGE_SIZE;
+const BITS: usize = u64::BITS as usize;
+
+/// Page runs carved from a caller-given region.
+pub struct ArenaProvider {
+    region: *mut u8,
+    region_len: usize,
+    state: spin::Mutex<Option<Pages>>,
+}
+
+// SAFETY: the region is owned by the provider (per `new`'s contract) and all
+// bookkeeping is behind the spin lock.
+unsafe impl Send for ArenaProvider {}
+// SAFETY: as above.
+unsafe impl Sync for ArenaProvider {}
+
+/// The page bitmap, set up on first use.
+struct Pages {
+    /// First page-aligned byte of the region.
+    base: *mut u8,
+    /// Pages in the region, including the bitmap's own.
+    count: usize,
+    /// One bit per page, set when handed out (or used by the bitmap).
+    bitmap: *mut u64,
+    used: usize,
+    /// No page below this index is free.
+    first_free: usize,
+}
+
+impl ArenaProvider {
+    /// A provider over `[start, start + len)`. Nothing is written until the
+    /// first `map`.
+    ///
+    /// # Safety
+    ///
+    /// The region must be valid for reads and writes, unused by anything
+    /// else for as long as the provider (and any heap over it) lives.
+    pub const unsafe fn new(start: *mut u8, len: usize) -> Self {
+        ArenaProvider {
+            region: start,
+            region_len: len,
+            state: spin::Mutex::new(None),
+        }
+    }
+
+    /// Bytes currently handed out (the bitmap's own pages excluded).
+    pub fn used_bytes(&self) -> usize {
+        let mut state = self.state.lock();
+        self.pages(&mut state).map_or(0, |p| (p.used - p.bitmap_pages()) * PAGE)
+    }
+
+    /// Bytes that can be handed out in total.
+    pub fn capacity_bytes(&self) -> usize {
+        let mut state = self.state.lock();
+        self.pages(&mut state).map_or(0, |p| (p.count - p.bitmap_pages()) * PAGE)
+    }
+
+    fn pages<'a>(&self, state: &'a mut Option<Pages>) -> Option<&'a mut Pages> {
+        if state.is_none() {
+            *state = Pages::init(self.region, self.region_len);
+        }
+        state.as_mut()
+    }
+}
+
+impl Pages {
+    fn init(region: *mut u8, len: usize) -> Option<Pages> {
+        let pad = region.addr().next_multiple_of(PAGE) - region.addr();
+        let count = len.checked_sub(pad)? / PAGE;
+        let base = region.wrapping_add(pad);
+        let bitmap_pages = Self::bitmap_pages_for(count);
+        if count <= bitmap_pages {
+            return None;
+        }
+        let mut pages = Pages {
+            base,
+            count,
+            bitmap: base.cast(),
+            used: 0,
+            first_free: 0,
+        };
+        // SAFETY: the bitmap's pages are the first of the region, which the
+        // caller of `ArenaProvider::new` gave us.
+        unsafe { core::ptr::write_bytes(pages.bitmap, 0, count.div_ceil(BITS)) };
+        pages.set(0, bitmap_pages, true);
+        pages.first_free = bitmap_pages;
+        Some(pages)
+    }
+
+    const fn bitmap_pages_for(count: usize) -> usize {
+        (count.div_ceil(BITS) * 8).div_ceil(PAGE)
+    }
+
+    fn bitmap_pages(&self) -> usize {
+        Self::bitmap_pages_for(self.count)
+    }
+
+    fn word(&self, i: usize) -> &mut u64 {
+        debug_assert!(i < self.count.div_ceil(BITS));
+        // SAFETY: `i` is inside the bitmap, which lives in the region's first
+        // pages and is only touched under the provider's lock.
+        unsafe { &mut *self.bitmap.add(i) }
+    }
+
+    /// Marks pages `[from, from + n)` used or free.
+    fn set(&mut self, from: usize, n: usize, used: bool) {
+        let mut page = from;
+        let end = from + n;
+        while page < end {
+            let bit = page % BITS;
+            let take = (BITS - bit).min(end - page);
+            let mask = if take == BITS { u64::MAX } else { ((1u64 << take) - 1) << bit };
+            let word = self.word(page / BITS);
+            if used {
+                debug_assert_eq!(*word & mask, 0);
+                *word |= mask;
+            } else {
+                debug_assert_eq!(*word & mask, mask);
+                *word &= !mask;
+            }
+            page += take;
+        }
+        if used {
+            self.used += n;
+        } else {
+            self.used -= n;
+            self.first_free = self.first_free.min(from);
+        }
+    }
+
+    /// First page at or after `from` (and before `to`) with the given state.
+    fn find(&self, from: usize, to: usize, used: bool) -> Option<usize> {
+        let mut page = from;
+        while page < to {
+            let raw = *self.word(page / BITS);
+            let bits = (if used { raw } else { !raw }) >> (page % BITS);
+            if bits != 0 {
+                let hit = page + bits.trailing_zeros() as usize;
+                return (hit < to).then_some(hit);
+            }
+            page = (page / BITS + 1) * BITS;
+        }
+        None
+    }
+
+    /// First fit: the lowest run of `n` free pages whose address is a
+    /// multiple of `align`.
+    fn first_fit(&self, n: usize, align: usize) -> Option<usize> {
+        let align_pages = align / PAGE;
+        // Page index of the first `align`-aligned address.
+        let phase = (self.base.addr().next_multiple_of(align) - self.base.addr()) / PAGE;
+        let align_up = |i: usize| {
+            if i <= phase {
+                phase
+            } else {
+                phase + (i - phase).next_multiple_of(align_pages)
+            }
+        };
+        let mut start = align_up(self.first_free);
+        loop {
+            let end = start.checked_add(n)?;
+            if end > self.count {
+                return None;
+            }
+            match self.find(start, end, true) {
+                None => return Some(start),
+                Some(used) => start = align_up(self.find(used, self.count, false)?),
+            }
+        }
+    }
+}
+
+// SAFETY: runs are disjoint page ranges of the caller-given region, aligned
+// as asked (the search only accepts aligned starts), and stay handed out
+// until `unmap`. `resize` never moves and keeps contents.
+unsafe impl PageProvider for ArenaProvider {
+    fn page_size(&self) -> usize {
+        PAGE
+    }
+
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        let mut state = self.state.lock();
+        let pages = self.pages(&mut state)?;
+        let n = len.div_ceil(PAGE);
+        let start = pages.first_fit(n, align.max(PAGE))?;
+        pages.set(start, n, true);
+        if start == pages.first_free {
+            pages.first_free = pages.find(start + n, pages.count, false).unwrap_or(pages.count);
+        }
+        NonNull::new(pages.base.wrapping_add(start * PAGE))
+    }
+
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        let mut state = self.state.lock();
+        let Some(pages) = state.as_mut() else { return };
+        let start = (run.as_ptr().addr() - pages.base.addr()) / PAGE;
+        pages.set(start, len.div_ceil(PAGE), false);
+    }
+
+    unsafe fn resize(&self, run: NonNull<u8>, old_len: usize, new_len: usize, _may_move: bool) -> Option<NonNull<u8>> {
+        let mut state = self.state.lock();
+        let pages = state.as_mut()?;
+        let start = (run.as_ptr().addr() - pages.base.addr()) / PAGE;
+        let (old, new) = (old_len.div_ceil(PAGE), new_len.div_ceil(PAGE));
+        if new < old {
+            pages.set(start + new, old - new, false);
+        } else if new > old {
+            let end = start + new;
+            if end > pages.count || pages.find(start + old, end, true).is_some() {
+                return None;
+            }
+            pages.set(start + old, new - old, true);
+            if (start + old..end).contains(&pages.first_free) {
+                pages.first_free = pages.find(end, pages.count, false).unwrap_or(pages.count);
+            }
+        }
+        Some(run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec;
+
+    fn arena(pages: usize) -> (std::vec::Vec<u8>, ArenaProvider) {
+        let mut buf = vec![0u8; pages * PAGE + PAGE];
+        // SAFETY: the buffer outlives the provider in each test (returned
+        // together, dropped after).
+        let p = unsafe { ArenaProvider::new(buf.as_mut_ptr(), buf.len()) };
+        (buf, p)
+    }
+
+    #[test]
+    fn maps_disjoint_aligned_runs_and_reuses_freed_pages() {
+        let (_buf, a) = arena(64);
+        let cap = a.capacity_bytes();
+        assert!(cap >= 63 * PAGE);
+        let r1 = a.map(3 * PAGE, PAGE).unwrap();
+        let r2 = a.map(PAGE, 8 * PAGE).unwrap();
+        assert_eq!(r2.as_ptr().addr() % (8 * PAGE), 0);
+        assert!(r1.as_ptr().addr() + 3 * PAGE <= r2.as_ptr().addr() || r2.as_ptr().addr() + PAGE <= r1.as_ptr().addr());
+        assert_eq!(a.used_bytes(), 4 * PAGE);
+        unsafe { a.unmap(r1, 3 * PAGE) };
+        let r3 = a.map(2 * PAGE, PAGE).unwrap();
+        assert_eq!(r3, r1, "first fit reuses the lowest hole");
+        unsafe {
+            a.unmap(r3, 2 * PAGE);
+            a.unmap(r2, PAGE);
+        }
+        assert_eq!(a.used_bytes(), 0);
+        assert!(a.map(cap + PAGE, PAGE).is_none());
+        let all = a.map(cap, PAGE).unwrap();
+        assert!(a.map(PAGE, PAGE).is_none());
+        unsafe { a.unmap(all, cap) };
+    }
+
+    #[test]
+    fn resizes_in_place_only() {
+        let (_buf, a) = arena(32);
+        let r = a.map(2 * PAGE, PAGE).unwrap();
+        let blocker = a.map(PAGE, PAGE).unwrap();
+        unsafe {
+            assert_eq!(a.resize(r, 2 * PAGE, PAGE, true), Some(r));
+            assert_eq!(a.resize(r, PAGE, 2 * PAGE, true), Some(r));
+            assert_eq!(a.resize(r, 2 * PAGE, 3 * PAGE, true), None, "blocked by the next run");
+            a.unmap(blocker, PAGE);
+            assert_eq!(a.resize(r, 2 * PAGE, 5 * PAGE, false), Some(r));
+            a.unmap(r, 5 * PAGE);
+        }
+        assert_eq!(a.used_bytes(), 0);
+    }
+
+    #[test]
+    fn too_small_region_maps_nothing() {
+        let mut buf = [0u8; 100];
+        let a = unsafe { ArenaProvider::new(buf.as_mut_ptr(), buf.len()) };
+        assert!(a.map(PAGE, PAGE).is_none());
+        assert_eq!(a.capacity_bytes(), 0);
+    }
+}

@@ -1,0 +1,55 @@
+//! What can go wrong, as values: the core never prints and never aborts; the
+//! caller (the C shim, a kernel) decides what to say.
+
+use core::fmt;
+
+/// A pointer handed to `deallocate`, `reallocate` or `usable_size` that the
+/// heap refuses. The heap is unchanged when one of these is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapError {
+    /// Not a block this heap handed out: never allocated here, an interior or
+    /// misaligned pointer, or a pointer into memory the heap does not own.
+    InvalidPointer,
+    /// A block of a live zone that is already free.
+    DoubleFree,
+    /// The heap's own metadata for this pointer failed a consistency check
+    /// (for example a LARGE header overwritten by a buffer underflow).
+    Corrupted,
+}
+
+impl HeapError {
+    /// A short lowercase description, for messages such as
+    /// `free(): invalid pointer`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HeapError::InvalidPointer => "invalid pointer",
+            HeapError::DoubleFree => "double free",
+            HeapError::Corrupted => "corrupted heap metadata",
+        }
+    }
+}
+
+impl fmt::Display for HeapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why `reallocate` failed. In every case the old block is untouched and
+/// still owned by the caller (or was never valid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReallocError {
+    /// The pointer was refused; see [`HeapError`].
+    Invalid(HeapError),
+    /// No memory for the new size (or the size is impossible).
+    OutOfMemory,
+}
+
+impl fmt::Display for ReallocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReallocError::Invalid(e) => e.fmt(f),
+            ReallocError::OutOfMemory => f.write_str("out of memory"),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Freeing: find the owner in the page map, validate, then return the block.
+//!
+//! Nothing about a pointer is trusted before the page map vouches for it:
+//! an address no zone or LARGE run registered is refused without being
+//! read. Inside a zone the offset must land exactly on a carved block whose
+//! live bit is set; a LARGE pointer must be its run's user pointer.
+
+use core::ptr::NonNull;
+
+use lock_api::RawMutex;
+
+use crate::error::HeapError;
+use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap};
+use crate::page_map::Owner;
+use crate::provider::PageProvider;
+use crate::size_class::SizeClass;
+use crate::zone::{self, ZoneHeader};
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// Frees the block at `ptr`.
+    ///
+    /// A pointer this heap did not hand out (never allocated, interior,
+    /// misaligned, foreign) or a block already freed is refused with an
+    /// error and changes nothing.
+    ///
+    /// # Safety
+    ///
+    /// If `ptr` is a live block of this heap, nothing may use it afterwards.
+    #[inline]
+    pub unsafe fn deallocate(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        let result = match self.page_map.lookup(ptr.as_ptr().addr()) {
+            Some(Owner::Zone { base, class }) => self.free_small(base.cast(), class, ptr),
+            Some(Owner::Large { base }) => self.free_large(base, ptr),
+            None => Err(HeapError::InvalidPointer),
+        };
+        result.map_err(|e| self.count_error(e))
+    }
+
+    #[inline]
+    fn free_small(&self, zone: NonNull<ZoneHeader>, class: SizeClass, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        let mut state = self.class(class);
+        let index = self.validate_small(zone, class, ptr)?;
+        // SAFETY: validated live block of a live zone; lock held.
+        unsafe { self.free_validated(&mut state, zone, index, ptr) };
+        Ok(())
+    }
+
+    /// Checks that `ptr` is a live block of `zone`, found in the page map
+    /// before the lock of `class` was taken. The caller holds that lock.
+    #[inline]
+    pub(crate) fn validate_small(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+    ) -> Result<usize, HeapError> {
+        // Under the class lock no zone of this class can be released, so if
+        // the map still names this zone it is live and its header readable.
+        if self.page_map.lookup(ptr.as_ptr().addr()) != Some(Owner::Zone { base: zone.cast(), class }) {
+            return Err(HeapError::InvalidPointer);
+        }
+        // SAFETY: a live zone (see above).
+        if !unsafe { zone::guard_ok(zone) } {
+            return Err(HeapError::Corrupted);
+        }
+        // SAFETY: live zone, lock held.
+        unsafe { zone::block_index(zone, ptr) }
+    }
+
+    /// Returns a validated block and keeps the zone lists right.
+    ///
+    /// # Safety
+    ///
+    /// `index`/`ptr` were validated by `validate_small` under the lock
+    /// held through `state`.
+    #[inline]
+    pub(crate) unsafe fn free_validated(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        index: usize,
+        ptr: NonNull<u8>,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            state.live_blocks -= 1;
+            state.live_bytes -= zone::requested(zone, index);
+            zone::push(zone, index, ptr);
+            if !zone.as_ref().listed {
+                state.link_front(zone);
+            }
+            if zone.as_ref().live == 0 {
+                self.zone_emptied(state, zone);
+            }
+        }
+    }
+
+    /// A zone just lost its last block: keep it for reuse, or give it back
+    /// if the class already keeps enough empty zones.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is live, empty, of the class locked through `state`.
+    #[cold]
+    unsafe fn zone_emptied(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
+        if state.empty_zones < EMPTY_ZONES_KEPT {
+            state.empty_zones += 1;
+        } else {
+            // SAFETY: per the contract.
+            unsafe { self.release_zone(state, zone) };
+        }
+    }
+
+    /// Frees a batch of blocks of one class under one lock acquisition (the
+    /// other half of [`refill`](Self::refill)). Invalid pointers are skipped;
+    /// the first error is returned after every valid block is freed.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate), for every pointer.
+    pub unsafe fn flush(&self, class: SizeClass, blocks: &[*mut u8]) -> Result<(), HeapError> {
+        let mut first_error = Ok(());
+        let mut state = self.class(class);
+        for &block in blocks {
+            let Some(ptr) = NonNull::new(block) else { continue };
+            let result = match self.page_map.lookup(ptr.as_ptr().addr()) {
+                Some(Owner::Zone { base, class: c }) if c == class => self.validate_small(base.cast(), class, ptr).map(|i| {
+                    // SAFETY: just validated under the lock.
+                    unsafe { self.free_validated(&mut state, base.cast(), i, ptr) }
+                }),
+                _ => Err(HeapError::InvalidPointer),
+            };
+            if let Err(e) = result {
+                let e = self.count_error(e);
+                if first_error.is_ok() {
+                    first_error = Err(e);
+                }
+            }
+        }
+        first_error
+    }
+
+    /// How many bytes the block at `ptr` can hold (at least what was asked).
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
+        match self.page_map.lookup(ptr.as_ptr().addr()) {
+            Some(Owner::Zone { base, class }) => {
+                let _state = self.class(class);
+                self.validate_small(base.cast(), class, ptr)?;
+                Ok(class.block_size())
+            }
+            Some(Owner::Large { base }) => {
+                let _state = self.large.lock();
+                Ok(self.large_block(base, ptr)?.usable())
+            }
+            None => Err(HeapError::InvalidPointer),
+        }
+    }
+}

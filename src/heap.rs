@@ -1,0 +1,344 @@
+//! The heap: per-class state behind per-class locks, the LARGE state behind
+//! its own lock, the page map, and the provider with its counters.
+//!
+//! The operations live in their own files: `alloc.rs`, `free.rs`,
+//! `realloc.rs`, `large.rs`, `introspect.rs`.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use lock_api::{Mutex, MutexGuard, RawMutex};
+
+use crate::large::LargeState;
+use crate::page_map::{Owner, PageMap};
+use crate::provider::PageProvider;
+use crate::size_class::{NUM_CLASSES, SizeClass};
+use crate::zone::{self, ZoneHeader};
+
+/// Empty zones a class keeps mapped for reuse; further empty zones go back to
+/// the provider at once. One is enough to make a malloc/free loop free of
+/// provider calls.
+pub(crate) const EMPTY_ZONES_KEPT: usize = 1;
+
+/// The allocator.
+///
+/// `P` supplies page runs; `R` is the lock: any [`lock_api::RawMutex`]
+/// (`spin`'s by default). A kernel whose interrupt handlers allocate should
+/// pass a lock that disables interrupts while held.
+///
+/// Every size class has its own lock, so threads working on different
+/// classes never wait for each other; LARGE requests share one lock.
+pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
+    pub(crate) classes: [ClassSlot<R>; NUM_CLASSES],
+    pub(crate) large: Mutex<R, LargeState>,
+    pub(crate) page_map: PageMap,
+    pub(crate) counters: Counters,
+    pub(crate) provider: P,
+}
+
+// SAFETY: all shared state is behind `R` locks or atomics; the raw pointers
+// inside refer to provider memory that the heap owns, not to thread-local
+// data. The provider is shared across threads, hence `P: Sync`.
+unsafe impl<P: PageProvider + Sync, R: RawMutex + Send + Sync> Sync for Heap<P, R> {}
+// SAFETY: as above; moving the heap moves ownership of all its runs.
+unsafe impl<P: PageProvider + Send, R: RawMutex + Send> Send for Heap<P, R> {}
+
+/// One class's lock and state, on a cache line of its own so that classes
+/// used by different threads do not false-share.
+#[repr(align(64))]
+pub(crate) struct ClassSlot<R: RawMutex>(pub(crate) Mutex<R, ClassState>);
+
+/// What a class knows, under its lock.
+pub(crate) struct ClassState {
+    /// Zones with at least one free or uncarved block, most recently
+    /// touched first; allocation takes from the head.
+    pub(crate) with_room: *mut ZoneHeader,
+    /// Zones of this class, full or not.
+    pub(crate) zones: usize,
+    /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
+    pub(crate) empty_zones: usize,
+    /// Live blocks and the bytes their callers asked for.
+    pub(crate) live_blocks: usize,
+    pub(crate) live_bytes: usize,
+}
+
+// SAFETY: the zone pointers are only followed under the class lock.
+unsafe impl Send for ClassState {}
+
+/// Provider traffic, for statistics.
+pub(crate) struct Counters {
+    pub(crate) map_calls: AtomicUsize,
+    pub(crate) unmap_calls: AtomicUsize,
+    pub(crate) resize_calls: AtomicUsize,
+    /// Bytes of zones and LARGE runs currently mapped.
+    pub(crate) mapped_bytes: AtomicUsize,
+    /// Bytes of page-map nodes (kept until the heap is dropped).
+    pub(crate) metadata_bytes: AtomicUsize,
+    /// Refused pointers and detected corruption.
+    pub(crate) errors: AtomicUsize,
+}
+
+impl ClassState {
+    const fn new() -> Self {
+        ClassState {
+            with_room: ptr::null_mut(),
+            zones: 0,
+            empty_zones: 0,
+            live_blocks: 0,
+            live_bytes: 0,
+        }
+    }
+
+    /// Puts `zone` at the head of the with-room list.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live zone of this class, not on the list.
+    pub(crate) unsafe fn link_front(&mut self, zone: NonNull<ZoneHeader>) {
+        // SAFETY: lock held by the owner of `&mut self`; zones are live.
+        unsafe {
+            let z = &mut *zone.as_ptr();
+            debug_assert!(!z.listed);
+            z.prev = ptr::null_mut();
+            z.next = self.with_room;
+            if let Some(head) = self.with_room.as_mut() {
+                head.prev = zone.as_ptr();
+            }
+            z.listed = true;
+        }
+        self.with_room = zone.as_ptr();
+    }
+
+    /// Takes `zone` off the with-room list.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live zone of this class, on the list.
+    pub(crate) unsafe fn unlink(&mut self, zone: NonNull<ZoneHeader>) {
+        // SAFETY: lock held; listed zones and their neighbours are live.
+        unsafe {
+            let z = &mut *zone.as_ptr();
+            debug_assert!(z.listed);
+            match z.prev.as_mut() {
+                Some(prev) => prev.next = z.next,
+                None => self.with_room = z.next,
+            }
+            if let Some(next) = z.next.as_mut() {
+                next.prev = z.prev;
+            }
+            z.prev = ptr::null_mut();
+            z.next = ptr::null_mut();
+            z.listed = false;
+        }
+    }
+}
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// A heap that will take its memory from `provider`. Maps nothing until
+    /// the first allocation, so it can initialise a `static`.
+    pub const fn new(provider: P) -> Self {
+        Heap {
+            classes: [const { ClassSlot(Mutex::const_new(R::INIT, ClassState::new())) }; NUM_CLASSES],
+            large: Mutex::const_new(R::INIT, LargeState::new()),
+            page_map: PageMap::new(),
+            counters: Counters {
+                map_calls: AtomicUsize::new(0),
+                unmap_calls: AtomicUsize::new(0),
+                resize_calls: AtomicUsize::new(0),
+                mapped_bytes: AtomicUsize::new(0),
+                metadata_bytes: AtomicUsize::new(0),
+                errors: AtomicUsize::new(0),
+            },
+            provider,
+        }
+    }
+
+    /// The provider this heap takes its pages from.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    #[inline]
+    pub(crate) fn class(&self, class: SizeClass) -> MutexGuard<'_, R, ClassState> {
+        self.classes[class.index()].0.lock()
+    }
+
+    /// Takes every lock of the heap, in a fixed order, and keeps them until
+    /// [`unlock_all`](Self::unlock_all). Meant for `fork`: take them in the
+    /// prepare handler so the child never inherits a lock held by a thread
+    /// that does not exist there.
+    pub fn lock_all(&self) {
+        for slot in &self.classes {
+            core::mem::forget(slot.0.lock());
+        }
+        core::mem::forget(self.large.lock());
+    }
+
+    /// Releases the locks taken by [`lock_all`](Self::lock_all).
+    ///
+    /// # Safety
+    ///
+    /// Every lock must be held through `lock_all` by the calling thread (or,
+    /// after `fork`, by the thread that called it in the parent).
+    pub unsafe fn unlock_all(&self) {
+        // SAFETY: the contract says each lock is held and unused elsewhere.
+        unsafe {
+            self.large.force_unlock();
+            for slot in self.classes.iter().rev() {
+                slot.0.force_unlock();
+            }
+        }
+    }
+
+    /// Records a refused pointer or detected corruption.
+    #[cold]
+    pub(crate) fn count_error<T>(&self, error: T) -> T {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        error
+    }
+
+    // ---- provider calls, counted ----
+
+    pub(crate) fn page_size(&self) -> usize {
+        self.provider.page_size()
+    }
+
+    /// Maps a run for a zone or LARGE block and registers it in the page map
+    /// as `owner(base)` over `[base + reg_offset, + reg_len)`.
+    pub(crate) fn map_run(
+        &self,
+        len: usize,
+        align: usize,
+        reg_offset: usize,
+        reg_len: usize,
+        owner: impl FnOnce(NonNull<u8>) -> Owner,
+    ) -> Option<NonNull<u8>> {
+        let base = self.provider.map(len, align)?;
+        self.counters.map_calls.fetch_add(1, Ordering::Relaxed);
+        let start = base.as_ptr().addr() + reg_offset;
+        if !self.page_map.register(
+            &self.provider,
+            start,
+            reg_len,
+            owner(base),
+            &self.counters.metadata_bytes,
+        ) {
+            // SAFETY: the run was just mapped and nothing refers to it.
+            unsafe { self.provider.unmap(base, len) };
+            self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.counters.mapped_bytes.fetch_add(len, Ordering::Relaxed);
+        Some(base)
+    }
+
+    /// Unregisters `[base + reg_offset, + reg_len)` and gives the run back.
+    ///
+    /// # Safety
+    ///
+    /// `base`/`len` is a live run of this heap that nothing will use again.
+    pub(crate) unsafe fn unmap_run(&self, base: NonNull<u8>, len: usize, reg_offset: usize, reg_len: usize) {
+        self.page_map
+            .unregister(base.as_ptr().addr() + reg_offset, reg_len);
+        // SAFETY: per the contract.
+        unsafe { self.provider.unmap(base, len) };
+        self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// Maps and initialises a zone for `class`. The caller holds the class lock.
+    pub(crate) fn new_zone(&self, class: SizeClass) -> Option<NonNull<ZoneHeader>> {
+        let page = self.page_size();
+        let run_len = class.geometry().zone_bytes.next_multiple_of(page);
+        let base = self.map_run(run_len, page, 0, run_len, |base| Owner::Zone { base, class })?;
+        // SAFETY: a fresh run of `run_len >= zone_bytes` bytes, ours alone.
+        Some(unsafe { zone::init(base, class, run_len, self.provider.zeroed_on_map()) })
+    }
+
+    /// Unlists and unmaps an empty zone. The caller holds the class lock.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live, empty zone of the locked class `state`.
+    pub(crate) unsafe fn release_zone(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
+        // SAFETY: live zone, lock held.
+        let (listed, run_len) = unsafe { (zone.as_ref().listed, zone.as_ref().run_len) };
+        if listed {
+            // SAFETY: listed zone of this class.
+            unsafe { state.unlink(zone) };
+        }
+        state.zones -= 1;
+        // SAFETY: empty zone: no live block refers into it.
+        unsafe { self.unmap_run(zone.cast(), run_len, 0, run_len) };
+    }
+
+    /// Gives every cached empty zone and cached LARGE run back to the
+    /// provider. Returns the bytes released.
+    pub fn trim(&self) -> usize {
+        let mut released = 0;
+        for class in SizeClass::all() {
+            let mut state = self.class(class);
+            let mut cursor = state.with_room;
+            while let Some(zone) = NonNull::new(cursor) {
+                // SAFETY: listed zones are live; lock held.
+                let (next, live, len) =
+                    unsafe { (zone.as_ref().next, zone.as_ref().live, zone.as_ref().run_len) };
+                if live == 0 {
+                    state.empty_zones -= 1;
+                    released += len;
+                    // SAFETY: an empty zone of this class.
+                    unsafe { self.release_zone(&mut state, zone) };
+                }
+                cursor = next;
+            }
+        }
+        released + self.trim_large_cache()
+    }
+}
+
+impl<P: PageProvider, R: RawMutex> Drop for Heap<P, R> {
+    /// Gives every run, live or not, and the page map back to the provider.
+    /// Pointers into the heap dangle afterwards.
+    fn drop(&mut self) {
+        self.release_everything();
+        // SAFETY: `&mut self`: no other thread can reach the map.
+        unsafe { self.page_map.release_nodes(&self.provider) };
+    }
+}
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// Unmaps every zone and LARGE run (used by `Drop`).
+    fn release_everything(&mut self) {
+        self.trim();
+        // Collect owners one at a time: unmapping while walking is fine
+        // because the walk reads only the map, which we change slot by slot.
+        loop {
+            let mut found: Option<(usize, Owner)> = None;
+            self.page_map.for_each(|addr, owner| {
+                if found.is_none() {
+                    found = Some((addr, owner));
+                }
+            });
+            let Some((_, owner)) = found else { break };
+            match owner {
+                Owner::Zone { base, class } => {
+                    let zone = base.cast::<ZoneHeader>();
+                    let mut state = self.classes[class.index()].0.lock();
+                    // SAFETY: registered zones are live; we own the heap.
+                    unsafe {
+                        let len = zone.as_ref().run_len;
+                        if zone.as_ref().listed {
+                            state.unlink(zone);
+                        }
+                        state.zones -= 1;
+                        self.unmap_run(base, len, 0, len);
+                    }
+                }
+                Owner::Large { base } => {
+                    // SAFETY: a registered LARGE run; we own the heap.
+                    unsafe { self.release_large_at(base) };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! LARGE blocks: one page run each.
+//!
+//! ```text
+//! run start                       user pointer = start + user_offset
+//! | LargeHeader | pad to alignment | block ...                      | tail of last page |
+//! ```
+//!
+//! Only the granule holding the user pointer is registered in the page map,
+//! so any other address inside the run is refused by `free`. A few recently
+//! freed runs are kept in a small cache, because programs that free a big
+//! buffer often allocate one of the same size next (and an `mmap`/`munmap`
+//! pair plus page faults costs far more than reuse).
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
+
+use lock_api::RawMutex;
+
+use crate::error::HeapError;
+use crate::heap::Heap;
+use crate::page_map::Owner;
+use crate::provider::PageProvider;
+
+/// Bytes before the user pointer at the default alignment.
+pub(crate) const LARGE_HEADER_SIZE: usize = 32;
+/// Freed runs kept for reuse.
+pub(crate) const LARGE_CACHE_SLOTS: usize = 8;
+/// Runs above this size are never cached.
+pub(crate) const LARGE_CACHE_RUN_MAX: usize = 4 << 20;
+/// Total bytes the cache may hold.
+pub(crate) const LARGE_CACHE_BYTES_MAX: usize = 16 << 20;
+/// A cached run serves a request needing `n` bytes if it has at most
+/// `n + n / LARGE_CACHE_FIT_SLACK` bytes.
+pub(crate) const LARGE_CACHE_FIT_SLACK: usize = 4;
+
+const GUARD_KEY: usize = 0x1a76_e5ee_d0c5_a11e_u64 as usize;
+
+#[repr(C)]
+struct LargeHeader {
+    /// `start ^ run_len ^ user_offset ^ GUARD_KEY`: proves the header is intact.
+    guard: usize,
+    run_len: usize,
+    requested: usize,
+    user_offset: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<LargeHeader>() <= LARGE_HEADER_SIZE);
+
+impl LargeHeader {
+    fn guard_for(start: NonNull<u8>, run_len: usize, user_offset: usize) -> usize {
+        start.as_ptr().addr() ^ run_len ^ user_offset ^ GUARD_KEY
+    }
+}
+
+/// A live LARGE block, as read from its (validated) header.
+#[derive(Clone, Copy)]
+pub(crate) struct LargeBlock {
+    pub(crate) start: NonNull<u8>,
+    pub(crate) run_len: usize,
+    pub(crate) requested: usize,
+    pub(crate) user_offset: usize,
+}
+
+impl LargeBlock {
+    pub(crate) fn user(&self) -> NonNull<u8> {
+        // SAFETY: the offset is inside the run.
+        unsafe { self.start.add(self.user_offset) }
+    }
+
+    pub(crate) fn usable(&self) -> usize {
+        self.run_len - self.user_offset
+    }
+}
+
+/// LARGE bookkeeping, under the LARGE lock.
+pub(crate) struct LargeState {
+    pub(crate) runs: usize,
+    pub(crate) live_bytes: usize,
+    cache: [Option<(NonNull<u8>, usize)>; LARGE_CACHE_SLOTS],
+    pub(crate) cached_bytes: usize,
+    /// Slot to evict next when the cache is full (round robin).
+    victim: usize,
+}
+
+// SAFETY: cached runs are owned by the heap and only touched under its lock.
+unsafe impl Send for LargeState {}
+
+impl LargeState {
+    pub(crate) const fn new() -> Self {
+        LargeState {
+            runs: 0,
+            live_bytes: 0,
+            cache: [None; LARGE_CACHE_SLOTS],
+            cached_bytes: 0,
+            victim: 0,
+        }
+    }
+
+    /// The smallest cached run of at least `len` bytes that is not wastefully
+    /// larger, taken out of the cache.
+    fn take_cached(&mut self, len: usize) -> Option<(NonNull<u8>, usize)> {
+        let limit = len + len / LARGE_CACHE_FIT_SLACK;
+        let (slot, _) = self
+            .cache
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.map(|(_, l)| (i, l)))
+            .filter(|&(_, l)| l >= len && l <= limit)
+            .min_by_key(|&(_, l)| l)?;
+        let entry = self.cache[slot].take()?;
+        self.cached_bytes -= entry.1;
+        Some(entry)
+    }
+}
+
+/// Where the user pointer goes in a run for alignment `align`.
+fn user_offset_for(align: usize) -> usize {
+    align.max(LARGE_HEADER_SIZE)
+}
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// Allocates a LARGE block of `size` bytes aligned to `align`.
+    pub(crate) fn alloc_large(&self, size: usize, align: usize, zeroed: bool) -> Option<NonNull<u8>> {
+        let page = self.page_size();
+        let user_offset = user_offset_for(align);
+        let needed = user_offset.checked_add(size)?.checked_next_multiple_of(page)?;
+        if needed > isize::MAX as usize {
+            return None;
+        }
+        let run_align = align.max(page);
+        let mut state = self.large.lock();
+        let cached = if run_align == page { state.take_cached(needed) } else { None };
+        let (start, run_len, fresh) = match cached {
+            Some((start, len)) => {
+                let owner = Owner::Large { base: start };
+                let user = start.as_ptr().addr() + user_offset;
+                if !self
+                    .page_map
+                    .register(&self.provider, user, 1, owner, &self.counters.metadata_bytes)
+                {
+                    // Put it back; nothing changed.
+                    state.cache_run(self, start, len);
+                    return None;
+                }
+                (start, len, false)
+            }
+            None => {
+                let start = self.map_run(needed, run_align, user_offset, 1, |base| Owner::Large { base })?;
+                (start, needed, self.provider.zeroed_on_map())
+            }
+        };
+        // SAFETY: the run is ours and at least `user_offset >= 32` bytes long.
+        unsafe {
+            start.cast::<LargeHeader>().write(LargeHeader {
+                guard: LargeHeader::guard_for(start, run_len, user_offset),
+                run_len,
+                requested: size,
+                user_offset,
+            });
+        }
+        state.runs += 1;
+        state.live_bytes += size;
+        drop(state);
+        // SAFETY: inside the run.
+        let user = unsafe { start.add(user_offset) };
+        if zeroed && !fresh {
+            // SAFETY: `size` bytes from `user` are inside the run, ours.
+            unsafe { ptr::write_bytes(user.as_ptr(), 0, size) };
+        }
+        Some(user)
+    }
+
+    /// Reads and checks the header of the LARGE block the page map says
+    /// starts its run at `start`, for the pointer `ptr`. The caller holds
+    /// the LARGE lock.
+    pub(crate) fn large_block(&self, start: NonNull<u8>, ptr: NonNull<u8>) -> Result<LargeBlock, HeapError> {
+        // Under the LARGE lock the map cannot change for LARGE owners: if it
+        // still says so, the run is live and its header readable.
+        if self.page_map.lookup(ptr.as_ptr().addr()) != Some(Owner::Large { base: start }) {
+            return Err(HeapError::InvalidPointer);
+        }
+        // SAFETY: a registered LARGE run starts with its header.
+        let header = unsafe { start.cast::<LargeHeader>().read() };
+        if header.guard != LargeHeader::guard_for(start, header.run_len, header.user_offset) {
+            return Err(HeapError::Corrupted);
+        }
+        let block = LargeBlock {
+            start,
+            run_len: header.run_len,
+            requested: header.requested,
+            user_offset: header.user_offset,
+        };
+        if block.user() != ptr {
+            return Err(HeapError::InvalidPointer);
+        }
+        Ok(block)
+    }
+
+    /// Rewrites the header of a live LARGE block after a resize.
+    pub(crate) fn write_large_header(&self, block: &LargeBlock) {
+        // SAFETY: the run is live and owned by the caller under the LARGE lock.
+        unsafe {
+            block.start.cast::<LargeHeader>().write(LargeHeader {
+                guard: LargeHeader::guard_for(block.start, block.run_len, block.user_offset),
+                run_len: block.run_len,
+                requested: block.requested,
+                user_offset: block.user_offset,
+            });
+        }
+    }
+
+    /// Frees the LARGE block at `ptr` whose run the page map says starts at
+    /// `start`.
+    pub(crate) fn free_large(&self, start: NonNull<u8>, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        let mut state = self.large.lock();
+        let block = self.large_block(start, ptr)?;
+        // Break the header so a stale copy of this pointer can never pass.
+        // SAFETY: the run is live and ours.
+        unsafe { start.cast::<usize>().write(0) };
+        self.page_map.unregister(ptr.as_ptr().addr(), 1);
+        state.runs -= 1;
+        state.live_bytes -= block.requested;
+        state.cache_run(self, start, block.run_len);
+        Ok(())
+    }
+
+    /// Gives every cached run back. Returns the bytes released.
+    pub(crate) fn trim_large_cache(&self) -> usize {
+        let mut state = self.large.lock();
+        let mut released = 0;
+        for slot in 0..LARGE_CACHE_SLOTS {
+            if let Some((start, len)) = state.cache[slot].take() {
+                // SAFETY: cached runs are unregistered and unused.
+                unsafe { self.unmap_cached(start, len) };
+                released += len;
+            }
+        }
+        state.cached_bytes = 0;
+        released
+    }
+
+    /// Unmaps a run that is not registered in the page map.
+    ///
+    /// # Safety
+    ///
+    /// `start`/`len` is a run of this heap that nothing uses.
+    unsafe fn unmap_cached(&self, start: NonNull<u8>, len: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.provider.unmap(start, len) };
+        self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// The user pointer recorded in the header of the registered LARGE run
+    /// at `start`. The caller holds the LARGE lock; the result still has to
+    /// pass [`large_block`](Self::large_block).
+    pub(crate) fn large_user_of(&self, start: NonNull<u8>) -> NonNull<u8> {
+        // SAFETY: registered LARGE runs begin with their header; the offset
+        // is checked by `large_block` before anything is read through it.
+        let offset = unsafe { start.cast::<LargeHeader>().read().user_offset };
+        NonNull::new(start.as_ptr().wrapping_add(offset)).unwrap_or(start)
+    }
+
+    /// Releases the live LARGE run starting at `start` (heap teardown).
+    ///
+    /// # Safety
+    ///
+    /// The run is registered and nothing will use it again.
+    pub(crate) unsafe fn release_large_at(&self, start: NonNull<u8>) {
+        // SAFETY: registered LARGE runs begin with their header.
+        let header = unsafe { start.cast::<LargeHeader>().read() };
+        let mut state = self.large.lock();
+        state.runs -= 1;
+        state.live_bytes -= header.requested;
+        drop(state);
+        // SAFETY: per the contract.
+        unsafe { self.unmap_run(start, header.run_len, header.user_offset, 1) };
+    }
+}
+
+impl LargeState {
+    /// Keeps a freed (unregistered) run for reuse, or unmaps it (or an older
+    /// one) when the cache is full.
+    fn cache_run<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>, start: NonNull<u8>, len: usize) {
+        if len > LARGE_CACHE_RUN_MAX || len > LARGE_CACHE_BYTES_MAX {
+            // SAFETY: the run was just freed and is unregistered.
+            unsafe { heap.unmap_cached(start, len) };
+            return;
+        }
+        // Make room: evict round-robin until both limits hold.
+        while self.cached_bytes + len > LARGE_CACHE_BYTES_MAX || self.cache.iter().all(Option::is_some) {
+            let slot = self.victim;
+            self.victim = (self.victim + 1) % LARGE_CACHE_SLOTS;
+            if let Some((old, old_len)) = self.cache[slot].take() {
+                self.cached_bytes -= old_len;
+                // SAFETY: cached runs are unregistered and unused.
+                unsafe { heap.unmap_cached(old, old_len) };
+            }
+        }
+        let slot = self.cache.iter().position(Option::is_none).unwrap_or(0);
+        self.cache[slot] = Some((start, len));
+        self.cached_bytes += len;
+    }
+}

@@ -1,0 +1,124 @@
+//! The page provider: the only way the allocator obtains and returns memory.
+//!
+//! The core never calls `mmap`, never touches page tables and never assumes a
+//! particular address space. Everything it manages comes from a
+//! [`PageProvider`] as *runs*: contiguous, page-aligned ranges of whole pages.
+//! A hosted build maps runs with `mmap`, a kernel reserves virtual runs and maps
+//! frames on demand, an embedded system carves runs out of a fixed region
+//! ([`ArenaProvider`](crate::ArenaProvider)).
+
+use core::ptr::NonNull;
+
+/// The smallest page size the core accepts. Zone geometry and the page map
+/// work in granules of this size; a provider with larger pages (16 KiB, 64 KiB)
+/// simply hands out runs that are multiples of it.
+pub const MIN_PAGE_SIZE: usize = 4096;
+
+/// A source of page runs.
+///
+/// Methods take `&self` because the allocator calls the provider from several
+/// size classes at once (each class has its own lock): a provider that keeps
+/// state must synchronise it itself.
+///
+/// # Safety
+///
+/// Implementors promise that:
+/// - [`page_size`](Self::page_size) is a power of two, at least
+///   [`MIN_PAGE_SIZE`], and never changes.
+/// - A run returned by [`map`](Self::map) is `len` bytes long, aligned to at
+///   least `max(align, page_size)`, readable and writable (possibly on first
+///   touch through a page fault that the environment resolves), does not
+///   overlap any other run currently handed out, and stays valid until it is
+///   given back with [`unmap`](Self::unmap) (or resized).
+/// - If [`zeroed_on_map`](Self::zeroed_on_map) returns `true`, every byte of a
+///   freshly mapped run (and of the part added by a resize) reads as zero.
+/// - The optional methods either do exactly what their documentation says or
+///   keep their default behaviour.
+pub unsafe trait PageProvider {
+    /// The provider's page size in bytes.
+    fn page_size(&self) -> usize;
+
+    /// Maps a run of `len` bytes (a non-zero multiple of the page size) whose
+    /// start is aligned to `align` (a power of two; at least the page size).
+    ///
+    /// Returns `None` when memory is exhausted; the allocator then reports an
+    /// allocation failure and carries on.
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Gives a run back.
+    ///
+    /// # Safety
+    ///
+    /// `run` and `len` must describe exactly one run previously returned by
+    /// [`map`](Self::map) (or by a resize) and not yet given back. Nothing may
+    /// access the run afterwards.
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize);
+
+    /// Whether freshly mapped memory always reads as zero (true for `mmap` and
+    /// for demand paging with zeroed frames). Lets `calloc` skip its memset.
+    fn zeroed_on_map(&self) -> bool {
+        false
+    }
+
+    /// Optional: resizes a run from `old_len` to `new_len` bytes (both
+    /// multiples of the page size), like `mremap`. When `may_move` is false
+    /// the run must stay where it is. Returns the run's (possibly new) start,
+    /// or `None` if the provider cannot do it, in which case the run is
+    /// unchanged. The default cannot.
+    ///
+    /// On success the first `min(old_len, new_len)` bytes keep their contents.
+    ///
+    /// # Safety
+    ///
+    /// `run` and `old_len` must describe a live run from this provider. After
+    /// success, the old description is dead and only the returned run with
+    /// `new_len` is live.
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let _ = (run, old_len, new_len, may_move);
+        None
+    }
+
+    /// Optional: tells the provider that the pages of `[start, start + len)`
+    /// (page aligned, inside a live run) hold nothing of value. The provider
+    /// may drop their backing (`madvise(MADV_DONTNEED)`, unmapping frames);
+    /// they must read as zero or keep their contents when touched again. The
+    /// default does nothing.
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside a live run of this provider, page aligned.
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        let _ = (start, len);
+    }
+}
+
+// SAFETY: forwards every call to a provider that keeps the contract.
+unsafe impl<P: PageProvider + ?Sized> PageProvider for &P {
+    fn page_size(&self) -> usize {
+        (**self).page_size()
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        (**self).map(len, align)
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        // SAFETY: same contract.
+        unsafe { (**self).unmap(run, len) }
+    }
+    fn zeroed_on_map(&self) -> bool {
+        (**self).zeroed_on_map()
+    }
+    unsafe fn resize(&self, run: NonNull<u8>, old_len: usize, new_len: usize, may_move: bool) -> Option<NonNull<u8>> {
+        // SAFETY: same contract.
+        unsafe { (**self).resize(run, old_len, new_len, may_move) }
+    }
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        // SAFETY: same contract.
+        unsafe { (**self).decommit(start, len) }
+    }
+}

@@ -1,0 +1,175 @@
+//! Reallocation: in place when the block's class still fits or its LARGE run
+//! can be resized by the provider; otherwise allocate, copy, free. A failed
+//! reallocation leaves the old block as it was.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
+
+use lock_api::RawMutex;
+
+use crate::error::{HeapError, ReallocError};
+use crate::heap::Heap;
+use crate::page_map::Owner;
+use crate::provider::{MIN_PAGE_SIZE, PageProvider};
+use crate::size_class::SizeClass;
+use crate::zone;
+
+/// A block stays in its class when the new size still fits and would not
+/// fit a class less than half its size: shrinking further moves it, so a
+/// shrunk buffer does not pin a big block.
+fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
+    new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
+}
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// Resizes the block at `ptr` to `new_layout.size()` bytes with at least
+    /// `new_layout.align()` alignment, keeping its contents up to the smaller
+    /// of the old and new sizes. Returns the block's new address.
+    ///
+    /// On error the old block is untouched and still owned by the caller.
+    ///
+    /// # Safety
+    ///
+    /// If `ptr` is a live block of this heap and the call succeeds, only the
+    /// returned pointer may be used afterwards.
+    pub unsafe fn reallocate(&self, ptr: NonNull<u8>, new_layout: Layout) -> Result<NonNull<u8>, ReallocError> {
+        let result = match self.page_map.lookup(ptr.as_ptr().addr()) {
+            Some(Owner::Zone { base, class }) => self.realloc_small(base, class, ptr, new_layout),
+            Some(Owner::Large { base }) => self.realloc_large(base, ptr, new_layout),
+            None => Err(ReallocError::Invalid(HeapError::InvalidPointer)),
+        };
+        if let Err(ReallocError::Invalid(_)) = result {
+            self.count_error(());
+        }
+        result
+    }
+
+    fn realloc_small(
+        &self,
+        base: NonNull<u8>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let zone = base.cast();
+        let new_size = new_layout.size();
+        let old_size = {
+            let mut state = self.class(class);
+            let index = self.validate_small(zone, class, ptr).map_err(ReallocError::Invalid)?;
+            // SAFETY: validated block of a live zone, lock held.
+            let old_size = unsafe { zone::requested(zone, index) };
+            let aligned = ptr.as_ptr().addr() % new_layout.align() == 0;
+            if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align())) {
+                // SAFETY: as above; the new size fits the block.
+                unsafe { zone::set_requested(zone, index, new_size) };
+                state.live_bytes = state.live_bytes - old_size + new_size;
+                return Ok(ptr);
+            }
+            old_size
+        };
+        // SAFETY: `ptr` was a live block a moment ago; the caller owns it.
+        unsafe { self.realloc_by_copy(ptr, old_size, new_layout) }
+    }
+
+    fn realloc_large(&self, start: NonNull<u8>, ptr: NonNull<u8>, new_layout: Layout) -> Result<NonNull<u8>, ReallocError> {
+        let new_size = new_layout.size();
+        let mut state = self.large.lock();
+        let mut block = self.large_block(start, ptr).map_err(ReallocError::Invalid)?;
+        let aligned = ptr.as_ptr().addr() % new_layout.align() == 0;
+        if !aligned || SizeClass::for_layout(new_size, new_layout.align()).is_some() {
+            // Misaligned for the new layout, or small enough for a class.
+            drop(state);
+            // SAFETY: `ptr` is live and the caller's.
+            return unsafe { self.realloc_by_copy(ptr, block.requested, new_layout) };
+        }
+        let page = self.page_size();
+        let needed = block
+            .user_offset
+            .checked_add(new_size)
+            .and_then(|n| n.checked_next_multiple_of(page))
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or(ReallocError::OutOfMemory)?;
+        if needed != block.run_len {
+            match self.resize_run(&block, needed) {
+                Some(new_start) => {
+                    block.start = new_start;
+                    block.run_len = needed;
+                }
+                // Shrinking that the provider cannot do keeps the bigger run.
+                None if needed < block.run_len => {}
+                None => {
+                    drop(state);
+                    // SAFETY: `ptr` is live and the caller's.
+                    return unsafe { self.realloc_by_copy(ptr, block.requested, new_layout) };
+                }
+            }
+        }
+        state.live_bytes = state.live_bytes - block.requested + new_size;
+        block.requested = new_size;
+        self.write_large_header(&block);
+        Ok(block.user())
+    }
+
+    /// Asks the provider to resize a LARGE run to `needed` bytes: in place
+    /// first, then (for runs that need no more than page alignment) by
+    /// moving it. Keeps the page map right. The caller holds the LARGE lock.
+    fn resize_run(&self, block: &super::large::LargeBlock, needed: usize) -> Option<NonNull<u8>> {
+        let old_user = block.user().as_ptr().addr();
+        // SAFETY: the run is live, ours, and locked.
+        let resized = unsafe { self.provider.resize(block.start, block.run_len, needed, false) };
+        let new_start = match resized {
+            Some(s) => s,
+            None if needed > block.run_len && block.user_offset < MIN_PAGE_SIZE => {
+                // A move must be registered at its new place whatever happens.
+                if !self.page_map.reserve_spares(&self.provider, &self.counters.metadata_bytes) {
+                    return None;
+                }
+                // SAFETY: as above.
+                unsafe { self.provider.resize(block.start, block.run_len, needed, true) }?
+            }
+            None => return None,
+        };
+        self.counters.resize_calls.fetch_add(1, Ordering::Relaxed);
+        if needed > block.run_len {
+            self.counters.mapped_bytes.fetch_add(needed - block.run_len, Ordering::Relaxed);
+        } else {
+            self.counters.mapped_bytes.fetch_sub(block.run_len - needed, Ordering::Relaxed);
+        }
+        if new_start != block.start {
+            self.page_map.unregister(old_user, 1);
+            let registered = self.page_map.register(
+                &self.provider,
+                new_start.as_ptr().addr() + block.user_offset,
+                1,
+                Owner::Large { base: new_start },
+                &self.counters.metadata_bytes,
+            );
+            // Spares were reserved above: registration cannot fail.
+            debug_assert!(registered);
+        }
+        Some(new_start)
+    }
+
+    /// Allocate, copy `min(old_size, new size)` bytes, free the old block.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live block of this heap with at least `old_size` bytes.
+    unsafe fn realloc_by_copy(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let new = self.allocate(new_layout).ok_or(ReallocError::OutOfMemory)?;
+        // SAFETY: both blocks are live, distinct, and hold the copied length.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_layout.size()));
+            // The block was validated; a failure here means the caller freed
+            // it concurrently, which is their bug: the new block is theirs.
+            let _ = self.deallocate(ptr);
+        }
+        Ok(new)
+    }
+}

@@ -1,0 +1,354 @@
+//! Size classes and zone geometry: the one place where the allocator's sizes
+//! are decided.
+//!
+//! | kind  | request size        | classes                                   | served from            |
+//! |-------|---------------------|-------------------------------------------|------------------------|
+//! | TINY  | 0 ..= 128 B         | 16, 32, 48, ... 128 (step 16)             | TINY zones, one class each |
+//! | SMALL | 129 ..= 32 KiB      | 8 classes per doubling: 144, 160, ... 256, 288, ... 32 KiB | SMALL zones, one class each |
+//! | LARGE | above 32 KiB        | none: whole pages                         | a page run of its own  |
+//!
+//! Eight classes per doubling bound the rounding waste above 128 bytes by
+//! 1/8 = 12.5% of the request; LARGE runs waste less than one page, which is
+//! under 12.5% of any request above [`SMALL_MAX`].
+//!
+//! Every zone holds at least [`ZONE_MIN_BLOCKS`] blocks of its class and is at
+//! least [`ZONE_MIN_BYTES`] long.
+
+use crate::provider::MIN_PAGE_SIZE;
+use crate::zone::ZONE_HEADER_SIZE;
+
+/// Largest TINY request.
+pub const TINY_MAX: usize = 128;
+/// Spacing of the TINY classes, which is also the default alignment.
+pub const TINY_STEP: usize = 16;
+/// Largest SMALL request; anything larger is LARGE.
+pub const SMALL_MAX: usize = 32 * 1024;
+/// SMALL classes per doubling of the size (waste bound 1/8).
+pub const CLASSES_PER_DOUBLING: usize = 8;
+/// Alignment every block gets without asking (`max_align_t` on x86_64).
+pub const DEFAULT_ALIGN: usize = 16;
+/// Every zone holds at least this many blocks of its class (the subject's rule).
+pub const ZONE_MIN_BLOCKS: usize = 100;
+/// A zone is never smaller than this (16 pages, the seed's TINY zone), so
+/// classes of small blocks do not call the provider every few blocks.
+pub const ZONE_MIN_BYTES: usize = 16 * MIN_PAGE_SIZE;
+/// Blocks of a class start at a multiple of `min(lowest set bit of the block
+/// size, this)`, which makes power-of-two-sized blocks naturally aligned.
+pub const MAX_BLOCK_ALIGN: usize = MIN_PAGE_SIZE;
+
+const TINY_CLASSES: usize = TINY_MAX / TINY_STEP;
+const SMALL_DOUBLINGS: usize = (SMALL_MAX / TINY_MAX).trailing_zeros() as usize;
+/// Number of size classes (TINY and SMALL).
+pub const NUM_CLASSES: usize = TINY_CLASSES + SMALL_DOUBLINGS * CLASSES_PER_DOUBLING;
+
+/// Which of the three kinds a zone or block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Requests of at most [`TINY_MAX`] bytes.
+    Tiny,
+    /// Requests of at most [`SMALL_MAX`] bytes.
+    Small,
+    /// Requests above [`SMALL_MAX`], each in its own page run.
+    Large,
+}
+
+impl Kind {
+    /// `"TINY"`, `"SMALL"` or `"LARGE"`, as `show_alloc_mem` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Tiny => "TINY",
+            Kind::Small => "SMALL",
+            Kind::Large => "LARGE",
+        }
+    }
+}
+
+/// A TINY or SMALL size class (an index into the class table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SizeClass(u8);
+
+impl SizeClass {
+    /// The class at `index`, if there is one.
+    pub const fn from_index(index: usize) -> Option<Self> {
+        if index < NUM_CLASSES {
+            Some(SizeClass(index as u8))
+        } else {
+            None
+        }
+    }
+
+    /// Position in the class table.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Size of every block of this class.
+    #[inline]
+    pub const fn block_size(self) -> usize {
+        CLASS_SIZES[self.0 as usize] as usize
+    }
+
+    /// TINY or SMALL.
+    #[inline]
+    pub const fn kind(self) -> Kind {
+        if self.block_size() <= TINY_MAX {
+            Kind::Tiny
+        } else {
+            Kind::Small
+        }
+    }
+
+    /// The class for a request of `size` bytes at the default alignment, or
+    /// `None` if the request is LARGE.
+    #[inline]
+    pub const fn for_size(size: usize) -> Option<Self> {
+        if size <= TINY_MAX {
+            // 0 shares the first class: malloc(0) returns a real block.
+            let index = size.saturating_sub(1) / TINY_STEP;
+            return Some(SizeClass(index as u8));
+        }
+        if size > SMALL_MAX {
+            return None;
+        }
+        // Group g covers (2^e, 2^(e+1)] with e = floor(log2(size - 1)) >= 7,
+        // split in 8 steps of 2^(e-3).
+        let s = size - 1;
+        let e = (usize::BITS - 1 - s.leading_zeros()) as usize;
+        let step_shift = e - CLASSES_PER_DOUBLING.trailing_zeros() as usize;
+        let within = (s >> step_shift) & (CLASSES_PER_DOUBLING - 1);
+        let group = e - TINY_MAX.trailing_zeros() as usize;
+        Some(SizeClass(
+            (TINY_CLASSES + group * CLASSES_PER_DOUBLING + within) as u8,
+        ))
+    }
+
+    /// The smallest class whose every block holds `size` bytes at alignment
+    /// `align` (a power of two), or `None` if the request must be LARGE.
+    #[inline]
+    pub const fn for_layout(size: usize, align: usize) -> Option<Self> {
+        if align <= DEFAULT_ALIGN {
+            return Self::for_size(size);
+        }
+        if align > MAX_BLOCK_ALIGN {
+            return None;
+        }
+        let size = if size < align { align } else { size };
+        let Some(mut class) = Self::for_size(size) else {
+            return None;
+        };
+        // Blocks of a class are aligned to the lowest set bit of the block
+        // size (up to a page); the power of two that ends every doubling
+        // group stops this loop within eight steps.
+        while class.block_size() % align != 0 {
+            class = SizeClass(class.0 + 1);
+            if class.index() >= NUM_CLASSES {
+                return None;
+            }
+        }
+        Some(class)
+    }
+
+    /// The layout of this class's zones.
+    #[inline]
+    pub const fn geometry(self) -> &'static ZoneGeometry {
+        &GEOMETRY[self.0 as usize]
+    }
+
+    /// Every class, smallest first.
+    pub fn all() -> impl Iterator<Item = SizeClass> {
+        (0..NUM_CLASSES).map(|i| SizeClass(i as u8))
+    }
+}
+
+/// Block size of every class.
+pub const CLASS_SIZES: [u32; NUM_CLASSES] = {
+    let mut sizes = [0u32; NUM_CLASSES];
+    let mut i = 0;
+    while i < TINY_CLASSES {
+        sizes[i] = ((i + 1) * TINY_STEP) as u32;
+        i += 1;
+    }
+    let mut base = TINY_MAX;
+    while i < NUM_CLASSES {
+        let step = base / CLASSES_PER_DOUBLING;
+        let mut k = 1;
+        while k <= CLASSES_PER_DOUBLING {
+            sizes[i] = (base + k * step) as u32;
+            i += 1;
+            k += 1;
+        }
+        base *= 2;
+    }
+    sizes
+};
+
+/// How a zone of one class is laid out. Offsets are from the zone start.
+///
+/// ```text
+/// | header | live bitmap | requested sizes | pad | block 0 | block 1 | ... | tail |
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneGeometry {
+    /// Zone length in bytes (a multiple of [`MIN_PAGE_SIZE`]).
+    pub zone_bytes: usize,
+    /// Blocks in the zone (at least [`ZONE_MIN_BLOCKS`]).
+    pub capacity: usize,
+    /// Block size.
+    pub block_size: usize,
+    /// Offset of the live bitmap (one bit per block, in `u64` words).
+    pub bitmap_offset: usize,
+    /// Offset of the requested-size array.
+    pub sizes_offset: usize,
+    /// Bytes per requested-size entry: 1 for TINY (sizes up to 128), 2 for SMALL.
+    pub size_width: usize,
+    /// Offset of block 0.
+    pub blocks_offset: usize,
+    /// `ceil(2^40 / block_size)`: `(offset * magic) >> 40` is `offset /
+    /// block_size` for every offset inside a zone, without a division.
+    pub div_magic: u64,
+}
+
+/// Shift that goes with [`ZoneGeometry::div_magic`].
+pub const DIV_SHIFT: u32 = 40;
+
+/// Zone geometry of every class.
+pub static GEOMETRY: [ZoneGeometry; NUM_CLASSES] = {
+    let mut table = [ZoneGeometry {
+        zone_bytes: 0,
+        capacity: 0,
+        block_size: 0,
+        bitmap_offset: 0,
+        sizes_offset: 0,
+        size_width: 0,
+        blocks_offset: 0,
+        div_magic: 0,
+    }; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        table[i] = geometry_for(CLASS_SIZES[i] as usize);
+        i += 1;
+    }
+    table
+};
+
+const fn align_up(x: usize, align: usize) -> usize {
+    (x + align - 1) & !(align - 1)
+}
+
+/// Offset of block 0 in a zone of `capacity` blocks of `block_size`.
+const fn blocks_offset(block_size: usize, capacity: usize, width: usize) -> usize {
+    let lowest_bit = 1 << block_size.trailing_zeros();
+    let block_align = if lowest_bit < MAX_BLOCK_ALIGN {
+        lowest_bit
+    } else {
+        MAX_BLOCK_ALIGN
+    };
+    let bitmap_bytes = capacity.div_ceil(64) * 8;
+    align_up(
+        ZONE_HEADER_SIZE + bitmap_bytes + capacity * width,
+        block_align,
+    )
+}
+
+const fn geometry_for(block_size: usize) -> ZoneGeometry {
+    let width = if block_size <= TINY_MAX { 1 } else { 2 };
+    let needed = blocks_offset(block_size, ZONE_MIN_BLOCKS, width) + ZONE_MIN_BLOCKS * block_size;
+    let mut zone_bytes = align_up(needed, MIN_PAGE_SIZE);
+    if zone_bytes < ZONE_MIN_BYTES {
+        zone_bytes = ZONE_MIN_BYTES;
+    }
+    // Fill the zone: the largest capacity whose metadata and blocks fit.
+    let mut capacity = zone_bytes / block_size;
+    while blocks_offset(block_size, capacity, width) + capacity * block_size > zone_bytes {
+        capacity -= 1;
+    }
+    let bitmap_offset = ZONE_HEADER_SIZE;
+    ZoneGeometry {
+        zone_bytes,
+        capacity,
+        block_size,
+        bitmap_offset,
+        sizes_offset: bitmap_offset + capacity.div_ceil(64) * 8,
+        size_width: width,
+        blocks_offset: blocks_offset(block_size, capacity, width),
+        div_magic: (1u64 << DIV_SHIFT).div_ceil(block_size as u64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_maps_to_the_smallest_class_that_fits() {
+        for size in 0..=SMALL_MAX {
+            let class = SizeClass::for_size(size).unwrap();
+            assert!(class.block_size() >= size, "size {size}");
+            if class.index() > 0 {
+                let smaller = SizeClass::from_index(class.index() - 1).unwrap();
+                assert!(smaller.block_size() < size.max(1), "size {size}");
+            }
+        }
+        assert_eq!(SizeClass::for_size(SMALL_MAX + 1), None);
+        assert_eq!(SizeClass::for_size(usize::MAX), None);
+    }
+
+    #[test]
+    fn waste_above_128_bytes_is_at_most_one_eighth() {
+        for size in TINY_MAX + 1..=SMALL_MAX {
+            let bs = SizeClass::for_size(size).unwrap().block_size();
+            assert!((bs - size) * 8 <= size, "size {size} -> {bs}");
+        }
+    }
+
+    #[test]
+    fn table_is_increasing_multiples_of_sixteen() {
+        assert_eq!(NUM_CLASSES, 72);
+        assert_eq!(CLASS_SIZES[NUM_CLASSES - 1] as usize, SMALL_MAX);
+        for w in CLASS_SIZES.windows(2) {
+            assert!(w[0] < w[1]);
+            assert_eq!(w[1] % 16, 0);
+        }
+    }
+
+    #[test]
+    fn zones_hold_at_least_100_blocks_and_fit() {
+        for class in SizeClass::all() {
+            let g = class.geometry();
+            assert!(g.capacity >= ZONE_MIN_BLOCKS, "{g:?}");
+            assert!(g.zone_bytes >= ZONE_MIN_BYTES);
+            assert_eq!(g.zone_bytes % MIN_PAGE_SIZE, 0);
+            assert!(g.blocks_offset + g.capacity * g.block_size <= g.zone_bytes);
+            assert!(g.sizes_offset + g.capacity * g.size_width <= g.blocks_offset);
+            let align = (1 << g.block_size.trailing_zeros()).min(MAX_BLOCK_ALIGN);
+            assert_eq!(g.blocks_offset % align, 0);
+            // Magic division is exact for every in-zone offset.
+            for off in (0..g.zone_bytes).step_by(g.block_size).chain([g.zone_bytes - 1]) {
+                for delta in [0, 1, g.block_size - 1] {
+                    let o = (off + delta) as u64;
+                    assert_eq!((o * g.div_magic) >> DIV_SHIFT, o / g.block_size as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_classes_give_aligned_blocks() {
+        let mut align = 32;
+        while align <= MAX_BLOCK_ALIGN {
+            for size in [0, 1, 17, align - 1, align, align + 1, 3 * align, SMALL_MAX] {
+                match SizeClass::for_layout(size, align) {
+                    Some(c) => {
+                        assert!(c.block_size() >= size.max(align));
+                        assert_eq!(c.block_size() % align, 0);
+                        assert_eq!(c.geometry().blocks_offset % align, 0);
+                    }
+                    None => assert!(size > SMALL_MAX - align),
+                }
+            }
+            align *= 2;
+        }
+        assert_eq!(SizeClass::for_layout(8, 8192), None);
+    }
+}

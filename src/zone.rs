@@ -1,0 +1,354 @@
+//! A zone: one run of pages holding blocks of a single size class.
+//!
+//! ```text
+//! zone start
+//! | ZoneHeader | live bitmap | requested sizes | pad | block 0 | block 1 | ... |
+//! ```
+//!
+//! Blocks are *carved* lazily: `carved` counts the blocks ever handed out by
+//! bumping, so pages past the last carved block are never written. Freed
+//! blocks go on an intrusive free list (the link lives in the free block).
+//! The live bitmap says which carved blocks are allocated; it is what turns a
+//! double free into an error instead of a corrupted list.
+//!
+//! Everything here works on raw zone pointers and is called with the lock of
+//! the zone's class held.
+
+use core::ptr::{self, NonNull};
+
+use crate::error::HeapError;
+use crate::size_class::{DIV_SHIFT, SizeClass, ZoneGeometry};
+
+/// Bytes reserved for [`ZoneHeader`] at the start of every zone.
+pub const ZONE_HEADER_SIZE: usize = 64;
+
+/// Mixed into every header's guard word; a header whose guard does not match
+/// its own address was overwritten (or is not a header at all).
+const GUARD_KEY: usize = 0x5a0e_f7ee_c0de_b10c_u64 as usize;
+
+/// The first bytes of every zone.
+#[repr(C)]
+pub(crate) struct ZoneHeader {
+    /// `zone address ^ GUARD_KEY`.
+    guard: usize,
+    /// Head of the free list (blocks freed and not yet reused).
+    free: *mut FreeBlock,
+    /// Neighbours in the class's list of zones that have room.
+    pub(crate) prev: *mut ZoneHeader,
+    pub(crate) next: *mut ZoneHeader,
+    /// Length of the run the provider gave (zone bytes rounded to its page).
+    pub(crate) run_len: usize,
+    /// Blocks handed out by bumping so far; blocks at or past it were never used.
+    carved: u32,
+    /// Allocated blocks.
+    pub(crate) live: u32,
+    pub(crate) class: SizeClass,
+    /// Whether the zone is on its class's list of zones with room.
+    pub(crate) listed: bool,
+    /// Whether never-carved blocks read as zero (the provider zeroes pages).
+    fresh_is_zero: bool,
+}
+
+const _: () = assert!(core::mem::size_of::<ZoneHeader>() <= ZONE_HEADER_SIZE);
+
+/// The link stored in a free block.
+struct FreeBlock {
+    next: *mut FreeBlock,
+}
+
+/// A block handed out by [`pop`]: its index and address, and whether its
+/// bytes are known to be zero.
+pub(crate) struct Popped {
+    pub(crate) index: usize,
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) zeroed: bool,
+}
+
+/// Writes a fresh header at `base`, a run of `run_len` bytes for `class`.
+///
+/// # Safety
+///
+/// `base` must be a run of at least `class.geometry().zone_bytes` writable
+/// bytes, aligned to a page, owned by the caller.
+pub(crate) unsafe fn init(
+    base: NonNull<u8>,
+    class: SizeClass,
+    run_len: usize,
+    zeroed: bool,
+) -> NonNull<ZoneHeader> {
+    let g = class.geometry();
+    let zone = base.cast::<ZoneHeader>();
+    // SAFETY: the run is ours, writable and large enough for header and
+    // bitmap (the geometry puts both before block 0).
+    unsafe {
+        zone.write(ZoneHeader {
+            guard: base.as_ptr().addr() ^ GUARD_KEY,
+            free: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            next: ptr::null_mut(),
+            run_len,
+            carved: 0,
+            live: 0,
+            class,
+            listed: false,
+            fresh_is_zero: zeroed,
+        });
+        if !zeroed {
+            ptr::write_bytes(
+                base.as_ptr().add(g.bitmap_offset),
+                0,
+                g.sizes_offset - g.bitmap_offset,
+            );
+        }
+    }
+    zone
+}
+
+/// Whether the header at `zone` is intact.
+///
+/// # Safety
+///
+/// `zone` must point to readable memory of at least a header.
+#[inline]
+pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
+    // SAFETY: readable per the contract.
+    unsafe { (*zone.as_ptr()).guard == zone.as_ptr().addr() ^ GUARD_KEY }
+}
+
+#[inline]
+fn geometry(zone: &ZoneHeader) -> &'static ZoneGeometry {
+    zone.class.geometry()
+}
+
+#[inline]
+fn blocks_start(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> *mut u8 {
+    // The offset stays inside the zone run: provenance and bounds hold.
+    zone.as_ptr().cast::<u8>().wrapping_add(g.blocks_offset)
+}
+
+#[inline]
+fn bitmap_word(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mut u64 {
+    zone.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(g.bitmap_offset)
+        .cast::<u64>()
+        .wrapping_add(index / 64)
+}
+
+/// Whether block `index` is allocated.
+///
+/// # Safety
+///
+/// `zone` is a live zone and `index < capacity`.
+#[inline]
+pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
+    // SAFETY: live zone header is readable.
+    let g = geometry(unsafe { zone.as_ref() });
+    // SAFETY: the bitmap covers `capacity` bits inside the zone.
+    unsafe { *bitmap_word(zone, g, index) & (1 << (index % 64)) != 0 }
+}
+
+/// Takes a block: from the free list if it has one, otherwise the next
+/// uncarved block. `None` if the zone is full.
+///
+/// A free list whose link points outside the zone's carved blocks, or at a
+/// block the bitmap says is live, was overwritten after a free (a
+/// use-after-free). The list is dropped at that point instead of followed:
+/// the blocks on it leak, the heap stays consistent.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds.
+#[inline]
+pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
+    // SAFETY: the caller holds the lock, so the header is ours to change.
+    let z = unsafe { &mut *zone.as_ptr() };
+    let g = geometry(z);
+    let (index, ptr, zeroed) = if !z.free.is_null() {
+        let block = z.free.cast::<u8>();
+        // The head was validated when it was linked (by `block_index`) or
+        // when it was read as its predecessor's link (by `link_ok`).
+        let index = div_block(block.addr() - blocks_start(zone, g).addr(), g);
+        // SAFETY: `block` is a carved, free block of this zone.
+        let next = unsafe { (*z.free).next };
+        // SAFETY: `zone` is live.
+        let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved, next) };
+        z.free = if next_ok { next } else { ptr::null_mut() };
+        (index, block, false)
+    } else if (z.carved as usize) < g.capacity {
+        let index = z.carved as usize;
+        z.carved += 1;
+        let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
+        (index, block, z.fresh_is_zero)
+    } else {
+        return None;
+    };
+    // SAFETY: `index < capacity`; the bitmap word is inside the zone.
+    unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
+    z.live += 1;
+    // SAFETY: `ptr` is inside the zone run, never null.
+    let ptr = unsafe { NonNull::new_unchecked(ptr) };
+    Some(Popped { index, ptr, zeroed })
+}
+
+/// Whether `next`, read from a free block, is a free carved block of `zone`.
+///
+/// # Safety
+///
+/// `zone` is a live zone.
+#[inline]
+unsafe fn link_ok(
+    zone: NonNull<ZoneHeader>,
+    g: &ZoneGeometry,
+    carved: u32,
+    next: *mut FreeBlock,
+) -> bool {
+    let Some(off) = next.addr().checked_sub(blocks_start(zone, g).addr()) else {
+        return false;
+    };
+    let index = div_block(off, g);
+    // SAFETY: bitmap read is guarded by `index < carved <= capacity`.
+    index < carved as usize && index * g.block_size == off && !unsafe { is_live(zone, index) }
+}
+
+#[inline]
+fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
+    ((offset as u64 * g.div_magic) >> DIV_SHIFT) as usize
+}
+
+/// The index of the block that starts exactly at `ptr`, or why there is none.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds.
+#[inline]
+pub(crate) unsafe fn block_index(zone: NonNull<ZoneHeader>, ptr: NonNull<u8>) -> Result<usize, HeapError> {
+    // SAFETY: live zone, lock held.
+    let z = unsafe { zone.as_ref() };
+    let g = geometry(z);
+    let off = ptr
+        .as_ptr()
+        .addr()
+        .checked_sub(blocks_start(zone, g).addr())
+        .ok_or(HeapError::InvalidPointer)?;
+    let index = div_block(off, g);
+    if index >= z.carved as usize || index * g.block_size != off {
+        return Err(HeapError::InvalidPointer);
+    }
+    // SAFETY: index < carved <= capacity.
+    if unsafe { is_live(zone, index) } {
+        Ok(index)
+    } else {
+        Err(HeapError::DoubleFree)
+    }
+}
+
+/// Returns block `index` (at `ptr`) to the zone.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds, and `index` was
+/// validated by [`block_index`] (the block is live and starts at `ptr`).
+#[inline]
+pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<u8>) {
+    // SAFETY: lock held: the header is ours.
+    let z = unsafe { &mut *zone.as_ptr() };
+    let g = geometry(z);
+    // SAFETY: index < capacity: the bitmap word is inside the zone.
+    unsafe { *bitmap_word(zone, g, index) &= !(1 << (index % 64)) };
+    let block = ptr.as_ptr().cast::<FreeBlock>();
+    // SAFETY: the block is ours again, at least 16 bytes, 16-aligned.
+    unsafe { block.write(FreeBlock { next: z.free }) };
+    z.free = block;
+    z.live -= 1;
+}
+
+/// Records the size the caller asked for (for introspection).
+///
+/// # Safety
+///
+/// `zone` is live, its lock held, `index < capacity`, and `size <= block size`.
+#[inline]
+pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size: usize) {
+    // SAFETY: live zone.
+    let g = geometry(unsafe { zone.as_ref() });
+    let at = zone.as_ptr().cast::<u8>().wrapping_add(g.sizes_offset);
+    // SAFETY: the sizes array holds `capacity` entries of `size_width` bytes,
+    // and TINY sizes fit a byte, SMALL sizes (<= 32 KiB) two.
+    unsafe {
+        if g.size_width == 1 {
+            *at.add(index) = size as u8;
+        } else {
+            at.cast::<u16>().add(index).write(size as u16);
+        }
+    }
+}
+
+/// The size recorded by [`set_requested`] for block `index`.
+///
+/// # Safety
+///
+/// As for [`set_requested`].
+#[inline]
+pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize {
+    // SAFETY: live zone.
+    let g = geometry(unsafe { zone.as_ref() });
+    let at = zone.as_ptr().cast::<u8>().wrapping_add(g.sizes_offset);
+    // SAFETY: as in `set_requested`.
+    unsafe {
+        if g.size_width == 1 {
+            *at.add(index) as usize
+        } else {
+            at.cast::<u16>().add(index).read() as usize
+        }
+    }
+}
+
+/// Whether every carved block is in use and none is left to carve.
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+#[inline]
+pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
+    // SAFETY: live zone.
+    let z = unsafe { zone.as_ref() };
+    z.free.is_null() && z.carved as usize == geometry(z).capacity
+}
+
+/// Blocks carved so far.
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
+    // SAFETY: live zone.
+    unsafe { zone.as_ref().carved as usize }
+}
+
+/// Address of block `index`.
+pub(crate) fn block_addr(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> usize {
+    let g = class.geometry();
+    zone.as_ptr().addr() + g.blocks_offset + index * g.block_size
+}
+
+/// Calls `f(index)` for every live block, in increasing address order.
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn for_each_live(zone: NonNull<ZoneHeader>, mut f: impl FnMut(usize)) {
+    // SAFETY: live zone.
+    let z = unsafe { zone.as_ref() };
+    let g = geometry(z);
+    let carved = z.carved as usize;
+    for w in 0..carved.div_ceil(64) {
+        // SAFETY: w < capacity / 64 rounded up: inside the bitmap.
+        let mut bits = unsafe { *bitmap_word(zone, g, w * 64) };
+        while bits != 0 {
+            let index = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            f(index);
+        }
+    }
+}

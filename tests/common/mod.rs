@@ -1,0 +1,110 @@
+//! Providers for the core's tests: the arena over a heap buffer, and a real
+//! `mmap` provider, both counting the bytes they hold so tests can check
+//! that everything goes back.
+#![allow(dead_code)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ft_malloc::{ArenaProvider, PageProvider};
+
+/// Wraps a provider and counts what it holds.
+pub struct Counting<P> {
+    pub inner: P,
+    pub held: AtomicUsize,
+}
+
+impl<P> Counting<P> {
+    pub const fn new(inner: P) -> Self {
+        Counting { inner, held: AtomicUsize::new(0) }
+    }
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+// SAFETY: forwards to a provider that keeps the contract.
+unsafe impl<P: PageProvider> PageProvider for Counting<P> {
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        let run = self.inner.map(len, align)?;
+        assert_eq!(run.as_ptr().addr() % align.max(self.page_size()), 0, "provider alignment");
+        self.held.fetch_add(len, Ordering::SeqCst);
+        Some(run)
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        self.held.fetch_sub(len, Ordering::SeqCst);
+        unsafe { self.inner.unmap(run, len) }
+    }
+    fn zeroed_on_map(&self) -> bool {
+        self.inner.zeroed_on_map()
+    }
+    unsafe fn resize(&self, run: NonNull<u8>, old: usize, new: usize, may_move: bool) -> Option<NonNull<u8>> {
+        let r = unsafe { self.inner.resize(run, old, new, may_move) }?;
+        self.held.fetch_add(new, Ordering::SeqCst);
+        self.held.fetch_sub(old, Ordering::SeqCst);
+        Some(r)
+    }
+}
+
+/// Real anonymous mappings, with `mremap` for resizes.
+pub struct Mmap;
+
+// SAFETY: mmap returns fresh zeroed private mappings; over-mapping then
+// trimming gives the alignment; mremap keeps contents.
+unsafe impl PageProvider for Mmap {
+    fn page_size(&self) -> usize {
+        4096
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        let extra = align.saturating_sub(4096);
+        let total = len.checked_add(extra)?;
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        let p = p.cast::<u8>();
+        let start = p.addr().next_multiple_of(align);
+        let head = start - p.addr();
+        unsafe {
+            if head > 0 {
+                libc::munmap(p.cast(), head);
+            }
+            let tail = total - head - len;
+            if tail > 0 {
+                libc::munmap(p.add(head + len).cast(), tail);
+            }
+            NonNull::new(p.add(head))
+        }
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        let rc = unsafe { libc::munmap(run.as_ptr().cast(), len) };
+        assert_eq!(rc, 0);
+    }
+    fn zeroed_on_map(&self) -> bool {
+        true
+    }
+    unsafe fn resize(&self, run: NonNull<u8>, old: usize, new: usize, may_move: bool) -> Option<NonNull<u8>> {
+        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
+        let p = unsafe { libc::mremap(run.as_ptr().cast(), old, new, flags) };
+        if p == libc::MAP_FAILED { None } else { NonNull::new(p.cast()) }
+    }
+}
+
+/// An arena provider over a leaked buffer of `bytes`.
+pub fn arena(bytes: usize) -> ArenaProvider {
+    let buf: &'static mut [u8] = Box::leak(vec![0u8; bytes].into_boxed_slice());
+    // SAFETY: the leaked buffer belongs to this provider alone.
+    unsafe { ArenaProvider::new(buf.as_mut_ptr(), buf.len()) }
+}

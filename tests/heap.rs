@@ -1,0 +1,347 @@
+//! Behaviour of the heap through its public API, over the arena provider and
+//! over real `mmap`.
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use common::{Counting, Mmap, arena};
+use ft_malloc::size_class::{SMALL_MAX, TINY_MAX};
+use ft_malloc::{BlockInfo, Heap, HeapError, HeapVisitor, Kind, ReallocError, ZoneInfo};
+
+type ArenaHeap = Heap<Counting<ft_malloc::ArenaProvider>>;
+
+fn arena_heap(bytes: usize) -> ArenaHeap {
+    Heap::new(Counting::new(arena(bytes)))
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 16).unwrap()
+}
+
+fn fill(p: NonNull<u8>, len: usize, seed: u8) {
+    for i in 0..len {
+        unsafe { p.as_ptr().add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+fn check(p: NonNull<u8>, len: usize, seed: u8) {
+    for i in 0..len {
+        assert_eq!(unsafe { p.as_ptr().add(i).read() }, seed.wrapping_add(i as u8), "byte {i}");
+    }
+}
+
+#[derive(Default)]
+struct Collect {
+    zones: Vec<ZoneInfo>,
+    blocks: Vec<(ZoneInfo, BlockInfo)>,
+}
+
+impl HeapVisitor for Collect {
+    fn zone(&mut self, zone: &ZoneInfo) {
+        self.zones.push(*zone);
+    }
+    fn block(&mut self, zone: &ZoneInfo, block: &BlockInfo) {
+        self.blocks.push((*zone, *block));
+    }
+}
+
+const SIZES: [usize; 12] = [0, 1, 15, 16, 17, TINY_MAX, TINY_MAX + 1, 1000, 4096, SMALL_MAX, SMALL_MAX + 1, 1 << 20];
+
+#[test]
+fn every_kind_round_trips_and_everything_goes_back() {
+    let heap = arena_heap(16 << 20);
+    let mut blocks = Vec::new();
+    for (i, &size) in SIZES.iter().enumerate() {
+        let p = heap.allocate(layout(size)).expect("allocation");
+        assert_eq!(p.as_ptr().addr() % 16, 0);
+        assert!(heap.usable_size(p).unwrap() >= size);
+        fill(p, size, i as u8);
+        blocks.push((p, size, i as u8));
+    }
+    let stats = heap.stats();
+    assert_eq!(stats.live_blocks, SIZES.len());
+    assert_eq!(stats.live_bytes, SIZES.iter().sum::<usize>());
+    assert!(stats.tiny_zones >= 1 && stats.small_zones >= 1);
+    assert_eq!(stats.large_runs, 2);
+
+    let mut seen = Collect::default();
+    heap.visit(&mut seen);
+    let kinds: Vec<Kind> = seen.blocks.iter().map(|(z, _)| z.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == Kind::Tiny).count(), 6);
+    assert_eq!(kinds.iter().filter(|k| **k == Kind::Large).count(), 2);
+    let starts: Vec<usize> = seen.blocks.iter().map(|(_, b)| b.start).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "blocks in address order");
+    assert!(seen.zones.windows(2).all(|w| w[0].start + w[0].len <= w[1].start), "zones in order");
+    let mut requested: Vec<usize> = seen.blocks.iter().map(|(_, b)| b.requested).collect();
+    requested.sort();
+    let mut expected = SIZES.to_vec();
+    expected.sort();
+    assert_eq!(requested, expected);
+
+    for (p, size, seed) in blocks {
+        check(p, size, seed);
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    assert_eq!(heap.stats().live_bytes, 0);
+    heap.trim();
+    let stats = heap.stats();
+    assert_eq!(stats.mapped_bytes, 0, "{stats:?}");
+    assert_eq!(heap.provider().held(), stats.metadata_bytes);
+}
+
+#[test]
+fn drop_returns_every_page_even_with_live_blocks() {
+    let provider = Counting::new(Mmap);
+    {
+        let heap: Heap<&Counting<Mmap>> = Heap::new(&provider);
+        for &size in &SIZES {
+            heap.allocate(layout(size)).unwrap();
+        }
+        assert!(provider.held() > 0);
+    }
+    assert_eq!(provider.held(), 0);
+}
+
+#[test]
+fn bad_pointers_are_refused_and_change_nothing() {
+    let heap = arena_heap(8 << 20);
+    let small = heap.allocate(layout(100)).unwrap();
+    let large = heap.allocate(layout(100_000)).unwrap();
+    let before = heap.stats();
+    let mut local = 0u64;
+    let stack = NonNull::from(&mut local).cast::<u8>();
+    let bad = [
+        stack,
+        unsafe { small.add(1) },
+        unsafe { small.add(16) },
+        unsafe { large.add(16) },
+        unsafe { large.add(8192) },
+        NonNull::new((usize::MAX & !15) as *mut u8).unwrap(),
+        NonNull::new(16 as *mut u8).unwrap(),
+    ];
+    for p in bad {
+        assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::InvalidPointer), "{p:p}");
+        assert_eq!(
+            unsafe { heap.reallocate(p, layout(10)) },
+            Err(ReallocError::Invalid(HeapError::InvalidPointer))
+        );
+        assert!(heap.usable_size(p).is_err());
+    }
+    let after = heap.stats();
+    assert_eq!((before.live_bytes, before.live_blocks), (after.live_bytes, after.live_blocks));
+    assert_eq!(after.errors, before.errors + 2 * bad.len());
+
+    unsafe { heap.deallocate(small) }.unwrap();
+    assert_eq!(unsafe { heap.deallocate(small) }, Err(HeapError::DoubleFree));
+    unsafe { heap.deallocate(large) }.unwrap();
+    assert!(unsafe { heap.deallocate(large) }.is_err());
+    // The heap still works, and hands the freed block out again.
+    let again = heap.allocate(layout(100)).unwrap();
+    assert_eq!(again, small);
+    unsafe { heap.deallocate(again) }.unwrap();
+}
+
+#[test]
+fn double_free_in_a_busy_zone_does_not_corrupt_the_free_list() {
+    let heap = arena_heap(8 << 20);
+    let blocks: Vec<_> = (0..50).map(|_| heap.allocate(layout(48)).unwrap()).collect();
+    for &b in blocks.iter().step_by(2) {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+    for &b in blocks.iter().step_by(2) {
+        assert_eq!(unsafe { heap.deallocate(b) }, Err(HeapError::DoubleFree));
+    }
+    // 25 fresh allocations must be 25 distinct blocks, none of them live.
+    let fresh: Vec<_> = (0..25).map(|_| heap.allocate(layout(48)).unwrap()).collect();
+    let mut all: Vec<usize> = fresh.iter().chain(blocks.iter().skip(1).step_by(2)).map(|p| p.as_ptr().addr()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 50);
+}
+
+#[test]
+fn realloc_keeps_contents_through_every_kind() {
+    let heap = arena_heap(32 << 20);
+    let mut p = heap.allocate(layout(10)).unwrap();
+    fill(p, 10, 7);
+    let mut len = 10;
+    for new in [100, 120, 2000, 40_000, 300_000, 5_000_000, 70_000, 3000, 5, 0, 64] {
+        p = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
+        check(p, len.min(new), 7);
+        fill(p, new, 7);
+        len = new;
+        assert_eq!(heap.stats().live_bytes, new);
+        assert_eq!(heap.stats().live_blocks, 1);
+    }
+    unsafe { heap.deallocate(p) }.unwrap();
+}
+
+#[test]
+fn realloc_in_place_within_a_class() {
+    let heap = arena_heap(8 << 20);
+    let p = heap.allocate(layout(1000)).unwrap();
+    let q = unsafe { heap.reallocate(p, layout(1020)) }.unwrap();
+    assert_eq!(p, q, "1000 and 1020 share a class");
+    let r = unsafe { heap.reallocate(q, layout(900)) }.unwrap();
+    assert_eq!(q, r, "shrinking a little stays");
+    let s = unsafe { heap.reallocate(r, layout(20)) }.unwrap();
+    assert_ne!(r, s, "shrinking a lot moves to a small class");
+    unsafe { heap.deallocate(s) }.unwrap();
+}
+
+#[test]
+fn large_realloc_grows_16_to_128_mib_with_mremap() {
+    let heap: Heap<Counting<Mmap>> = Heap::new(Counting::new(Mmap));
+    let p = heap.allocate(layout(16 << 20)).unwrap();
+    fill(p, 4096, 3);
+    unsafe { p.as_ptr().add((16 << 20) - 1).write(0xAB) };
+    // Block the pages right after the run so growing must move.
+    let blocker = heap.allocate(layout(1 << 20)).unwrap();
+    let q = unsafe { heap.reallocate(p, layout(128 << 20)) }.unwrap();
+    check(q, 4096, 3);
+    assert_eq!(unsafe { q.as_ptr().add((16 << 20) - 1).read() }, 0xAB);
+    unsafe { q.as_ptr().add((128 << 20) - 1).write(1) };
+    assert!(heap.stats().resize_calls >= 1);
+    assert_eq!(heap.usable_size(q).unwrap() >= 128 << 20, true);
+    unsafe {
+        heap.deallocate(q).unwrap();
+        heap.deallocate(blocker).unwrap();
+    }
+}
+
+#[test]
+fn every_alignment_is_honoured() {
+    let heap = arena_heap(64 << 20);
+    let mut live = Vec::new();
+    let mut align = 1;
+    while align <= 1 << 20 {
+        for size in [0, 1, 24, align, 3 * align + 1, 5000, 40_000] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            let p = heap.allocate(l).unwrap_or_else(|| panic!("{l:?}"));
+            assert_eq!(p.as_ptr().addr() % align, 0, "{l:?}");
+            assert!(heap.usable_size(p).unwrap() >= size);
+            fill(p, size, 1);
+            live.push(p);
+        }
+        align *= 2;
+    }
+    for p in live {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}
+
+#[test]
+fn empty_zones_go_back_except_one_per_class() {
+    let heap = arena_heap(64 << 20);
+    let per_zone = ft_malloc::SizeClass::for_size(64).unwrap().geometry().capacity;
+    let blocks: Vec<_> = (0..per_zone * 5).map(|_| heap.allocate(layout(64)).unwrap()).collect();
+    assert_eq!(heap.stats().tiny_zones, 5);
+    for b in blocks {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+    assert_eq!(heap.stats().tiny_zones, 1, "one empty zone is kept");
+    heap.trim();
+    assert_eq!(heap.stats().tiny_zones, 0);
+    assert_eq!(heap.stats().mapped_bytes, 0);
+}
+
+#[test]
+fn malloc_free_loop_calls_the_provider_once() {
+    let heap = arena_heap(8 << 20);
+    for _ in 0..10_000 {
+        let p = heap.allocate(layout(1024)).unwrap();
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    let s = heap.stats();
+    assert_eq!((s.map_calls, s.unmap_calls), (1, 0), "{s:?}");
+}
+
+#[test]
+fn zeroed_blocks_are_zero_even_when_reused() {
+    let heap = arena_heap(8 << 20);
+    for size in [40, 3000, 100_000] {
+        let p = heap.allocate(layout(size)).unwrap();
+        fill(p, size, 0xEE);
+        unsafe { heap.deallocate(p) }.unwrap();
+        let z = heap.allocate_zeroed(layout(size)).unwrap();
+        assert!((0..size).all(|i| unsafe { z.as_ptr().add(i).read() } == 0));
+        unsafe { heap.deallocate(z) }.unwrap();
+    }
+}
+
+#[test]
+fn exhaustion_fails_cleanly_and_the_heap_carries_on() {
+    let heap = arena_heap(2 << 20);
+    let mut live = Vec::new();
+    while let Some(p) = heap.allocate(layout(3000)) {
+        live.push(p);
+    }
+    assert!(live.len() > 300);
+    assert!(heap.allocate(layout(1 << 20)).is_none());
+    // Free some: allocations work again.
+    for p in live.drain(..100) {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    let p = heap.allocate(layout(3000)).expect("after frees");
+    live.push(p);
+    for p in live {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    heap.trim();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+    assert!(heap.allocate(layout(1 << 20)).is_some(), "whole arena usable again");
+}
+
+#[test]
+fn small_heap_serves_a_block_it_has_no_zone_for() {
+    // A 32 KiB class zone needs 3.2 MiB; a 1 MiB heap still serves 20 KiB.
+    let heap = arena_heap(1 << 20);
+    let p = heap.allocate(layout(20_000)).expect("falls back to a run of its own");
+    fill(p, 20_000, 9);
+    let q = unsafe { heap.reallocate(p, layout(30_000)) }.unwrap();
+    check(q, 20_000, 9);
+    unsafe { heap.deallocate(q) }.unwrap();
+}
+
+#[test]
+fn impossible_sizes_fail_without_wrapping() {
+    let heap = arena_heap(1 << 20);
+    for size in [isize::MAX as usize - 4095, isize::MAX as usize - 64, 1 << 40] {
+        assert!(heap.allocate(Layout::from_size_align(size, 16).unwrap()).is_none());
+    }
+    let p = heap.allocate(layout(10)).unwrap();
+    assert_eq!(
+        unsafe { heap.reallocate(p, Layout::from_size_align(isize::MAX as usize - 100, 16).unwrap()) },
+        Err(ReallocError::OutOfMemory)
+    );
+    unsafe { heap.deallocate(p) }.unwrap();
+}
+
+/// The page budget: 1024 blocks of 1 KiB, each written, must touch
+/// about 256 pages (checked with `mincore` over every zone of the heap).
+#[test]
+#[cfg_attr(miri, ignore)]
+fn lazy_carving_touches_only_the_pages_it_uses() {
+    let heap: Heap<Mmap> = Heap::new(Mmap);
+    let blocks: Vec<_> = (0..1024).map(|_| heap.allocate(layout(1024)).unwrap()).collect();
+    for b in &blocks {
+        unsafe { b.as_ptr().write_bytes(1, 1024) };
+    }
+    let mut seen = Collect::default();
+    heap.visit(&mut seen);
+    let mut resident = 0;
+    for z in &seen.zones {
+        let pages = z.len / 4096;
+        let mut vec = vec![0u8; pages];
+        let rc = unsafe { libc::mincore(z.start as *mut _, z.len, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        resident += vec.iter().filter(|v| **v & 1 != 0).count();
+    }
+    eprintln!("1024 x 1 KiB: {resident} pages resident");
+    assert!((256..=272).contains(&resident), "{resident} pages resident");
+    for b in blocks {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+}
