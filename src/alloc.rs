@@ -43,7 +43,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let popped = {
             let mut state = self.class(class);
             match Self::pop_listed(&mut state) {
-                Some((zone, popped)) => Some(Self::finish_pop(&mut state, zone, popped, layout.size())),
+                Some((zone, popped)) => {
+                    Some(Self::finish_pop(&mut state, zone, popped, layout.size()))
+                }
                 None => self.alloc_from_new_zone(&mut state, class, layout.size()),
             }
         };
@@ -61,7 +63,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// Pops a block from the first listed zone. Unlists the zone if that
     /// made it full.
-    #[inline]
+    #[inline(always)]
     fn pop_listed(state: &mut ClassState) -> Option<(NonNull<ZoneHeader>, Popped)> {
         let zone = NonNull::new(state.with_room)?;
         // SAFETY: listed zones are live; the class lock is held (`&mut state`).
@@ -75,8 +77,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Bookkeeping after a pop: requested size, counters, full zones unlisted.
-    #[inline]
-    fn finish_pop(state: &mut ClassState, zone: NonNull<ZoneHeader>, popped: Popped, size: usize) -> Popped {
+    #[inline(always)]
+    fn finish_pop(
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        popped: Popped,
+        size: usize,
+    ) -> Popped {
         // SAFETY: live zone, lock held, index from `pop`, size fits the class.
         unsafe {
             zone::set_requested(zone, popped.index, size);
@@ -91,7 +98,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// No listed zone has room: map a new one.
     #[cold]
-    fn alloc_from_new_zone(&self, state: &mut ClassState, class: SizeClass, size: usize) -> Option<Popped> {
+    #[inline(never)]
+    fn alloc_from_new_zone(
+        &self,
+        state: &mut ClassState,
+        class: SizeClass,
+        size: usize,
+    ) -> Option<Popped> {
         let zone = self.new_zone(class)?;
         state.zones += 1;
         // SAFETY: fresh zone of this class, not listed; lock held.
@@ -106,11 +119,19 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// once more; failing that, serve the block from a run of its own (a
     /// nearly full small heap can still place a block it has no zone for).
     #[cold]
-    fn alloc_small_slow(&self, class: SizeClass, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+    #[inline(never)]
+    fn alloc_small_slow(
+        &self,
+        class: SizeClass,
+        layout: Layout,
+        zeroed: bool,
+    ) -> Option<NonNull<u8>> {
         if self.trim() > 0 {
             let mut state = self.class(class);
             let popped = match Self::pop_listed(&mut state) {
-                Some((zone, popped)) => Some(Self::finish_pop(&mut state, zone, popped, layout.size())),
+                Some((zone, popped)) => {
+                    Some(Self::finish_pop(&mut state, zone, popped, layout.size()))
+                }
                 None => self.alloc_from_new_zone(&mut state, class, layout.size()),
             };
             drop(state);
@@ -125,7 +146,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         self.alloc_large(layout.size(), layout.align(), zeroed)
     }
 
-    #[inline]
+    #[inline(never)]
     fn alloc_large_or_retry(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
         self.alloc_large(layout.size(), layout.align(), zeroed)
             .or_else(|| self.alloc_large_after_trim(layout, zeroed))

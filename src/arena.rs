@@ -59,13 +59,15 @@ impl ArenaProvider {
     /// Bytes currently handed out (the bitmap's own pages excluded).
     pub fn used_bytes(&self) -> usize {
         let mut state = self.state.lock();
-        self.pages(&mut state).map_or(0, |p| (p.used - p.bitmap_pages()) * PAGE)
+        self.pages(&mut state)
+            .map_or(0, |p| (p.used - p.bitmap_pages()) * PAGE)
     }
 
     /// Bytes that can be handed out in total.
     pub fn capacity_bytes(&self) -> usize {
         let mut state = self.state.lock();
-        self.pages(&mut state).map_or(0, |p| (p.count - p.bitmap_pages()) * PAGE)
+        self.pages(&mut state)
+            .map_or(0, |p| (p.count - p.bitmap_pages()) * PAGE)
     }
 
     fn pages<'a>(&self, state: &'a mut Option<Pages>) -> Option<&'a mut Pages> {
@@ -108,11 +110,17 @@ impl Pages {
         Self::bitmap_pages_for(self.count)
     }
 
-    fn word(&self, i: usize) -> &mut u64 {
+    fn word(&self, i: usize) -> u64 {
         debug_assert!(i < self.count.div_ceil(BITS));
         // SAFETY: `i` is inside the bitmap, which lives in the region's first
         // pages and is only touched under the provider's lock.
-        unsafe { &mut *self.bitmap.add(i) }
+        unsafe { self.bitmap.add(i).read() }
+    }
+
+    fn set_word(&mut self, i: usize, value: u64) {
+        debug_assert!(i < self.count.div_ceil(BITS));
+        // SAFETY: as in `word`; `&mut self` is the lock's guard.
+        unsafe { self.bitmap.add(i).write(value) }
     }
 
     /// Marks pages `[from, from + n)` used or free.
@@ -122,14 +130,18 @@ impl Pages {
         while page < end {
             let bit = page % BITS;
             let take = (BITS - bit).min(end - page);
-            let mask = if take == BITS { u64::MAX } else { ((1u64 << take) - 1) << bit };
+            let mask = if take == BITS {
+                u64::MAX
+            } else {
+                ((1u64 << take) - 1) << bit
+            };
             let word = self.word(page / BITS);
             if used {
-                debug_assert_eq!(*word & mask, 0);
-                *word |= mask;
+                debug_assert_eq!(word & mask, 0);
+                self.set_word(page / BITS, word | mask);
             } else {
-                debug_assert_eq!(*word & mask, mask);
-                *word &= !mask;
+                debug_assert_eq!(word & mask, mask);
+                self.set_word(page / BITS, word & !mask);
             }
             page += take;
         }
@@ -145,7 +157,7 @@ impl Pages {
     fn find(&self, from: usize, to: usize, used: bool) -> Option<usize> {
         let mut page = from;
         while page < to {
-            let raw = *self.word(page / BITS);
+            let raw = self.word(page / BITS);
             let bits = (if used { raw } else { !raw }) >> (page % BITS);
             if bits != 0 {
                 let hit = page + bits.trailing_zeros() as usize;
@@ -198,7 +210,9 @@ unsafe impl PageProvider for ArenaProvider {
         let start = pages.first_fit(n, align.max(PAGE))?;
         pages.set(start, n, true);
         if start == pages.first_free {
-            pages.first_free = pages.find(start + n, pages.count, false).unwrap_or(pages.count);
+            pages.first_free = pages
+                .find(start + n, pages.count, false)
+                .unwrap_or(pages.count);
         }
         NonNull::new(pages.base.wrapping_add(start * PAGE))
     }
@@ -210,7 +224,13 @@ unsafe impl PageProvider for ArenaProvider {
         pages.set(start, len.div_ceil(PAGE), false);
     }
 
-    unsafe fn resize(&self, run: NonNull<u8>, old_len: usize, new_len: usize, _may_move: bool) -> Option<NonNull<u8>> {
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        _may_move: bool,
+    ) -> Option<NonNull<u8>> {
         let mut state = self.state.lock();
         let pages = state.as_mut()?;
         let start = (run.as_ptr().addr() - pages.base.addr()) / PAGE;
@@ -253,7 +273,10 @@ mod tests {
         let r1 = a.map(3 * PAGE, PAGE).unwrap();
         let r2 = a.map(PAGE, 8 * PAGE).unwrap();
         assert_eq!(r2.as_ptr().addr() % (8 * PAGE), 0);
-        assert!(r1.as_ptr().addr() + 3 * PAGE <= r2.as_ptr().addr() || r2.as_ptr().addr() + PAGE <= r1.as_ptr().addr());
+        assert!(
+            r1.as_ptr().addr() + 3 * PAGE <= r2.as_ptr().addr()
+                || r2.as_ptr().addr() + PAGE <= r1.as_ptr().addr()
+        );
         assert_eq!(a.used_bytes(), 4 * PAGE);
         unsafe { a.unmap(r1, 3 * PAGE) };
         let r3 = a.map(2 * PAGE, PAGE).unwrap();
@@ -277,7 +300,11 @@ mod tests {
         unsafe {
             assert_eq!(a.resize(r, 2 * PAGE, PAGE, true), Some(r));
             assert_eq!(a.resize(r, PAGE, 2 * PAGE, true), Some(r));
-            assert_eq!(a.resize(r, 2 * PAGE, 3 * PAGE, true), None, "blocked by the next run");
+            assert_eq!(
+                a.resize(r, 2 * PAGE, 3 * PAGE, true),
+                None,
+                "blocked by the next run"
+            );
             a.unmap(blocker, PAGE);
             assert_eq!(a.resize(r, 2 * PAGE, 5 * PAGE, false), Some(r));
             a.unmap(r, 5 * PAGE);

@@ -6,6 +6,7 @@
 //! live bit is set; a LARGE pointer must be its run's user pointer.
 
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 
 use lock_api::RawMutex;
 
@@ -28,35 +29,53 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// If `ptr` is a live block of this heap, nothing may use it afterwards.
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
-        let result = match self.page_map.lookup(ptr.as_ptr().addr()) {
-            Some(Owner::Zone { base, class }) => self.free_small(base.cast(), class, ptr),
-            Some(Owner::Large { base }) => self.free_large(base, ptr),
-            None => Err(HeapError::InvalidPointer),
+        let result = match self.find(ptr.as_ptr().addr()) {
+            (Some(Owner::Zone { base, class }), seen) => {
+                self.free_small(base.cast(), class, ptr, seen)
+            }
+            (Some(Owner::Large { base }), _) => self.free_large(base, ptr),
+            (None, _) => Err(HeapError::InvalidPointer),
         };
         result.map_err(|e| self.count_error(e))
     }
 
     #[inline]
-    fn free_small(&self, zone: NonNull<ZoneHeader>, class: SizeClass, ptr: NonNull<u8>) -> Result<(), HeapError> {
+    fn free_small(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> Result<(), HeapError> {
         let mut state = self.class(class);
-        let index = self.validate_small(zone, class, ptr)?;
+        let index = self.validate_small(zone, class, ptr, seen)?;
         // SAFETY: validated live block of a live zone; lock held.
         unsafe { self.free_validated(&mut state, zone, index, ptr) };
         Ok(())
     }
 
-    /// Checks that `ptr` is a live block of `zone`, found in the page map
-    /// before the lock of `class` was taken. The caller holds that lock.
+    /// Checks that `ptr` is a live block of `zone`, found by
+    /// [`find`](Self::find) (which also returned `seen`) before the lock of
+    /// `class` was taken. The caller holds that lock.
     #[inline]
     pub(crate) fn validate_small(
         &self,
         zone: NonNull<ZoneHeader>,
         class: SizeClass,
         ptr: NonNull<u8>,
+        seen: usize,
     ) -> Result<usize, HeapError> {
-        // Under the class lock no zone of this class can be released, so if
-        // the map still names this zone it is live and its header readable.
-        if self.page_map.lookup(ptr.as_ptr().addr()) != Some(Owner::Zone { base: zone.cast(), class }) {
+        // Zones of this class are only released under its lock, which we
+        // hold. If nothing at all was released since the lookup, the zone
+        // found then is alive; otherwise look again: if the map still names
+        // the zone now, it is alive until we unlock.
+        if self.counters.releases.load(Ordering::Acquire) != seen
+            && self.page_map.lookup(ptr.as_ptr().addr())
+                != Some(Owner::Zone {
+                    base: zone.cast(),
+                    class,
+                })
+        {
             return Err(HeapError::InvalidPointer);
         }
         // SAFETY: a live zone (see above).
@@ -102,6 +121,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ///
     /// `zone` is live, empty, of the class locked through `state`.
     #[cold]
+    #[inline(never)]
     unsafe fn zone_emptied(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
         if state.empty_zones < EMPTY_ZONES_KEPT {
             state.empty_zones += 1;
@@ -122,12 +142,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let mut first_error = Ok(());
         let mut state = self.class(class);
         for &block in blocks {
-            let Some(ptr) = NonNull::new(block) else { continue };
-            let result = match self.page_map.lookup(ptr.as_ptr().addr()) {
-                Some(Owner::Zone { base, class: c }) if c == class => self.validate_small(base.cast(), class, ptr).map(|i| {
-                    // SAFETY: just validated under the lock.
-                    unsafe { self.free_validated(&mut state, base.cast(), i, ptr) }
-                }),
+            let Some(ptr) = NonNull::new(block) else {
+                continue;
+            };
+            let result = match self.find(ptr.as_ptr().addr()) {
+                (Some(Owner::Zone { base, class: c }), seen) if c == class => {
+                    self.validate_small(base.cast(), class, ptr, seen).map(|i| {
+                        // SAFETY: just validated under the lock.
+                        unsafe { self.free_validated(&mut state, base.cast(), i, ptr) }
+                    })
+                }
                 _ => Err(HeapError::InvalidPointer),
             };
             if let Err(e) = result {
@@ -142,17 +166,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// How many bytes the block at `ptr` can hold (at least what was asked).
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
-        match self.page_map.lookup(ptr.as_ptr().addr()) {
-            Some(Owner::Zone { base, class }) => {
+        match self.find(ptr.as_ptr().addr()) {
+            (Some(Owner::Zone { base, class }), seen) => {
                 let _state = self.class(class);
-                self.validate_small(base.cast(), class, ptr)?;
+                self.validate_small(base.cast(), class, ptr, seen)?;
                 Ok(class.block_size())
             }
-            Some(Owner::Large { base }) => {
+            (Some(Owner::Large { base }), _) => {
                 let _state = self.large.lock();
                 Ok(self.large_block(base, ptr)?.usable())
             }
-            None => Err(HeapError::InvalidPointer),
+            (None, _) => Err(HeapError::InvalidPointer),
         }
     }
 }

@@ -15,12 +15,14 @@ use crate::provider::PageProvider;
 unsafe impl<P: PageProvider + Sync, R: RawMutex + Send + Sync> GlobalAlloc for Heap<P, R> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        self.allocate(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        self.allocate_zeroed(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        self.allocate_zeroed(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     #[inline]

@@ -76,6 +76,11 @@ pub(crate) struct Counters {
     pub(crate) metadata_bytes: AtomicUsize,
     /// Refused pointers and detected corruption.
     pub(crate) errors: AtomicUsize,
+    /// Bumped whenever a run is unregistered, before it is unmapped. A free
+    /// that read the same value before its lock-free lookup and after
+    /// taking the owner's lock knows the owner it found is still alive,
+    /// without looking it up again.
+    pub(crate) releases: AtomicUsize,
 }
 
 impl ClassState {
@@ -138,7 +143,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// the first allocation, so it can initialise a `static`.
     pub const fn new(provider: P) -> Self {
         Heap {
-            classes: [const { ClassSlot(Mutex::const_new(R::INIT, ClassState::new())) }; NUM_CLASSES],
+            classes: [const { ClassSlot(Mutex::const_new(R::INIT, ClassState::new())) };
+                NUM_CLASSES],
             large: Mutex::const_new(R::INIT, LargeState::new()),
             page_map: PageMap::new(),
             counters: Counters {
@@ -148,6 +154,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 mapped_bytes: AtomicUsize::new(0),
                 metadata_bytes: AtomicUsize::new(0),
                 errors: AtomicUsize::new(0),
+                releases: AtomicUsize::new(0),
             },
             provider,
         }
@@ -188,6 +195,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 slot.0.force_unlock();
             }
         }
+    }
+
+    /// Looks `addr` up in the page map, lock-free. Returns the owner and the
+    /// release count read *before* the lookup (see `Counters::releases`).
+    #[inline]
+    pub(crate) fn find(&self, addr: usize) -> (Option<Owner>, usize) {
+        let releases = self.counters.releases.load(Ordering::Acquire);
+        (self.page_map.lookup(addr), releases)
     }
 
     /// Records a refused pointer or detected corruption.
@@ -237,9 +252,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// # Safety
     ///
     /// `base`/`len` is a live run of this heap that nothing will use again.
-    pub(crate) unsafe fn unmap_run(&self, base: NonNull<u8>, len: usize, reg_offset: usize, reg_len: usize) {
+    pub(crate) unsafe fn unmap_run(
+        &self,
+        base: NonNull<u8>,
+        len: usize,
+        reg_offset: usize,
+        reg_len: usize,
+    ) {
         self.page_map
             .unregister(base.as_ptr().addr() + reg_offset, reg_len);
+        self.counters.releases.fetch_add(1, Ordering::Release);
         // SAFETY: per the contract.
         unsafe { self.provider.unmap(base, len) };
         self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +272,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub(crate) fn new_zone(&self, class: SizeClass) -> Option<NonNull<ZoneHeader>> {
         let page = self.page_size();
         let run_len = class.geometry().zone_bytes.next_multiple_of(page);
-        let base = self.map_run(run_len, page, 0, run_len, |base| Owner::Zone { base, class })?;
+        let base = self.map_run(run_len, page, 0, run_len, |base| Owner::Zone {
+            base,
+            class,
+        })?;
         // SAFETY: a fresh run of `run_len >= zone_bytes` bytes, ours alone.
         Some(unsafe { zone::init(base, class, run_len, self.provider.zeroed_on_map()) })
     }
@@ -281,8 +306,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let mut cursor = state.with_room;
             while let Some(zone) = NonNull::new(cursor) {
                 // SAFETY: listed zones are live; lock held.
-                let (next, live, len) =
-                    unsafe { (zone.as_ref().next, zone.as_ref().live, zone.as_ref().run_len) };
+                let (next, live, len) = unsafe {
+                    (
+                        zone.as_ref().next,
+                        zone.as_ref().live,
+                        zone.as_ref().run_len,
+                    )
+                };
                 if live == 0 {
                     state.empty_zones -= 1;
                     released += len;

@@ -173,7 +173,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 /// `zone` is a live zone of `class` and its class lock is held.
 unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut impl HeapVisitor) {
     // SAFETY: per the contract.
-    let (len, live, carved) = unsafe { (zone.as_ref().run_len, zone.as_ref().live, zone::carved(zone)) };
+    let (len, live, carved) = unsafe {
+        (
+            zone.as_ref().run_len,
+            zone.as_ref().live,
+            zone::carved(zone),
+        )
+    };
     let info = ZoneInfo {
         kind: class.kind(),
         start: zone.as_ptr().addr(),

@@ -24,13 +24,15 @@ use crate::provider::PageProvider;
 /// Bytes before the user pointer at the default alignment.
 pub(crate) const LARGE_HEADER_SIZE: usize = 32;
 /// Freed runs kept for reuse.
-pub(crate) const LARGE_CACHE_SLOTS: usize = 8;
-/// Runs above this size are never cached.
-pub(crate) const LARGE_CACHE_RUN_MAX: usize = 4 << 20;
-/// Total bytes the cache may hold.
-pub(crate) const LARGE_CACHE_BYTES_MAX: usize = 16 << 20;
-/// A cached run serves a request needing `n` bytes if it has at most
-/// `n + n / LARGE_CACHE_FIT_SLACK` bytes.
+pub(crate) const LARGE_CACHE_SLOTS: usize = 16;
+/// Runs above this size are never cached (glibc's largest mmap threshold).
+pub(crate) const LARGE_CACHE_RUN_MAX: usize = 32 << 20;
+/// Total bytes the cache may hold (glibc keeps up to 64 MiB of freed top).
+pub(crate) const LARGE_CACHE_BYTES_MAX: usize = 64 << 20;
+/// A cached run serves a request needing `n` bytes as it is if it has at
+/// most `LARGE_CACHE_FIT_SLACK * n` bytes (its resident pages are worth more
+/// than the address space); a bigger one waits for a bigger request, and
+/// the largest smaller one is grown instead.
 pub(crate) const LARGE_CACHE_FIT_SLACK: usize = 4;
 
 const GUARD_KEY: usize = 0x1a76_e5ee_d0c5_a11e_u64 as usize;
@@ -96,20 +98,36 @@ impl LargeState {
         }
     }
 
-    /// The smallest cached run of at least `len` bytes that is not wastefully
-    /// larger, taken out of the cache.
-    fn take_cached(&mut self, len: usize) -> Option<(NonNull<u8>, usize)> {
-        let limit = len + len / LARGE_CACHE_FIT_SLACK;
-        let (slot, _) = self
-            .cache
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.map(|(_, l)| (i, l)))
-            .filter(|&(_, l)| l >= len && l <= limit)
-            .min_by_key(|&(_, l)| l)?;
+    /// The slot of the cached run to serve a request for `len` bytes: the
+    /// smallest run of at least `len` bytes if it is not wastefully larger,
+    /// or else the largest smaller run (to be grown). A much larger run is
+    /// left for a larger request.
+    fn best_slot(&self, len: usize) -> Option<usize> {
+        let cached = || {
+            self.cache
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.map(|(_, l)| (i, l)))
+        };
+        let fits = cached().filter(|&(_, l)| l >= len).min_by_key(|&(_, l)| l);
+        match fits {
+            Some((i, l)) if l <= len.saturating_mul(LARGE_CACHE_FIT_SLACK) => Some(i),
+            _ => cached()
+                .filter(|&(_, l)| l < len)
+                .max_by_key(|&(_, l)| l)
+                .map(|(i, _)| i),
+        }
+    }
+
+    fn take(&mut self, slot: usize) -> Option<(NonNull<u8>, usize)> {
         let entry = self.cache[slot].take()?;
         self.cached_bytes -= entry.1;
         Some(entry)
+    }
+
+    fn put_back(&mut self, slot: usize, entry: (NonNull<u8>, usize)) {
+        self.cached_bytes += entry.1;
+        self.cache[slot] = Some(entry);
     }
 }
 
@@ -120,24 +138,40 @@ fn user_offset_for(align: usize) -> usize {
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Allocates a LARGE block of `size` bytes aligned to `align`.
-    pub(crate) fn alloc_large(&self, size: usize, align: usize, zeroed: bool) -> Option<NonNull<u8>> {
+    #[inline(never)]
+    pub(crate) fn alloc_large(
+        &self,
+        size: usize,
+        align: usize,
+        zeroed: bool,
+    ) -> Option<NonNull<u8>> {
         let page = self.page_size();
         let user_offset = user_offset_for(align);
-        let needed = user_offset.checked_add(size)?.checked_next_multiple_of(page)?;
+        // At least one byte past the user pointer, so its granule is in the run.
+        let needed = user_offset
+            .checked_add(size.max(1))?
+            .checked_next_multiple_of(page)?;
         if needed > isize::MAX as usize {
             return None;
         }
         let run_align = align.max(page);
         let mut state = self.large.lock();
-        let cached = if run_align == page { state.take_cached(needed) } else { None };
+        let cached = if run_align == page {
+            self.take_cached(&mut state, needed)
+        } else {
+            None
+        };
         let (start, run_len, fresh) = match cached {
             Some((start, len)) => {
                 let owner = Owner::Large { base: start };
                 let user = start.as_ptr().addr() + user_offset;
-                if !self
-                    .page_map
-                    .register(&self.provider, user, 1, owner, &self.counters.metadata_bytes)
-                {
+                if !self.page_map.register(
+                    &self.provider,
+                    user,
+                    1,
+                    owner,
+                    &self.counters.metadata_bytes,
+                ) {
                     // Put it back; nothing changed.
                     state.cache_run(self, start, len);
                     return None;
@@ -145,7 +179,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 (start, len, false)
             }
             None => {
-                let start = self.map_run(needed, run_align, user_offset, 1, |base| Owner::Large { base })?;
+                let start = self.map_run(needed, run_align, user_offset, 1, |base| {
+                    Owner::Large { base }
+                })?;
                 (start, needed, self.provider.zeroed_on_map())
             }
         };
@@ -170,10 +206,54 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(user)
     }
 
+    /// A cached run for a request of `needed` bytes (see `best_slot`): used
+    /// as it is if big enough, or grown by the provider, which may move it:
+    /// its pages come along without being copied or faulted in again.
+    fn take_cached(&self, state: &mut LargeState, needed: usize) -> Option<(NonNull<u8>, usize)> {
+        let slot = state.best_slot(needed)?;
+        let (start, len) = state.take(slot)?;
+        if needed <= len {
+            return Some((start, len));
+        }
+        // A move must be registered at its new place: spares first.
+        let may_move = self
+            .page_map
+            .reserve_spares(&self.provider, &self.counters.metadata_bytes);
+        // SAFETY: the cached run is ours, unregistered, and unused.
+        match unsafe { self.provider.resize(start, len, needed, may_move) } {
+            Some(new_start) => {
+                self.count_resize(len, needed);
+                Some((new_start, needed))
+            }
+            None => {
+                state.put_back(slot, (start, len));
+                None
+            }
+        }
+    }
+
+    /// Counts a provider resize of a run from `old` to `new` bytes.
+    pub(crate) fn count_resize(&self, old: usize, new: usize) {
+        self.counters.resize_calls.fetch_add(1, Ordering::Relaxed);
+        if new > old {
+            self.counters
+                .mapped_bytes
+                .fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            self.counters
+                .mapped_bytes
+                .fetch_sub(old - new, Ordering::Relaxed);
+        }
+    }
+
     /// Reads and checks the header of the LARGE block the page map says
     /// starts its run at `start`, for the pointer `ptr`. The caller holds
     /// the LARGE lock.
-    pub(crate) fn large_block(&self, start: NonNull<u8>, ptr: NonNull<u8>) -> Result<LargeBlock, HeapError> {
+    pub(crate) fn large_block(
+        &self,
+        start: NonNull<u8>,
+        ptr: NonNull<u8>,
+    ) -> Result<LargeBlock, HeapError> {
         // Under the LARGE lock the map cannot change for LARGE owners: if it
         // still says so, the run is live and its header readable.
         if self.page_map.lookup(ptr.as_ptr().addr()) != Some(Owner::Large { base: start }) {
@@ -211,6 +291,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// Frees the LARGE block at `ptr` whose run the page map says starts at
     /// `start`.
+    #[inline(never)]
     pub(crate) fn free_large(&self, start: NonNull<u8>, ptr: NonNull<u8>) -> Result<(), HeapError> {
         let mut state = self.large.lock();
         let block = self.large_block(start, ptr)?;
@@ -281,14 +362,21 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 impl LargeState {
     /// Keeps a freed (unregistered) run for reuse, or unmaps it (or an older
     /// one) when the cache is full.
-    fn cache_run<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>, start: NonNull<u8>, len: usize) {
+    fn cache_run<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        start: NonNull<u8>,
+        len: usize,
+    ) {
         if len > LARGE_CACHE_RUN_MAX || len > LARGE_CACHE_BYTES_MAX {
             // SAFETY: the run was just freed and is unregistered.
             unsafe { heap.unmap_cached(start, len) };
             return;
         }
         // Make room: evict round-robin until both limits hold.
-        while self.cached_bytes + len > LARGE_CACHE_BYTES_MAX || self.cache.iter().all(Option::is_some) {
+        while self.cached_bytes + len > LARGE_CACHE_BYTES_MAX
+            || self.cache.iter().all(Option::is_some)
+        {
             let slot = self.victim;
             self.victim = (self.victim + 1) % LARGE_CACHE_SLOTS;
             if let Some((old, old_len)) = self.cache[slot].take() {

@@ -147,7 +147,10 @@ impl PageMap {
         // Create every node first so failure leaves nothing half-registered.
         let mut g = first;
         while g <= last {
-            if self.leaf_for(provider, g << GRANULE_SHIFT, metadata_bytes).is_none() {
+            if self
+                .leaf_for(provider, g << GRANULE_SHIFT, metadata_bytes)
+                .is_none()
+            {
                 return false;
             }
             g = (g | (FANOUT - 1)) + 1;
@@ -192,7 +195,10 @@ impl PageMap {
     }
 
     /// A zeroed node from the provider.
-    fn new_node<P: PageProvider>(provider: &P, metadata_bytes: &AtomicUsize) -> Option<NonNull<u8>> {
+    fn new_node<P: PageProvider>(
+        provider: &P,
+        metadata_bytes: &AtomicUsize,
+    ) -> Option<NonNull<u8>> {
         let fresh = provider.map(NODE_BYTES, MIN_PAGE_SIZE)?;
         metadata_bytes.fetch_add(NODE_BYTES, Ordering::Relaxed);
         if !provider.zeroed_on_map() {
@@ -211,7 +217,11 @@ impl PageMap {
     /// Makes sure enough spare nodes exist for one more registration to
     /// succeed whatever the provider says then. Returns `false` if the
     /// provider refused.
-    pub(crate) fn reserve_spares<P: PageProvider>(&self, provider: &P, metadata_bytes: &AtomicUsize) -> bool {
+    pub(crate) fn reserve_spares<P: PageProvider>(
+        &self,
+        provider: &P,
+        metadata_bytes: &AtomicUsize,
+    ) -> bool {
         for spare in &self.spares {
             if !spare.load(Ordering::Acquire).is_null() {
                 continue;
@@ -220,7 +230,12 @@ impl PageMap {
                 return false;
             };
             if spare
-                .compare_exchange(ptr::null_mut(), fresh.as_ptr(), Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    ptr::null_mut(),
+                    fresh.as_ptr(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_err()
             {
                 // SAFETY: our fresh node was never published.

@@ -113,7 +113,13 @@ unsafe impl<P: PageProvider + ?Sized> PageProvider for &P {
     fn zeroed_on_map(&self) -> bool {
         (**self).zeroed_on_map()
     }
-    unsafe fn resize(&self, run: NonNull<u8>, old_len: usize, new_len: usize, may_move: bool) -> Option<NonNull<u8>> {
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
         // SAFETY: same contract.
         unsafe { (**self).resize(run, old_len, new_len, may_move) }
     }

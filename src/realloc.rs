@@ -4,7 +4,6 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::Ordering;
 
 use lock_api::RawMutex;
 
@@ -33,11 +32,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ///
     /// If `ptr` is a live block of this heap and the call succeeds, only the
     /// returned pointer may be used afterwards.
-    pub unsafe fn reallocate(&self, ptr: NonNull<u8>, new_layout: Layout) -> Result<NonNull<u8>, ReallocError> {
-        let result = match self.page_map.lookup(ptr.as_ptr().addr()) {
-            Some(Owner::Zone { base, class }) => self.realloc_small(base, class, ptr, new_layout),
-            Some(Owner::Large { base }) => self.realloc_large(base, ptr, new_layout),
-            None => Err(ReallocError::Invalid(HeapError::InvalidPointer)),
+    pub unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let result = match self.find(ptr.as_ptr().addr()) {
+            (Some(Owner::Zone { base, class }), seen) => {
+                self.realloc_small(base, class, ptr, seen, new_layout)
+            }
+            (Some(Owner::Large { base }), _) => self.realloc_large(base, ptr, new_layout),
+            (None, _) => Err(ReallocError::Invalid(HeapError::InvalidPointer)),
         };
         if let Err(ReallocError::Invalid(_)) = result {
             self.count_error(());
@@ -50,17 +55,21 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         base: NonNull<u8>,
         class: SizeClass,
         ptr: NonNull<u8>,
+        seen: usize,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
         let zone = base.cast();
         let new_size = new_layout.size();
         let old_size = {
             let mut state = self.class(class);
-            let index = self.validate_small(zone, class, ptr).map_err(ReallocError::Invalid)?;
+            let index = self
+                .validate_small(zone, class, ptr, seen)
+                .map_err(ReallocError::Invalid)?;
             // SAFETY: validated block of a live zone, lock held.
             let old_size = unsafe { zone::requested(zone, index) };
-            let aligned = ptr.as_ptr().addr() % new_layout.align() == 0;
-            if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align())) {
+            let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
+            if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align()))
+            {
                 // SAFETY: as above; the new size fits the block.
                 unsafe { zone::set_requested(zone, index, new_size) };
                 state.live_bytes = state.live_bytes - old_size + new_size;
@@ -72,11 +81,18 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         unsafe { self.realloc_by_copy(ptr, old_size, new_layout) }
     }
 
-    fn realloc_large(&self, start: NonNull<u8>, ptr: NonNull<u8>, new_layout: Layout) -> Result<NonNull<u8>, ReallocError> {
+    fn realloc_large(
+        &self,
+        start: NonNull<u8>,
+        ptr: NonNull<u8>,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
         let new_size = new_layout.size();
         let mut state = self.large.lock();
-        let mut block = self.large_block(start, ptr).map_err(ReallocError::Invalid)?;
-        let aligned = ptr.as_ptr().addr() % new_layout.align() == 0;
+        let mut block = self
+            .large_block(start, ptr)
+            .map_err(ReallocError::Invalid)?;
+        let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
         if !aligned || SizeClass::for_layout(new_size, new_layout.align()).is_some() {
             // Misaligned for the new layout, or small enough for a class.
             drop(state);
@@ -86,7 +102,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let page = self.page_size();
         let needed = block
             .user_offset
-            .checked_add(new_size)
+            .checked_add(new_size.max(1))
             .and_then(|n| n.checked_next_multiple_of(page))
             .filter(|&n| n <= isize::MAX as usize)
             .ok_or(ReallocError::OutOfMemory)?;
@@ -117,25 +133,29 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     fn resize_run(&self, block: &super::large::LargeBlock, needed: usize) -> Option<NonNull<u8>> {
         let old_user = block.user().as_ptr().addr();
         // SAFETY: the run is live, ours, and locked.
-        let resized = unsafe { self.provider.resize(block.start, block.run_len, needed, false) };
+        let resized = unsafe {
+            self.provider
+                .resize(block.start, block.run_len, needed, false)
+        };
         let new_start = match resized {
             Some(s) => s,
             None if needed > block.run_len && block.user_offset < MIN_PAGE_SIZE => {
                 // A move must be registered at its new place whatever happens.
-                if !self.page_map.reserve_spares(&self.provider, &self.counters.metadata_bytes) {
+                if !self
+                    .page_map
+                    .reserve_spares(&self.provider, &self.counters.metadata_bytes)
+                {
                     return None;
                 }
                 // SAFETY: as above.
-                unsafe { self.provider.resize(block.start, block.run_len, needed, true) }?
+                unsafe {
+                    self.provider
+                        .resize(block.start, block.run_len, needed, true)
+                }?
             }
             None => return None,
         };
-        self.counters.resize_calls.fetch_add(1, Ordering::Relaxed);
-        if needed > block.run_len {
-            self.counters.mapped_bytes.fetch_add(needed - block.run_len, Ordering::Relaxed);
-        } else {
-            self.counters.mapped_bytes.fetch_sub(block.run_len - needed, Ordering::Relaxed);
-        }
+        self.count_resize(block.run_len, needed);
         if new_start != block.start {
             self.page_map.unregister(old_user, 1);
             let registered = self.page_map.register(

@@ -281,6 +281,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
     fn every_size_maps_to_the_smallest_class_that_fits() {
         for size in 0..=SMALL_MAX {
             let class = SizeClass::for_size(size).unwrap();
@@ -295,6 +296,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
     fn waste_above_128_bytes_is_at_most_one_eighth() {
         for size in TINY_MAX + 1..=SMALL_MAX {
             let bs = SizeClass::for_size(size).unwrap().block_size();
@@ -303,6 +305,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
     fn table_is_increasing_multiples_of_sixteen() {
         assert_eq!(NUM_CLASSES, 72);
         assert_eq!(CLASS_SIZES[NUM_CLASSES - 1] as usize, SMALL_MAX);
@@ -313,6 +316,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
     fn zones_hold_at_least_100_blocks_and_fit() {
         for class in SizeClass::all() {
             let g = class.geometry();
@@ -324,7 +328,10 @@ mod tests {
             let align = (1 << g.block_size.trailing_zeros()).min(MAX_BLOCK_ALIGN);
             assert_eq!(g.blocks_offset % align, 0);
             // Magic division is exact for every in-zone offset.
-            for off in (0..g.zone_bytes).step_by(g.block_size).chain([g.zone_bytes - 1]) {
+            for off in (0..g.zone_bytes)
+                .step_by(g.block_size)
+                .chain([g.zone_bytes - 1])
+            {
                 for delta in [0, 1, g.block_size - 1] {
                     let o = (off + delta) as u64;
                     assert_eq!((o * g.div_magic) >> DIV_SHIFT, o / g.block_size as u64);
@@ -334,6 +341,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
     fn aligned_classes_give_aligned_blocks() {
         let mut align = 32;
         while align <= MAX_BLOCK_ALIGN {

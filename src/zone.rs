@@ -144,6 +144,18 @@ fn bitmap_word(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mu
 pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
     // SAFETY: live zone header is readable.
     let g = geometry(unsafe { zone.as_ref() });
+    // SAFETY: per the contract.
+    unsafe { bit_is_set(zone, g, index) }
+}
+
+/// Reads a live bit without touching the header (callers may hold a
+/// mutable reference to it).
+///
+/// # Safety
+///
+/// `zone` is a live zone of geometry `g`, `index < capacity`.
+#[inline]
+unsafe fn bit_is_set(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
     // SAFETY: the bitmap covers `capacity` bits inside the zone.
     unsafe { *bitmap_word(zone, g, index) & (1 << (index % 64)) != 0 }
 }
@@ -159,7 +171,7 @@ pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
 /// # Safety
 ///
 /// `zone` is a live zone whose class lock the caller holds.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
     // SAFETY: the caller holds the lock, so the header is ours to change.
     let z = unsafe { &mut *zone.as_ptr() };
@@ -208,7 +220,7 @@ unsafe fn link_ok(
     };
     let index = div_block(off, g);
     // SAFETY: bitmap read is guarded by `index < carved <= capacity`.
-    index < carved as usize && index * g.block_size == off && !unsafe { is_live(zone, index) }
+    index < carved as usize && index * g.block_size == off && !unsafe { bit_is_set(zone, g, index) }
 }
 
 #[inline]
@@ -222,7 +234,10 @@ fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
 ///
 /// `zone` is a live zone whose class lock the caller holds.
 #[inline]
-pub(crate) unsafe fn block_index(zone: NonNull<ZoneHeader>, ptr: NonNull<u8>) -> Result<usize, HeapError> {
+pub(crate) unsafe fn block_index(
+    zone: NonNull<ZoneHeader>,
+    ptr: NonNull<u8>,
+) -> Result<usize, HeapError> {
     // SAFETY: live zone, lock held.
     let z = unsafe { zone.as_ref() };
     let g = geometry(z);

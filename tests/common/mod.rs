@@ -16,7 +16,10 @@ pub struct Counting<P> {
 
 impl<P> Counting<P> {
     pub const fn new(inner: P) -> Self {
-        Counting { inner, held: AtomicUsize::new(0) }
+        Counting {
+            inner,
+            held: AtomicUsize::new(0),
+        }
     }
     pub fn held(&self) -> usize {
         self.held.load(Ordering::SeqCst)
@@ -30,7 +33,11 @@ unsafe impl<P: PageProvider> PageProvider for Counting<P> {
     }
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
         let run = self.inner.map(len, align)?;
-        assert_eq!(run.as_ptr().addr() % align.max(self.page_size()), 0, "provider alignment");
+        assert_eq!(
+            run.as_ptr().addr() % align.max(self.page_size()),
+            0,
+            "provider alignment"
+        );
         self.held.fetch_add(len, Ordering::SeqCst);
         Some(run)
     }
@@ -41,7 +48,13 @@ unsafe impl<P: PageProvider> PageProvider for Counting<P> {
     fn zeroed_on_map(&self) -> bool {
         self.inner.zeroed_on_map()
     }
-    unsafe fn resize(&self, run: NonNull<u8>, old: usize, new: usize, may_move: bool) -> Option<NonNull<u8>> {
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
         let r = unsafe { self.inner.resize(run, old, new, may_move) }?;
         self.held.fetch_add(new, Ordering::SeqCst);
         self.held.fetch_sub(old, Ordering::SeqCst);
@@ -95,10 +108,20 @@ unsafe impl PageProvider for Mmap {
     fn zeroed_on_map(&self) -> bool {
         true
     }
-    unsafe fn resize(&self, run: NonNull<u8>, old: usize, new: usize, may_move: bool) -> Option<NonNull<u8>> {
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
         let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
         let p = unsafe { libc::mremap(run.as_ptr().cast(), old, new, flags) };
-        if p == libc::MAP_FAILED { None } else { NonNull::new(p.cast()) }
+        if p == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(p.cast())
+        }
     }
 }
 

@@ -1,0 +1,234 @@
+//! malloc, calloc, realloc, reallocarray, reallocf, free, cfree,
+//! malloc_usable_size.
+
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+
+use ft_malloc::ReallocError;
+
+use super::{DEFAULT_ALIGN, SCRIBBLE_FREED, allocate, c_layout, or_enomem};
+use crate::config::{self, Config};
+use crate::{HEAP, os, report};
+
+/// `malloc(3)`. `malloc(0)` returns a unique pointer that can be freed.
+/// Sizes above `PTRDIFF_MAX` fail with `ENOMEM`.
+///
+/// # Safety
+///
+/// None beyond C's: the result is uninitialised memory.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let config = config::get();
+    let block = or_enomem(allocate(size, DEFAULT_ALIGN, config));
+    if let Some(fd) = config.trace_fd {
+        report::trace(fd, format_args!("malloc({size}) = {block:p}"));
+    }
+    block
+}
+
+/// `calloc(3)`: `count * size` zero bytes, `ENOMEM` if the product overflows.
+/// Fresh pages from the kernel are already zero and are not cleared again.
+///
+/// # Safety
+///
+/// None beyond C's.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    let config = config::get();
+    let block = or_enomem(
+        count
+            .checked_mul(size)
+            .and_then(|bytes| c_layout(bytes, DEFAULT_ALIGN))
+            .and_then(|layout| HEAP.allocate_zeroed(layout)),
+    );
+    if let Some(fd) = config.trace_fd {
+        report::trace(fd, format_args!("calloc({count}, {size}) = {block:p}"));
+    }
+    block
+}
+
+/// Frees `ptr` for `function` (named in reports). Returns whether the heap
+/// accepted the pointer. `errno` is preserved: every system call the heap
+/// may make on this path restores it.
+#[inline]
+fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return true;
+    };
+    if config.scribble
+        && let Ok(usable) = HEAP.usable_size(block)
+    {
+        // SAFETY: the heap vouches for `usable` bytes of this live block,
+        // which the caller is giving up.
+        unsafe { ptr::write_bytes(block.as_ptr(), SCRIBBLE_FREED, usable) };
+    }
+    // SAFETY: `deallocate` validates the pointer before touching anything.
+    match unsafe { HEAP.deallocate(block) } {
+        Ok(()) => true,
+        Err(error) => {
+            report::bad_pointer(function, ptr, error);
+            false
+        }
+    }
+}
+
+/// `free(3)`. `free(NULL)` does nothing. A pointer the library never returned
+/// (or already freed) is reported and ignored, per `FT_MALLOC_CHECK`.
+/// `errno` is left unchanged.
+///
+/// # Safety
+///
+/// `ptr` must not be used after it is freed. Bad pointers are caught, not
+/// obeyed, but a block freed by mistake is still freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    let config = config::get();
+    release("free", ptr, config);
+    if let Some(fd) = config.trace_fd {
+        report::trace(fd, format_args!("free({ptr:p})"));
+    }
+}
+
+/// `cfree(3)`: an old name of `free`, still exported by glibc.
+///
+/// # Safety
+///
+/// As [`free`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
+    // SAFETY: same contract.
+    unsafe { free(ptr) }
+}
+
+/// What a realloc-like call ended in.
+enum Resized {
+    /// The (possibly moved) block, or NULL after `realloc(p, 0)` freed `p`.
+    Done(*mut c_void),
+    /// No memory; the old block is intact.
+    OutOfMemory,
+    /// The old pointer was refused (and reported).
+    Refused,
+}
+
+/// The shared body of `realloc`, `reallocarray` and `reallocf`.
+fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resized {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return match allocate(size, DEFAULT_ALIGN, config) {
+            Some(new) => Resized::Done(new.as_ptr().cast()),
+            None => Resized::OutOfMemory,
+        };
+    };
+    if size == 0 {
+        // glibc: realloc(p, 0) frees p and returns NULL.
+        return if release(function, ptr, config) {
+            Resized::Done(ptr::null_mut())
+        } else {
+            Resized::Refused
+        };
+    }
+    let Some(layout) = c_layout(size, DEFAULT_ALIGN) else {
+        return Resized::OutOfMemory;
+    };
+    // SAFETY: `reallocate` validates the pointer first and leaves the old
+    // block untouched on any error.
+    match unsafe { HEAP.reallocate(block, layout) } {
+        Ok(new) => Resized::Done(new.as_ptr().cast()),
+        Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
+        Err(ReallocError::Invalid(error)) => {
+            report::bad_pointer(function, ptr, error);
+            Resized::Refused
+        }
+    }
+}
+
+/// The C result of a [`Resized`]: NULL + `ENOMEM` when out of memory, NULL
+/// with `errno` untouched for a refused pointer.
+fn resized_to_c(outcome: Resized) -> *mut c_void {
+    match outcome {
+        Resized::Done(block) => block,
+        Resized::OutOfMemory => {
+            os::set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+        Resized::Refused => ptr::null_mut(),
+    }
+}
+
+/// `realloc(3)`. `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees `p`
+/// and returns NULL (glibc); on failure NULL + `ENOMEM` and `p` is intact; a
+/// pointer the library never returned is reported and NULL returned.
+///
+/// # Safety
+///
+/// On success `ptr` must not be used any more.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    let config = config::get();
+    let block = resized_to_c(resize("realloc", ptr, size, config));
+    if let Some(fd) = config.trace_fd {
+        report::trace(fd, format_args!("realloc({ptr:p}, {size}) = {block:p}"));
+    }
+    block
+}
+
+/// `reallocarray(3)`: `realloc(ptr, count * size)`, with NULL + `ENOMEM` and
+/// `ptr` intact if the product overflows.
+///
+/// # Safety
+///
+/// As [`realloc`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    let config = config::get();
+    let block = resized_to_c(match count.checked_mul(size) {
+        Some(bytes) => resize("reallocarray", ptr, bytes, config),
+        None => Resized::OutOfMemory,
+    });
+    if let Some(fd) = config.trace_fd {
+        report::trace(
+            fd,
+            format_args!("reallocarray({ptr:p}, {count}, {size}) = {block:p}"),
+        );
+    }
+    block
+}
+
+/// `reallocf(3)` (BSD): like `realloc`, but frees `ptr` when out of memory,
+/// so `p = reallocf(p, n)` never leaks.
+///
+/// # Safety
+///
+/// `ptr` must not be used after the call unless it was refused.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn reallocf(ptr: *mut c_void, size: usize) -> *mut c_void {
+    let config = config::get();
+    let outcome = resize("reallocf", ptr, size, config);
+    if matches!(outcome, Resized::OutOfMemory) {
+        release("reallocf", ptr, config);
+    }
+    let block = resized_to_c(outcome);
+    if let Some(fd) = config.trace_fd {
+        report::trace(fd, format_args!("reallocf({ptr:p}, {size}) = {block:p}"));
+    }
+    block
+}
+
+/// `malloc_usable_size(3)`: bytes usable at `ptr` (at least what was asked),
+/// 0 for NULL. A pointer the library never returned is reported and 0 returned.
+///
+/// # Safety
+///
+/// None: the pointer is validated before anything is read.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return 0;
+    };
+    match HEAP.usable_size(block) {
+        Ok(usable) => usable,
+        Err(error) => {
+            report::bad_pointer("malloc_usable_size", ptr, error);
+            0
+        }
+    }
+}

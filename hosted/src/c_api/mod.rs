@@ -1,0 +1,69 @@
+//! The C ABI: the functions a C program links against or that `LD_PRELOAD`
+//! puts in front of glibc's.
+//!
+//! Each entry point is a thin shell around the core [`Heap`](ft_malloc::Heap):
+//! it turns C arguments into a [`Layout`], C failures into `NULL` + `errno`,
+//! refused pointers into a report, and applies the debug settings. The
+//! semantics follow glibc wherever the C and POSIX standards leave a choice;
+//! `hosted/README.md` lists each one.
+//!
+//! Nothing here unwinds (the workspace builds with `panic = "abort"` and these
+//! functions do not panic), allocates other than from the heap, or uses std.
+
+mod aligned;
+mod alloc;
+mod show;
+
+pub use aligned::{aligned_alloc, memalign, posix_memalign, pvalloc, valloc};
+pub use alloc::{calloc, cfree, free, malloc, malloc_usable_size, realloc, reallocarray, reallocf};
+pub use show::{show_alloc_mem, show_alloc_mem_ex};
+
+use core::alloc::Layout;
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+
+use crate::HEAP;
+use crate::config::Config;
+use crate::os;
+
+/// The alignment `malloc` guarantees (`alignof(max_align_t)` on x86_64).
+pub(crate) const DEFAULT_ALIGN: usize = ft_malloc::size_class::DEFAULT_ALIGN;
+/// `FT_MALLOC_SCRIBBLE` fill for new blocks: garbage that is easy to spot.
+pub(crate) const SCRIBBLE_NEW: u8 = 0xAA;
+/// `FT_MALLOC_SCRIBBLE` fill for freed blocks, so use-after-free reads 0x55.
+pub(crate) const SCRIBBLE_FREED: u8 = 0x55;
+
+/// The layout of a C request, or `None` when the size is impossible: larger
+/// than `PTRDIFF_MAX`, as glibc refuses (pointer differences inside the block
+/// must be representable).
+#[inline]
+fn c_layout(size: usize, align: usize) -> Option<Layout> {
+    if size > isize::MAX as usize {
+        return None;
+    }
+    Layout::from_size_align(size, align).ok()
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two), scribbling if
+/// asked. Leaves `errno` alone: callers decide how to report a failure.
+#[inline]
+fn allocate(size: usize, align: usize, config: Config) -> Option<NonNull<u8>> {
+    let block = HEAP.allocate(c_layout(size, align)?)?;
+    if config.scribble {
+        // SAFETY: a fresh block of at least `size` bytes, ours to write.
+        unsafe { ptr::write_bytes(block.as_ptr(), SCRIBBLE_NEW, size) };
+    }
+    Some(block)
+}
+
+/// A C result: the block, or `NULL` with `errno = ENOMEM`.
+#[inline]
+fn or_enomem(block: Option<NonNull<u8>>) -> *mut c_void {
+    match block {
+        Some(block) => block.as_ptr().cast(),
+        None => {
+            os::set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}

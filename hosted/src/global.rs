@@ -1,0 +1,69 @@
+//! [`FtMalloc`]: the same heap as Rust's `#[global_allocator]`.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+
+use ft_malloc::ReallocError;
+
+use crate::{HEAP, report};
+
+/// Routes a Rust program's allocations to the process heap that also serves
+/// the C functions of this library:
+///
+/// ```ignore
+/// #[global_allocator]
+/// static GLOBAL: ft_malloc_hosted::FtMalloc = ft_malloc_hosted::FtMalloc;
+/// ```
+///
+/// A pointer the heap refuses in `dealloc`/`realloc` (which safe Rust cannot
+/// produce) is reported like a bad `free`, per `FT_MALLOC_CHECK`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FtMalloc;
+
+// SAFETY: every method forwards to `HEAP`, which returns blocks of at least
+// `layout.size()` bytes aligned to `layout.align()`, never hands out a live
+// block twice, and validates every pointer it is given back.
+unsafe impl GlobalAlloc for FtMalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP.allocate(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        HEAP.allocate_zeroed(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        let Some(block) = NonNull::new(ptr) else {
+            return;
+        };
+        // SAFETY: `deallocate` validates the pointer before using it.
+        if let Err(error) = unsafe { HEAP.deallocate(block) } {
+            report::bad_pointer("dealloc", ptr.cast(), error);
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let (Some(block), Ok(new_layout)) = (
+            NonNull::new(ptr),
+            Layout::from_size_align(new_size, layout.align()),
+        ) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `reallocate` validates the pointer and leaves the block
+        // untouched on failure, as `GlobalAlloc::realloc` requires.
+        match unsafe { HEAP.reallocate(block, new_layout) } {
+            Ok(new) => new.as_ptr(),
+            Err(ReallocError::OutOfMemory) => ptr::null_mut(),
+            Err(ReallocError::Invalid(error)) => {
+                report::bad_pointer("realloc", ptr.cast(), error);
+                ptr::null_mut()
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `ft_malloc` for Linux programs.
+//!
+//! This crate puts the core [`ft_malloc::Heap`] in a process:
+//!
+//! - [`MmapProvider`] gets page runs from the kernel (`mmap`, `munmap`,
+//!   `mremap`, `madvise`);
+//! - [`FutexMutex`] is the lock: a brief spin, then sleep in `futex(2)`;
+//! - [`HEAP`] is the one heap of the process, a `const` static that works
+//!   before any constructor has run;
+//! - the C ABI (`malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
+//!   `reallocf`, `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`,
+//!   `pvalloc`, `malloc_usable_size`, `cfree`, `show_alloc_mem`,
+//!   `show_alloc_mem_ex`) makes the `cdylib` a drop-in malloc:
+//!   `LD_PRELOAD=libft_malloc.so program`, or `gcc main.c -L. -lft_malloc`;
+//! - [`FtMalloc`] makes the same heap Rust's global allocator:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: ft_malloc_hosted::FtMalloc = ft_malloc_hosted::FtMalloc;
+//! ```
+//!
+//! Rules every module keeps, because this code runs *as* `malloc`: nothing
+//! on an allocation path allocates, uses stdio, `dlsym`, Rust's std, or a
+//! thread-local with a destructor; nothing unwinds (`panic = "abort"`); every
+//! system call leaves `errno` as it was. The crate is `no_std` to make the
+//! last-but-one rule visible: std is linked (below) only so that the `cdylib`
+//! gets a panic handler. See `hosted/README.md` for the C semantics and the
+//! debug environment variables.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+// The `cdylib` is a final artifact and needs a panic handler; std provides
+// one. No module below uses `std::`.
+extern crate std;
+
+pub mod c_api;
+mod config;
+mod fd_writer;
+mod futex_mutex;
+mod global;
+mod lifecycle;
+mod os;
+mod provider;
+mod report;
+
+pub use futex_mutex::FutexMutex;
+pub use global::FtMalloc;
+pub use provider::MmapProvider;
+
+/// The process heap, shared by the C functions and [`FtMalloc`].
+pub static HEAP: ft_malloc::Heap<MmapProvider, FutexMutex> =
+    ft_malloc::Heap::new(MmapProvider::new());

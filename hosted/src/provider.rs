@@ -1,0 +1,129 @@
+//! [`MmapProvider`]: page runs straight from the kernel with `mmap`.
+//!
+//! Private anonymous mappings are zero on first touch, can be given back run by
+//! run with `munmap`, grown or moved without copying with `mremap`, and emptied
+//! of their physical pages with `madvise(MADV_DONTNEED)` while the addresses
+//! stay reserved. When the kernel refuses (`ulimit -v`, `vm.overcommit`), the
+//! provider answers `None` and the heap turns that into a NULL with `ENOMEM`.
+
+use core::ptr::{self, NonNull};
+
+use ft_malloc::PageProvider;
+
+use crate::os::{self, ErrnoGuard};
+
+/// A [`PageProvider`] over `mmap`. Stateless: the kernel keeps the books.
+#[derive(Debug, Default)]
+pub struct MmapProvider(());
+
+impl MmapProvider {
+    /// The provider. `const`, so the global heap needs no runtime set-up.
+    pub const fn new() -> Self {
+        MmapProvider(())
+    }
+}
+
+/// Maps `len` fresh bytes anywhere, or `None` if the kernel refuses.
+fn mmap_anywhere(len: usize) -> Option<NonNull<u8>> {
+    // SAFETY: a new private anonymous mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let run = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if run == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(run.cast())
+    }
+}
+
+/// Unmaps `[start, start + len)`, which this module mapped.
+///
+/// # Safety
+///
+/// The range is page aligned, lies inside mappings made here, and nothing uses
+/// it any more.
+unsafe fn munmap(start: usize, len: usize) {
+    if len != 0 {
+        // SAFETY: per the contract. munmap only fails for bad arguments,
+        // which the contract excludes, so its result carries no information.
+        unsafe { libc::munmap(start as *mut libc::c_void, len) };
+    }
+}
+
+// SAFETY: runs come from fresh private anonymous mappings: page aligned (and
+// trimmed to `align` when more is asked), `len` bytes, readable and writable,
+// zero-filled, disjoint from every other live mapping, and valid until
+// `munmap`/`mremap`. `page_size` is the kernel's, fixed for the process.
+unsafe impl PageProvider for MmapProvider {
+    fn page_size(&self) -> usize {
+        os::page_size()
+    }
+
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        let _errno = ErrnoGuard::save();
+        let page = os::page_size();
+        if align <= page {
+            return mmap_anywhere(len);
+        }
+        // The kernel only promises page alignment: map `align - page` extra
+        // bytes, then cut off the misaligned head and the unused tail.
+        let total = len.checked_add(align - page)?;
+        let run = mmap_anywhere(total)?.as_ptr().addr();
+        let start = run.next_multiple_of(align);
+        let head = start - run;
+        let tail = total - head - len;
+        // SAFETY: head and tail lie inside the mapping just made, page
+        // aligned (run, start and len are), and nothing refers to them.
+        unsafe {
+            munmap(run, head);
+            munmap(start + len, tail);
+        }
+        NonNull::new(start as *mut u8)
+    }
+
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        let _errno = ErrnoGuard::save();
+        // SAFETY: the caller gives back a whole run it got from `map`.
+        unsafe { munmap(run.as_ptr().addr(), len) };
+    }
+
+    fn zeroed_on_map(&self) -> bool {
+        true
+    }
+
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let _errno = ErrnoGuard::save();
+        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
+        // SAFETY: the caller owns the run `[run, run + old_len)`; mremap
+        // either succeeds (the old range is then dead, the new one live and
+        // its growth zero-filled) or fails leaving the run untouched.
+        let moved = unsafe { libc::mremap(run.as_ptr().cast(), old_len, new_len, flags) };
+        if moved == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(moved.cast())
+        }
+    }
+
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        let _errno = ErrnoGuard::save();
+        // SAFETY: the caller says the range is inside a live run and holds
+        // nothing; DONTNEED on private anonymous memory makes it read as zero
+        // on next touch, which the trait allows.
+        unsafe { libc::madvise(start.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+    }
+}

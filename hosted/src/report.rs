@@ -1,0 +1,50 @@
+//! What the library says: bad-pointer reports and `FT_MALLOC_TRACE` lines.
+//!
+//! Both are single lines written with one `write(2)` from the stack, so lines
+//! from different threads do not interleave (writes up to `PIPE_BUF` bytes to
+//! a pipe are atomic) and nothing allocates.
+
+use core::ffi::c_void;
+use core::fmt::{self, Write};
+
+use ft_malloc::HeapError;
+
+use crate::config::{self, CheckMode};
+use crate::fd_writer::FdWriter;
+use crate::os;
+
+/// Longest line a report or trace can produce, with room to spare.
+const LINE_BYTES: usize = 192;
+
+/// Reports a pointer the heap refused in `function` (`"free"`, `"realloc"`,
+/// ...): one line on stderr, e.g.
+/// `ft_malloc: free(): invalid pointer 0x7ffc1b2a3c40`, then, if
+/// `FT_MALLOC_CHECK=abort`, `abort()`. The call itself has been ignored.
+#[cold]
+pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) {
+    let check = config::get().check;
+    if check == CheckMode::Quiet {
+        return;
+    }
+    // "double free" describes only a second free; elsewhere (realloc,
+    // malloc_usable_size) the pointer is simply stale.
+    let what = match error {
+        HeapError::DoubleFree if function != "free" => "pointer already freed",
+        _ => error.as_str(),
+    };
+    let mut line = FdWriter::<LINE_BYTES>::new(libc::STDERR_FILENO);
+    let _ = writeln!(line, "ft_malloc: {function}(): {what} {ptr:p}");
+    line.flush();
+    if check == CheckMode::Abort {
+        os::abort();
+    }
+}
+
+/// Writes one `FT_MALLOC_TRACE` line to `fd`.
+#[cold]
+pub(crate) fn trace(fd: i32, call: fmt::Arguments<'_>) {
+    let mut line = FdWriter::<LINE_BYTES>::new(fd);
+    let _ = line.write_fmt(call);
+    line.bytes(b"\n");
+    line.flush();
+}

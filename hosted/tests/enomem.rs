@@ -1,0 +1,20 @@
+//! Out of memory: under an address-space limit (`ulimit -v`, set by the
+//! program itself with setrlimit(RLIMIT_AS) once loaded), big requests fail
+//! with NULL + ENOMEM and smaller ones still succeed.
+
+mod common;
+
+use common::{command, compile, preloaded, run};
+
+#[test]
+fn enomem_under_an_address_space_limit() {
+    let out = run(preloaded(&mut command(compile("enomem.c"))));
+    println!("{}", out.stdout);
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        7
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}

@@ -1,0 +1,96 @@
+//! The kernel's address space and every size it is built around, in one
+//! place.
+//!
+//! ```text
+//!   virtual address                      what lives there
+//!   0x0000_0000_0000_0000 ..  1 GiB      identity map of physical memory (2 MiB pages,
+//!                                        built by boot/entry.s): kernel image, page tables,
+//!                                        every physical frame the kernel touches
+//!   0x0000_1000_0000_0000 .. +1 GiB      kernel heap window   (the #[global_allocator])
+//!   0x0000_2000_0000_0000 .. +1 GiB      test heap window     (a fresh ft_malloc heap for exact counts)
+//!   0x0000_3000_0000_0000 .. +1 GiB      benchmark: ft_malloc
+//!   0x0000_3800_0000_0000 .. +16 MiB     benchmark: linked_list_allocator
+//!   0x0000_5000_0000_0000                never mapped: the deliberate stray access
+//!   0x0000_6000_0000_0000 .. +260 KiB    kernel stack, with an unmapped guard page below it
+//! ```
+//!
+//! Every window sits in the lower canonical half (a non-canonical address
+//! raises #GP, not #PF) and in a PML4 slot of its own, far from the identity
+//! map's huge pages, so the page-fault handler never meets a huge page there.
+
+/// Size of the pages the kernel maps (and of the frames it hands out).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// How much physical memory the boot code identity-maps, in GiB (one page
+/// directory of 2 MiB pages per GiB). Frames above it are never used, so
+/// QEMU's `-m` may exceed it harmlessly.
+pub const IDENTITY_MAP_GIB: u64 = 1;
+/// First address past the identity map.
+pub const IDENTITY_MAP_END: u64 = IDENTITY_MAP_GIB << 30;
+
+/// Frames below 1 MiB hold the real-mode leftovers (BIOS data, option ROMs,
+/// the PVH boot data): never handed out.
+pub const LOW_MEMORY_END: u64 = 0x10_0000;
+
+/// Boot stack in `.bss`, used until the kernel switches to its guarded stack.
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+
+/// The kernel stack (after boot): mapped 4 KiB pages below
+/// [`KERNEL_STACK_TOP`], with one unmapped guard page under them so an
+/// overflow faults instead of silently overwriting memory.
+pub const KERNEL_STACK_PAGES: u64 = 64;
+/// The guard page: never mapped, so running off the stack's bottom faults.
+pub const KERNEL_STACK_GUARD: u64 = 0x0000_6000_0000_0000;
+/// One past the highest byte of the kernel stack.
+pub const KERNEL_STACK_TOP: u64 = KERNEL_STACK_GUARD + (1 + KERNEL_STACK_PAGES) * PAGE_SIZE;
+
+/// Each IST stack (page fault, double fault): the handler runs there, so a
+/// fault on a broken kernel stack is still reported.
+pub const IST_STACK_SIZE: usize = 32 * 1024;
+
+/// A virtual window of demand-paged memory: the provider hands out runs from
+/// it, the page-fault handler fills them.
+#[derive(Clone, Copy)]
+pub struct WindowLayout {
+    /// First address of the window (1 GiB aligned).
+    pub start: u64,
+    /// Length in bytes (a multiple of 64 pages: one bitmap word).
+    pub len: u64,
+}
+
+impl WindowLayout {
+    /// Pages in the window.
+    pub const fn pages(&self) -> usize {
+        (self.len / PAGE_SIZE) as usize
+    }
+    /// 64-bit words of a one-bit-per-page bitmap over the window.
+    pub const fn bitmap_words(&self) -> usize {
+        self.pages() / 64
+    }
+}
+
+/// The kernel heap: the `#[global_allocator]`'s runs.
+pub const KERNEL_HEAP_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_1000_0000_0000,
+    len: 1 << 30,
+};
+/// A second, fresh ft_malloc heap, so tests that count pages and frames
+/// exactly are not disturbed by the kernel's own allocations.
+pub const TEST_HEAP_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_2000_0000_0000,
+    len: 1 << 30,
+};
+/// The benchmark's ft_malloc heap.
+pub const BENCH_CORE_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_3000_0000_0000,
+    len: 1 << 30,
+};
+/// The benchmark's linked_list_allocator region: that allocator manages one
+/// fixed region, reserved whole and filled on demand like the others.
+pub const BENCH_LLA_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_3800_0000_0000,
+    len: 16 << 20,
+};
+
+/// An address in no window and no mapping: `fail=outside-heap` writes there.
+pub const STRAY_ADDRESS: u64 = 0x0000_5000_0000_0040;

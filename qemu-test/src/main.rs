@@ -1,0 +1,185 @@
+//! A small x86_64 kernel whose heap is ft_malloc, backed by demand paging.
+//!
+//! QEMU boots it through the PVH entry (`boot/`), it copies the boot memory
+//! map (`memory_map`), builds a physical frame allocator from it (`frames`),
+//! and installs exception handlers (`gdt`, `faults`). From then on its
+//! `#[global_allocator]` is an [`ft_malloc::Heap`] whose page provider
+//! (`heap_provider`) hands out *virtual* runs: the heap's first touch of each
+//! page faults, and the page-fault handler maps a zeroed frame there
+//! (`demand_paging`, `paging`) — the sequence `trace` prints step by step.
+//! Frames are committed when a run is handed out (`frames`), so running out
+//! of memory is an allocation returning `None`, never a fault that cannot
+//! be served. The tests run on a guarded stack (`kernel_stack`); `layout`
+//! holds the address-space plan and every size.
+//!
+//! The kernel command line (QEMU's `-append`) picks what runs: `tests`
+//! (the kernel tests, `tests/`), `bench` (ft_malloc against
+//! linked_list_allocator), `trace`, or a deliberate failure `fail=...`
+//! (`deliberate`). No command line means `tests bench`. The result leaves
+//! through the isa-debug-exit device (`exit`).
+//!
+//! Built for the host (as `cargo build --workspace` does), this crate is only
+//! a notice: the kernel needs `--target x86_64-unknown-none`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod bench;
+#[cfg(target_os = "none")]
+mod bitmap;
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod deliberate;
+#[cfg(target_os = "none")]
+mod demand_paging;
+#[cfg(target_os = "none")]
+mod exit;
+#[cfg(target_os = "none")]
+mod faults;
+#[cfg(target_os = "none")]
+mod frames;
+#[cfg(target_os = "none")]
+mod gdt;
+#[cfg(target_os = "none")]
+mod heap_provider;
+#[cfg(target_os = "none")]
+mod kernel_stack;
+#[cfg(target_os = "none")]
+mod layout;
+#[cfg(target_os = "none")]
+mod memory_map;
+#[cfg(target_os = "none")]
+mod paging;
+#[cfg(target_os = "none")]
+mod serial;
+#[cfg(target_os = "none")]
+mod tests;
+#[cfg(target_os = "none")]
+mod trace;
+#[cfg(target_os = "none")]
+mod tsc;
+
+#[cfg(target_os = "none")]
+pub use kernel::*;
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use ft_malloc::Heap;
+    use spin::Once;
+
+    use crate::demand_paging::KERNEL_HEAP;
+    use crate::exit::{ExitCode, exit_qemu};
+    use crate::frames::FRAMES;
+    use crate::heap_provider::DemandPagedProvider;
+    use crate::memory_map::{BootInfo, RegionKind};
+    use crate::{
+        bench, boot, deliberate, faults, gdt, kernel_stack, println, serial, tests, trace,
+    };
+
+    /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
+    /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here.
+    ///
+    /// The core's default spin lock is enough: the kernel never enables
+    /// interrupts, so no interrupt handler can allocate while a heap lock is
+    /// held, and the page-fault handler (which can arrive with one held, on
+    /// the heap's first touch of a page) neither allocates nor locks.
+    #[global_allocator]
+    pub static HEAP: Heap<DemandPagedProvider> = Heap::new(DemandPagedProvider::new(&KERNEL_HEAP));
+
+    /// The kernel's copy of the boot information.
+    static BOOT_INFO: Once<BootInfo> = Once::new();
+
+    /// What runs when the command line is empty.
+    const DEFAULT_COMMAND_LINE: &str = "tests bench";
+
+    /// The first Rust code, called by `boot/entry.s` in long mode with the
+    /// physical address of the PVH `hvm_start_info`.
+    pub extern "sysv64" fn kernel_main(start_info: u32) -> ! {
+        serial::init();
+        println!("ft_malloc test kernel: booted through PVH, long mode, first GiB identity-mapped");
+        gdt::init();
+        faults::init();
+
+        // SAFETY: `start_info` is what the PVH loader passed in %ebx, and no
+        // frame has been handed out yet, so the boot data is intact.
+        let boot = match unsafe { BootInfo::copy_from(u64::from(start_info)) } {
+            Ok(boot) => BOOT_INFO.call_once(|| boot),
+            Err(error) => {
+                println!("cannot read the PVH boot information: {error}");
+                exit_qemu(ExitCode::Failure);
+            }
+        };
+        println!("memory map (from hvm_start_info):");
+        for region in boot.regions() {
+            let kind = match region.kind {
+                RegionKind::Usable => "usable",
+                RegionKind::Other(_) => "reserved",
+            };
+            println!(
+                "    {:#012x}..{:#012x} {kind}",
+                region.range.start, region.range.end
+            );
+        }
+        let image = boot::kernel_image();
+        let frames = FRAMES.init(boot, image.clone());
+        println!(
+            "kernel image {:#x}..{:#x}; {frames} free frames ({} MiB) for the heap",
+            image.start,
+            image.end,
+            (frames * 4096) >> 20
+        );
+        kernel_stack::switch_to_guarded_stack(run)
+    }
+
+    /// Runs what the command line asks for, on the guarded kernel stack.
+    extern "sysv64" fn run() -> ! {
+        let cmdline = BOOT_INFO.get().map_or("", |boot| boot.cmdline()).trim();
+        let cmdline = if cmdline.is_empty() {
+            DEFAULT_COMMAND_LINE
+        } else {
+            cmdline
+        };
+        println!("command line: {cmdline}");
+        let mut ok = true;
+        for word in cmdline.split_whitespace() {
+            ok &= match word {
+                "tests" => tests::run_all(),
+                "bench" => bench::run(),
+                "trace" => trace::run(),
+                _ => match word.strip_prefix("fail=") {
+                    Some(how) => deliberate::fail(how),
+                    None => {
+                        println!(
+                            "unknown command-line word {word:?} (expected tests, bench, trace or fail=...)"
+                        );
+                        false
+                    }
+                },
+            };
+        }
+        exit_qemu(if ok {
+            ExitCode::Success
+        } else {
+            ExitCode::Failure
+        })
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        println!();
+        println!("KERNEL PANIC: {info}");
+        exit_qemu(ExitCode::Failure)
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "ft_malloc_qemu_test is a kernel for x86_64-unknown-none: run it with `cargo qemu` \
+         (or `make qemu`), not on the host"
+    );
+    std::process::exit(2);
+}

@@ -1,0 +1,243 @@
+//! Boots the test kernel under QEMU and checks what it prints: this is how
+//! `cargo test` (and so `make test`) runs the kernel tests.
+//!
+//! The kernel is built once per run of this file, by a nested
+//! `cargo build --release --target x86_64-unknown-none` into a target
+//! directory of its own under `CARGO_TARGET_TMPDIR` (so it never waits on
+//! the outer build's lock), then booted through `run-qemu.sh`, the same
+//! runner `cargo qemu` uses. Needs `qemu-system-x86_64` and the
+//! `x86_64-unknown-none` rustup target; without them these tests fail and
+//! say so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const TARGET: &str = "x86_64-unknown-none";
+const PACKAGE: &str = env!("CARGO_PKG_NAME");
+
+fn package_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the kernel (once) and returns its ELF.
+fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", PACKAGE, "--target", TARGET])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(package_dir())
+            .status()
+            .expect("cannot run cargo");
+        assert!(
+            status.success(),
+            "building the kernel failed (is the target installed? `rustup target add {TARGET}`)"
+        );
+        target_dir.join(TARGET).join("release").join(PACKAGE)
+    })
+}
+
+/// What one boot printed and how the runner judged it.
+struct Boot {
+    passed: bool,
+    output: String,
+}
+
+/// Boots the kernel with `cmdline` through the runner.
+fn boot(cmdline: &[&str], timeout_seconds: u32) -> Boot {
+    let output = Command::new(package_dir().join("run-qemu.sh"))
+        .arg(kernel())
+        .args(cmdline)
+        .env("QEMU_TIMEOUT", timeout_seconds.to_string())
+        .output()
+        .expect("cannot run run-qemu.sh");
+    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "")
+        + &String::from_utf8_lossy(&output.stderr);
+    Boot {
+        passed: output.status.success(),
+        output: text,
+    }
+}
+
+/// The hexadecimal number after `label` on the first line containing it.
+fn hex_after(output: &str, label: &str) -> u64 {
+    let rest = &output[output
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{output}"))
+        + label.len()..];
+    let digits: String = rest
+        .trim_start()
+        .trim_start_matches("0x")
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    u64::from_str_radix(&digits, 16)
+        .unwrap_or_else(|_| panic!("no number after {label:?} in:\n{output}"))
+}
+
+#[test]
+fn every_kernel_test_passes() {
+    let boot = boot(&["tests"], 300);
+    assert!(boot.passed, "the kernel tests failed:\n{}", boot.output);
+    let test_lines: Vec<&str> = boot
+        .output
+        .lines()
+        .filter(|l| l.starts_with("test "))
+        .collect();
+    assert_eq!(
+        test_lines.len(),
+        6,
+        "expected 6 test lines:\n{}",
+        boot.output
+    );
+    assert!(
+        test_lines.iter().all(|l| l.contains(" ... ok (")),
+        "a kernel test failed:\n{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("kernel tests: 6 passed, 0 failed"),
+        "{}",
+        boot.output
+    );
+    assert!(boot.output.contains("run-qemu: PASS"), "{}", boot.output);
+}
+
+#[test]
+fn trace_shows_the_page_fault_sequence_with_real_values() {
+    let boot = boot(&["trace"], 120);
+    assert!(boot.passed, "the trace failed:\n{}", boot.output);
+    for step in [
+        "[1 Request]",
+        "[2 Return ]",
+        "[3 Access ]",
+        "[4 Check  ]",
+        "[5 Fault  ]",
+        "[6 Kernel ]",
+        "[7 Map    ]",
+        "[8 Resume ]",
+        "[9 Success]",
+    ] {
+        assert!(
+            boot.output.contains(step),
+            "step {step} missing:\n{}",
+            boot.output
+        );
+    }
+    // The fault's address is the address the heap returned, the frame the
+    // handler chose is where that address now points, and the access resumed
+    // at the faulting instruction.
+    let a = hex_after(&boot.output, "virtual address A =");
+    assert_eq!(hex_after(&boot.output, "CR2 ="), a, "{}", boot.output);
+    let frame = hex_after(&boot.output, "free frame N =");
+    assert_eq!(
+        hex_after(&boot.output, "A -> physical"),
+        frame + a % 4096,
+        "{}",
+        boot.output
+    );
+    assert_eq!(
+        hex_after(&boot.output, "RIP ="),
+        hex_after(&boot.output, "iretq to RIP"),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("trace: all 9 checks hold"),
+        "{}",
+        boot.output
+    );
+}
+
+#[test]
+fn benchmark_runs_both_allocators_on_demand_paged_windows() {
+    let boot = boot(&["bench"], 300);
+    assert!(boot.passed, "the benchmark failed:\n{}", boot.output);
+    for name in ["ft_malloc", "linked_list_allocator"] {
+        let rounds: Vec<&str> = boot
+            .output
+            .lines()
+            .filter(|l| l.starts_with("bench: round") && l.contains(name))
+            .collect();
+        assert_eq!(
+            rounds.len(),
+            3,
+            "{name}: expected 3 rounds:\n{}",
+            boot.output
+        );
+        assert!(
+            rounds.iter().all(|l| l.contains(" 0 failed")),
+            "{name} failed requests:\n{}",
+            boot.output
+        );
+    }
+    // Demand paging is really used: the first round of each faults pages in.
+    for line in boot
+        .output
+        .lines()
+        .filter(|l| l.starts_with("bench: round 1"))
+    {
+        let before_label = &line[..line.find(" page faults").expect("a page-fault count")];
+        let faults: u64 = before_label
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(faults > 0, "no page faults in {line:?}");
+    }
+}
+
+/// A deliberate failure must make the runner fail, with `expected` in the output.
+fn assert_fails(cmdline: &str, expected: &str, timeout_seconds: u32) {
+    let boot = boot(&[cmdline], timeout_seconds);
+    assert!(!boot.passed, "{cmdline} passed:\n{}", boot.output);
+    assert!(
+        boot.output.contains(expected),
+        "{cmdline}: {expected:?} missing:\n{}",
+        boot.output
+    );
+}
+
+#[test]
+fn an_access_outside_the_heap_fails_the_run() {
+    assert_fails(
+        "fail=outside-heap",
+        "UNEXPECTED PAGE FAULT at 0x0000500000000040: address in no heap window",
+        120,
+    );
+}
+
+#[test]
+fn a_use_after_free_fails_the_run() {
+    assert_fails("fail=use-after-free", "outside every live run", 120);
+}
+
+#[test]
+fn a_stack_overflow_is_reported_from_the_fault_stack() {
+    assert_fails("fail=stack-overflow", "kernel stack overflow", 120);
+}
+
+#[test]
+fn a_triple_fault_is_not_a_pass() {
+    // -no-reboot makes QEMU exit 0 on a triple fault: the runner must not
+    // take that for success.
+    assert_fails("fail=triple-fault", "triple fault or reset", 120);
+}
+
+#[test]
+fn a_panic_fails_the_run() {
+    assert_fails("fail=panic", "KERNEL PANIC", 120);
+}
+
+#[test]
+fn a_hang_is_ended_by_the_timeout() {
+    assert_fails("fail=hang", "timeout after 5s", 5);
+}
+
+#[test]
+fn an_unknown_command_fails_the_run() {
+    assert_fails("no-such-mode", "unknown command-line word", 120);
+}
