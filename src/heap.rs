@@ -318,11 +318,49 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     released += len;
                     // SAFETY: an empty zone of this class.
                     unsafe { self.release_zone(&mut state, zone) };
+                } else {
+                    // SAFETY: a live zone of this class, lock held.
+                    released += unsafe { self.shrink_zone(&mut state, zone) };
                 }
                 cursor = next;
             }
         }
         released + self.trim_large_cache()
+    }
+
+    /// Gives the never-carved pages at the end of a zone back to the
+    /// provider (if it can shrink runs in place). The zone then holds only
+    /// the blocks it has carved: under memory pressure, pages nobody ever
+    /// used are worth more to the rest of the heap than the promise of 100
+    /// blocks. Returns the bytes released.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live zone of the class locked through `state`.
+    unsafe fn shrink_zone(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) -> usize {
+        let page = self.page_size();
+        // SAFETY: per the contract.
+        let Some(new_len) = (unsafe { zone::cap_at_carved(zone, page) }) else {
+            return 0;
+        };
+        // SAFETY: per the contract.
+        let old_len = unsafe { zone.as_ref().run_len };
+        // SAFETY: the tail past `new_len` holds no carved block.
+        let shrunk = unsafe { self.provider.resize(zone.cast(), old_len, new_len, false) };
+        // SAFETY: per the contract.
+        unsafe { zone::set_run_len(zone, shrunk.map(|_| new_len)) };
+        if shrunk.is_none() {
+            return 0;
+        }
+        self.page_map
+            .unregister(zone.as_ptr().addr() + new_len, old_len - new_len);
+        self.count_resize(old_len, new_len);
+        // SAFETY: per the contract.
+        if unsafe { zone::is_full(zone) } {
+            // SAFETY: listed zone of this class.
+            unsafe { state.unlink(zone) };
+        }
+        old_len - new_len
     }
 }
 

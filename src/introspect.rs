@@ -185,7 +185,8 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
         start: zone.as_ptr().addr(),
         len,
         block_size: class.block_size(),
-        capacity: class.geometry().capacity,
+        // SAFETY: per the contract.
+        capacity: unsafe { zone::capacity(zone) },
         carved,
         live: live as usize,
     };

@@ -40,6 +40,9 @@ pub(crate) struct ZoneHeader {
     pub(crate) run_len: usize,
     /// Blocks handed out by bumping so far; blocks at or past it were never used.
     carved: u32,
+    /// Blocks this zone may carve: the class's capacity, or fewer once
+    /// `trim` gave the never-used tail back to the provider.
+    capacity: u32,
     /// Allocated blocks.
     pub(crate) live: u32,
     pub(crate) class: SizeClass,
@@ -88,6 +91,7 @@ pub(crate) unsafe fn init(
             next: ptr::null_mut(),
             run_len,
             carved: 0,
+            capacity: g.capacity as u32,
             live: 0,
             class,
             listed: false,
@@ -187,7 +191,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
         let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved, next) };
         z.free = if next_ok { next } else { ptr::null_mut() };
         (index, block, false)
-    } else if (z.carved as usize) < g.capacity {
+    } else if z.carved < z.capacity {
         let index = z.carved as usize;
         z.carved += 1;
         let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
@@ -328,7 +332,54 @@ pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize
 pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: live zone.
     let z = unsafe { zone.as_ref() };
-    z.free.is_null() && z.carved as usize == geometry(z).capacity
+    z.free.is_null() && z.carved == z.capacity
+}
+
+/// Caps the zone at the blocks it has carved, so the never-used pages after
+/// them can go back to the provider. Returns the zone's new length (a
+/// multiple of `page`), or `None` if there is nothing to give back.
+///
+/// The caller must then shrink the run to the returned length, or undo
+/// with [`uncap`].
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn cap_at_carved(zone: NonNull<ZoneHeader>, page: usize) -> Option<usize> {
+    // SAFETY: live zone, lock held.
+    let z = unsafe { &mut *zone.as_ptr() };
+    let g = geometry(z);
+    let used = (g.blocks_offset + z.carved as usize * g.block_size).next_multiple_of(page);
+    if used >= z.run_len {
+        return None;
+    }
+    z.capacity = z.carved;
+    Some(used)
+}
+
+/// Records the zone's new length after [`cap_at_carved`], or restores the
+/// capacity if the provider could not shrink the run.
+///
+/// # Safety
+///
+/// As for [`cap_at_carved`].
+pub(crate) unsafe fn set_run_len(zone: NonNull<ZoneHeader>, run_len: Option<usize>) {
+    // SAFETY: live zone, lock held.
+    let z = unsafe { &mut *zone.as_ptr() };
+    match run_len {
+        Some(len) => z.run_len = len,
+        None => z.capacity = geometry(z).capacity as u32,
+    }
+}
+
+/// Blocks the zone may hold.
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn capacity(zone: NonNull<ZoneHeader>) -> usize {
+    // SAFETY: live zone.
+    unsafe { zone.as_ref().capacity as usize }
 }
 
 /// Blocks carved so far.

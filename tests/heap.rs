@@ -10,7 +10,7 @@ use common::{Counting, Mmap, arena};
 use ft_malloc::size_class::{SMALL_MAX, TINY_MAX};
 use ft_malloc::{BlockInfo, Heap, HeapError, HeapVisitor, Kind, ReallocError, ZoneInfo};
 
-type ArenaHeap = Heap<Counting<ft_malloc::ArenaProvider>>;
+type ArenaHeap = Heap<Counting<common::OwnedArena>>;
 
 fn arena_heap(bytes: usize) -> ArenaHeap {
     Heap::new(Counting::new(arena(bytes)))
@@ -31,6 +31,17 @@ fn positions(len: usize) -> impl Iterator<Item = usize> {
 fn fill(p: NonNull<u8>, len: usize, seed: u8) {
     for i in positions(len) {
         unsafe { p.as_ptr().add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+/// Checks the first `keep` bytes of what `fill(p, written, seed)` wrote.
+fn check_prefix(p: NonNull<u8>, keep: usize, written: usize, seed: u8) {
+    for i in positions(written).filter(|&i| i < keep) {
+        assert_eq!(
+            unsafe { p.as_ptr().add(i).read() },
+            seed.wrapping_add(i as u8),
+            "byte {i}"
+        );
     }
 }
 
@@ -223,7 +234,7 @@ fn realloc_keeps_contents_through_every_kind() {
         100, 120, 2000, 40_000, 300_000, 5_000_000, 70_000, 3000, 5, 0, 64,
     ] {
         p = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
-        check(p, len.min(new), 7);
+        check_prefix(p, len.min(new), len, 7);
         fill(p, new, 7);
         len = new;
         assert_eq!(heap.stats().live_bytes, new);
@@ -255,7 +266,7 @@ fn large_realloc_grows_16_to_128_mib_with_mremap() {
     // Block the pages right after the run so growing must move.
     let blocker = heap.allocate(layout(1 << 20)).unwrap();
     let q = unsafe { heap.reallocate(p, layout(128 << 20)) }.unwrap();
-    check(q, 4096, 3);
+    check_prefix(q, 4096, 4096, 3);
     assert_eq!(unsafe { q.as_ptr().add((16 << 20) - 1).read() }, 0xAB);
     unsafe { q.as_ptr().add((128 << 20) - 1).write(1) };
     assert!(heap.stats().resize_calls >= 1);
@@ -290,27 +301,25 @@ fn every_alignment_is_honoured() {
 #[test]
 fn empty_zones_go_back_except_one_per_class() {
     let heap = arena_heap(64 << 20);
-    let per_zone = ft_malloc::SizeClass::for_size(64)
-        .unwrap()
-        .geometry()
-        .capacity;
+    let class = ft_malloc::SizeClass::for_size(4096).unwrap();
+    let per_zone = class.geometry().capacity;
     let blocks: Vec<_> = (0..per_zone * 5)
-        .map(|_| heap.allocate(layout(64)).unwrap())
+        .map(|_| heap.allocate(layout(4096)).unwrap())
         .collect();
-    assert_eq!(heap.stats().tiny_zones, 5);
+    assert_eq!(heap.stats().small_zones, 5);
     for b in blocks {
         unsafe { heap.deallocate(b) }.unwrap();
     }
-    assert_eq!(heap.stats().tiny_zones, 1, "one empty zone is kept");
+    assert_eq!(heap.stats().small_zones, 1, "one empty zone is kept");
     heap.trim();
-    assert_eq!(heap.stats().tiny_zones, 0);
+    assert_eq!(heap.stats().small_zones, 0);
     assert_eq!(heap.stats().mapped_bytes, 0);
 }
 
 #[test]
 fn malloc_free_loop_calls_the_provider_once() {
     let heap = arena_heap(8 << 20);
-    for _ in 0..10_000 {
+    for _ in 0..if cfg!(miri) { 300 } else { 10_000 } {
         let p = heap.allocate(layout(1024)).unwrap();
         unsafe { heap.deallocate(p) }.unwrap();
     }
@@ -441,4 +450,75 @@ fn empty_blocks_with_page_alignment_stay_inside_their_run() {
     for p in [a, b, c] {
         unsafe { heap.deallocate(p) }.unwrap();
     }
+}
+
+#[test]
+fn trim_gives_back_the_never_carved_tail_of_a_zone() {
+    let heap = arena_heap(16 << 20);
+    let class = ft_malloc::SizeClass::for_size(30_000).unwrap();
+    let zone_bytes = class.geometry().zone_bytes;
+    let blocks: Vec<_> = (0..10)
+        .map(|i| {
+            let p = heap.allocate(layout(30_000)).unwrap();
+            fill(p, 30_000, i);
+            p
+        })
+        .collect();
+    assert_eq!(heap.stats().mapped_bytes, zone_bytes);
+    let released = heap.trim();
+    let kept = heap.stats().mapped_bytes;
+    assert_eq!(released, zone_bytes - kept);
+    assert!(
+        kept <= 4096 + 10 * class.block_size() + 4096,
+        "{kept} bytes kept"
+    );
+    // The capped zone is full now: the next block starts a new zone.
+    let more = heap.allocate(layout(30_000)).unwrap();
+    assert_eq!(heap.stats().small_zones, 2);
+    for (i, p) in blocks.into_iter().enumerate() {
+        check(p, 30_000, i as u8);
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    unsafe { heap.deallocate(more) }.unwrap();
+    heap.trim();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+}
+
+/// Small enough for Miri, whose data-race detector then checks the
+/// lock-free page-map reads against zone creation and release.
+#[test]
+fn threads_share_one_arena_heap() {
+    let heap = arena_heap(16 << 20);
+    let rounds = if cfg!(miri) { 60 } else { 2_000 };
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let heap = &heap;
+            s.spawn(move || {
+                let mut live: Vec<(NonNull<u8>, usize)> = Vec::new();
+                for i in 0..rounds {
+                    let size = [24, 200, 3000, 40_000][(i + t as usize) % 4];
+                    let p = heap.allocate(layout(size)).unwrap();
+                    fill(p, size, t);
+                    live.push((p, size));
+                    if live.len() > 24 || i % 3 == 2 {
+                        // Free one of ours, and trim now and then so zones
+                        // are released while other threads look them up.
+                        let (q, len) = live.swap_remove(i % live.len());
+                        check(q, len, t);
+                        unsafe { heap.deallocate(q) }.unwrap();
+                        if i % 16 == 0 {
+                            heap.trim();
+                        }
+                    }
+                }
+                for (q, len) in live {
+                    check(q, len, t);
+                    unsafe { heap.deallocate(q) }.unwrap();
+                }
+            });
+        }
+    });
+    heap.trim();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+    assert_eq!(heap.stats().errors, 0);
 }

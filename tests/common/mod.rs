@@ -125,9 +125,59 @@ unsafe impl PageProvider for Mmap {
     }
 }
 
-/// An arena provider over a leaked buffer of `bytes`.
-pub fn arena(bytes: usize) -> ArenaProvider {
-    let buf: &'static mut [u8] = Box::leak(vec![0u8; bytes].into_boxed_slice());
-    // SAFETY: the leaked buffer belongs to this provider alone.
-    unsafe { ArenaProvider::new(buf.as_mut_ptr(), buf.len()) }
+/// An arena provider that owns its buffer (so nothing leaks, and Miri's
+/// leak check stays quiet).
+pub struct OwnedArena {
+    provider: ArenaProvider,
+    /// From `Box::into_raw`: a raw pointer, so moving the struct does not
+    /// retag (and invalidate) the pointer the provider holds.
+    buffer: *mut [u8],
+}
+
+// SAFETY: the buffer is only reached through the provider, which is Sync.
+unsafe impl Send for OwnedArena {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedArena {}
+
+impl Drop for OwnedArena {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw` in `arena`, freed once.
+        drop(unsafe { Box::from_raw(self.buffer) });
+    }
+}
+
+impl OwnedArena {
+    pub fn used_bytes(&self) -> usize {
+        self.provider.used_bytes()
+    }
+}
+
+/// An arena provider over a buffer of `bytes` that it owns.
+pub fn arena(bytes: usize) -> OwnedArena {
+    let buffer = Box::into_raw(vec![0u8; bytes].into_boxed_slice());
+    // SAFETY: the buffer lives as long as the provider (freed in `Drop`).
+    let provider = unsafe { ArenaProvider::new(buffer.cast::<u8>(), bytes) };
+    OwnedArena { provider, buffer }
+}
+
+// SAFETY: forwards to the arena provider.
+unsafe impl PageProvider for OwnedArena {
+    fn page_size(&self) -> usize {
+        self.provider.page_size()
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        self.provider.map(len, align)
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        unsafe { self.provider.unmap(run, len) }
+    }
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        unsafe { self.provider.resize(run, old, new, may_move) }
+    }
 }
