@@ -92,7 +92,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
         }
         state.live_blocks += 1;
-        state.live_bytes += size;
         popped
     }
 

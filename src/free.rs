@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering;
 use lock_api::RawMutex;
 
 use crate::error::HeapError;
-use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap};
+use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES};
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
@@ -103,7 +103,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: per the contract.
         unsafe {
             state.live_blocks -= 1;
-            state.live_bytes -= zone::requested(zone, index);
             zone::push(zone, index, ptr);
             if !zone.as_ref().listed {
                 state.link_front(zone);
@@ -125,6 +124,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     unsafe fn zone_emptied(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
         if state.empty_zones < EMPTY_ZONES_KEPT {
             state.empty_zones += 1;
+            // A kept zone that had many pages in use gives their frames back
+            // (if the provider can decommit) and starts carving afresh; a
+            // zone that only served a malloc/free loop keeps its few pages.
+            // SAFETY: per the contract.
+            if unsafe { zone::carved_bytes(zone) } >= ZONE_RESET_MIN_BYTES {
+                // SAFETY: per the contract: the zone is empty.
+                if let Some((start, len)) = unsafe { zone::reset(zone, self.page_size()) } {
+                    // SAFETY: block pages of a live zone, holding nothing.
+                    unsafe { self.provider.decommit(start, len) };
+                }
+            }
         } else {
             // SAFETY: per the contract.
             unsafe { self.release_zone(state, zone) };

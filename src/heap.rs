@@ -20,6 +20,11 @@ use crate::zone::{self, ZoneHeader};
 /// provider calls.
 pub(crate) const EMPTY_ZONES_KEPT: usize = 1;
 
+/// A kept empty zone whose carved blocks covered at least this many bytes
+/// is reset and its pages decommitted (`PageProvider::decommit`): the
+/// footprint follows the live set even for the zone a class keeps.
+pub(crate) const ZONE_RESET_MIN_BYTES: usize = 64 * 1024;
+
 /// The allocator.
 ///
 /// `P` supplies page runs; `R` is the lock: any [`lock_api::RawMutex`]
@@ -57,9 +62,9 @@ pub(crate) struct ClassState {
     pub(crate) zones: usize,
     /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
     pub(crate) empty_zones: usize,
-    /// Live blocks and the bytes their callers asked for.
+    /// Live blocks. (The bytes their callers asked for are summed from the
+    /// zones' requested-size arrays by `stats`, off the hot path.)
     pub(crate) live_blocks: usize,
-    pub(crate) live_bytes: usize,
 }
 
 // SAFETY: the zone pointers are only followed under the class lock.
@@ -90,7 +95,6 @@ impl ClassState {
             zones: 0,
             empty_zones: 0,
             live_blocks: 0,
-            live_bytes: 0,
         }
     }
 

@@ -74,6 +74,15 @@ pub struct BlockInfo {
     pub index: usize,
 }
 
+/// Sums the requested sizes of live blocks.
+struct LiveBytes(usize);
+
+impl HeapVisitor for LiveBytes {
+    fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
+        self.0 += block.requested;
+    }
+}
+
 /// Receives the walk of [`Heap::visit`].
 pub trait HeapVisitor {
     /// A zone or LARGE run, before its blocks.
@@ -87,13 +96,18 @@ pub trait HeapVisitor {
 }
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
-    /// Current counters. Each class is read under its own lock, one after
-    /// the other, so under concurrent use the totals are approximate.
+    /// Current counters.
+    ///
+    /// `live_bytes` is summed over every live block's recorded size (kept
+    /// out of the allocation fast path), under every lock: O(live blocks),
+    /// and exact. The other counters are read class by class.
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
+        let mut bytes = LiveBytes(0);
+        self.visit(&mut bytes);
+        s.live_bytes = bytes.0;
         for class in SizeClass::all() {
             let state = self.class(class);
-            s.live_bytes += state.live_bytes;
             s.live_blocks += state.live_blocks;
             match class.kind() {
                 Kind::Tiny => s.tiny_zones += state.zones,
@@ -101,7 +115,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
         }
         let large = self.large.lock();
-        s.live_bytes += large.live_bytes;
         s.live_blocks += large.runs;
         s.large_runs = large.runs;
         s.large_cached_bytes = large.cached_bytes;

@@ -77,7 +77,6 @@ impl LargeBlock {
 /// LARGE bookkeeping, under the LARGE lock.
 pub(crate) struct LargeState {
     pub(crate) runs: usize,
-    pub(crate) live_bytes: usize,
     cache: [Option<(NonNull<u8>, usize)>; LARGE_CACHE_SLOTS],
     pub(crate) cached_bytes: usize,
     /// Slot to evict next when the cache is full (round robin).
@@ -91,7 +90,6 @@ impl LargeState {
     pub(crate) const fn new() -> Self {
         LargeState {
             runs: 0,
-            live_bytes: 0,
             cache: [None; LARGE_CACHE_SLOTS],
             cached_bytes: 0,
             victim: 0,
@@ -195,7 +193,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             });
         }
         state.runs += 1;
-        state.live_bytes += size;
         drop(state);
         // SAFETY: inside the run.
         let user = unsafe { start.add(user_offset) };
@@ -300,7 +297,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         unsafe { start.cast::<usize>().write(0) };
         self.page_map.unregister(ptr.as_ptr().addr(), 1);
         state.runs -= 1;
-        state.live_bytes -= block.requested;
         state.cache_run(self, start, block.run_len);
         Ok(())
     }
@@ -352,7 +348,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let header = unsafe { start.cast::<LargeHeader>().read() };
         let mut state = self.large.lock();
         state.runs -= 1;
-        state.live_bytes -= header.requested;
         drop(state);
         // SAFETY: per the contract.
         unsafe { self.unmap_run(start, header.run_len, header.user_offset, 1) };

@@ -61,7 +61,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let zone = base.cast();
         let new_size = new_layout.size();
         let old_size = {
-            let mut state = self.class(class);
+            let _state = self.class(class);
             let index = self
                 .validate_small(zone, class, ptr, seen)
                 .map_err(ReallocError::Invalid)?;
@@ -72,7 +72,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             {
                 // SAFETY: as above; the new size fits the block.
                 unsafe { zone::set_requested(zone, index, new_size) };
-                state.live_bytes = state.live_bytes - old_size + new_size;
                 return Ok(ptr);
             }
             old_size
@@ -88,7 +87,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
         let new_size = new_layout.size();
-        let mut state = self.large.lock();
+        let state = self.large.lock();
         let mut block = self
             .large_block(start, ptr)
             .map_err(ReallocError::Invalid)?;
@@ -121,7 +120,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 }
             }
         }
-        state.live_bytes = state.live_bytes - block.requested + new_size;
         block.requested = new_size;
         self.write_large_header(&block);
         Ok(block.user())

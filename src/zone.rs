@@ -372,6 +372,45 @@ pub(crate) unsafe fn set_run_len(zone: NonNull<ZoneHeader>, run_len: Option<usiz
     }
 }
 
+/// Forgets every block of an empty zone (they become uncarved again) and
+/// returns the page-aligned range of block pages that held data, for the
+/// provider to decommit; `None` if that range is empty.
+///
+/// # Safety
+///
+/// `zone` is live and empty, its lock held.
+pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(NonNull<u8>, usize)> {
+    // SAFETY: live zone, lock held.
+    let z = unsafe { &mut *zone.as_ptr() };
+    debug_assert_eq!(z.live, 0);
+    let g = geometry(z);
+    let base = zone.as_ptr().cast::<u8>();
+    let start = (g.blocks_offset).next_multiple_of(page);
+    let end = (g.blocks_offset + z.carved as usize * g.block_size).next_multiple_of(page);
+    z.carved = 0;
+    z.free = ptr::null_mut();
+    // Decommitted pages may read back as zero or as they were.
+    z.fresh_is_zero = false;
+    // The live bitmap is all clear already: the zone is empty.
+    (end > start).then(|| {
+        (
+            NonNull::new(base.wrapping_add(start)).expect("inside the zone"),
+            end - start,
+        )
+    })
+}
+
+/// Bytes of blocks carved so far.
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn carved_bytes(zone: NonNull<ZoneHeader>) -> usize {
+    // SAFETY: live zone.
+    let z = unsafe { zone.as_ref() };
+    z.carved as usize * geometry(z).block_size
+}
+
 /// Blocks the zone may hold.
 ///
 /// # Safety

@@ -405,6 +405,41 @@ fn impossible_sizes_fail_without_wrapping() {
     unsafe { heap.deallocate(p) }.unwrap();
 }
 
+/// Pages of a zone resident according to `mincore`.
+fn resident_pages(zone: &ZoneInfo) -> usize {
+    let mut vec = vec![0u8; zone.len / 4096];
+    let rc = unsafe { libc::mincore(zone.start as *mut _, zone.len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    vec.iter().filter(|v| **v & 1 != 0).count()
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // real mmap
+fn a_kept_empty_zone_gives_its_pages_back() {
+    let heap: Heap<Mmap> = Heap::new(Mmap);
+    let blocks: Vec<_> = (0..100)
+        .map(|_| heap.allocate(layout(1024)).unwrap())
+        .collect();
+    for b in &blocks {
+        unsafe { b.as_ptr().write_bytes(1, 1024) };
+    }
+    for b in blocks {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+    let mut seen = Collect::default();
+    heap.visit(&mut seen);
+    assert_eq!(seen.zones.len(), 1, "the class keeps its empty zone");
+    let resident = resident_pages(&seen.zones[0]);
+    assert!(
+        resident <= 1,
+        "{resident} pages resident, only the header page should stay"
+    );
+    // And it serves again, from its first block.
+    let p = heap.allocate_zeroed(layout(1024)).unwrap();
+    assert!((0..1024).all(|i| unsafe { p.as_ptr().add(i).read() } == 0));
+    unsafe { heap.deallocate(p) }.unwrap();
+}
+
 /// The page budget: 1024 blocks of 1 KiB, each written, must touch
 /// about 256 pages (checked with `mincore` over every zone of the heap).
 #[test]
@@ -419,14 +454,7 @@ fn lazy_carving_touches_only_the_pages_it_uses() {
     }
     let mut seen = Collect::default();
     heap.visit(&mut seen);
-    let mut resident = 0;
-    for z in &seen.zones {
-        let pages = z.len / 4096;
-        let mut vec = vec![0u8; pages];
-        let rc = unsafe { libc::mincore(z.start as *mut _, z.len, vec.as_mut_ptr()) };
-        assert_eq!(rc, 0);
-        resident += vec.iter().filter(|v| **v & 1 != 0).count();
-    }
+    let resident: usize = seen.zones.iter().map(resident_pages).sum();
     eprintln!("1024 x 1 KiB: {resident} pages resident");
     assert!((256..=272).contains(&resident), "{resident} pages resident");
     for b in blocks {

@@ -102,6 +102,16 @@ unsafe impl RawMutex for FutexMutex {
 
     #[inline]
     fn lock(&self) {
+        // No other thread exists to race with (and none can start while
+        // this one is inside the allocator): a load and a store do, as in
+        // glibc's own malloc, and the state stays right for when a second
+        // thread starts. A lock already held here means re-entry (a signal
+        // handler calling malloc): that takes the slow path and waits, as
+        // before, instead of entering the heap twice.
+        if single_threaded() && self.state.load(Ordering::Relaxed) == UNLOCKED {
+            self.state.store(LOCKED, Ordering::Relaxed);
+            return;
+        }
         if self
             .state
             .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
@@ -120,6 +130,11 @@ unsafe impl RawMutex for FutexMutex {
 
     #[inline]
     unsafe fn unlock(&self) {
+        if single_threaded() {
+            // Still one thread: nobody can be waiting.
+            self.state.store(UNLOCKED, Ordering::Relaxed);
+            return;
+        }
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
             futex_wake_one(&self.state);
         }
@@ -129,6 +144,21 @@ unsafe impl RawMutex for FutexMutex {
     fn is_locked(&self) -> bool {
         self.state.load(Ordering::Relaxed) != UNLOCKED
     }
+}
+
+unsafe extern "C" {
+    /// glibc (2.32+) keeps this true while the process has a single thread;
+    /// it turns false before a second thread starts, and true again in the
+    /// child of a `fork`.
+    static __libc_single_threaded: core::ffi::c_char;
+}
+
+/// Whether the process has only the calling thread.
+#[inline]
+fn single_threaded() -> bool {
+    // SAFETY: a plain byte that glibc writes only on the paths above, which
+    // happen-before any other thread could call into the allocator.
+    unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
 }
 
 /// Sleeps while `*word == expected` (returns at once otherwise, or on any

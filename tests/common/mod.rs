@@ -48,6 +48,9 @@ unsafe impl<P: PageProvider> PageProvider for Counting<P> {
     fn zeroed_on_map(&self) -> bool {
         self.inner.zeroed_on_map()
     }
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        unsafe { self.inner.decommit(start, len) }
+    }
     unsafe fn resize(
         &self,
         run: NonNull<u8>,
@@ -107,6 +110,10 @@ unsafe impl PageProvider for Mmap {
     }
     fn zeroed_on_map(&self) -> bool {
         true
+    }
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        let rc = unsafe { libc::madvise(start.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+        assert_eq!(rc, 0);
     }
     unsafe fn resize(
         &self,
