@@ -23,7 +23,7 @@ pub(crate) const EMPTY_ZONES_KEPT: usize = 1;
 /// A kept empty zone whose carved blocks covered at least this many bytes
 /// is reset and its pages decommitted (`PageProvider::decommit`): the
 /// footprint follows the live set even for the zone a class keeps.
-pub(crate) const ZONE_RESET_MIN_BYTES: usize = 64 * 1024;
+pub(crate) const ZONE_RESET_MIN_BYTES: usize = 256 * 1024;
 
 /// The allocator.
 ///

@@ -417,11 +417,12 @@ fn resident_pages(zone: &ZoneInfo) -> usize {
 #[cfg_attr(miri, ignore)] // real mmap
 fn a_kept_empty_zone_gives_its_pages_back() {
     let heap: Heap<Mmap> = Heap::new(Mmap);
+    // 100 blocks of 4 KiB: 400 KiB carved, over the reset threshold.
     let blocks: Vec<_> = (0..100)
-        .map(|_| heap.allocate(layout(1024)).unwrap())
+        .map(|_| heap.allocate(layout(4096)).unwrap())
         .collect();
     for b in &blocks {
-        unsafe { b.as_ptr().write_bytes(1, 1024) };
+        unsafe { b.as_ptr().write_bytes(1, 4096) };
     }
     for b in blocks {
         unsafe { heap.deallocate(b) }.unwrap();
@@ -435,9 +436,31 @@ fn a_kept_empty_zone_gives_its_pages_back() {
         "{resident} pages resident, only the header page should stay"
     );
     // And it serves again, from its first block.
-    let p = heap.allocate_zeroed(layout(1024)).unwrap();
-    assert!((0..1024).all(|i| unsafe { p.as_ptr().add(i).read() } == 0));
+    let p = heap.allocate_zeroed(layout(4096)).unwrap();
+    assert!((0..4096).all(|i| unsafe { p.as_ptr().add(i).read() } == 0));
     unsafe { heap.deallocate(p) }.unwrap();
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // real mmap
+fn a_small_kept_zone_keeps_its_pages_for_the_next_round() {
+    let heap: Heap<Mmap> = Heap::new(Mmap);
+    let blocks: Vec<_> = (0..100)
+        .map(|_| heap.allocate(layout(1024)).unwrap())
+        .collect();
+    for b in &blocks {
+        unsafe { b.as_ptr().write_bytes(1, 1024) };
+    }
+    for b in blocks {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+    let mut seen = Collect::default();
+    heap.visit(&mut seen);
+    assert_eq!(
+        resident_pages(&seen.zones[0]),
+        26,
+        "100 KiB carved: below the reset threshold"
+    );
 }
 
 /// The page budget: 1024 blocks of 1 KiB, each written, must touch

@@ -146,7 +146,8 @@ impl DemandPagedProvider {
 // writable through the page-fault handler, and read as zero when first
 // touched (the handler zeroes each frame); `resize` keeps the first
 // min(old, new) bytes (in place, or by moving the mappings with their frames).
-// `decommit` keeps the trait's default (do nothing): the core does not call it.
+// `decommit` drops the frames but keeps the pages reserved: the next touch
+// faults a fresh zeroed frame in.
 unsafe impl PageProvider for DemandPagedProvider {
     fn page_size(&self) -> usize {
         PAGE_SIZE as usize
@@ -183,6 +184,20 @@ unsafe impl PageProvider for DemandPagedProvider {
 
     fn zeroed_on_map(&self) -> bool {
         true
+    }
+
+    /// The core says these pages hold nothing (an emptied zone it keeps):
+    /// their frames go back to the pool now. The run stays reserved and its
+    /// frames stay promised, so touching the pages again simply faults fresh
+    /// zeroed frames in, as on first touch.
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        let first = self.window.page_index(start.as_ptr() as u64);
+        let pages = len / PAGE_SIZE as usize;
+        let _timer = self.time_call();
+        let _guard = self.lock.lock();
+        // SAFETY: the pages are inside a live run of ours and the heap gives
+        // up their contents (trait contract).
+        unsafe { self.drop_pages(first, pages) };
     }
 
     /// Shrinks in place by dropping the tail; grows in place when the pages
