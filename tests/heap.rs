@@ -540,7 +540,7 @@ fn trim_gives_back_the_never_carved_tail_of_a_zone() {
 #[test]
 fn threads_share_one_arena_heap() {
     let heap = arena_heap(16 << 20);
-    let rounds = if cfg!(miri) { 60 } else { 2_000 };
+    let rounds = if cfg!(miri) { 20 } else { 2_000 };
     std::thread::scope(|s| {
         for t in 0..4u8 {
             let heap = &heap;
@@ -557,7 +557,7 @@ fn threads_share_one_arena_heap() {
                         let (q, len) = live.swap_remove(i % live.len());
                         check(q, len, t);
                         unsafe { heap.deallocate(q) }.unwrap();
-                        if i % 16 == 0 {
+                        if i % 8 == 0 {
                             heap.trim();
                         }
                     }
