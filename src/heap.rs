@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
 use crate::large::LargeState;
-use crate::page_map::{Owner, PageMap};
+use crate::page_map::{GRANULE_SHIFT, Owner, PageMap};
 use crate::provider::PageProvider;
 use crate::size_class::{NUM_CLASSES, SizeClass};
 use crate::zone::{self, ZoneHeader};
@@ -382,35 +382,30 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Unmaps every zone and LARGE run (used by `Drop`).
     fn release_everything(&mut self) {
         self.trim();
-        // Collect owners one at a time: unmapping while walking is fine
-        // because the walk reads only the map, which we change slot by slot.
-        loop {
-            let mut found: Option<(usize, Owner)> = None;
-            self.page_map.for_each(|addr, owner| {
-                if found.is_none() {
-                    found = Some((addr, owner));
+        // One walk in address order. Releasing an owner clears its slots,
+        // all at or after the one being visited, so the walk simply finds
+        // them empty; nodes are not freed until `release_nodes`.
+        let heap = &*self;
+        heap.page_map.for_each(|granule, owner| match owner {
+            Owner::Zone { base, class } => {
+                // A zone is met at each of its granules; release it at the first.
+                if base.as_ptr().addr() >> GRANULE_SHIFT != granule >> GRANULE_SHIFT {
+                    return;
                 }
-            });
-            let Some((_, owner)) = found else { break };
-            match owner {
-                Owner::Zone { base, class } => {
-                    let zone = base.cast::<ZoneHeader>();
-                    let mut state = self.classes[class.index()].0.lock();
-                    // SAFETY: registered zones are live; we own the heap.
-                    unsafe {
-                        let len = zone.as_ref().run_len;
-                        if zone.as_ref().listed {
-                            state.unlink(zone);
-                        }
-                        state.zones -= 1;
-                        self.unmap_run(base, len, 0, len);
+                let zone = base.cast::<ZoneHeader>();
+                let mut state = heap.classes[class.index()].0.lock();
+                // SAFETY: registered zones are live; we own the heap.
+                unsafe {
+                    let len = zone.as_ref().run_len;
+                    if zone.as_ref().listed {
+                        state.unlink(zone);
                     }
-                }
-                Owner::Large { base } => {
-                    // SAFETY: a registered LARGE run; we own the heap.
-                    unsafe { self.release_large_at(base) };
+                    state.zones -= 1;
+                    heap.unmap_run(base, len, 0, len);
                 }
             }
-        }
+            // SAFETY: a registered LARGE run; we own the heap.
+            Owner::Large { base } => unsafe { heap.release_large_at(base) },
+        });
     }
 }
