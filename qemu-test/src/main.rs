@@ -46,6 +46,8 @@ mod gdt;
 #[cfg(target_os = "none")]
 mod heap_provider;
 #[cfg(target_os = "none")]
+mod irq_lock;
+#[cfg(target_os = "none")]
 mod kernel_stack;
 #[cfg(target_os = "none")]
 mod layout;
@@ -74,6 +76,7 @@ mod kernel {
     use crate::exit::{ExitCode, exit_qemu};
     use crate::frames::FRAMES;
     use crate::heap_provider::DemandPagedProvider;
+    use crate::irq_lock::IrqSpinLock;
     use crate::memory_map::{BootInfo, RegionKind};
     use crate::{
         bench, boot, deliberate, faults, gdt, kernel_stack, println, serial, tests, trace,
@@ -82,12 +85,14 @@ mod kernel {
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
     /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here.
     ///
-    /// The core's default spin lock is enough: the kernel never enables
-    /// interrupts, so no interrupt handler can allocate while a heap lock is
-    /// held, and the page-fault handler (which can arrive with one held, on
-    /// the heap's first touch of a page) neither allocates nor locks.
+    /// Its lock is `IrqSpinLock`, which keeps interrupts off while a heap
+    /// lock is held, as a kernel whose interrupt handlers allocate needs.
+    /// (This kernel never enables interrupts, so the default spin lock would
+    /// do too.) The page-fault handler, which can arrive with a heap lock
+    /// held on the heap's first touch of a page, neither allocates nor locks.
     #[global_allocator]
-    pub static HEAP: Heap<DemandPagedProvider> = Heap::new(DemandPagedProvider::new(&KERNEL_HEAP));
+    pub static HEAP: Heap<DemandPagedProvider, IrqSpinLock> =
+        Heap::new(DemandPagedProvider::new(&KERNEL_HEAP));
 
     /// The kernel's copy of the boot information.
     static BOOT_INFO: Once<BootInfo> = Once::new();
