@@ -40,25 +40,32 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     #[inline]
     fn alloc_small(&self, class: SizeClass, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
-        let popped = {
-            let mut state = self.class(class);
-            match Self::pop_listed(&mut state) {
-                Some((zone, popped)) => {
-                    Some(Self::finish_pop(&mut state, zone, popped, layout.size()))
-                }
-                None => self.alloc_from_new_zone(&mut state, class, layout.size()),
-            }
-        };
+        let popped = self.take_block(&mut self.class(class), class, layout.size());
         match popped {
-            Some(popped) => {
-                if zeroed && !popped.zeroed {
-                    // SAFETY: the block is ours and at least `size` bytes long.
-                    unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, layout.size()) };
-                }
-                Some(popped.ptr)
-            }
+            Some(popped) => Some(Self::hand_out(popped, layout.size(), zeroed)),
             None => self.alloc_small_slow(class, layout, zeroed),
         }
+    }
+
+    /// A block of `class` recorded as holding `size` bytes: from a listed
+    /// zone, or from a new one. The caller holds the class lock (`state`).
+    #[inline(always)]
+    fn take_block(&self, state: &mut ClassState, class: SizeClass, size: usize) -> Option<Popped> {
+        match Self::pop_listed(state) {
+            Some((zone, popped)) => Some(Self::finish_pop(state, zone, popped, size)),
+            None => self.alloc_from_new_zone(state, class, size),
+        }
+    }
+
+    /// The block's address, its first `size` bytes zeroed if asked (and not
+    /// known to be zero already).
+    #[inline(always)]
+    fn hand_out(popped: Popped, size: usize, zeroed: bool) -> NonNull<u8> {
+        if zeroed && !popped.zeroed {
+            // SAFETY: the block is ours and at least `size` bytes long.
+            unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, size) };
+        }
+        popped.ptr
     }
 
     /// Pops a block from the first listed zone. Unlists the zone if that
@@ -126,20 +133,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zeroed: bool,
     ) -> Option<NonNull<u8>> {
         if self.trim() > 0 {
-            let mut state = self.class(class);
-            let popped = match Self::pop_listed(&mut state) {
-                Some((zone, popped)) => {
-                    Some(Self::finish_pop(&mut state, zone, popped, layout.size()))
-                }
-                None => self.alloc_from_new_zone(&mut state, class, layout.size()),
-            };
-            drop(state);
+            let popped = self.take_block(&mut self.class(class), class, layout.size());
             if let Some(popped) = popped {
-                if zeroed && !popped.zeroed {
-                    // SAFETY: the block is ours and at least `size` bytes long.
-                    unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, layout.size()) };
-                }
-                return Some(popped.ptr);
+                return Some(Self::hand_out(popped, layout.size(), zeroed));
             }
         }
         self.alloc_large(layout.size(), layout.align(), zeroed)
@@ -168,11 +164,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let mut state = self.class(class);
         let mut filled = 0;
         while filled < out.len() {
-            let popped = match Self::pop_listed(&mut state) {
-                Some((zone, popped)) => Some(Self::finish_pop(&mut state, zone, popped, size)),
-                None => self.alloc_from_new_zone(&mut state, class, size),
+            let Some(popped) = self.take_block(&mut state, class, size) else {
+                break;
             };
-            let Some(popped) = popped else { break };
             out[filled] = popped.ptr.as_ptr();
             filled += 1;
         }

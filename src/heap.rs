@@ -284,11 +284,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(unsafe { zone::init(base, class, run_len, self.provider.zeroed_on_map()) })
     }
 
-    /// Unlists and unmaps an empty zone. The caller holds the class lock.
+    /// Unlists and unmaps a zone. The caller holds the class lock.
     ///
     /// # Safety
     ///
-    /// `zone` is a live, empty zone of the locked class `state`.
+    /// `zone` is a live zone of the locked class `state` that nothing will
+    /// use again: empty, or the heap is being dropped.
     pub(crate) unsafe fn release_zone(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
         // SAFETY: live zone, lock held.
         let (listed, run_len) = unsafe { (zone.as_ref().listed, zone.as_ref().run_len) };
@@ -297,7 +298,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             unsafe { state.unlink(zone) };
         }
         state.zones -= 1;
-        // SAFETY: empty zone: no live block refers into it.
+        // SAFETY: per the contract, nothing refers into the zone.
         unsafe { self.unmap_run(zone.cast(), run_len, 0, run_len) };
     }
 
@@ -392,17 +393,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 if base.as_ptr().addr() >> GRANULE_SHIFT != granule >> GRANULE_SHIFT {
                     return;
                 }
-                let zone = base.cast::<ZoneHeader>();
-                let mut state = heap.classes[class.index()].0.lock();
-                // SAFETY: registered zones are live; we own the heap.
-                unsafe {
-                    let len = zone.as_ref().run_len;
-                    if zone.as_ref().listed {
-                        state.unlink(zone);
-                    }
-                    state.zones -= 1;
-                    heap.unmap_run(base, len, 0, len);
-                }
+                // SAFETY: registered zones are live; we own the heap, so
+                // nothing refers into the zone any more.
+                unsafe { heap.release_zone(&mut heap.class(class), base.cast()) };
             }
             // SAFETY: a registered LARGE run; we own the heap.
             Owner::Large { base } => unsafe { heap.release_large_at(base) },

@@ -183,15 +183,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 (start, needed, self.provider.zeroed_on_map())
             }
         };
-        // SAFETY: the run is ours and at least `user_offset >= 32` bytes long.
-        unsafe {
-            start.cast::<LargeHeader>().write(LargeHeader {
-                guard: LargeHeader::guard_for(start, run_len, user_offset),
-                run_len,
-                requested: size,
-                user_offset,
-            });
-        }
+        self.write_large_header(&LargeBlock {
+            start,
+            run_len,
+            requested: size,
+            user_offset,
+        });
         state.runs += 1;
         drop(state);
         // SAFETY: inside the run.
@@ -273,9 +270,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Ok(block)
     }
 
-    /// Rewrites the header of a live LARGE block after a resize.
+    /// Writes the header of a LARGE block (new, or resized).
     pub(crate) fn write_large_header(&self, block: &LargeBlock) {
-        // SAFETY: the run is live and owned by the caller under the LARGE lock.
+        // SAFETY: the run is live, at least `user_offset >= 32` bytes long,
+        // and owned by the caller under the LARGE lock.
         unsafe {
             block.start.cast::<LargeHeader>().write(LargeHeader {
                 guard: LargeHeader::guard_for(block.start, block.run_len, block.user_offset),
