@@ -53,19 +53,29 @@ fn scribble_fills_new_and_freed_blocks() {
     );
 }
 
-#[test]
-fn trace_logs_every_call_to_stderr() {
-    let out = run(preloaded(&mut command(compile("leak_at_exit.c")))
-        .env("FT_MALLOC_TRACE", "stderr")
+/// Runs `leak_at_exit.c` preloaded, with `variable=value` and bad pointers
+/// ignored quietly.
+fn run_leak_at_exit(variable: &str, value: &str) -> common::Run {
+    run(preloaded(&mut command(compile("leak_at_exit.c")))
+        .env(variable, value)
         .env("FT_MALLOC_CHECK", "quiet"))
-    .success();
-    let leak = out
-        .stdout
+    .success()
+}
+
+/// The address the program prints on its first line, `leak at 0x...`.
+fn leaked_address(stdout: &str) -> &str {
+    stdout
         .lines()
         .next()
         .unwrap()
         .strip_prefix("leak at ")
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn trace_logs_every_call_to_stderr() {
+    let out = run_leak_at_exit("FT_MALLOC_TRACE", "stderr");
+    let leak = leaked_address(&out.stdout);
     for expected in [
         format!("malloc(4242) = {leak}"),
         "calloc(3, 5) = 0x".to_string(),
@@ -97,17 +107,8 @@ fn trace_goes_to_a_file_descriptor() {
 
 #[test]
 fn show_at_exit_lists_the_leak() {
-    let out = run(preloaded(&mut command(compile("leak_at_exit.c")))
-        .env("FT_MALLOC_SHOW_AT_EXIT", "1")
-        .env("FT_MALLOC_CHECK", "quiet"))
-    .success();
-    let leak = out
-        .stdout
-        .lines()
-        .next()
-        .unwrap()
-        .strip_prefix("leak at 0x")
-        .unwrap();
+    let out = run_leak_at_exit("FT_MALLOC_SHOW_AT_EXIT", "1");
+    let leak = leaked_address(&out.stdout).strip_prefix("0x").unwrap();
     let leak = usize::from_str_radix(leak, 16).unwrap();
     let line = format!("{:#X} - {:#X} : 4242 bytes", leak, leak + 4242);
     assert!(
