@@ -40,9 +40,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     #[inline]
     fn alloc_small(&self, class: SizeClass, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        // The class lock is held for this statement only.
         let popped = self.take_block(&mut self.class(class), class, layout.size());
         match popped {
-            Some(popped) => Some(Self::hand_out(popped, layout.size(), zeroed)),
+            Some(popped) => Some(self.hand_out(popped, layout.size(), zeroed)),
             None => self.alloc_small_slow(class, layout, zeroed),
         }
     }
@@ -58,9 +59,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// The block's address, its first `size` bytes zeroed if asked (and not
-    /// known to be zero already).
+    /// known to be zero already). Reports a free list found corrupt on the
+    /// way. The caller holds no lock.
     #[inline(always)]
-    fn hand_out(popped: Popped, size: usize, zeroed: bool) -> NonNull<u8> {
+    fn hand_out(&self, popped: Popped, size: usize, zeroed: bool) -> NonNull<u8> {
+        if popped.link_cut {
+            self.report_corruption(popped.ptr);
+        }
         if zeroed && !popped.zeroed {
             // SAFETY: the block is ours and at least `size` bytes long.
             unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, size) };
@@ -135,7 +140,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if self.trim() > 0 {
             let popped = self.take_block(&mut self.class(class), class, layout.size());
             if let Some(popped) = popped {
-                return Some(Self::hand_out(popped, layout.size(), zeroed));
+                return Some(self.hand_out(popped, layout.size(), zeroed));
             }
         }
         self.alloc_large(layout.size(), layout.align(), zeroed)
@@ -163,12 +168,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let size = class.block_size();
         let mut state = self.class(class);
         let mut filled = 0;
+        let mut cut_at = None;
         while filled < out.len() {
             let Some(popped) = self.take_block(&mut state, class, size) else {
                 break;
             };
+            if popped.link_cut {
+                cut_at = Some(popped.ptr);
+            }
             out[filled] = popped.ptr.as_ptr();
             filled += 1;
+        }
+        drop(state);
+        if let Some(at) = cut_at {
+            self.report_corruption(at);
         }
         filled
     }

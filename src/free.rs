@@ -6,7 +6,6 @@
 //! live bit is set; a LARGE pointer must be its run's user pointer.
 
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
 
 use lock_api::RawMutex;
 
@@ -65,11 +64,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         seen: usize,
     ) -> Result<usize, HeapError> {
-        // Zones of this class are only released under its lock, which we
-        // hold. If nothing at all was released since the lookup, the zone
-        // found then is alive; otherwise look again: if the map still names
-        // the zone now, it is alive until we unlock.
-        if self.counters.releases.load(Ordering::Acquire) != seen
+        // Zones of this class are only unregistered (and then released)
+        // under its lock, which we hold. If nothing at all was unregistered
+        // since the lookup, the zone found then is alive; otherwise look
+        // again: if the map still names the zone now, it is alive until we
+        // unlock. (If the zone was released and another of this class now
+        // stands at the same address, the block is checked against the new
+        // one: the checks below are complete, so that is safe.)
+        if self.page_map.releases() != seen
             && self.page_map.lookup(ptr.as_ptr().addr())
                 != Some(Owner::Zone {
                     base: zone.cast(),

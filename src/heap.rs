@@ -5,10 +5,11 @@
 //! `realloc.rs`, `large.rs`, `introspect.rs`.
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
+use crate::error::HeapError;
 use crate::large::LargeState;
 use crate::page_map::{GRANULE_SHIFT, Owner, PageMap};
 use crate::provider::PageProvider;
@@ -38,8 +39,14 @@ pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
     pub(crate) large: Mutex<R, LargeState>,
     pub(crate) page_map: PageMap,
     pub(crate) counters: Counters,
+    /// A `CorruptionHandler`, or null (see `set_corruption_handler`).
+    corruption_handler: AtomicPtr<()>,
     pub(crate) provider: P,
 }
+
+/// What [`Heap::set_corruption_handler`] takes: the error found and the
+/// address where it was found.
+pub type CorruptionHandler = fn(HeapError, NonNull<u8>);
 
 // SAFETY: all shared state is behind `R` locks or atomics; the raw pointers
 // inside refer to provider memory that the heap owns, not to thread-local
@@ -81,11 +88,6 @@ pub(crate) struct Counters {
     pub(crate) metadata_bytes: AtomicUsize,
     /// Refused pointers and detected corruption.
     pub(crate) errors: AtomicUsize,
-    /// Bumped whenever a run is unregistered, before it is unmapped. A free
-    /// that read the same value before its lock-free lookup and after
-    /// taking the owner's lock knows the owner it found is still alive,
-    /// without looking it up again.
-    pub(crate) releases: AtomicUsize,
 }
 
 impl ClassState {
@@ -158,8 +160,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 mapped_bytes: AtomicUsize::new(0),
                 metadata_bytes: AtomicUsize::new(0),
                 errors: AtomicUsize::new(0),
-                releases: AtomicUsize::new(0),
             },
+            corruption_handler: AtomicPtr::new(ptr::null_mut()),
             provider,
         }
     }
@@ -202,10 +204,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Looks `addr` up in the page map, lock-free. Returns the owner and the
-    /// release count read *before* the lookup (see `Counters::releases`).
+    /// release count read *before* the lookup (see `PageMap::releases`).
     #[inline]
     pub(crate) fn find(&self, addr: usize) -> (Option<Owner>, usize) {
-        let releases = self.counters.releases.load(Ordering::Acquire);
+        let releases = self.page_map.releases();
         (self.page_map.lookup(addr), releases)
     }
 
@@ -214,6 +216,35 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub(crate) fn count_error<T>(&self, error: T) -> T {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         error
+    }
+
+    /// Sets the function the heap calls when it finds its own metadata
+    /// corrupted while serving a request that still succeeds. Today that is
+    /// a zone's free list overwritten after a free (a use-after-free write):
+    /// the handler gets [`HeapError::Corrupted`] and the block whose link was
+    /// bad. The heap has already made itself safe (the list is cut there,
+    /// the blocks after it leak, no block is handed out twice); the handler
+    /// decides whether to say so or to stop the program. It runs with no
+    /// heap lock held, so it may allocate, print or abort.
+    pub fn set_corruption_handler(&self, handler: CorruptionHandler) {
+        self.corruption_handler
+            .store(handler as *mut (), Ordering::Release);
+    }
+
+    /// Counts corruption found at `at` and tells the handler, if any. The
+    /// caller holds no heap lock.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn report_corruption(&self, at: NonNull<u8>) {
+        let error = self.count_error(HeapError::Corrupted);
+        let handler = self.corruption_handler.load(Ordering::Acquire);
+        if !handler.is_null() {
+            // SAFETY: only `set_corruption_handler` stores here, and it
+            // stores a `CorruptionHandler` (a fn pointer, the size of a
+            // data pointer on every target Rust supports).
+            let handler = unsafe { core::mem::transmute::<*mut (), CorruptionHandler>(handler) };
+            handler(error, at);
+        }
     }
 
     // ---- provider calls, counted ----
@@ -241,6 +272,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             reg_len,
             owner(base),
             &self.counters.metadata_bytes,
+            None,
         ) {
             // SAFETY: the run was just mapped and nothing refers to it.
             unsafe { self.provider.unmap(base, len) };
@@ -251,7 +283,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(base)
     }
 
-    /// Unregisters `[base + reg_offset, + reg_len)` and gives the run back.
+    /// Unregisters `owner` from `[base + reg_offset, + reg_len)`, then (and
+    /// only then) gives the run back. The caller holds the owner's lock.
     ///
     /// # Safety
     ///
@@ -262,10 +295,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         len: usize,
         reg_offset: usize,
         reg_len: usize,
+        owner: Owner,
     ) {
         self.page_map
-            .unregister(base.as_ptr().addr() + reg_offset, reg_len);
-        self.counters.releases.fetch_add(1, Ordering::Release);
+            .unregister(base.as_ptr().addr() + reg_offset, reg_len, owner);
         // SAFETY: per the contract.
         unsafe { self.provider.unmap(base, len) };
         self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);
@@ -298,8 +331,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             unsafe { state.unlink(zone) };
         }
         state.zones -= 1;
+        let owner = Owner::Zone {
+            base: zone.cast(),
+            // SAFETY: live zone.
+            class: unsafe { zone.as_ref().class },
+        };
         // SAFETY: per the contract, nothing refers into the zone.
-        unsafe { self.unmap_run(zone.cast(), run_len, 0, run_len) };
+        unsafe { self.unmap_run(zone.cast(), run_len, 0, run_len, owner) };
     }
 
     /// Gives every cached empty zone and cached LARGE run back to the
@@ -349,16 +387,33 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return 0;
         };
         // SAFETY: per the contract.
-        let old_len = unsafe { zone.as_ref().run_len };
+        let (old_len, class) = unsafe { (zone.as_ref().run_len, zone.as_ref().class) };
+        let owner = Owner::Zone {
+            base: zone.cast(),
+            class,
+        };
+        let tail = zone.as_ptr().addr() + new_len;
+        // Unregister first: once the provider has the tail back it may hand
+        // it to another run at once, whose entries we must never touch.
+        self.page_map.unregister(tail, old_len - new_len, owner);
         // SAFETY: the tail past `new_len` holds no carved block.
         let shrunk = unsafe { self.provider.resize(zone.cast(), old_len, new_len, false) };
         // SAFETY: per the contract.
         unsafe { zone::set_run_len(zone, shrunk.map(|_| new_len)) };
         if shrunk.is_none() {
+            // The tail is still ours (a refused resize changes nothing) and
+            // its nodes exist: registering it again cannot fail.
+            let again = self.page_map.register(
+                &self.provider,
+                tail,
+                old_len - new_len,
+                owner,
+                &self.counters.metadata_bytes,
+                None,
+            );
+            debug_assert!(again);
             return 0;
         }
-        self.page_map
-            .unregister(zone.as_ptr().addr() + new_len, old_len - new_len);
         self.count_resize(old_len, new_len);
         // SAFETY: per the contract.
         if unsafe { zone::is_full(zone) } {
@@ -374,6 +429,11 @@ impl<P: PageProvider, R: RawMutex> Drop for Heap<P, R> {
     /// Pointers into the heap dangle afterwards.
     fn drop(&mut self) {
         self.release_everything();
+        let metadata = &self.counters.metadata_bytes;
+        self.large
+            .get_mut()
+            .reserve
+            .release(&self.provider, metadata);
         // SAFETY: `&mut self`: no other thread can reach the map.
         unsafe { self.page_map.release_nodes(&self.provider) };
     }

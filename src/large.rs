@@ -18,7 +18,7 @@ use lock_api::RawMutex;
 
 use crate::error::HeapError;
 use crate::heap::Heap;
-use crate::page_map::Owner;
+use crate::page_map::{NodeReserve, Owner};
 use crate::provider::PageProvider;
 
 /// Bytes before the user pointer at the default alignment.
@@ -77,6 +77,9 @@ impl LargeBlock {
 /// LARGE bookkeeping, under the LARGE lock.
 pub(crate) struct LargeState {
     pub(crate) runs: usize,
+    /// Page-map nodes for re-registering a run the provider moved: filled
+    /// before any move, so that registration cannot fail after it.
+    pub(crate) reserve: NodeReserve,
     cache: [Option<(NonNull<u8>, usize)>; LARGE_CACHE_SLOTS],
     pub(crate) cached_bytes: usize,
     /// Slot to evict next when the cache is full (round robin).
@@ -90,6 +93,7 @@ impl LargeState {
     pub(crate) const fn new() -> Self {
         LargeState {
             runs: 0,
+            reserve: NodeReserve::new(),
             cache: [None; LARGE_CACHE_SLOTS],
             cached_bytes: 0,
             victim: 0,
@@ -169,6 +173,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     1,
                     owner,
                     &self.counters.metadata_bytes,
+                    Some(&mut state.reserve),
                 ) {
                     // Put it back; nothing changed.
                     state.cache_run(self, start, len);
@@ -209,10 +214,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if needed <= len {
             return Some((start, len));
         }
-        // A move must be registered at its new place: spares first.
-        let may_move = self
-            .page_map
-            .reserve_spares(&self.provider, &self.counters.metadata_bytes);
+        // A moved run is registered at its new place by the caller: with the
+        // reserve full, that cannot fail.
+        let may_move = state
+            .reserve
+            .fill(&self.provider, &self.counters.metadata_bytes);
         // SAFETY: the cached run is ours, unregistered, and unused.
         match unsafe { self.provider.resize(start, len, needed, may_move) } {
             Some(new_start) => {
@@ -293,7 +299,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // Break the header so a stale copy of this pointer can never pass.
         // SAFETY: the run is live and ours.
         unsafe { start.cast::<usize>().write(0) };
-        self.page_map.unregister(ptr.as_ptr().addr(), 1);
+        self.page_map
+            .unregister(ptr.as_ptr().addr(), 1, Owner::Large { base: start });
         state.runs -= 1;
         state.cache_run(self, start, block.run_len);
         Ok(())
@@ -346,9 +353,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let header = unsafe { start.cast::<LargeHeader>().read() };
         let mut state = self.large.lock();
         state.runs -= 1;
-        drop(state);
-        // SAFETY: per the contract.
-        unsafe { self.unmap_run(start, header.run_len, header.user_offset, 1) };
+        let owner = Owner::Large { base: start };
+        // SAFETY: per the contract; the LARGE lock is held.
+        unsafe { self.unmap_run(start, header.run_len, header.user_offset, 1, owner) };
     }
 }
 

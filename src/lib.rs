@@ -62,7 +62,7 @@ mod zone;
 
 pub use arena::ArenaProvider;
 pub use error::{HeapError, ReallocError};
-pub use heap::Heap;
+pub use heap::{CorruptionHandler, Heap};
 pub use introspect::{BlockInfo, HeapVisitor, Stats, ZoneInfo};
 pub use provider::{MIN_PAGE_SIZE, PageProvider};
 pub use size_class::{Kind, SizeClass};

@@ -9,12 +9,34 @@
 //! before any metadata is read.
 //!
 //! Slots hold tagged pointers: the owner's start (granule aligned) with the
-//! owner's kind in the low 12 bits ([`Owner`]). Readers are lock-free (the
-//! free path looks up before it knows which lock to take); writers hold the
-//! lock of the class or of LARGE that owns the range. Nodes are allocated
-//! from the provider on first use, published with a compare-exchange, and
-//! kept until the heap is dropped, so a lock-free reader never sees a node go
-//! away.
+//! owner's kind in the low 12 bits ([`Owner`]).
+//!
+//! # Protocol (see also INTERNALS.md, "Concurrency")
+//!
+//! - **Readers** never lock: `free` looks a pointer up before it knows which
+//!   lock to take. A slot read without a lock is only a *hint*; the reader
+//!   proves it still holds by taking the owner's lock and checking
+//!   [`releases`](PageMap::releases) (unchanged since the lookup) or by
+//!   looking again.
+//! - **Writers** hold the lock of the class, or of LARGE, that owns the range.
+//! - **Register before use, unregister before release.** A run is
+//!   registered before any block of it is handed out, and unregistered
+//!   before its pages go back to the provider or shrink: between the two, no
+//!   other run can be at these addresses, so an entry always names a run
+//!   that is mapped.
+//! - **Never overwrite, never erase another run's entry.** `register` fills
+//!   only empty slots and `unregister` clears only slots that still hold the
+//!   owner it names (both by compare-exchange). A late or duplicated
+//!   unregistration is harmless by construction.
+//! - **Every unregistration bumps `releases`** after clearing its slots and
+//!   before the pages go back: a reader that saw the same count before its
+//!   lookup and after taking the owner's lock knows no run was released in
+//!   between, so the owner it found is alive.
+//! - **Nodes** come from the provider on first use, are published with a
+//!   compare-exchange and kept until the heap is dropped, so a lock-free
+//!   reader never sees one vanish. A registration that must not fail (a LARGE
+//!   run that the provider moved) draws on a [`NodeReserve`] that its owner
+//!   filled beforehand and nobody else can take from.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -78,14 +100,69 @@ impl Owner {
 /// provider.
 pub(crate) struct PageMap {
     root: [AtomicPtr<u8>; FANOUT],
-    /// Nodes mapped ahead of need, used when the provider refuses one. A
-    /// LARGE run moved by the provider must be registered at its new place
-    /// or be lost, so such a move first makes sure these exist.
-    spares: [AtomicPtr<u8>; SPARES],
+    /// Unregistrations so far (see the module's protocol).
+    releases: AtomicUsize,
 }
 
-/// A registration creates at most a middle node and a leaf.
-const SPARES: usize = 2;
+/// A registration of one granule creates at most a middle node and a leaf.
+const RESERVE_NODES: usize = 2;
+
+/// Nodes set aside by one owner (the LARGE state, under its lock) so that
+/// registering one granule later cannot fail, whatever the provider says
+/// then. Nobody else draws on it: a class that runs out of nodes cannot
+/// take what a LARGE move counted on.
+pub(crate) struct NodeReserve {
+    nodes: [Option<NonNull<u8>>; RESERVE_NODES],
+}
+
+// SAFETY: the reserved nodes are provider memory owned by the reserve.
+unsafe impl Send for NodeReserve {}
+
+impl NodeReserve {
+    pub(crate) const fn new() -> Self {
+        NodeReserve {
+            nodes: [None; RESERVE_NODES],
+        }
+    }
+
+    /// Maps the missing nodes. Returns `false` if the provider refused (the
+    /// reserve keeps what it has).
+    pub(crate) fn fill<P: PageProvider>(&mut self, provider: &P, metadata: &AtomicUsize) -> bool {
+        for node in &mut self.nodes {
+            if node.is_none() {
+                *node = Some(match PageMap::new_node(provider, metadata) {
+                    Some(fresh) => fresh,
+                    None => return false,
+                });
+            }
+        }
+        true
+    }
+
+    fn take(&mut self) -> Option<NonNull<u8>> {
+        self.nodes.iter_mut().find_map(Option::take)
+    }
+
+    /// Keeps an unpublished node for later; `false` if the reserve is full.
+    fn put(&mut self, node: NonNull<u8>) -> bool {
+        match self.nodes.iter_mut().find(|n| n.is_none()) {
+            Some(slot) => {
+                *slot = Some(node);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives every reserved node back to the provider.
+    pub(crate) fn release<P: PageProvider>(&mut self, provider: &P, metadata: &AtomicUsize) {
+        while let Some(node) = self.take() {
+            // SAFETY: reserved nodes are unpublished NODE_BYTES runs from `provider`.
+            unsafe { provider.unmap(node, NODE_BYTES) };
+            metadata.fetch_sub(NODE_BYTES, Ordering::Relaxed);
+        }
+    }
+}
 
 #[inline]
 fn indices(addr: usize) -> [usize; 3] {
@@ -101,8 +178,17 @@ impl PageMap {
     pub(crate) const fn new() -> Self {
         PageMap {
             root: [const { AtomicPtr::new(ptr::null_mut()) }; FANOUT],
-            spares: [const { AtomicPtr::new(ptr::null_mut()) }; SPARES],
+            releases: AtomicUsize::new(0),
         }
+    }
+
+    /// How many unregistrations have happened. Read it *before* a lock-free
+    /// lookup; if it is unchanged once the owner's lock is held, the owner
+    /// found is still registered (owners are only unregistered under their
+    /// own lock).
+    #[inline]
+    pub(crate) fn releases(&self) -> usize {
+        self.releases.load(Ordering::Acquire)
     }
 
     /// The owner registered for the granule holding `addr`, if any.
@@ -130,9 +216,10 @@ impl PageMap {
         Some(owner)
     }
 
-    /// Registers `owner` for every granule of `[start, start + len)`.
-    /// Returns `false`, with nothing registered, if a node could not be
-    /// allocated.
+    /// Registers `owner` for every granule of `[start, start + len)`, which
+    /// must be empty (see the protocol). Nodes that are missing come from the
+    /// provider, or else from `reserve`. Returns `false`, with nothing
+    /// registered, if a node could not be had.
     pub(crate) fn register<P: PageProvider>(
         &self,
         provider: &P,
@@ -140,6 +227,7 @@ impl PageMap {
         len: usize,
         owner: Owner,
         metadata_bytes: &AtomicUsize,
+        mut reserve: Option<&mut NodeReserve>,
     ) -> bool {
         let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
@@ -148,36 +236,60 @@ impl PageMap {
         let mut g = first;
         while g <= last {
             if self
-                .leaf_for(provider, g << GRANULE_SHIFT, metadata_bytes)
+                .leaf_for(
+                    provider,
+                    g << GRANULE_SHIFT,
+                    metadata_bytes,
+                    reserve.as_deref_mut(),
+                )
                 .is_none()
             {
                 return false;
             }
             g = (g | (FANOUT - 1)) + 1;
         }
-        self.store_range(first, last, value);
+        for g in first..=last {
+            let swapped = self.slot(g).compare_exchange(
+                ptr::null_mut(),
+                value,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            // A filled slot would be a run registered over another live one:
+            // a broken protocol, not something input can cause.
+            debug_assert!(swapped.is_ok(), "granule {g:#x} registered twice");
+        }
         true
     }
 
-    /// Clears every granule of `[start, start + len)`.
-    pub(crate) fn unregister(&self, start: usize, len: usize) {
+    /// Clears the granules of `[start, start + len)` that still name
+    /// `owner` (a slot another run owns now is left alone), then counts one
+    /// release. Call it before the range's pages go back to the provider.
+    pub(crate) fn unregister(&self, start: usize, len: usize, owner: Owner) {
+        let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
         let last = (start + len - 1) >> GRANULE_SHIFT;
-        self.store_range(first, last, ptr::null_mut());
+        for g in first..=last {
+            let _ = self.slot(g).compare_exchange(
+                value,
+                ptr::null_mut(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+        self.releases.fetch_add(1, Ordering::Release);
     }
 
-    fn store_range(&self, first: usize, last: usize, value: *mut u8) {
-        for g in first..=last {
-            let [i0, i1, i2] = indices(g << GRANULE_SHIFT);
-            let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
-            debug_assert!(!mid.is_null());
-            // SAFETY: `register` created every node on the path before the
-            // range was stored, and nodes live as long as the map.
-            let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
-            debug_assert!(!leaf.is_null());
-            // SAFETY: as above.
-            unsafe { (*leaf).slots[i2].store(value, Ordering::Release) };
-        }
+    /// The slot of granule `g`, whose nodes `register` created.
+    fn slot(&self, g: usize) -> &AtomicPtr<u8> {
+        let [i0, i1, i2] = indices(g << GRANULE_SHIFT);
+        let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
+        assert!(!mid.is_null(), "granule {g:#x} has no node");
+        // SAFETY: published nodes are valid and live as long as the map.
+        let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
+        assert!(!leaf.is_null(), "granule {g:#x} has no node");
+        // SAFETY: as above.
+        unsafe { &(*leaf).slots[i2] }
     }
 
     /// The leaf node covering `addr`, created if missing.
@@ -186,12 +298,18 @@ impl PageMap {
         provider: &P,
         addr: usize,
         metadata_bytes: &AtomicUsize,
+        mut reserve: Option<&mut NodeReserve>,
     ) -> Option<NonNull<Node>> {
         let [i0, i1, _] = indices(addr);
-        let mid = self.child(&self.root[i0], provider, metadata_bytes)?;
+        let mid = self.child(
+            &self.root[i0],
+            provider,
+            metadata_bytes,
+            reserve.as_deref_mut(),
+        )?;
         // SAFETY: `mid` is a live, published node.
         let slot = unsafe { &(*mid.as_ptr()).slots[i1] };
-        self.child(slot, provider, metadata_bytes)
+        self.child(slot, provider, metadata_bytes, reserve)
     }
 
     /// A zeroed node from the provider.
@@ -208,56 +326,22 @@ impl PageMap {
         Some(fresh)
     }
 
-    fn take_spare(&self) -> Option<NonNull<u8>> {
-        self.spares
-            .iter()
-            .find_map(|s| NonNull::new(s.swap(ptr::null_mut(), Ordering::AcqRel)))
-    }
-
-    /// Makes sure enough spare nodes exist for one more registration to
-    /// succeed whatever the provider says then. Returns `false` if the
-    /// provider refused.
-    pub(crate) fn reserve_spares<P: PageProvider>(
-        &self,
-        provider: &P,
-        metadata_bytes: &AtomicUsize,
-    ) -> bool {
-        for spare in &self.spares {
-            if !spare.load(Ordering::Acquire).is_null() {
-                continue;
-            }
-            let Some(fresh) = Self::new_node(provider, metadata_bytes) else {
-                return false;
-            };
-            if spare
-                .compare_exchange(
-                    ptr::null_mut(),
-                    fresh.as_ptr(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_err()
-            {
-                // SAFETY: our fresh node was never published.
-                unsafe { provider.unmap(fresh, NODE_BYTES) };
-                metadata_bytes.fetch_sub(NODE_BYTES, Ordering::Relaxed);
-            }
-        }
-        true
-    }
-
     fn child<P: PageProvider>(
         &self,
         slot: &AtomicPtr<u8>,
         provider: &P,
         metadata_bytes: &AtomicUsize,
+        reserve: Option<&mut NodeReserve>,
     ) -> Option<NonNull<Node>> {
         if let Some(node) = NonNull::new(slot.load(Ordering::Acquire)) {
             return Some(node.cast());
         }
-        let fresh = match Self::new_node(provider, metadata_bytes) {
-            Some(fresh) => fresh,
-            None => self.take_spare()?,
+        let (fresh, reserve) = match Self::new_node(provider, metadata_bytes) {
+            Some(fresh) => (fresh, reserve),
+            None => {
+                let reserve = reserve?;
+                (reserve.take()?, Some(reserve))
+            }
         };
         match slot.compare_exchange(
             ptr::null_mut(),
@@ -267,10 +351,13 @@ impl PageMap {
         ) {
             Ok(_) => Some(fresh.cast()),
             Err(winner) => {
-                // Another class published the node first; ours was never seen.
-                // SAFETY: `fresh` is a zeroed node nobody else refers to.
-                unsafe { provider.unmap(fresh, NODE_BYTES) };
-                metadata_bytes.fetch_sub(NODE_BYTES, Ordering::Relaxed);
+                // Another owner published the node first; ours was never
+                // seen. Keep it in the reserve if there is one with room.
+                if !reserve.is_some_and(|r| r.put(fresh)) {
+                    // SAFETY: `fresh` is a zeroed node nobody else refers to.
+                    unsafe { provider.unmap(fresh, NODE_BYTES) };
+                    metadata_bytes.fetch_sub(NODE_BYTES, Ordering::Relaxed);
+                }
                 NonNull::new(winner.cast())
             }
         }
@@ -309,10 +396,6 @@ impl PageMap {
     ///
     /// No other thread may use the map, now or later.
     pub(crate) unsafe fn release_nodes<P: PageProvider>(&mut self, provider: &P) {
-        while let Some(spare) = self.take_spare() {
-            // SAFETY: spares are NODE_BYTES runs from `provider`, unpublished.
-            unsafe { provider.unmap(spare, NODE_BYTES) };
-        }
         for mid in self.root.iter() {
             let mid = mid.swap(ptr::null_mut(), Ordering::Relaxed).cast::<Node>();
             let Some(mid) = NonNull::new(mid) else {

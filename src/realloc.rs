@@ -9,6 +9,7 @@ use lock_api::RawMutex;
 
 use crate::error::{HeapError, ReallocError};
 use crate::heap::Heap;
+use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
@@ -87,7 +88,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
         let new_size = new_layout.size();
-        let state = self.large.lock();
+        let mut state = self.large.lock();
         let mut block = self
             .large_block(start, ptr)
             .map_err(ReallocError::Invalid)?;
@@ -106,7 +107,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             .filter(|&n| n <= isize::MAX as usize)
             .ok_or(ReallocError::OutOfMemory)?;
         if needed != block.run_len {
-            match self.resize_run(&block, needed) {
+            match self.resize_run(&mut state, &block, needed) {
                 Some(new_start) => {
                     block.start = new_start;
                     block.run_len = needed;
@@ -127,46 +128,67 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// Asks the provider to resize a LARGE run to `needed` bytes: in place
     /// first, then (for runs that need no more than page alignment) by
-    /// moving it. Keeps the page map right. The caller holds the LARGE lock.
-    fn resize_run(&self, block: &super::large::LargeBlock, needed: usize) -> Option<NonNull<u8>> {
-        let old_user = block.user().as_ptr().addr();
-        // SAFETY: the run is live, ours, and locked.
+    /// moving it. The caller holds the LARGE lock (`state`).
+    ///
+    /// The page map stays right in all three outcomes of a move (see the
+    /// protocol in `page_map.rs`): the run is unregistered *before* the
+    /// provider may move it, because the provider can hand the old pages to
+    /// another run the moment they are free; afterwards it is registered
+    /// where it now is: at a new address, at the same one (the neighbour
+    /// went away in between), or where it was (the move was refused). The
+    /// node reserve is filled first, so that registration cannot fail.
+    fn resize_run(
+        &self,
+        state: &mut LargeState,
+        block: &LargeBlock,
+        needed: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the run is live, ours, and locked. In place, nothing moves
+        // and the registered granule (in the first page) stays.
         let resized = unsafe {
             self.provider
                 .resize(block.start, block.run_len, needed, false)
         };
-        let new_start = match resized {
-            Some(s) => s,
-            None if needed > block.run_len && block.user_offset < MIN_PAGE_SIZE => {
-                // A move must be registered at its new place whatever happens.
-                if !self
-                    .page_map
-                    .reserve_spares(&self.provider, &self.counters.metadata_bytes)
-                {
-                    return None;
-                }
-                // SAFETY: as above.
-                unsafe {
-                    self.provider
-                        .resize(block.start, block.run_len, needed, true)
-                }?
-            }
-            None => return None,
-        };
-        self.count_resize(block.run_len, needed);
-        if new_start != block.start {
-            self.page_map.unregister(old_user, 1);
-            let registered = self.page_map.register(
-                &self.provider,
-                new_start.as_ptr().addr() + block.user_offset,
-                1,
-                Owner::Large { base: new_start },
-                &self.counters.metadata_bytes,
-            );
-            // Spares were reserved above: registration cannot fail.
-            debug_assert!(registered);
+        if let Some(start) = resized {
+            self.count_resize(block.run_len, needed);
+            return Some(start);
         }
-        Some(new_start)
+        // Only growth moves, and only runs that need no more than page
+        // alignment (a moved run is only page aligned).
+        if needed < block.run_len || block.user_offset >= MIN_PAGE_SIZE {
+            return None;
+        }
+        if !state
+            .reserve
+            .fill(&self.provider, &self.counters.metadata_bytes)
+        {
+            return None;
+        }
+        let old_owner = Owner::Large { base: block.start };
+        self.page_map
+            .unregister(block.user().as_ptr().addr(), 1, old_owner);
+        // SAFETY: as above; the run is unregistered, and only this thread
+        // (holding the LARGE lock and the caller's block) uses it.
+        let moved = unsafe {
+            self.provider
+                .resize(block.start, block.run_len, needed, true)
+        };
+        // A refused resize leaves the run as it was: register it again.
+        let start = moved.unwrap_or(block.start);
+        let registered = self.page_map.register(
+            &self.provider,
+            start.as_ptr().addr() + block.user_offset,
+            1,
+            Owner::Large { base: start },
+            &self.counters.metadata_bytes,
+            Some(&mut state.reserve),
+        );
+        // One granule needs at most the two nodes the reserve holds.
+        debug_assert!(registered, "a moved LARGE run could not be registered");
+        if moved.is_some() {
+            self.count_resize(block.run_len, needed);
+        }
+        moved
     }
 
     /// Allocate, copy `min(old_size, new size)` bytes, free the old block.

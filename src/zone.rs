@@ -59,12 +59,14 @@ struct FreeBlock {
     next: *mut FreeBlock,
 }
 
-/// A block handed out by [`pop`]: its index and address, and whether its
-/// bytes are known to be zero.
+/// A block handed out by [`pop`]: its index and address, whether its bytes
+/// are known to be zero, and whether the free-list link it held was corrupt
+/// (the list was cut there; the caller reports it).
 pub(crate) struct Popped {
     pub(crate) index: usize,
     pub(crate) ptr: NonNull<u8>,
     pub(crate) zeroed: bool,
+    pub(crate) link_cut: bool,
 }
 
 /// Writes a fresh header at `base`, a run of `run_len` bytes for `class`.
@@ -167,10 +169,12 @@ unsafe fn bit_is_set(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) 
 /// Takes a block: from the free list if it has one, otherwise the next
 /// uncarved block. `None` if the zone is full.
 ///
-/// A free list whose link points outside the zone's carved blocks, or at a
-/// block the bitmap says is live, was overwritten after a free (a
-/// use-after-free). The list is dropped at that point instead of followed:
-/// the blocks on it leak, the heap stays consistent.
+/// The block is marked live *before* the link it holds is checked, so the
+/// check refuses a link to any block that is handed out, this one included:
+/// a free list overwritten after a free (`*(void **)p = p`, a link to a live
+/// block, outside the zone, misaligned) can never make the zone hand out a
+/// block twice. The list is cut at a bad link instead of followed (the
+/// blocks after it leak, the heap stays consistent) and `link_cut` says so.
 ///
 /// # Safety
 ///
@@ -180,34 +184,47 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
     // SAFETY: the caller holds the lock, so the header is ours to change.
     let z = unsafe { &mut *zone.as_ptr() };
     let g = geometry(z);
-    let (index, ptr, zeroed) = if !z.free.is_null() {
-        let block = z.free.cast::<u8>();
+    let popped = if !z.free.is_null() {
+        let block = z.free;
         // The head was validated when it was linked (by `block_index`) or
         // when it was read as its predecessor's link (by `link_ok`).
         let index = div_block(block.addr() - blocks_start(zone, g).addr(), g);
-        // SAFETY: `block` is a carved, free block of this zone.
-        let next = unsafe { (*z.free).next };
+        // SAFETY: `index < carved <= capacity`: the bitmap word is inside the zone.
+        unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
+        // SAFETY: `block` is a carved block of this zone, free until now.
+        let next = unsafe { (*block).next };
         // SAFETY: `zone` is live.
         let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved, next) };
         z.free = if next_ok { next } else { ptr::null_mut() };
-        (index, block, false)
+        Popped {
+            index,
+            // SAFETY: a block inside the zone run, never null.
+            ptr: unsafe { NonNull::new_unchecked(block.cast()) },
+            zeroed: false,
+            link_cut: !next_ok,
+        }
     } else if z.carved < z.capacity {
         let index = z.carved as usize;
         z.carved += 1;
+        // SAFETY: `index < capacity`: the bitmap word is inside the zone.
+        unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
         let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
-        (index, block, z.fresh_is_zero)
+        Popped {
+            index,
+            // SAFETY: a block inside the zone run, never null.
+            ptr: unsafe { NonNull::new_unchecked(block) },
+            zeroed: z.fresh_is_zero,
+            link_cut: false,
+        }
     } else {
         return None;
     };
-    // SAFETY: `index < capacity`; the bitmap word is inside the zone.
-    unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
     z.live += 1;
-    // SAFETY: `ptr` is inside the zone run, never null.
-    let ptr = unsafe { NonNull::new_unchecked(ptr) };
-    Some(Popped { index, ptr, zeroed })
+    Some(popped)
 }
 
-/// Whether `next`, read from a free block, is a free carved block of `zone`.
+/// Whether `next`, read from a free block, is a free carved block of `zone`
+/// (free: its live bit is clear, which also refuses the block being popped).
 ///
 /// # Safety
 ///

@@ -573,3 +573,44 @@ fn threads_share_one_arena_heap() {
     assert_eq!(heap.stats().mapped_bytes, 0);
     assert_eq!(heap.stats().errors, 0);
 }
+
+/// Where the corruption handler was last called (0: never).
+static CORRUPTION_AT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn note_corruption(error: HeapError, at: NonNull<u8>) {
+    assert_eq!(error, HeapError::Corrupted);
+    CORRUPTION_AT.store(at.as_ptr().addr(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A use-after-free that writes a freed block's own address into its link
+/// (`*(void **)p = p`) must not make the zone hand that block out twice,
+/// and is reported. So is a link to a live block.
+#[test]
+fn a_poisoned_free_list_never_hands_a_block_out_twice() {
+    let heap = arena_heap(1 << 20);
+    heap.set_corruption_handler(note_corruption);
+    let keep = heap.allocate(layout(32)).unwrap();
+    let p = heap.allocate(layout(32)).unwrap();
+    unsafe { heap.deallocate(p) }.unwrap();
+    // The use-after-free: the free block's link now points at itself.
+    unsafe { p.as_ptr().cast::<*mut u8>().write(p.as_ptr()) };
+    let a = heap.allocate(layout(32)).unwrap();
+    let b = heap.allocate(layout(32)).unwrap();
+    assert_eq!(a, p);
+    assert_ne!(a, b, "the same block was handed out twice");
+    assert_eq!(
+        CORRUPTION_AT.swap(0, std::sync::atomic::Ordering::SeqCst),
+        p.as_ptr().addr()
+    );
+    // A link to a live block is refused the same way.
+    unsafe { heap.deallocate(b) }.unwrap();
+    unsafe { b.as_ptr().cast::<*mut u8>().write(keep.as_ptr()) };
+    let c = heap.allocate(layout(32)).unwrap();
+    let d = heap.allocate(layout(32)).unwrap();
+    assert_eq!(c, b);
+    assert!(d != keep && d != a && d != c);
+    assert_eq!(heap.stats().errors, 2);
+    for q in [keep, a, c, d] {
+        unsafe { heap.deallocate(q) }.unwrap();
+    }
+}

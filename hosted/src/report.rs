@@ -6,6 +6,7 @@
 
 use core::ffi::c_void;
 use core::fmt::{self, Write};
+use core::ptr::NonNull;
 
 use ft_malloc::HeapError;
 
@@ -34,6 +35,29 @@ pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) 
     };
     let mut line = FdWriter::<LINE_BYTES>::new(libc::STDERR_FILENO);
     let _ = writeln!(line, "ft_malloc: {function}(): {what} {ptr:p}");
+    line.flush();
+    if check == CheckMode::Abort {
+        os::abort();
+    }
+}
+
+/// The heap's corruption handler (`Heap::set_corruption_handler`): a free
+/// list was found overwritten after a free while serving an allocation. The
+/// heap already cut the list there (the block at `at` is handed out once,
+/// the ones after it leak); this says so, and aborts under
+/// `FT_MALLOC_CHECK=abort`, like a refused pointer.
+#[cold]
+pub(crate) fn heap_corrupted(error: HeapError, at: NonNull<u8>) {
+    let check = config::get().check;
+    if check == CheckMode::Quiet {
+        return;
+    }
+    let mut line = FdWriter::<LINE_BYTES>::new(libc::STDERR_FILENO);
+    let _ = writeln!(
+        line,
+        "ft_malloc: malloc(): {error}: free list overwritten after free at {:p}",
+        at.as_ptr()
+    );
     line.flush();
     if check == CheckMode::Abort {
         os::abort();
