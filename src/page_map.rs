@@ -248,17 +248,13 @@ impl PageMap {
             }
             g = (g | (FANOUT - 1)) + 1;
         }
-        for g in first..=last {
-            let swapped = self.slot(g).compare_exchange(
-                ptr::null_mut(),
-                value,
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
+        self.for_each_slot(first, last, |slot| {
+            let swapped =
+                slot.compare_exchange(ptr::null_mut(), value, Ordering::Release, Ordering::Relaxed);
             // A filled slot would be a run registered over another live one:
             // a broken protocol, not something input can cause.
-            debug_assert!(swapped.is_ok(), "granule {g:#x} registered twice");
-        }
+            debug_assert!(swapped.is_ok(), "a granule registered twice");
+        });
         true
     }
 
@@ -269,27 +265,31 @@ impl PageMap {
         let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
         let last = (start + len - 1) >> GRANULE_SHIFT;
-        for g in first..=last {
-            let _ = self.slot(g).compare_exchange(
-                value,
-                ptr::null_mut(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-        }
+        self.for_each_slot(first, last, |slot| {
+            let _ =
+                slot.compare_exchange(value, ptr::null_mut(), Ordering::Release, Ordering::Relaxed);
+        });
         self.releases.fetch_add(1, Ordering::Release);
     }
 
-    /// The slot of granule `g`, whose nodes `register` created.
-    fn slot(&self, g: usize) -> &AtomicPtr<u8> {
-        let [i0, i1, i2] = indices(g << GRANULE_SHIFT);
-        let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
-        assert!(!mid.is_null(), "granule {g:#x} has no node");
-        // SAFETY: published nodes are valid and live as long as the map.
-        let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
-        assert!(!leaf.is_null(), "granule {g:#x} has no node");
-        // SAFETY: as above.
-        unsafe { &(*leaf).slots[i2] }
+    /// Calls `f` with the slot of every granule from `first` to `last`,
+    /// whose nodes `register` created; one node walk per leaf.
+    fn for_each_slot(&self, first: usize, last: usize, mut f: impl FnMut(&AtomicPtr<u8>)) {
+        let mut g = first;
+        while g <= last {
+            let [i0, i1, i2] = indices(g << GRANULE_SHIFT);
+            let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
+            assert!(!mid.is_null(), "granule {g:#x} has no node");
+            // SAFETY: published nodes are valid and live as long as the map.
+            let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
+            assert!(!leaf.is_null(), "granule {g:#x} has no node");
+            let in_leaf = (FANOUT - i2).min(last - g + 1);
+            for i in i2..i2 + in_leaf {
+                // SAFETY: as above.
+                f(unsafe { &(*leaf).slots[i] });
+            }
+            g += in_leaf;
+        }
     }
 
     /// The leaf node covering `addr`, created if missing.
