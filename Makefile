@@ -16,8 +16,9 @@ SETUP   := scripts/setup.sh
 all: $(NAME)
 
 # Cargo decides whether anything changed; the copy keeps the subject's name.
+# `c-abi` exports malloc & co. (the crate's default is Rust's allocator only).
 $(NAME): FORCE
-	$(CARGO) build --release -p ft_malloc_hosted
+	$(CARGO) build --release -p ft_malloc_hosted --features c-abi
 	@# Copy then rename: overwriting a library a running process has mapped
 	@# would pull the pages from under it.
 	cp $(RELEASE)/libft_malloc_hosted.so $(NAME).tmp && mv -f $(NAME).tmp $(NAME)
@@ -42,6 +43,8 @@ miri:
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The tests turn on the hosted crate's `c-abi`; lint its default too.
+	$(CARGO) clippy -p ft_malloc_hosted --lib -- -D warnings
 	$(CARGO) clippy -p ft_malloc_qemu_test --target x86_64-unknown-none -- -D warnings
 	$(CARGO) build -p ft_malloc --target x86_64-unknown-none
 

@@ -17,9 +17,11 @@
 //! registering at load time means ours runs after those of libraries loaded
 //! later, which may still allocate in theirs.
 
+#[cfg(feature = "c-abi")]
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg_attr(not(feature = "c-abi"), allow(unused_imports))]
 use crate::{HEAP, config};
 
 /// Whether the fork handlers have been registered (or are being).
@@ -67,6 +69,7 @@ fn register() {
     }
 }
 
+#[cfg(feature = "c-abi")]
 /// Load-time constructor: fork handlers, settings, and the heap's first-use
 /// set-up.
 ///
@@ -89,9 +92,11 @@ extern "C" fn on_load() {
     }
 }
 
+#[cfg(feature = "c-abi")]
 /// The warm-up request: the smallest class, the one start-up code uses most.
 const WARM_UP: Layout = Layout::new::<u8>();
 
+#[cfg(feature = "c-abi")]
 /// Exit-time destructor: `FT_MALLOC_SHOW_AT_EXIT`.
 extern "C" fn on_exit() {
     if config::get().show_at_exit {
@@ -99,10 +104,12 @@ extern "C" fn on_exit() {
     }
 }
 
+#[cfg(feature = "c-abi")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static ON_LOAD: extern "C" fn() = on_load;
 
+#[cfg(feature = "c-abi")]
 #[used]
 #[unsafe(link_section = ".fini_array")]
 static ON_EXIT: extern "C" fn() = on_exit;

@@ -5,7 +5,7 @@
 //! a pipe are atomic) and nothing allocates.
 
 use core::ffi::c_void;
-use core::fmt::{self, Write};
+use core::fmt::Write;
 
 use ft_malloc::HeapError;
 
@@ -40,9 +40,10 @@ pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) 
     }
 }
 
-/// Writes one `FT_MALLOC_TRACE` line to `fd`.
+/// Writes one `FT_MALLOC_TRACE` line to `fd` (the C functions trace calls).
+#[cfg(feature = "c-abi")]
 #[cold]
-pub(crate) fn trace(fd: i32, call: fmt::Arguments<'_>) {
+pub(crate) fn trace(fd: i32, call: core::fmt::Arguments<'_>) {
     let mut line = FdWriter::<LINE_BYTES>::new(fd);
     let _ = line.write_fmt(call);
     line.bytes(b"\n");
