@@ -11,7 +11,7 @@ CARGO   ?= cargo
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 SETUP   := scripts/setup.sh
 
-.PHONY: all setup test lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
+.PHONY: all setup setup-demo test lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
 
 all: $(NAME)
 
@@ -26,8 +26,13 @@ $(NAME): FORCE
 
 FORCE:
 
+## Everything the tests need (nightly + Miri included).
 setup:
 	@$(SETUP)
+
+## Only what the demo and the kernel use: gcc, make, QEMU, the bare-metal target.
+setup-demo:
+	@$(SETUP) --demo
 
 ## The tests: host tests of every crate (the core's unit, model and thread
 ## tests; the hosted library under real programs; the QEMU kernel booted),
@@ -50,14 +55,14 @@ lint: setup
 
 ## The main job: the seed's workflow (build, link, preload, show_alloc_mem),
 ## then the kernel's trace of one allocation's page fault.
-demo: setup all
+demo: setup-demo all
 	@echo '== the seed: gcc main.c -L. -lft_malloc -o main; LD_PRELOAD=libft_malloc.so ./main'
 	gcc -Wall -Wextra main.c -L. -lft_malloc -o main
 	LD_LIBRARY_PATH=$(CURDIR) LD_PRELOAD=$(CURDIR)/$(LINK) ./main
 	@echo '== the same in a kernel: one allocation, its page fault, traced (QEMU)'
 	$(CARGO) qemu trace
 
-qemu: setup
+qemu: setup-demo
 	$(CARGO) qemu
 
 bench: setup
