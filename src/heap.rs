@@ -38,6 +38,7 @@ pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
     pub(crate) large: Mutex<R, LargeState>,
     pub(crate) page_map: PageMap,
     pub(crate) counters: Counters,
+    pub(crate) oom: crate::oom::OomHook,
     pub(crate) provider: P,
 }
 
@@ -160,6 +161,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 errors: AtomicUsize::new(0),
                 releases: AtomicUsize::new(0),
             },
+            oom: crate::oom::OomHook::new(),
             provider,
         }
     }

@@ -47,22 +47,34 @@
 #![warn(missing_docs)]
 
 mod alloc;
+#[cfg(feature = "allocator-api2")]
+mod allocator_api;
 mod arena;
 mod error;
 mod free;
 mod global;
 mod heap;
 mod introspect;
+#[cfg(all(feature = "x86_64", target_arch = "x86_64"))]
+mod irq_lock;
 mod large;
+mod oom;
 mod page_map;
 mod provider;
 mod realloc;
-pub mod size_class;
+mod size_class;
 mod zone;
 
 pub use arena::ArenaProvider;
 pub use error::{HeapError, ReallocError};
 pub use heap::Heap;
 pub use introspect::{BlockInfo, HeapVisitor, Stats, ZoneInfo};
+#[cfg(all(feature = "x86_64", target_arch = "x86_64"))]
+pub use irq_lock::IrqSpinLock;
+pub use oom::OomHandler;
 pub use provider::{MIN_PAGE_SIZE, PageProvider};
-pub use size_class::{Kind, SizeClass};
+pub use size_class::{DEFAULT_ALIGN, Kind, NUM_CLASSES, SMALL_MAX, SizeClass, TINY_MAX};
+
+/// The lock API the heap's `R` parameter comes from, re-exported so a
+/// custom lock implements the very `RawMutex` this crate was built with.
+pub use lock_api;
