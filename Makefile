@@ -36,22 +36,28 @@ setup-demo:
 
 ## The tests: host tests of every crate (the core's unit, model and thread
 ## tests; the hosted library under real programs; the QEMU kernel booted),
-## then the core under Miri.
+## the examples run, then the core under Miri.
 test: setup all
 	$(CARGO) test --workspace
+	$(CARGO) run -q --example arena_global
+	$(CARGO) run -q --example kernel_provider
+	$(CARGO) run -q -p ft_malloc_hosted --example hosted_global
 	$(MAKE) miri
 
 miri:
 	MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc --lib --test heap --test model
 
-## Formatting, lints, and the core built for bare metal.
+## Formatting, lints, the core built for bare metal, its docs, and what its
+## crates.io package holds.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@# The tests turn on the hosted crate's `c-abi`; lint its default too.
 	$(CARGO) clippy -p ft_malloc_hosted --lib -- -D warnings
 	$(CARGO) clippy -p ft_malloc_qemu_test --target x86_64-unknown-none -- -D warnings
-	$(CARGO) build -p ft_malloc --target x86_64-unknown-none
+	$(CARGO) build -p ft_malloc --target x86_64-unknown-none --all-features
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ft_malloc --all-features
+	scripts/check-package.sh
 
 ## The main job: the seed's workflow (build, link, preload, show_alloc_mem),
 ## then the kernel's trace of one allocation's page fault.
