@@ -11,13 +11,14 @@ CARGO   ?= cargo
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 SETUP   := scripts/setup.sh
 
-.PHONY: all setup test lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
+.PHONY: all setup setup-demo test lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
 
 all: $(NAME)
 
 # Cargo decides whether anything changed; the copy keeps the subject's name.
+# `c-abi` exports malloc & co. (the crate's default is Rust's allocator only).
 $(NAME): FORCE
-	$(CARGO) build --release -p ft_malloc_hosted
+	$(CARGO) build --release -p ft_malloc_hosted --features c-abi
 	@# Copy then rename: overwriting a library a running process has mapped
 	@# would pull the pages from under it.
 	cp $(RELEASE)/libft_malloc_hosted.so $(NAME).tmp && mv -f $(NAME).tmp $(NAME)
@@ -25,36 +26,49 @@ $(NAME): FORCE
 
 FORCE:
 
+## Everything the tests need (nightly + Miri included).
 setup:
 	@$(SETUP)
 
+## Only what the demo and the kernel use: gcc, make, QEMU, the bare-metal target.
+setup-demo:
+	@$(SETUP) --demo
+
 ## The tests: host tests of every crate (the core's unit, model and thread
 ## tests; the hosted library under real programs; the QEMU kernel booted),
-## then the core under Miri.
+## the examples run, then the core under Miri.
 test: setup all
 	$(CARGO) test --workspace
+	$(CARGO) run -q --example arena_global
+	$(CARGO) run -q --example kernel_provider
+	$(CARGO) run -q -p ft_malloc_hosted --example hosted_global
 	$(MAKE) miri
 
 miri:
 	MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc --lib --test heap --test model
 
-## Formatting, lints, and the core built for bare metal.
+## Formatting, lints, the core built for bare metal, its docs, and what its
+## crates.io package holds.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The tests turn on the hosted crate's `c-abi`; lint its default too.
+	$(CARGO) clippy -p ft_malloc_hosted --lib -- -D warnings
 	$(CARGO) clippy -p ft_malloc_qemu_test --target x86_64-unknown-none -- -D warnings
-	$(CARGO) build -p ft_malloc --target x86_64-unknown-none
+	$(CARGO) build -p ft_malloc --target x86_64-unknown-none --all-features
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ft_malloc --all-features
+	scripts/check-package.sh
 
 ## The main job: the seed's workflow (build, link, preload, show_alloc_mem),
 ## then the kernel's trace of one allocation's page fault.
-demo: setup all
+demo: setup-demo all
 	@echo '== the seed: gcc main.c -L. -lft_malloc -o main; LD_PRELOAD=libft_malloc.so ./main'
 	gcc -Wall -Wextra main.c -L. -lft_malloc -o main
 	LD_LIBRARY_PATH=$(CURDIR) LD_PRELOAD=$(CURDIR)/$(LINK) ./main
 	@echo '== the same in a kernel: one allocation, its page fault, traced (QEMU)'
 	$(CARGO) qemu trace
 
-qemu: setup
+qemu: setup-demo
 	$(CARGO) qemu
 
 bench: setup

@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# Installs what this project needs on a fresh Debian machine with rustup:
-# the bare-metal target, a nightly with Miri, QEMU, a C compiler and the
-# programs the hosted tests run under LD_PRELOAD. Idempotent and quiet when
-# everything is already there.  Usage: scripts/setup.sh [--bench]
+# Installs what this project needs on a fresh Debian machine with rustup.
+# Idempotent and quiet when everything is already there.
+#
+#   scripts/setup.sh          everything the tests need (make test, make lint,
+#                             .ci/run): the demo's needs, plus the programs the
+#                             hosted tests run under LD_PRELOAD, clippy,
+#                             rustfmt and a nightly with Miri (make miri)
+#   scripts/setup.sh --demo   only what make demo uses: gcc, make, QEMU and
+#                             the x86_64-unknown-none target
+#   scripts/setup.sh --bench  everything, plus the allocators and tools
+#                             make bench-hosted compares against
 set -euo pipefail
+
+mode="${1:-test}"
+case "$mode" in
+    --demo) mode=demo ;;
+    --bench) mode=bench ;;
+    test) ;;
+    *) echo "usage: $0 [--demo|--bench]" >&2; exit 2 ;;
+esac
 
 need_apt=()
 want() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
 
+# The demo: link and preload main.c, boot the kernel.
 want qemu-system-x86   # the test kernel (make qemu, make demo)
-want gcc               # the hosted C test programs
+want gcc               # main.c and the hosted C test programs
 want libc6-dev         # their headers (gcc only recommends it)
 want make
-want python3           # real programs under LD_PRELOAD
-want git
-want perl
-want gawk
-want coreutils
-if [ "${1:-}" = "--bench" ]; then
+if [ "$mode" != demo ]; then
+    want python3       # real programs under LD_PRELOAD
+    want git
+    want perl
+    want gawk
+    want coreutils
+    want binutils      # nm: tests/features.rs checks the exported symbols
+fi
+if [ "$mode" = bench ]; then
     want libjemalloc2
     want libmimalloc2.0
     want libtcmalloc-minimal4
@@ -36,6 +55,8 @@ if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
     echo "setup: adding the x86_64-unknown-none target"
     rustup target add x86_64-unknown-none
 fi
+[ "$mode" = demo ] && exit 0
+
 for component in clippy rustfmt; do
     rustup component list --installed | grep -q "^$component" || rustup component add "$component"
 done

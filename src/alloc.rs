@@ -32,19 +32,37 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     #[inline]
     fn allocate_inner(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+        self.allocate_with(layout, zeroed, true)
+    }
+
+    /// The allocation, calling the OOM handler on failure if `oom_hook`
+    /// (false for the retry after the handler made room).
+    #[inline(always)]
+    pub(crate) fn allocate_with(
+        &self,
+        layout: Layout,
+        zeroed: bool,
+        oom_hook: bool,
+    ) -> Option<NonNull<u8>> {
         match SizeClass::for_layout(layout.size(), layout.align()) {
-            Some(class) => self.alloc_small(class, layout, zeroed),
-            None => self.alloc_large_or_retry(layout, zeroed),
+            Some(class) => self.alloc_small(class, layout, zeroed, oom_hook),
+            None => self.alloc_large_or_retry(layout, zeroed, oom_hook),
         }
     }
 
     #[inline]
-    fn alloc_small(&self, class: SizeClass, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+    fn alloc_small(
+        &self,
+        class: SizeClass,
+        layout: Layout,
+        zeroed: bool,
+        oom_hook: bool,
+    ) -> Option<NonNull<u8>> {
         // The class lock is held for this statement only.
         let popped = self.take_block(&mut self.class(class), class, layout.size());
         match popped {
             Some(popped) => Some(self.hand_out(popped, layout.size(), zeroed)),
-            None => self.alloc_small_slow(class, layout, zeroed),
+            None => self.alloc_small_slow(class, layout, zeroed, oom_hook),
         }
     }
 
@@ -136,6 +154,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         class: SizeClass,
         layout: Layout,
         zeroed: bool,
+        oom_hook: bool,
     ) -> Option<NonNull<u8>> {
         if self.trim() > 0 {
             let popped = self.take_block(&mut self.class(class), class, layout.size());
@@ -144,12 +163,30 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
         }
         self.alloc_large(layout.size(), layout.align(), zeroed)
+            .or_else(|| self.oom_retry(layout, zeroed, oom_hook))
     }
 
     #[inline(never)]
-    fn alloc_large_or_retry(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+    fn alloc_large_or_retry(
+        &self,
+        layout: Layout,
+        zeroed: bool,
+        oom_hook: bool,
+    ) -> Option<NonNull<u8>> {
         self.alloc_large(layout.size(), layout.align(), zeroed)
             .or_else(|| self.alloc_large_after_trim(layout, zeroed))
+            .or_else(|| self.oom_retry(layout, zeroed, oom_hook))
+    }
+
+    /// Everything failed: the OOM handler's turn (`oom.rs`), unless this is
+    /// already the retry it asked for.
+    #[cold]
+    fn oom_retry(&self, layout: Layout, zeroed: bool, oom_hook: bool) -> Option<NonNull<u8>> {
+        if oom_hook {
+            self.out_of_memory(layout, zeroed)
+        } else {
+            None
+        }
     }
 
     #[cold]

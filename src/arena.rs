@@ -1,12 +1,7 @@
-//! A [`PageProvider`] over one fixed region of memory: for kernels before
-//! paging is up, embedded targets, tests and benchmarks.
-//!
-//! The region is cut into 4 KiB pages; a bitmap (kept in the region's own
-//! first pages) says which are handed out. `map` is first fit from the
-//! lowest page that may be free, which keeps runs packed at the bottom of
-//! the region; `resize` grows a run in place when the pages after it are
-//! free and always shrinks in place.
+//! A [`PageProvider`] over one fixed region of memory (documented on
+//! [`ArenaProvider`], where `cargo doc` shows it).
 
+use core::fmt;
 use core::ptr::NonNull;
 
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
@@ -14,7 +9,31 @@ use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 const PAGE: usize = MIN_PAGE_SIZE;
 const BITS: usize = u64::BITS as usize;
 
-/// Page runs carved from a caller-given region.
+/// Page runs carved from one caller-given region: for kernels before paging
+/// is up, embedded targets without an MMU, tests and benchmarks.
+///
+/// The region is cut into 4 KiB pages; a bitmap, kept in the region's own
+/// first pages (one bit per page: 32 bytes per MiB), says which are handed
+/// out. `map` is first fit from the lowest page that may be free, which
+/// keeps runs packed at the bottom of the region; `resize` grows a run in
+/// place when the pages after it are free, always shrinks in place, and
+/// never moves. Freshly mapped pages are not zeroed (`zeroed_on_map` is
+/// false): the region may hold anything. A region that is not page aligned
+/// loses its first partial page.
+///
+/// The bookkeeping sits behind a spin lock of its own, taken briefly inside
+/// the heap's locks; the region can be any size up to the address space.
+///
+/// ```
+/// use core::mem::MaybeUninit;
+/// use ft_malloc::ArenaProvider;
+///
+/// static mut REGION: [MaybeUninit<u8>; 256 << 10] = [MaybeUninit::uninit(); 256 << 10];
+/// // SAFETY: REGION is used by nothing else.
+/// let arena = unsafe { ArenaProvider::new((&raw mut REGION).cast(), 256 << 10) };
+/// // Less the bitmap page and, the region being byte aligned, a partial page.
+/// assert!(arena.capacity_bytes() >= 248 << 10);
+/// ```
 pub struct ArenaProvider {
     region: *mut u8,
     region_len: usize,
@@ -26,6 +45,23 @@ pub struct ArenaProvider {
 unsafe impl Send for ArenaProvider {}
 // SAFETY: as above.
 unsafe impl Sync for ArenaProvider {}
+
+/// The region and, without waiting for the lock, how much is handed out.
+impl fmt::Debug for ArenaProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ArenaProvider");
+        d.field("region", &self.region)
+            .field("region_len", &self.region_len);
+        // `try_lock`: a Debug print must not wait (or deadlock) on a heap
+        // that is in the middle of mapping.
+        if let Some(state) = self.state.try_lock()
+            && let Some(pages) = state.as_ref()
+        {
+            d.field("used_bytes", &((pages.used - pages.bitmap_pages()) * PAGE));
+        }
+        d.finish_non_exhaustive()
+    }
+}
 
 /// The page bitmap, set up on first use.
 struct Pages {

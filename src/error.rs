@@ -5,7 +5,10 @@ use core::fmt;
 
 /// A pointer handed to `deallocate`, `reallocate` or `usable_size` that the
 /// heap refuses. The heap is unchanged when one of these is returned.
+///
+/// New checks may add variants, hence `#[non_exhaustive]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeapError {
     /// Not a block this heap handed out: never allocated here, an interior or
     /// misaligned pointer, or a pointer into memory the heap does not own.
@@ -35,6 +38,8 @@ impl fmt::Display for HeapError {
     }
 }
 
+impl core::error::Error for HeapError {}
+
 /// Why `reallocate` failed. In every case the old block is untouched and
 /// still owned by the caller (or was never valid).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,5 +56,31 @@ impl fmt::Display for ReallocError {
             ReallocError::Invalid(e) => e.fmt(f),
             ReallocError::OutOfMemory => f.write_str("out of memory"),
         }
+    }
+}
+
+impl core::error::Error for ReallocError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ReallocError::Invalid(e) => Some(e),
+            ReallocError::OutOfMemory => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::error::Error;
+
+    #[test]
+    fn errors_display_and_chain() {
+        extern crate std;
+        use std::string::ToString;
+        let e = ReallocError::Invalid(HeapError::DoubleFree);
+        assert_eq!(e.to_string(), "double free");
+        assert_eq!(e.source().unwrap().to_string(), "double free");
+        assert!(ReallocError::OutOfMemory.source().is_none());
+        assert_eq!(ReallocError::OutOfMemory.to_string(), "out of memory");
     }
 }

@@ -41,6 +41,7 @@ pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
     pub(crate) counters: Counters,
     /// A `CorruptionHandler`, or null (see `set_corruption_handler`).
     corruption_handler: AtomicPtr<()>,
+    pub(crate) oom: crate::oom::OomHook,
     pub(crate) provider: P,
 }
 
@@ -162,6 +163,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 errors: AtomicUsize::new(0),
             },
             corruption_handler: AtomicPtr::new(ptr::null_mut()),
+            oom: crate::oom::OomHook::new(),
             provider,
         }
     }

@@ -2,6 +2,7 @@
 //! zone and live block in address order (what `show_alloc_mem` prints).
 //! Neither allocates.
 
+use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
@@ -14,7 +15,11 @@ use crate::size_class::{Kind, SizeClass};
 use crate::zone::{self, ZoneHeader};
 
 /// Counters of a heap at one moment.
+///
+/// More counters may come, hence `#[non_exhaustive]`: read the fields, start
+/// from `Stats::default()` to build one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Bytes callers asked for, over all live blocks.
     pub live_bytes: usize,
@@ -42,8 +47,10 @@ pub struct Stats {
     pub errors: usize,
 }
 
-/// A zone or LARGE run, as [`Heap::visit`] reports it.
+/// A zone or LARGE run, as [`Heap::visit`] reports it (more fields may
+/// come, hence `#[non_exhaustive]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ZoneInfo {
     /// TINY, SMALL or LARGE.
     pub kind: Kind,
@@ -61,8 +68,10 @@ pub struct ZoneInfo {
     pub live: usize,
 }
 
-/// A live block, as [`Heap::visit`] reports it.
+/// A live block, as [`Heap::visit`] reports it (more fields may come,
+/// hence `#[non_exhaustive]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlockInfo {
     /// Address handed to the caller.
     pub start: usize,
@@ -176,6 +185,23 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 index: 0,
             },
         );
+    }
+}
+
+/// A short summary from the heap's atomic counters: takes no lock, so it
+/// never waits and is safe to print from a handler that may have
+/// interrupted the heap (use [`Heap::stats`] for the full, locked picture).
+impl<P: PageProvider, R: RawMutex> fmt::Debug for Heap<P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        f.debug_struct("Heap")
+            .field("mapped_bytes", &c.mapped_bytes.load(Ordering::Relaxed))
+            .field("metadata_bytes", &c.metadata_bytes.load(Ordering::Relaxed))
+            .field("map_calls", &c.map_calls.load(Ordering::Relaxed))
+            .field("unmap_calls", &c.unmap_calls.load(Ordering::Relaxed))
+            .field("resize_calls", &c.resize_calls.load(Ordering::Relaxed))
+            .field("errors", &c.errors.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 

@@ -35,34 +35,70 @@
 //! assert!(unsafe { heap.deallocate(block) }.is_err());
 //! ```
 //!
-//! As a global allocator, with any `lock_api::RawMutex` (a kernel would pick
-//! one that disables interrupts):
+//! As a global allocator (`examples/arena_global.rs` runs this), with any
+//! [`lock_api::RawMutex`] as the second parameter (a kernel picks one that
+//! disables interrupts, such as `IrqSpinLock`):
 //!
-//! ```ignore
+//! ```no_run
+//! use core::mem::MaybeUninit;
+//! use ft_malloc::{ArenaProvider, Heap};
+//!
+//! static mut REGION: [MaybeUninit<u8>; 1 << 20] = [MaybeUninit::uninit(); 1 << 20];
+//!
 //! #[global_allocator]
-//! static HEAP: Heap<MyProvider> = Heap::new(MyProvider::new());
+//! // SAFETY: REGION is used by nothing but this heap.
+//! static HEAP: Heap<ArenaProvider> =
+//!     Heap::new(unsafe { ArenaProvider::new((&raw mut REGION).cast(), 1 << 20) });
+//! # fn main() {}
 //! ```
+//!
+//! A kernel implements [`PageProvider`] over its frame allocator and page
+//! tables (`examples/kernel_provider.rs` is a skeleton over the `x86_64`
+//! crate's types). When memory runs out, a handler set with
+//! [`Heap::set_oom_handler`] may find more and have the request retried.
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `x86_64` | `IrqSpinLock`, a spin lock that keeps interrupts off while held (x86_64, ring 0) |
+//! | `allocator-api2` | `allocator_api2::alloc::Allocator` for `Heap` (and `&Heap`), for `allocator_api2::vec::Vec::new_in(&heap)` |
+//!
+//! None is on by default; without them the crate depends on `spin` and
+//! `lock_api` only.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod alloc;
+#[cfg(feature = "allocator-api2")]
+mod allocator_api;
 mod arena;
 mod error;
 mod free;
 mod global;
 mod heap;
 mod introspect;
+#[cfg(all(feature = "x86_64", target_arch = "x86_64"))]
+mod irq_lock;
 mod large;
+mod oom;
 mod page_map;
 mod provider;
 mod realloc;
-pub mod size_class;
+mod size_class;
 mod zone;
 
 pub use arena::ArenaProvider;
 pub use error::{HeapError, ReallocError};
 pub use heap::{CorruptionHandler, Heap};
 pub use introspect::{BlockInfo, HeapVisitor, Stats, ZoneInfo};
+#[cfg(all(feature = "x86_64", target_arch = "x86_64"))]
+pub use irq_lock::IrqSpinLock;
+pub use oom::OomHandler;
 pub use provider::{MIN_PAGE_SIZE, PageProvider};
-pub use size_class::{Kind, SizeClass};
+pub use size_class::{DEFAULT_ALIGN, Kind, NUM_CLASSES, SMALL_MAX, SizeClass, TINY_MAX};
+
+/// The lock API the heap's `R` parameter comes from, re-exported so a
+/// custom lock implements the very `RawMutex` this crate was built with.
+pub use lock_api;

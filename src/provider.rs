@@ -1,11 +1,5 @@
-//! The page provider: the only way the allocator obtains and returns memory.
-//!
-//! The core never calls `mmap`, never touches page tables and never assumes a
-//! particular address space. Everything it manages comes from a
-//! [`PageProvider`] as *runs*: contiguous, page-aligned ranges of whole pages.
-//! A hosted build maps runs with `mmap`, a kernel reserves virtual runs and maps
-//! frames on demand, an embedded system carves runs out of a fixed region
-//! ([`ArenaProvider`](crate::ArenaProvider)).
+//! The page provider: the only way the allocator obtains and returns memory
+//! (documented on [`PageProvider`], where `cargo doc` shows it).
 
 use core::ptr::NonNull;
 
@@ -14,11 +8,42 @@ use core::ptr::NonNull;
 /// simply hands out runs that are multiples of it.
 pub const MIN_PAGE_SIZE: usize = 4096;
 
-/// A source of page runs.
+/// A source of page runs: the only way a [`Heap`](crate::Heap) obtains and
+/// returns memory.
 ///
-/// Methods take `&self` because the allocator calls the provider from several
-/// size classes at once (each class has its own lock): a provider that keeps
-/// state must synchronise it itself.
+/// The core never calls `mmap`, never touches page tables and never assumes
+/// a particular address space. Everything it manages comes from a provider
+/// as *runs*: contiguous, page-aligned ranges of whole pages. A hosted build
+/// maps runs with `mmap`, a kernel reserves virtual runs and maps frames on
+/// demand, an embedded system carves runs out of a fixed region
+/// ([`ArenaProvider`](crate::ArenaProvider)).
+///
+/// # How the heap calls it
+///
+/// - **Under heap locks.** `map`, `unmap`, `resize` and `decommit` run
+///   while the heap holds the lock of the size class they serve (or the
+///   LARGE lock; only `Drop` calls `unmap` without one, having `&mut`), so
+///   a slow provider delays that class, and with an interrupt-disabling lock
+///   such as `IrqSpinLock` the calls run with interrupts off. `page_size`
+///   and `zeroed_on_map` may be called at any time.
+/// - **Never from the same heap.** A provider must not allocate from, free
+///   to or otherwise call the heap it serves: it would wait for a lock its
+///   own thread holds, or recurse. When the heap is the
+///   `#[global_allocator]`, that rules out `Box`, `Vec` and anything else
+///   that allocates. It must not panic either: `GlobalAlloc` must not
+///   unwind.
+/// - **Concurrently.** Methods take `&self` because different size classes
+///   call the provider at the same time from several threads (or CPUs):
+///   `map` for one class while `unmap` or `resize` runs for another. Calls
+///   concerning *one* run never overlap (a run belongs to one class or LARGE
+///   block, under its lock). A provider that keeps state must synchronise it
+///   itself, for example with a lock of its own taken inside these calls.
+/// - **Rarely.** Zones are 64 KiB or more and an empty zone per class is
+///   kept, so a steady program calls the provider seldom; LARGE blocks call
+///   it per block unless the LARGE cache serves them.
+/// - **Metadata too.** The page map's nodes (32 KiB each) are runs from the
+///   same provider, kept until the heap is dropped; dropping a heap gives
+///   every run back.
 ///
 /// # Safety
 ///

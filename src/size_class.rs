@@ -151,8 +151,20 @@ impl SizeClass {
 
     /// The layout of this class's zones.
     #[inline]
-    pub const fn geometry(self) -> &'static ZoneGeometry {
+    pub(crate) const fn geometry(self) -> &'static ZoneGeometry {
         &GEOMETRY[self.0 as usize]
+    }
+
+    /// Blocks one zone of this class holds (at least 100): how many a front
+    /// cache's [`refill`](crate::Heap::refill) can get without a new zone.
+    pub const fn blocks_per_zone(self) -> usize {
+        self.geometry().capacity
+    }
+
+    /// Bytes of one zone of this class (a multiple of [`MIN_PAGE_SIZE`]),
+    /// what the provider is asked for when the class needs a zone.
+    pub const fn zone_bytes(self) -> usize {
+        self.geometry().zone_bytes
     }
 
     /// Every class, smallest first.

@@ -7,8 +7,8 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 
 use common::{Counting, Mmap, arena};
-use ft_malloc::size_class::{SMALL_MAX, TINY_MAX};
 use ft_malloc::{BlockInfo, Heap, HeapError, HeapVisitor, Kind, ReallocError, ZoneInfo};
+use ft_malloc::{SMALL_MAX, TINY_MAX};
 
 type ArenaHeap = Heap<Counting<common::OwnedArena>>;
 
@@ -302,7 +302,7 @@ fn every_alignment_is_honoured() {
 fn empty_zones_go_back_except_one_per_class() {
     let heap = arena_heap(64 << 20);
     let class = ft_malloc::SizeClass::for_size(4096).unwrap();
-    let per_zone = class.geometry().capacity;
+    let per_zone = class.blocks_per_zone();
     let blocks: Vec<_> = (0..per_zone * 5)
         .map(|_| heap.allocate(layout(4096)).unwrap())
         .collect();
@@ -507,7 +507,7 @@ fn empty_blocks_with_page_alignment_stay_inside_their_run() {
 fn trim_gives_back_the_never_carved_tail_of_a_zone() {
     let heap = arena_heap(16 << 20);
     let class = ft_malloc::SizeClass::for_size(30_000).unwrap();
-    let zone_bytes = class.geometry().zone_bytes;
+    let zone_bytes = class.zone_bytes();
     let blocks: Vec<_> = (0..10)
         .map(|i| {
             let p = heap.allocate(layout(30_000)).unwrap();

@@ -158,10 +158,8 @@ pub(crate) fn get() -> Config {
 #[cold]
 fn load() -> Config {
     // The first call into the library is also where fork handlers get
-    // registered if the load-time constructor has not run yet, and where
-    // the heap learns how to report corruption it finds.
+    // registered if the load-time constructor has not run yet.
     crate::lifecycle::ensure();
-    crate::HEAP.set_corruption_handler(crate::report::heap_corrupted);
     // SAFETY: reading the pointer value of libc's `environ` (no reference to
     // the static is formed).
     let env = unsafe { (&raw const environ).read() };

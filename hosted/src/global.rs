@@ -5,7 +5,7 @@ use core::ptr::{self, NonNull};
 
 use ft_malloc::ReallocError;
 
-use crate::{HEAP, report};
+use crate::{HEAP, lifecycle, report};
 
 /// Routes a Rust program's allocations to the process heap that also serves
 /// the C functions of this library:
@@ -14,6 +14,11 @@ use crate::{HEAP, report};
 /// #[global_allocator]
 /// static GLOBAL: ft_malloc_hosted::FtMalloc = ft_malloc_hosted::FtMalloc;
 /// ```
+///
+/// The first allocation registers the heap's fork handlers
+/// (`pthread_atfork`): a child forked while another thread held a heap lock
+/// can still allocate. (With `c-abi` the library's load-time constructor has
+/// registered them already.)
 ///
 /// A pointer the heap refuses in `dealloc`/`realloc` (which safe Rust cannot
 /// produce) is reported like a bad `free`, per `FT_MALLOC_CHECK`.
@@ -26,12 +31,14 @@ pub struct FtMalloc;
 unsafe impl GlobalAlloc for FtMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        lifecycle::ensure();
         HEAP.allocate(layout)
             .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        lifecycle::ensure();
         HEAP.allocate_zeroed(layout)
             .map_or(ptr::null_mut(), NonNull::as_ptr)
     }

@@ -7,12 +7,16 @@
 //! - [`FutexMutex`] is the lock: a brief spin, then sleep in `futex(2)`;
 //! - [`HEAP`] is the one heap of the process, a `const` static that works
 //!   before any constructor has run;
-//! - the C ABI (`malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
-//!   `reallocf`, `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`,
-//!   `pvalloc`, `malloc_usable_size`, `cfree`, `show_alloc_mem`,
-//!   `show_alloc_mem_ex`) makes the `cdylib` a drop-in malloc:
-//!   `LD_PRELOAD=libft_malloc.so program`, or `gcc main.c -L. -lft_malloc`;
-//! - [`FtMalloc`] makes the same heap Rust's global allocator:
+//! - with the `c-abi` feature, the C ABI (`malloc`, `free`, `calloc`,
+//!   `realloc`, `reallocarray`, `reallocf`, `posix_memalign`,
+//!   `aligned_alloc`, `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`,
+//!   `cfree`, `show_alloc_mem`, `show_alloc_mem_ex`) makes the `cdylib` a
+//!   drop-in malloc: `LD_PRELOAD=libft_malloc.so program`, or
+//!   `gcc main.c -L. -lft_malloc` (the root Makefile builds it so);
+//! - [`FtMalloc`] makes the same heap Rust's global allocator. This is all
+//!   the default features give: a Rust program that depends on this crate
+//!   gets no C symbol and no load-time constructor, only its own heap (made
+//!   fork safe with `pthread_atfork` at the first allocation):
 //!
 //! ```ignore
 //! #[global_allocator]
@@ -34,6 +38,7 @@
 // one. No module below uses `std::`.
 extern crate std;
 
+#[cfg(feature = "c-abi")]
 pub mod c_api;
 mod config;
 mod fd_writer;

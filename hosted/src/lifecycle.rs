@@ -17,9 +17,11 @@
 //! registering at load time means ours runs after those of libraries loaded
 //! later, which may still allocate in theirs.
 
+#[cfg(feature = "c-abi")]
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg_attr(not(feature = "c-abi"), allow(unused_imports))]
 use crate::{HEAP, config};
 
 /// Whether the fork handlers have been registered (or are being).
@@ -55,6 +57,9 @@ fn register() {
     if FORK_HANDLERS.swap(true, Ordering::Relaxed) {
         return;
     }
+    // The heap reports the corruption it finds (a poisoned free list) the
+    // way the library reports a bad pointer.
+    HEAP.set_corruption_handler(crate::report::heap_corrupted);
     let _errno = crate::os::ErrnoGuard::save();
     // SAFETY: the handlers are `extern "C" fn()` living as long as the
     // process (this library is never unloaded while in use as the malloc).
@@ -67,6 +72,7 @@ fn register() {
     }
 }
 
+#[cfg(feature = "c-abi")]
 /// Load-time constructor: fork handlers, settings, and the heap's first-use
 /// set-up.
 ///
@@ -89,9 +95,11 @@ extern "C" fn on_load() {
     }
 }
 
+#[cfg(feature = "c-abi")]
 /// The warm-up request: the smallest class, the one start-up code uses most.
 const WARM_UP: Layout = Layout::new::<u8>();
 
+#[cfg(feature = "c-abi")]
 /// Exit-time destructor: `FT_MALLOC_SHOW_AT_EXIT`.
 extern "C" fn on_exit() {
     if config::get().show_at_exit {
@@ -99,10 +107,12 @@ extern "C" fn on_exit() {
     }
 }
 
+#[cfg(feature = "c-abi")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static ON_LOAD: extern "C" fn() = on_load;
 
+#[cfg(feature = "c-abi")]
 #[used]
 #[unsafe(link_section = ".fini_array")]
 static ON_EXIT: extern "C" fn() = on_exit;

@@ -5,7 +5,7 @@
 //! a pipe are atomic) and nothing allocates.
 
 use core::ffi::c_void;
-use core::fmt::{self, Write};
+use core::fmt::Write;
 use core::ptr::NonNull;
 
 use ft_malloc::HeapError;
@@ -64,9 +64,10 @@ pub(crate) fn heap_corrupted(error: HeapError, at: NonNull<u8>) {
     }
 }
 
-/// Writes one `FT_MALLOC_TRACE` line to `fd`.
+/// Writes one `FT_MALLOC_TRACE` line to `fd` (the C functions trace calls).
+#[cfg(feature = "c-abi")]
 #[cold]
-pub(crate) fn trace(fd: i32, call: fmt::Arguments<'_>) {
+pub(crate) fn trace(fd: i32, call: core::fmt::Arguments<'_>) {
     let mut line = FdWriter::<LINE_BYTES>::new(fd);
     let _ = line.write_fmt(call);
     line.bytes(b"\n");

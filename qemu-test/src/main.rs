@@ -46,8 +46,6 @@ mod gdt;
 #[cfg(target_os = "none")]
 mod heap_provider;
 #[cfg(target_os = "none")]
-mod irq_lock;
-#[cfg(target_os = "none")]
 mod kernel_stack;
 #[cfg(target_os = "none")]
 mod layout;
@@ -69,14 +67,13 @@ pub use kernel::*;
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use ft_malloc::Heap;
+    use ft_malloc::{Heap, IrqSpinLock};
     use spin::Once;
 
     use crate::demand_paging::KERNEL_HEAP;
     use crate::exit::{ExitCode, exit_qemu};
     use crate::frames::FRAMES;
     use crate::heap_provider::DemandPagedProvider;
-    use crate::irq_lock::IrqSpinLock;
     use crate::memory_map::{BootInfo, RegionKind};
     use crate::{
         bench, boot, deliberate, faults, gdt, kernel_stack, println, serial, tests, trace,

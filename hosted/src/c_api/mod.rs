@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::os;
 
 /// The alignment `malloc` guarantees (`alignof(max_align_t)` on x86_64).
-pub(crate) const DEFAULT_ALIGN: usize = ft_malloc::size_class::DEFAULT_ALIGN;
+pub(crate) const DEFAULT_ALIGN: usize = ft_malloc::DEFAULT_ALIGN;
 /// `FT_MALLOC_SCRIBBLE` fill for new blocks: garbage that is easy to spot.
 pub(crate) const SCRIBBLE_NEW: u8 = 0xAA;
 /// `FT_MALLOC_SCRIBBLE` fill for freed blocks, so use-after-free reads 0x55.

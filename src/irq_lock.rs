@@ -1,13 +1,5 @@
-//! The kernel heap's lock: a spin lock that also turns interrupts off while
-//! it is held.
-//!
-//! A kernel whose interrupt handlers allocate must not take an interrupt on
-//! a CPU that holds a heap lock: the handler would spin forever on a lock
-//! its own CPU holds. So the lock saves the interrupt flag and clears it
-//! before spinning, and puts it back on unlock. This kernel runs with
-//! interrupts off, so here the flag is only saved and restored; the point is
-//! the type: the core takes any `lock_api::RawMutex` as its `R` parameter,
-//! and this is the one a kernel passes.
+//! A kernel heap's lock (feature `x86_64`): a spin lock that also turns
+//! interrupts off while it is held. The test kernel (`qemu-test/`) uses it.
 
 use core::hint::spin_loop;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -15,12 +7,41 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use lock_api::{GuardNoSend, RawMutex};
 use x86_64::instructions::interrupts;
 
-/// A spin lock that keeps interrupts disabled while held.
+/// A spin lock that keeps interrupts disabled while held, for the `R`
+/// parameter of [`Heap`](crate::Heap) in an x86_64 kernel.
+///
+/// A kernel whose interrupt handlers allocate must not take an interrupt on
+/// a CPU that holds a heap lock: the handler would spin forever on a lock
+/// its own CPU holds. So the lock saves the interrupt flag and clears it
+/// (`cli`) before spinning, and puts it back on unlock.
+///
+/// `cli`/`sti` are privileged: use it in ring 0 only (in a user-space
+/// program the first lock faults).
+///
+/// ```no_run
+/// use core::mem::MaybeUninit;
+/// use ft_malloc::{ArenaProvider, Heap, IrqSpinLock};
+///
+/// static mut REGION: [MaybeUninit<u8>; 1 << 20] = [MaybeUninit::uninit(); 1 << 20];
+///
+/// #[global_allocator]
+/// // SAFETY: REGION is used by nothing but this heap.
+/// static HEAP: Heap<ArenaProvider, IrqSpinLock> =
+///     Heap::new(unsafe { ArenaProvider::new((&raw mut REGION).cast(), 1 << 20) });
+/// ```
 pub struct IrqSpinLock {
     locked: AtomicBool,
     /// Whether interrupts were enabled when the holder locked: restored on
     /// unlock. Written only by the holder.
     interrupts_were_enabled: AtomicBool,
+}
+
+impl core::fmt::Debug for IrqSpinLock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IrqSpinLock")
+            .field("locked", &self.locked.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: `lock` returns only after moving `locked` from false to true with

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The core's crates.io package must hold the core only: its sources, its
+# examples, the README, INTERNALS.md, the licences and Cargo's own files.
+# Anything else (the hosted crate, the test kernel, benchmarks, tests,
+# scripts) means the `include` list in Cargo.toml has drifted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+allowed='^(src/[a-z_0-9]+\.rs|examples/[a-z_0-9]+\.rs|README\.md|INTERNALS\.md|LICENSE-MIT|LICENSE-APACHE|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json)$'
+list=$(cargo package -p ft_malloc --list --allow-dirty)
+if unexpected=$(grep -vE "$allowed" <<<"$list"); then
+    echo "check-package: files that do not belong in the ft_malloc package:" >&2
+    echo "$unexpected" >&2
+    exit 1
+fi
+for required in src/lib.rs README.md LICENSE-MIT LICENSE-APACHE; do
+    grep -qx "$required" <<<"$list" || { echo "check-package: $required missing" >&2; exit 1; }
+done
+echo "check-package: $(wc -l <<<"$list") files, all the core's"
