@@ -111,3 +111,31 @@ fn poisoned_free_list_link_aborts_in_abort_mode() {
         "the abort did not say why:\n{out:#?}"
     );
 }
+
+/// The stress harness (`stress.c`): mixed sizes, reallocs across kinds,
+/// cross-thread frees, RLIMIT_AS phases, forks beside stdio threads, every
+/// block's pattern checked. 30 s by default; `STRESS_SECONDS` (which
+/// `make stress` sets) runs it longer.
+#[test]
+fn stress_harness_mixed_load_with_forks_and_enomem() {
+    let seconds = std::env::var("STRESS_SECONDS").unwrap_or_else(|_| "30".into());
+    let limit: u64 = seconds.parse().expect("STRESS_SECONDS is whole seconds");
+    let out = race(
+        "stress.c",
+        &[&seconds, "4"],
+        Duration::from_secs(limit + 60),
+    );
+    println!("{}", out.stdout.trim_end());
+    assert_clean("stress", &out);
+    assert!(out.stdout.trim_end().ends_with(": OK"), "{out:#?}");
+}
+
+/// The harness's checks can fail: one byte changed in one block must fail
+/// the run, loudly.
+#[test]
+fn stress_harness_catches_a_changed_byte() {
+    let out = race("stress.c", &["2", "2", "--corrupt"], HANG);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("FAILURE: pattern mismatch"), "{out:#?}");
+    assert!(out.stdout.trim_end().ends_with(": FAILED"), "{out:#?}");
+}
