@@ -11,7 +11,7 @@ CARGO   ?= cargo
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 SETUP   := scripts/setup.sh
 
-.PHONY: all setup setup-demo test lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
+.PHONY: all setup setup-demo test stress lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
 
 all: $(NAME)
 
@@ -43,6 +43,13 @@ test: setup all
 	$(CARGO) run -q --example kernel_provider
 	$(CARGO) run -q -p ft_malloc_hosted --example hosted_global
 	$(MAKE) miri
+
+## The stress harness (hosted/tests/c/stress.c) alone, for longer than the
+## 30 s it gets inside `make test`: STRESS_SECONDS=600 make stress.
+STRESS_SECONDS ?= 120
+stress:
+	STRESS_SECONDS=$(STRESS_SECONDS) $(CARGO) test -p ft_malloc_hosted --test concurrency \
+		stress_harness_mixed_load -- --nocapture
 
 miri:
 	MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc --lib --test heap --test model

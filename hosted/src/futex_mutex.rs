@@ -153,9 +153,10 @@ unsafe extern "C" {
     static __libc_single_threaded: core::ffi::c_char;
 }
 
-/// Whether the process has only the calling thread.
+/// Whether the process has only the calling thread (also what glibc's
+/// `fork` checks to skip its own locking; `lifecycle` does the same).
 #[inline]
-fn single_threaded() -> bool {
+pub(crate) fn single_threaded() -> bool {
     // SAFETY: a plain byte that glibc writes only on the paths above, which
     // happen-before any other thread could call into the allocator.
     unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }

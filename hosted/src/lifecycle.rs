@@ -9,10 +9,56 @@
 //! registers them at the first allocation in case a program forks before our
 //! constructor ran.
 //!
-//! Fork safety: `prepare` takes every heap lock, so no thread is inside the
-//! heap when the address space is copied; the parent releases them, and the
-//! child, whose only thread is the one that forked, releases them too and can
-//! allocate at once even if other threads were inside `malloc` at the time.
+//! # Fork
+//!
+//! The child of a multi-threaded `fork` has one thread; a heap lock held by
+//! any other thread at that instant would stay held forever there. So the
+//! `pthread_atfork` prepare handler takes every heap lock, and the parent and
+//! child handlers release them. *When* it takes them matters, because glibc's
+//! own `fork` (2.36, posix/fork.c) takes locks too: it checks
+//! `__libc_single_threaded`, runs the prepare handlers (ours among them),
+//! then, only if multi-threaded, its NSS database lock (briefly), its stdio
+//! list lock (`_IO_list_lock`), and its own malloc's locks *last*, "because
+//! the libio list lock has an indirect malloc dependency (via getdelim)".
+//!
+//! Taking the heap locks in the handler, before the list lock, reverses that
+//! order and can deadlock: `getline` holds a FILE lock and reallocs (waits for
+//! a heap lock we hold), `fflush(NULL)` holds the list lock and waits for that
+//! FILE lock, and `fork` waits for the list lock. So, when multi-threaded,
+//! `prepare` takes the list lock itself *first* (it is recursive: glibc's
+//! second acquisition just counts), then the heap locks. A thread holding a
+//! FILE lock that waits for a heap lock now gets it, because we take no heap
+//! lock until no thread can be inside stdio's list walk. The parent handler
+//! releases the heap locks, then our level of the list lock (glibc released
+//! its own before running the handlers). The child releases only the heap
+//! locks: glibc has already reset the list lock there, so unlocking it again
+//! would break its count.
+//!
+//! When single-threaded (as glibc reads it, `__libc_single_threaded`),
+//! `prepare` takes no lock at all, as glibc skips its malloc locks: no other
+//! thread can hold one, and `fork` may run in a signal handler that
+//! interrupted this very thread inside `malloc` (waiting for its lock would
+//! hang forever). The child of such a fork must not allocate, which is what
+//! POSIX allows it anyway (async-signal-safe calls only). A flag remembers
+//! whether `prepare` locked, so the other two handlers unlock exactly that.
+//!
+//! Other allocators: jemalloc and tcmalloc register `pthread_atfork` handlers
+//! that lock everything, in the same place as ours did (same cycle risk with
+//! stdio); mimalloc takes no fork locks and relies on thread-local heaps;
+//! glibc's malloc locks last, inside `fork`, and skips it when
+//! single-threaded. A preloaded library cannot run code inside `fork` after
+//! the list lock, hence taking the list lock ourselves.
+//!
+//! Residual risk: glibc takes its NSS database lock between our handler and
+//! the list lock, so a thread holding that lock while waiting for a heap lock
+//! would still close a cycle. In glibc 2.36 (nss/nss_database.c) that lock
+//! is held only to compare file-change stamps, `stat("/")`, and copy the
+//! configuration struct; the `malloc` calls (state allocation, reloading
+//! nsswitch.conf with `getline`) happen outside it. So no cycle is possible
+//! there today; a future glibc that allocates under it would reopen one.
+//! The same holds for a handler registered before ours that allocates (its
+//! prepare runs after ours): it would wait for our locks.
+//!
 //! Handlers registered earlier run their `prepare` later (POSIX order), so
 //! registering at load time means ours runs after those of libraries loaded
 //! later, which may still allocate in theirs.
@@ -21,25 +67,53 @@
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::futex_mutex::single_threaded;
 #[cfg_attr(not(feature = "c-abi"), allow(unused_imports))]
 use crate::{HEAP, config};
 
 /// Whether the fork handlers have been registered (or are being).
 static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
+/// Whether `before_fork` took the list lock and the heap locks (it does not
+/// when single-threaded). Concurrent forks are serialised by glibc's atfork
+/// lock in the multi-threaded case, and cannot happen in the other.
+static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" {
+    /// glibc's stdio list lock (recursive), exported since GLIBC_2.2.5.
+    fn _IO_list_lock();
+    fn _IO_list_unlock();
+}
 
 extern "C" fn before_fork() {
+    if single_threaded() {
+        LOCKED_FOR_FORK.store(false, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: takes glibc's recursive list lock, released in the parent
+    // handler and reset by glibc in the child.
+    unsafe { _IO_list_lock() };
     HEAP.lock_all();
+    LOCKED_FOR_FORK.store(true, Ordering::Relaxed);
 }
 
 extern "C" fn after_fork_in_parent() {
-    // SAFETY: `before_fork` took every lock in this thread.
-    unsafe { HEAP.unlock_all() };
+    if LOCKED_FOR_FORK.swap(false, Ordering::Relaxed) {
+        // SAFETY: `before_fork` took every lock, and the list lock, in this
+        // thread; glibc has released its own level of the list lock.
+        unsafe {
+            HEAP.unlock_all();
+            _IO_list_unlock();
+        }
+    }
 }
 
 extern "C" fn after_fork_in_child() {
-    // SAFETY: the parent's forking thread took every lock in `before_fork`;
-    // this thread is its copy, and no other thread exists in the child.
-    unsafe { HEAP.unlock_all() };
+    if LOCKED_FOR_FORK.swap(false, Ordering::Relaxed) {
+        // SAFETY: the parent's forking thread took every lock in
+        // `before_fork`; this thread is its copy, and no other thread exists
+        // in the child. The list lock was reset by glibc: not ours to touch.
+        unsafe { HEAP.unlock_all() };
+    }
 }
 
 /// Registers the fork handlers once. Cheap after the first call.

@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,6 +150,8 @@ pub struct Run {
     /// Peak resident set in KiB (`ru_maxrss`).
     pub max_rss_kib: i64,
     pub wall: Duration,
+    /// Whether the watchdog killed it for running too long (a hang).
+    pub timed_out: bool,
 }
 
 impl Run {
@@ -162,11 +165,19 @@ impl Run {
 /// Runs `cmd` to completion (stdin from /dev/null, outputs captured) and
 /// measures it with `wait4`. Kills it after [`CHILD_TIMEOUT`].
 pub fn run(cmd: &mut Command) -> Run {
+    run_within(cmd, CHILD_TIMEOUT)
+}
+
+/// [`run`], but the child is killed (and `timed_out` set) after `timeout`.
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> Run {
     let start = Instant::now();
     // Reaped below with wait4, which std's `Child::wait` cannot replace: it
     // returns no resource usage.
     #[allow(clippy::zombie_processes)]
+    // Its own process group, so that a hang is killed with any children it
+    // forked (they would otherwise keep the output pipes open).
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -182,14 +193,15 @@ pub fn run(cmd: &mut Command) -> Run {
         let exited = exited.clone();
         std::thread::spawn(move || {
             while !exited.load(Ordering::Acquire) {
-                if start.elapsed() > CHILD_TIMEOUT {
+                if start.elapsed() > timeout {
                     // SAFETY: the child is not reaped yet (we wait with
-                    // WNOWAIT first), so `pid` still names it.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    return;
+                    // WNOWAIT first), so `pid` still names it and its group.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    return true;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            false
         })
     };
     // SAFETY: plain waitid/wait4 calls on our own child, with valid
@@ -215,7 +227,7 @@ pub fn run(cmd: &mut Command) -> Run {
         (status, usage)
     };
     let wall = start.elapsed();
-    watchdog.join().unwrap();
+    let timed_out = watchdog.join().unwrap();
     let [stdout, stderr] = readers.map(|r| r.join().unwrap());
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -229,6 +241,7 @@ pub fn run(cmd: &mut Command) -> Run {
         minor_faults: usage.ru_minflt,
         max_rss_kib: usage.ru_maxrss,
         wall,
+        timed_out,
     }
 }
 
