@@ -2,7 +2,7 @@
 # Installs what this project needs on a fresh Debian machine with rustup:
 # the bare-metal target, a nightly with Miri, QEMU, a C compiler and the
 # programs the hosted tests run under LD_PRELOAD. Idempotent and quiet when
-# everything is already there.  Usage: scripts/setup.sh [--bench]
+# everything is already there.  Usage: scripts/setup.sh [--bench | --plots]
 set -euo pipefail
 
 need_apt=()
@@ -23,6 +23,9 @@ if [ "${1:-}" = "--bench" ]; then
     want libtcmalloc-minimal4
     want hyperfine
     want valgrind
+fi
+if [ "${1:-}" = "--plots" ]; then
+    want python3-matplotlib   # scripts/plots.py (make plots), run by /usr/bin/python3
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
