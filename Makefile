@@ -10,8 +10,12 @@ LINK    := libft_malloc.so
 CARGO   ?= cargo
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 SETUP   := scripts/setup.sh
+# Debian's python3-matplotlib belongs to the system python3, which a PATH
+# python3 (pyenv, venv) may hide.
+PLOT_PY ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 
-.PHONY: all setup setup-demo test stress lint miri demo qemu bench bench-hosted bench-callgrind clean fclean re
+.PHONY: all setup setup-demo test stress lint miri demo qemu bench bench-hosted bench-callgrind bench-csv \
+	pictures plots clean fclean re
 
 all: $(NAME)
 
@@ -88,8 +92,36 @@ bench-hosted: all
 bench-callgrind:
 	bench/callgrind.sh
 
+## Both benchmarks again, as CSV into bench/results/ (what `make plots` draws).
+## BENCH_RUNS: runs per hosted workload (the tables use 5).
+BENCH_RUNS ?= 5
+bench-csv: all
+	@$(SETUP) --bench
+	mkdir -p bench/results
+	$(CARGO) run --release -p ft_malloc_bench -- --csv > bench/results/core.csv.tmp
+	mv bench/results/core.csv.tmp bench/results/core.csv
+	$(CARGO) run --release -p ft_malloc_hosted --example bench_hosted -- \
+		--lib $(CURDIR)/$(NAME) --runs $(BENCH_RUNS) --csv > bench/results/hosted.csv.tmp
+	mv bench/results/hosted.csv.tmp bench/results/hosted.csv
+
+## The pictures of the README: the heap of a C program under LD_PRELOAD,
+## drawn by show_alloc_mem_svg into docs/heap.svg, then the benchmark plots
+## from the saved CSVs.
+pictures: all
+	mkdir -p docs
+	gcc -Wall -Wextra hosted/tests/c/show_svg.c -L. -lft_malloc -o show_svg
+	LD_LIBRARY_PATH=$(CURDIR) LD_PRELOAD=$(CURDIR)/$(LINK) ./show_svg docs/heap.svg
+	@echo "wrote docs/heap.svg"
+	$(MAKE) plots
+
+## docs/bench_core.png and docs/bench_hosted.png from bench/results/*.csv
+## (matplotlib, offline).
+plots:
+	@$(SETUP) --plots
+	$(PLOT_PY) scripts/plots.py
+
 clean:
-	rm -f main
+	rm -f main show_svg
 
 fclean: clean
 	rm -f $(NAME) $(LINK)

@@ -10,14 +10,16 @@
 #                             the x86_64-unknown-none target
 #   scripts/setup.sh --bench  everything, plus the allocators and tools
 #                             make bench-hosted compares against
+#   scripts/setup.sh --plots  everything, plus python3-matplotlib (make plots)
 set -euo pipefail
 
 mode="${1:-test}"
 case "$mode" in
     --demo) mode=demo ;;
     --bench) mode=bench ;;
+    --plots) mode=plots ;;
     test) ;;
-    *) echo "usage: $0 [--demo|--bench]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--demo|--bench|--plots]" >&2; exit 2 ;;
 esac
 
 need_apt=()
@@ -42,6 +44,9 @@ if [ "$mode" = bench ]; then
     want libtcmalloc-minimal4
     want hyperfine
     want valgrind
+fi
+if [ "$mode" = plots ]; then
+    want python3-matplotlib   # scripts/plots.py (make plots), run by /usr/bin/python3
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

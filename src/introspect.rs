@@ -1,6 +1,11 @@
-//! Looking at the heap without changing it: counters, and a walk over every
-//! zone and live block in address order (what `show_alloc_mem` prints).
-//! Neither allocates.
+//! Looking at the heap without changing it: counters, a walk over every
+//! zone and live block in address order (what `show_alloc_mem` prints), and
+//! pictures drawn from that walk (`introspect/`: `picture.rs` the rules,
+//! `svg.rs` and `text_map.rs` the two drawings). None of them allocates.
+
+mod picture;
+mod svg;
+mod text_map;
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -146,6 +151,69 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// deadlock), so it must not allocate from it either.
     pub fn visit(&self, visitor: &mut impl HeapVisitor) {
         self.lock_all();
+        // SAFETY: every lock was just taken, and is released below.
+        unsafe { self.walk(visitor) };
+        // SAFETY: taken by `lock_all` above, on this thread.
+        unsafe { self.unlock_all() };
+    }
+
+    /// Writes an SVG image of the heap into `out`: one row per zone (its
+    /// slots as cells coloured live, partly live, free or never carved,
+    /// several slots per cell in large zones) and one bar per LARGE run, to
+    /// one scale for the picture. The image's legend states the rules.
+    ///
+    /// The heap's locks are held while `out` is written, as in
+    /// [`visit`](Self::visit): `out` must not allocate from this heap (a
+    /// `String` is fine for a heap that is not the global allocator; the
+    /// hosted `show_alloc_mem_svg` writes to a file descriptor from the
+    /// stack).
+    pub fn write_svg(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        self.measure_then(|heap, extent| {
+            let mut svg = svg::Svg::new(out, extent);
+            svg.head()?;
+            // SAFETY: `measure_then` holds every lock.
+            unsafe { heap.walk(&mut svg) };
+            svg.end()
+        })
+    }
+
+    /// Writes the heap as text, one line per zone (64 cells: `#` live, `+`
+    /// partly live, `.` free, `_` never carved) and per LARGE run (a bar to
+    /// one scale), after a one-line legend. With `color`, cells also get
+    /// ANSI background colours (for a terminal). Same rules for `out` as
+    /// [`write_svg`](Self::write_svg).
+    pub fn write_text_picture(&self, out: &mut impl fmt::Write, color: bool) -> fmt::Result {
+        self.measure_then(|heap, extent| {
+            let mut text = text_map::Text::new(out, extent, color);
+            text.head()?;
+            // SAFETY: `measure_then` holds every lock.
+            unsafe { heap.walk(&mut text) };
+            text.end()
+        })
+    }
+
+    /// Under one hold of every lock, measures the heap (rows, scale) and
+    /// hands the measure to `draw`, so the drawing sees the same heap.
+    fn measure_then(
+        &self,
+        draw: impl FnOnce(&Self, &picture::Extent) -> fmt::Result,
+    ) -> fmt::Result {
+        self.lock_all();
+        let mut extent = picture::Extent::default();
+        // SAFETY: every lock was just taken.
+        unsafe { self.walk(&mut extent) };
+        let result = draw(self, &extent);
+        // SAFETY: taken by `lock_all` above, on this thread.
+        unsafe { self.unlock_all() };
+        result
+    }
+
+    /// The walk of [`visit`](Self::visit), without taking the locks.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds every lock of the heap (`lock_all`).
+    unsafe fn walk(&self, visitor: &mut impl HeapVisitor) {
         self.page_map.for_each(|granule, owner| match owner {
             Owner::Zone { base, class } => {
                 // A zone registers all its granules: report it at its first.
@@ -156,8 +224,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             Owner::Large { base } => self.visit_large(base, visitor),
         });
-        // SAFETY: taken by `lock_all` above, on this thread.
-        unsafe { self.unlock_all() };
     }
 
     fn visit_large(&self, base: NonNull<u8>, visitor: &mut impl HeapVisitor) {

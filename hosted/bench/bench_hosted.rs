@@ -9,8 +9,11 @@
 //! helper (`measure.c`) whose own footprint is the only other thing in it.
 //!
 //! ```text
-//! cargo run --release -p ft_malloc_hosted --example bench_hosted -- [--runs N] [--lib PATH] [--only NAME]
+//! cargo run --release -p ft_malloc_hosted --example bench_hosted -- [--runs N] [--lib PATH] [--only NAME] [--csv]
 //! ```
+//!
+//! `--csv` prints `workload,allocator,wall_ms,max_rss_kib` lines (medians)
+//! instead of the tables (`make bench-csv`, drawn by `scripts/plots.py`).
 //!
 //! The allocators are the Debian packages libjemalloc2, libmimalloc2.0 and
 //! libtcmalloc-minimal4, preloaded; a missing one is skipped with a note.
@@ -59,6 +62,7 @@ struct Options {
     runs: usize,
     lib: PathBuf,
     only: Option<String>,
+    csv: bool,
 }
 
 fn options() -> Options {
@@ -66,11 +70,13 @@ fn options() -> Options {
     let mut runs = 5;
     let mut lib = None;
     let mut only = None;
+    let mut csv = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--lib" => lib = Some(PathBuf::from(args.next().expect("--lib PATH"))),
             "--only" => only = args.next(),
+            "--csv" => csv = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -90,6 +96,7 @@ fn options() -> Options {
         runs,
         lib: std::fs::canonicalize(lib).unwrap(),
         only,
+        csv,
     }
 }
 
@@ -275,6 +282,24 @@ fn median<T: Copy + Ord>(values: &mut [T]) -> T {
     values[values.len() / 2]
 }
 
+/// Medians as CSV: one line per workload and allocator. Workload names
+/// hold commas, so they are quoted.
+fn print_csv(names: &[&str], workloads: &[Workload], samples: &mut [Vec<Vec<Sample>>]) {
+    println!("workload,allocator,wall_ms,max_rss_kib");
+    for (w, workload) in workloads.iter().enumerate() {
+        for (a, runs) in samples[w].iter().enumerate() {
+            let wall = median(&mut runs.iter().map(|s| s.wall).collect::<Vec<_>>());
+            let rss = median(&mut runs.iter().map(|s| s.max_rss_kib).collect::<Vec<_>>());
+            println!(
+                "\"{}\",{},{:.3},{rss}",
+                workload.name,
+                names[a],
+                wall.as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
 fn main() {
     let options = options();
     let work = std::env::temp_dir().join(format!("ft_malloc_bench_{}", std::process::id()));
@@ -324,6 +349,11 @@ fn main() {
     }
 
     let names: Vec<&str> = allocators.iter().map(|a| a.name).collect();
+    if options.csv {
+        print_csv(&names, &workloads, &mut samples);
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
     println!(
         "Medians of {} interleaved runs. Cells: median (ratio to ft_malloc: above 1 means ft_malloc is better).\n",
         options.runs

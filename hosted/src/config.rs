@@ -182,6 +182,28 @@ fn load() -> Config {
     config
 }
 
+/// Whether the environment variable `name` is set to a non-empty value
+/// (read now, not latched: only `show_alloc_mem_ex` asks, for `NO_COLOR`).
+pub(crate) fn is_set(name: &[u8]) -> bool {
+    // SAFETY: as in `load`.
+    let env = unsafe { (&raw const environ).read() };
+    if env.is_null() {
+        return false;
+    }
+    let mut cursor = env;
+    // SAFETY: as in `load`.
+    unsafe {
+        while !(*cursor).is_null() {
+            let entry = core::ffi::CStr::from_ptr(*cursor).to_bytes();
+            if let Some(value) = entry.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")) {
+                return !value.is_empty();
+            }
+            cursor = cursor.add(1);
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ use crate::os;
 pub(crate) struct FdWriter<const N: usize> {
     fd: i32,
     len: usize,
+    /// A write failed (the rest is dropped, not retried).
+    failed: bool,
     buf: [u8; N],
 }
 
@@ -21,6 +23,7 @@ impl<const N: usize> FdWriter<N> {
         FdWriter {
             fd,
             len: 0,
+            failed: false,
             buf: [0; N],
         }
     }
@@ -28,9 +31,15 @@ impl<const N: usize> FdWriter<N> {
     /// Writes out what is buffered.
     pub(crate) fn flush(&mut self) {
         if self.len != 0 {
-            os::write_all(self.fd, &self.buf[..self.len]);
+            self.failed |= !os::write_all(self.fd, &self.buf[..self.len]);
             self.len = 0;
         }
+    }
+
+    /// Flushes, and says whether every write so far succeeded.
+    pub(crate) fn finish(&mut self) -> bool {
+        self.flush();
+        !self.failed
     }
 
     /// Appends raw bytes.

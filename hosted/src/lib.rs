@@ -10,8 +10,8 @@
 //! - with the `c-abi` feature, the C ABI (`malloc`, `free`, `calloc`,
 //!   `realloc`, `reallocarray`, `reallocf`, `posix_memalign`,
 //!   `aligned_alloc`, `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`,
-//!   `cfree`, `show_alloc_mem`, `show_alloc_mem_ex`) makes the `cdylib` a
-//!   drop-in malloc: `LD_PRELOAD=libft_malloc.so program`, or
+//!   `cfree`, `show_alloc_mem`, `show_alloc_mem_ex`, `show_alloc_mem_svg`)
+//!   makes the `cdylib` a drop-in malloc: `LD_PRELOAD=libft_malloc.so program`, or
 //!   `gcc main.c -L. -lft_malloc` (the root Makefile builds it so);
 //! - [`FtMalloc`] makes the same heap Rust's global allocator. This is all
 //!   the default features give: a Rust program that depends on this crate

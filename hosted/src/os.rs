@@ -41,8 +41,9 @@ pub(crate) fn set_errno(value: i32) {
 }
 
 /// Writes all of `bytes` to `fd`, retrying short writes and `EINTR`, giving up
-/// silently on any other error (there is nobody to tell).
-pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
+/// on any other error. Returns whether everything was written (most callers
+/// have nobody to tell; `show_alloc_mem_svg` returns it).
+pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) -> bool {
     let _errno = ErrnoGuard::save();
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable slice for its length.
@@ -52,9 +53,17 @@ pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
         } else if written < 0 && errno() == libc::EINTR {
             continue;
         } else {
-            return;
+            return false;
         }
     }
+    true
+}
+
+/// Whether `fd` is a terminal (`isatty`; `errno` is left alone).
+pub(crate) fn is_terminal(fd: i32) -> bool {
+    let _errno = ErrnoGuard::save();
+    // SAFETY: `isatty` only asks the kernel (an ioctl) about `fd`.
+    unsafe { libc::isatty(fd) == 1 }
 }
 
 /// Ends the process with `SIGABRT`, as glibc does on heap corruption. Used

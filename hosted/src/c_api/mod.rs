@@ -16,7 +16,7 @@ mod show;
 
 pub use aligned::{aligned_alloc, memalign, posix_memalign, pvalloc, valloc};
 pub use alloc::{calloc, cfree, free, malloc, malloc_usable_size, realloc, reallocarray, reallocf};
-pub use show::{show_alloc_mem, show_alloc_mem_ex};
+pub use show::{show_alloc_mem, show_alloc_mem_ex, show_alloc_mem_svg};
 
 use core::alloc::Layout;
 use core::ffi::c_void;

@@ -1,4 +1,5 @@
-//! show_alloc_mem and show_alloc_mem_ex: the heap, printed for a person.
+//! show_alloc_mem, show_alloc_mem_ex and show_alloc_mem_svg: the heap,
+//! printed or drawn for a person.
 //!
 //! `show_alloc_mem` prints the ft_malloc subject's format, zones and live
 //! blocks in increasing address order:
@@ -16,17 +17,19 @@
 //! A block is `start - start + requested : requested bytes`; every zone
 //! holding a live block gets its header (an empty zone the heap keeps mapped
 //! for reuse appears only in `show_alloc_mem_ex`).
-//! The output goes to stdout with `write(2)` from a stack buffer while the
-//! heap's locks are held (the core's `visit`), so the picture is consistent
-//! and nothing allocates. A C caller that also uses `printf` should
+//! The output goes to stdout (for `show_alloc_mem_svg`, the caller's file
+//! descriptor) with `write(2)` from a stack buffer while the heap's locks are
+//! held (the core's `visit`, `write_text_picture`, `write_svg`), so each
+//! picture is consistent and nothing allocates. A C caller that also uses `printf` should
 //! `fflush(stdout)` first, as with any mix of stdio and `write`.
 
+use core::ffi::c_int;
 use core::fmt::Write;
 
 use ft_malloc::{BlockInfo, HeapVisitor, Kind, ZoneInfo};
 
-use crate::HEAP;
 use crate::fd_writer::FdWriter;
+use crate::{HEAP, config, os};
 
 /// Stack buffer for the output: large enough that a typical heap prints in a
 /// few `write` calls, small enough for any thread's stack.
@@ -35,8 +38,6 @@ const OUTPUT_BYTES: usize = 4096;
 const DUMP_BYTES: usize = 32;
 /// `show_alloc_mem_ex`: bytes per hex dump line.
 const DUMP_LINE: usize = 16;
-/// `show_alloc_mem_ex`: cells of the occupancy map of a zone.
-const MAP_CELLS: usize = 64;
 
 /// Prints the subject's listing.
 struct Listing {
@@ -77,53 +78,13 @@ pub extern "C" fn show_alloc_mem() {
 }
 
 /// Prints the detailed listing: per zone a summary, each live block with a
-/// hex dump of its first bytes, then an occupancy map of the zone's slots.
+/// hex dump of its first bytes.
 struct Detailed {
     out: FdWriter<OUTPUT_BYTES>,
     total: usize,
-    /// The zone being printed, whose map is pending.
-    zone: Option<ZoneInfo>,
-    /// Live blocks seen per map cell of the current zone.
-    cells: [usize; MAP_CELLS],
 }
 
 impl Detailed {
-    /// Slots of `zone` each map cell stands for.
-    fn slots_per_cell(zone: &ZoneInfo) -> usize {
-        zone.capacity.div_ceil(MAP_CELLS).max(1)
-    }
-
-    /// Prints the occupancy map of the zone just finished: one cell per
-    /// `slots_per_cell` slots, `#` all live, `+` some live, `.` carved but
-    /// free, `_` never used yet.
-    fn finish_zone(&mut self) {
-        let Some(zone) = self.zone.take() else { return };
-        if zone.kind == Kind::Large {
-            return;
-        }
-        let per_cell = Self::slots_per_cell(&zone);
-        let used_cells = zone.capacity.div_ceil(per_cell);
-        let _ = write!(self.out, "  map [");
-        for (cell, &live) in self.cells.iter().enumerate().take(used_cells) {
-            let first_slot = cell * per_cell;
-            let slots = per_cell.min(zone.capacity - first_slot);
-            let symbol = if live == slots {
-                b'#'
-            } else if live > 0 {
-                b'+'
-            } else if first_slot < zone.carved {
-                b'.'
-            } else {
-                b'_'
-            };
-            self.out.bytes(&[symbol]);
-        }
-        let _ = writeln!(
-            self.out,
-            "] {per_cell} slot(s) per cell: # all live, + some, . free, _ never used"
-        );
-    }
-
     /// Hex dump of the first bytes of a live block.
     fn dump(&mut self, block: &BlockInfo) {
         let shown = block.requested.min(DUMP_BYTES);
@@ -165,7 +126,6 @@ impl Detailed {
 
 impl HeapVisitor for Detailed {
     fn zone(&mut self, zone: &ZoneInfo) {
-        self.finish_zone();
         let end = zone.start + zone.len;
         let _ = write!(
             self.out,
@@ -184,11 +144,9 @@ impl HeapVisitor for Detailed {
                 zone.block_size, zone.live, zone.carved, zone.capacity
             );
         }
-        self.cells = [0; MAP_CELLS];
-        self.zone = Some(*zone);
     }
 
-    fn block(&mut self, zone: &ZoneInfo, block: &BlockInfo) {
+    fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
         let end = block.start + block.requested;
         let _ = writeln!(
             self.out,
@@ -196,28 +154,42 @@ impl HeapVisitor for Detailed {
             block.start, end, block.requested, block.usable
         );
         self.total += block.requested;
-        if zone.kind != Kind::Large {
-            let cell = block.index / Self::slots_per_cell(zone);
-            if let Some(count) = self.cells.get_mut(cell) {
-                *count += 1;
-            }
-        }
         self.dump(block);
     }
 }
 
-/// Prints the detailed listing on stdout: every zone with its geometry and
-/// occupancy map, every live block with a hex dump of its first 32 bytes.
+/// Prints the detailed listing on stdout: every zone with its geometry,
+/// every live block with a hex dump of its first 32 bytes, the total, then
+/// the heap map (the core's `write_text_picture`: one line per zone and
+/// LARGE run), in ANSI colours when stdout is a terminal and `NO_COLOR` is
+/// unset or empty.
 #[unsafe(no_mangle)]
 pub extern "C" fn show_alloc_mem_ex() {
     let mut detailed = Detailed {
         out: FdWriter::new(libc::STDOUT_FILENO),
         total: 0,
-        zone: None,
-        cells: [0; MAP_CELLS],
     };
     HEAP.visit(&mut detailed);
-    detailed.finish_zone();
-    let _ = writeln!(detailed.out, "Total : {} bytes", detailed.total);
+    let _ = writeln!(detailed.out, "Total : {} bytes\n", detailed.total);
+    // A second hold of the locks: the map is consistent in itself, and the
+    // listing above is only as old as this call.
+    let color = os::is_terminal(libc::STDOUT_FILENO) && !config::is_set(b"NO_COLOR");
+    let _ = HEAP.write_text_picture(&mut detailed.out, color);
     detailed.out.flush();
+}
+
+/// Writes an SVG picture of the heap to `fd` (see the core's `write_svg`):
+/// zones as rows of cells coloured live, partly live, free or never carved,
+/// LARGE runs as bars to one scale, with a legend. Returns 0, or -1 if `fd`
+/// is negative (`errno = EBADF`) or a write failed (`errno` unchanged). The
+/// descriptor stays open.
+#[unsafe(no_mangle)]
+pub extern "C" fn show_alloc_mem_svg(fd: c_int) -> c_int {
+    if fd < 0 {
+        os::set_errno(libc::EBADF);
+        return -1;
+    }
+    let mut out = FdWriter::<OUTPUT_BYTES>::new(fd);
+    let drawn = HEAP.write_svg(&mut out).is_ok();
+    if out.finish() && drawn { 0 } else { -1 }
 }
