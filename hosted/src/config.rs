@@ -182,6 +182,7 @@ fn load() -> Config {
     config
 }
 
+#[cfg(feature = "c-abi")]
 /// Whether the environment variable `name` is set to a non-empty value
 /// (read now, not latched: only `show_alloc_mem_ex` asks, for `NO_COLOR`).
 pub(crate) fn is_set(name: &[u8]) -> bool {

@@ -36,6 +36,7 @@ impl<const N: usize> FdWriter<N> {
         }
     }
 
+    #[cfg(feature = "c-abi")]
     /// Flushes, and says whether every write so far succeeded.
     pub(crate) fn finish(&mut self) -> bool {
         self.flush();

@@ -60,6 +60,7 @@ pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) -> bool {
 }
 
 /// Whether `fd` is a terminal (`isatty`; `errno` is left alone).
+#[cfg(feature = "c-abi")]
 pub(crate) fn is_terminal(fd: i32) -> bool {
     let _errno = ErrnoGuard::save();
     // SAFETY: `isatty` only asks the kernel (an ioctl) about `fd`.
