@@ -56,7 +56,7 @@ stress:
 		stress_harness_mixed_load -- --nocapture
 
 miri:
-	MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc --lib --test heap --test model
+	MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc --lib --test heap --test model --test cache
 
 ## Formatting, lints, the core built for bare metal, its docs, and what its
 ## crates.io package holds.

@@ -5,7 +5,7 @@
 # scripts) means the `include` list in Cargo.toml has drifted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-allowed='^(src/[a-z_0-9]+\.rs|examples/[a-z_0-9]+\.rs|README\.md|INTERNALS\.md|LICENSE-MIT|LICENSE-APACHE|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json)$'
+allowed='^(src/([a-z_0-9]+/)*[a-z_0-9]+\.rs|examples/[a-z_0-9]+\.rs|README\.md|INTERNALS\.md|LICENSE-MIT|LICENSE-APACHE|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json)$'
 list=$(cargo package -p ft_malloc --list --allow-dirty)
 if unexpected=$(grep -vE "$allowed" <<<"$list"); then
     echo "check-package: files that do not belong in the ft_malloc package:" >&2

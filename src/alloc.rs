@@ -6,6 +6,7 @@ use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
+use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
@@ -69,7 +70,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// A block of `class` recorded as holding `size` bytes: from a listed
     /// zone, or from a new one. The caller holds the class lock (`state`).
     #[inline(always)]
-    fn take_block(&self, state: &mut ClassState, class: SizeClass, size: usize) -> Option<Popped> {
+    pub(crate) fn take_block(
+        &self,
+        state: &mut ClassState,
+        class: SizeClass,
+        size: usize,
+    ) -> Option<Popped> {
         match Self::pop_listed(state) {
             Some((zone, popped)) => Some(Self::finish_pop(state, zone, popped, size)),
             None => self.alloc_from_new_zone(state, class, size),
@@ -84,6 +90,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if popped.link_cut {
             self.report_corruption(popped.ptr);
         }
+        // SAFETY: the block is ours to hand out.
+        unsafe { free_mark::clear(popped.ptr) };
         if zeroed && !popped.zeroed {
             // SAFETY: the block is ours and at least `size` bytes long.
             unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, size) };
@@ -121,7 +129,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 state.unlink(zone);
             }
         }
-        state.live_blocks += 1;
         popped
     }
 
@@ -213,6 +220,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if popped.link_cut {
                 cut_at = Some(popped.ptr);
             }
+            // SAFETY: the block is the caller's from now on.
+            unsafe { free_mark::clear(popped.ptr) };
             out[filled] = popped.ptr.as_ptr();
             filled += 1;
         }

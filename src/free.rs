@@ -10,6 +10,7 @@ use core::ptr::NonNull;
 use lock_api::RawMutex;
 
 use crate::error::HeapError;
+use crate::free_mark;
 use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES};
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
@@ -85,7 +86,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return Err(HeapError::Corrupted);
         }
         // SAFETY: live zone, lock held.
-        unsafe { zone::block_index(zone, ptr) }
+        let index = unsafe { zone::block_index(zone, ptr) }?;
+        // A block the zone lent out may sit in a front cache: freed already.
+        // SAFETY: a carved block of a live zone.
+        if unsafe { free_mark::is_set(ptr) } {
+            return Err(HeapError::DoubleFree);
+        }
+        Ok(index)
     }
 
     /// Returns a validated block and keeps the zone lists right.
@@ -104,7 +111,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ) {
         // SAFETY: per the contract.
         unsafe {
-            state.live_blocks -= 1;
             zone::push(zone, index, ptr);
             if !zone.as_ref().listed {
                 state.link_front(zone);

@@ -70,9 +70,6 @@ pub(crate) struct ClassState {
     pub(crate) zones: usize,
     /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
     pub(crate) empty_zones: usize,
-    /// Live blocks. (The bytes their callers asked for are summed from the
-    /// zones' requested-size arrays by `stats`, off the hot path.)
-    pub(crate) live_blocks: usize,
 }
 
 // SAFETY: the zone pointers are only followed under the class lock.
@@ -97,7 +94,6 @@ impl ClassState {
             with_room: ptr::null_mut(),
             zones: 0,
             empty_zones: 0,
-            live_blocks: 0,
         }
     }
 

@@ -13,6 +13,7 @@ use core::sync::atomic::Ordering;
 
 use lock_api::RawMutex;
 
+use crate::free_mark;
 use crate::heap::Heap;
 use crate::page_map::{GRANULE_SHIFT, Owner};
 use crate::provider::PageProvider;
@@ -28,8 +29,10 @@ use crate::zone::{self, ZoneHeader};
 pub struct Stats {
     /// Bytes callers asked for, over all live blocks.
     pub live_bytes: usize,
-    /// Live blocks (TINY, SMALL and LARGE).
+    /// Live blocks (TINY, SMALL and LARGE), handed out to the program.
     pub live_blocks: usize,
+    /// Free TINY and SMALL blocks held by front caches.
+    pub cached_blocks: usize,
     /// TINY zones mapped (including kept empty ones).
     pub tiny_zones: usize,
     /// SMALL zones mapped (including kept empty ones).
@@ -69,8 +72,11 @@ pub struct ZoneInfo {
     pub capacity: usize,
     /// Blocks carved so far (never-used blocks come after these).
     pub carved: usize,
-    /// Live blocks.
+    /// Live blocks (handed out to the program).
     pub live: usize,
+    /// Blocks the zone lent to a front cache that holds them, free, for
+    /// reuse: neither live nor on the zone's free list.
+    pub cached: usize,
 }
 
 /// A live block, as [`Heap::visit`] reports it (more fields may come,
@@ -88,12 +94,21 @@ pub struct BlockInfo {
     pub index: usize,
 }
 
-/// Sums the requested sizes of live blocks.
-struct LiveBytes(usize);
+/// Sums the requested sizes of live blocks, and counts cached ones.
+#[derive(Default)]
+struct LiveBytes {
+    bytes: usize,
+    blocks: usize,
+    cached: usize,
+}
 
 impl HeapVisitor for LiveBytes {
+    fn zone(&mut self, zone: &ZoneInfo) {
+        self.cached += zone.cached;
+    }
     fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
-        self.0 += block.requested;
+        self.bytes += block.requested;
+        self.blocks += 1;
     }
 }
 
@@ -112,24 +127,24 @@ pub trait HeapVisitor {
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Current counters.
     ///
-    /// `live_bytes` is summed over every live block's recorded size (kept
-    /// out of the allocation fast path), under every lock: O(live blocks),
-    /// and exact. The other counters are read class by class.
+    /// `live_bytes`, `live_blocks` and `cached_blocks` come from one walk of
+    /// every block under every lock: O(live blocks), and exact. The other
+    /// counters are read class by class.
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
-        let mut bytes = LiveBytes(0);
+        let mut bytes = LiveBytes::default();
         self.visit(&mut bytes);
-        s.live_bytes = bytes.0;
+        s.live_bytes = bytes.bytes;
+        s.live_blocks = bytes.blocks;
+        s.cached_blocks = bytes.cached;
         for class in SizeClass::all() {
             let state = self.class(class);
-            s.live_blocks += state.live_blocks;
             match class.kind() {
                 Kind::Tiny => s.tiny_zones += state.zones,
                 _ => s.small_zones += state.zones,
             }
         }
         let large = self.large.lock();
-        s.live_blocks += large.runs;
         s.large_runs = large.runs;
         s.large_cached_bytes = large.cached_bytes;
         drop(large);
@@ -240,6 +255,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             capacity: 1,
             carved: 1,
             live: 1,
+            cached: 0,
         };
         visitor.zone(&info);
         visitor.block(
@@ -278,13 +294,24 @@ impl<P: PageProvider, R: RawMutex> fmt::Debug for Heap<P, R> {
 /// `zone` is a live zone of `class` and its class lock is held.
 unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut impl HeapVisitor) {
     // SAFETY: per the contract.
-    let (len, live, carved) = unsafe {
+    let (len, lent, carved) = unsafe {
         (
             zone.as_ref().run_len,
             zone.as_ref().live,
             zone::carved(zone),
         )
     };
+    // The zone counts the blocks it lent out; those that sit in a front
+    // cache carry the free mark and are not the program's.
+    let cached_at = |index| {
+        let block = NonNull::new(zone::block_addr(zone, class, index) as *mut u8);
+        // SAFETY: a carved block of a live zone (its owner may write it:
+        // see `free_mark::is_set`).
+        block.is_some_and(|b| unsafe { free_mark::is_set(b) })
+    };
+    let mut cached = 0;
+    // SAFETY: per the contract.
+    unsafe { zone::for_each_live(zone, |index| cached += cached_at(index) as usize) };
     let info = ZoneInfo {
         kind: class.kind(),
         start: zone.as_ptr().addr(),
@@ -293,12 +320,16 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
         // SAFETY: per the contract.
         capacity: unsafe { zone::capacity(zone) },
         carved,
-        live: live as usize,
+        live: lent as usize - cached,
+        cached,
     };
     visitor.zone(&info);
     // SAFETY: per the contract.
     unsafe {
         zone::for_each_live(zone, |index| {
+            if cached_at(index) {
+                return;
+            }
             let block = BlockInfo {
                 start: zone::block_addr(zone, class, index),
                 requested: zone::requested(zone, index),

@@ -74,8 +74,10 @@ mod alloc;
 #[cfg(feature = "allocator-api2")]
 mod allocator_api;
 mod arena;
+pub mod cache;
 mod error;
 mod free;
+mod free_mark;
 mod global;
 mod heap;
 mod introspect;
@@ -90,6 +92,7 @@ mod size_class;
 mod zone;
 
 pub use arena::ArenaProvider;
+pub use cache::FrontCache;
 pub use error::{HeapError, ReallocError};
 pub use heap::{CorruptionHandler, Heap};
 pub use introspect::{BlockInfo, HeapVisitor, Stats, ZoneInfo};

@@ -15,8 +15,10 @@
 //! the zone's class held.
 
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, Ordering};
 
 use crate::error::HeapError;
+use crate::free_mark;
 use crate::size_class::{DIV_SHIFT, SizeClass, ZoneGeometry};
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.
@@ -38,8 +40,10 @@ pub(crate) struct ZoneHeader {
     pub(crate) next: *mut ZoneHeader,
     /// Length of the run the provider gave (zone bytes rounded to its page).
     pub(crate) run_len: usize,
-    /// Blocks handed out by bumping so far; blocks at or past it were never used.
-    carved: u32,
+    /// Blocks handed out by bumping so far; blocks at or past it were never
+    /// used. Written under the class lock; a front cache reads it without
+    /// the lock (see `carved_hint`), hence atomic.
+    carved: AtomicU32,
     /// Blocks this zone may carve: the class's capacity, or fewer once
     /// `trim` gave the never-used tail back to the provider.
     capacity: u32,
@@ -53,6 +57,18 @@ pub(crate) struct ZoneHeader {
 }
 
 const _: () = assert!(core::mem::size_of::<ZoneHeader>() <= ZONE_HEADER_SIZE);
+
+impl ZoneHeader {
+    #[inline(always)]
+    fn carved(&self) -> u32 {
+        self.carved.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn set_carved(&mut self, carved: u32) {
+        self.carved.store(carved, Ordering::Relaxed);
+    }
+}
 
 /// The link stored in a free block.
 struct FreeBlock {
@@ -92,7 +108,7 @@ pub(crate) unsafe fn init(
             prev: ptr::null_mut(),
             next: ptr::null_mut(),
             run_len,
-            carved: 0,
+            carved: AtomicU32::new(0),
             capacity: g.capacity as u32,
             live: 0,
             class,
@@ -194,7 +210,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
         // SAFETY: `block` is a carved block of this zone, free until now.
         let next = unsafe { (*block).next };
         // SAFETY: `zone` is live.
-        let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved, next) };
+        let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved(), next) };
         z.free = if next_ok { next } else { ptr::null_mut() };
         Popped {
             index,
@@ -203,9 +219,9 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
             zeroed: false,
             link_cut: !next_ok,
         }
-    } else if z.carved < z.capacity {
-        let index = z.carved as usize;
-        z.carved += 1;
+    } else if z.carved() < z.capacity {
+        let index = z.carved() as usize;
+        z.set_carved(index as u32 + 1);
         // SAFETY: `index < capacity`: the bitmap word is inside the zone.
         unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
         let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
@@ -245,7 +261,7 @@ unsafe fn link_ok(
 }
 
 #[inline]
-fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
+pub(crate) fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
     ((offset as u64 * g.div_magic) >> DIV_SHIFT) as usize
 }
 
@@ -268,7 +284,7 @@ pub(crate) unsafe fn block_index(
         .checked_sub(blocks_start(zone, g).addr())
         .ok_or(HeapError::InvalidPointer)?;
     let index = div_block(off, g);
-    if index >= z.carved as usize || index * g.block_size != off {
+    if index >= z.carved() as usize || index * g.block_size != off {
         return Err(HeapError::InvalidPointer);
     }
     // SAFETY: index < carved <= capacity.
@@ -294,30 +310,59 @@ pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<
     unsafe { *bitmap_word(zone, g, index) &= !(1 << (index % 64)) };
     let block = ptr.as_ptr().cast::<FreeBlock>();
     // SAFETY: the block is ours again, at least 16 bytes, 16-aligned.
-    unsafe { block.write(FreeBlock { next: z.free }) };
+    unsafe {
+        block.write(FreeBlock { next: z.free });
+        free_mark::set(ptr);
+    }
     z.free = block;
     z.live -= 1;
+}
+
+/// Where block `index` keeps the size its caller asked for: one byte per
+/// TINY block, two per SMALL block (`ZoneGeometry::size_width`).
+#[inline(always)]
+pub(crate) fn size_slot(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> *mut u8 {
+    let g = class.geometry();
+    zone.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(g.sizes_offset + index * g.size_width)
+}
+
+/// Records `size` in a block's size slot. The slot belongs to whoever holds
+/// the block (the class lock's holder, or a front cache handing the block
+/// out without a lock); introspection reads it under the lock, hence the
+/// atomic (relaxed: a plain store on every target).
+///
+/// # Safety
+///
+/// `slot` comes from [`size_slot`] of a live zone of a class of that
+/// `width`, and `size` fits the class.
+#[inline(always)]
+pub(crate) unsafe fn store_size(slot: *mut u8, width: usize, size: usize) {
+    // SAFETY: per the contract: inside the zone's sizes array, aligned to
+    // its width (the array starts 8-aligned).
+    unsafe {
+        if width == 1 {
+            AtomicU8::from_ptr(slot).store(size as u8, Ordering::Relaxed);
+        } else {
+            AtomicU16::from_ptr(slot.cast()).store(size as u16, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Records the size the caller asked for (for introspection).
 ///
 /// # Safety
 ///
-/// `zone` is live, its lock held, `index < capacity`, and `size <= block size`.
+/// `zone` is live, `index < capacity`, `size <= block size`, and the caller
+/// holds the block (or the class lock).
 #[inline]
 pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size: usize) {
     // SAFETY: live zone.
-    let g = geometry(unsafe { zone.as_ref() });
-    let at = zone.as_ptr().cast::<u8>().wrapping_add(g.sizes_offset);
-    // SAFETY: the sizes array holds `capacity` entries of `size_width` bytes,
-    // and TINY sizes fit a byte, SMALL sizes (<= 32 KiB) two.
-    unsafe {
-        if g.size_width == 1 {
-            *at.add(index) = size as u8;
-        } else {
-            at.cast::<u16>().add(index).write(size as u16);
-        }
-    }
+    let class = unsafe { zone.as_ref().class };
+    let width = class.geometry().size_width;
+    // SAFETY: per the contract.
+    unsafe { store_size(size_slot(zone, class, index), width, size) };
 }
 
 /// The size recorded by [`set_requested`] for block `index`.
@@ -328,16 +373,32 @@ pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size
 #[inline]
 pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize {
     // SAFETY: live zone.
-    let g = geometry(unsafe { zone.as_ref() });
-    let at = zone.as_ptr().cast::<u8>().wrapping_add(g.sizes_offset);
-    // SAFETY: as in `set_requested`.
+    let class = unsafe { zone.as_ref().class };
+    let slot = size_slot(zone, class, index);
+    // SAFETY: as in `store_size`.
     unsafe {
-        if g.size_width == 1 {
-            *at.add(index) as usize
+        if class.geometry().size_width == 1 {
+            AtomicU8::from_ptr(slot).load(Ordering::Relaxed) as usize
         } else {
-            at.cast::<u16>().add(index).read() as usize
+            AtomicU16::from_ptr(slot.cast()).load(Ordering::Relaxed) as usize
         }
     }
+}
+
+/// Blocks carved so far, read without the class lock (by a front cache
+/// checking a pointer before it keeps it). Carving only grows while the
+/// zone has a live block, so a stale value is too small, never too large:
+/// the caller then takes the locked path.
+///
+/// # Safety
+///
+/// `zone` is a registered zone that holds a live block (so it cannot be
+/// released meanwhile); for a pointer that turns out invalid this read can
+/// race with the zone's release, see INTERNALS.md ("Front caches").
+#[inline(always)]
+pub(crate) unsafe fn carved_hint(zone: NonNull<ZoneHeader>) -> usize {
+    // SAFETY: per the contract, the header is mapped.
+    unsafe { (*zone.as_ptr()).carved() as usize }
 }
 
 /// Whether every carved block is in use and none is left to carve.
@@ -349,7 +410,7 @@ pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize
 pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: live zone.
     let z = unsafe { zone.as_ref() };
-    z.free.is_null() && z.carved == z.capacity
+    z.free.is_null() && z.carved() == z.capacity
 }
 
 /// Caps the zone at the blocks it has carved, so the never-used pages after
@@ -366,11 +427,11 @@ pub(crate) unsafe fn cap_at_carved(zone: NonNull<ZoneHeader>, page: usize) -> Op
     // SAFETY: live zone, lock held.
     let z = unsafe { &mut *zone.as_ptr() };
     let g = geometry(z);
-    let used = (g.blocks_offset + z.carved as usize * g.block_size).next_multiple_of(page);
+    let used = (g.blocks_offset + z.carved() as usize * g.block_size).next_multiple_of(page);
     if used >= z.run_len {
         return None;
     }
-    z.capacity = z.carved;
+    z.capacity = z.carved();
     Some(used)
 }
 
@@ -403,8 +464,8 @@ pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(No
     let g = geometry(z);
     let base = zone.as_ptr().cast::<u8>();
     let start = (g.blocks_offset).next_multiple_of(page);
-    let end = (g.blocks_offset + z.carved as usize * g.block_size).next_multiple_of(page);
-    z.carved = 0;
+    let end = (g.blocks_offset + z.carved() as usize * g.block_size).next_multiple_of(page);
+    z.set_carved(0);
     z.free = ptr::null_mut();
     // Decommitted pages may read back as zero or as they were.
     z.fresh_is_zero = false;
@@ -425,7 +486,7 @@ pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(No
 pub(crate) unsafe fn carved_bytes(zone: NonNull<ZoneHeader>) -> usize {
     // SAFETY: live zone.
     let z = unsafe { zone.as_ref() };
-    z.carved as usize * geometry(z).block_size
+    z.carved() as usize * geometry(z).block_size
 }
 
 /// Blocks the zone may hold.
@@ -445,7 +506,7 @@ pub(crate) unsafe fn capacity(zone: NonNull<ZoneHeader>) -> usize {
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
     // SAFETY: live zone.
-    unsafe { zone.as_ref().carved as usize }
+    unsafe { zone.as_ref().carved() as usize }
 }
 
 /// Address of block `index`.
@@ -463,7 +524,7 @@ pub(crate) unsafe fn for_each_live(zone: NonNull<ZoneHeader>, mut f: impl FnMut(
     // SAFETY: live zone.
     let z = unsafe { zone.as_ref() };
     let g = geometry(z);
-    let carved = z.carved as usize;
+    let carved = z.carved() as usize;
     for w in 0..carved.div_ceil(64) {
         // SAFETY: w < capacity / 64 rounded up: inside the bitmap.
         let mut bits = unsafe { *bitmap_word(zone, g, w * 64) };

@@ -177,6 +177,7 @@ mod tests {
             capacity,
             carved,
             live: 0,
+            cached: 0,
         }
     }
 

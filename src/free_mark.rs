@@ -1,0 +1,71 @@
+//! The free mark: how a TINY or SMALL block that is free (on its zone's
+//! free list, or kept in a front cache) is told from one that is handed out,
+//! by reading the block alone.
+//!
+//! Every free block holds, in its second word, its address mixed with a
+//! key (the first word is the free list's link). The mark is written when a
+//! block is freed or put in a cache and cleared when the block is handed
+//! out, so:
+//!
+//! - a front cache catches a double free without a lock: the block already
+//!   carries the mark (whichever thread's cache, or zone, holds it);
+//! - the zone path refuses a free of a block that sits in a cache (its live
+//!   bit is set there: the zone only knows it lent the block out);
+//! - introspection tells cached blocks from handed-out ones.
+//!
+//! A handed-out block whose caller wrote exactly its mark into its second
+//! word would be taken for free: with a 64-bit key mixed with the address,
+//! that does not happen by accident. (A hardened build would draw the key
+//! at random.)
+
+use core::ptr::NonNull;
+
+/// Mixed with the block's address.
+const KEY: usize = 0xf4ee_b10c_c0a5_7e11_u64 as usize;
+
+#[inline(always)]
+fn word(block: NonNull<u8>) -> *mut usize {
+    // Every class is at least two words long and word aligned.
+    block.as_ptr().cast::<usize>().wrapping_add(1)
+}
+
+#[inline(always)]
+fn value(block: NonNull<u8>) -> usize {
+    KEY ^ block.as_ptr().addr()
+}
+
+/// Marks `block` free.
+///
+/// # Safety
+///
+/// `block` is a TINY or SMALL block the caller holds and no longer hands out.
+#[inline(always)]
+pub(crate) unsafe fn set(block: NonNull<u8>) {
+    // SAFETY: per the contract, the block's first two words are ours.
+    unsafe { word(block).write(value(block)) }
+}
+
+/// Clears the mark of a block about to be handed out.
+///
+/// # Safety
+///
+/// `block` is a TINY or SMALL block the caller holds.
+#[inline(always)]
+pub(crate) unsafe fn clear(block: NonNull<u8>) {
+    // SAFETY: per the contract.
+    unsafe { word(block).write(0) }
+}
+
+/// Whether `block` carries the free mark.
+///
+/// # Safety
+///
+/// `block` is a carved block of a zone that is mapped. If the block is
+/// handed out, its holder may be writing it: then the answer is only as
+/// good as a racy read (introspection uses it for display only).
+#[inline(always)]
+pub(crate) unsafe fn is_set(block: NonNull<u8>) -> bool {
+    // SAFETY: per the contract the word is mapped; volatile, because a
+    // handed-out block's holder may write it concurrently.
+    unsafe { word(block).read_volatile() == value(block) }
+}

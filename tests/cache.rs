@@ -1,0 +1,204 @@
+//! The front cache: refill, drain, bound, remote frees, double frees of
+//! cached blocks, bad pointers, and what introspection shows. Over the arena
+//! provider, small enough for Miri.
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use common::{Counting, arena};
+use ft_malloc::cache::{BIN_MAX_SLOTS, CACHE_MAX_BYTES};
+use ft_malloc::{BlockInfo, FrontCache, Heap, HeapError, HeapVisitor, ZoneInfo};
+
+type ArenaHeap = Heap<Counting<common::OwnedArena>>;
+
+fn arena_heap(bytes: usize) -> ArenaHeap {
+    Heap::new(Counting::new(arena(bytes)))
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+/// Requested sizes of the live blocks, in address order.
+#[derive(Default)]
+struct Sizes(Vec<(usize, usize)>);
+
+impl HeapVisitor for Sizes {
+    fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
+        self.0.push((block.start, block.requested));
+    }
+}
+
+#[test]
+fn a_freed_block_is_kept_and_reused_without_the_heap() {
+    let heap = arena_heap(1 << 20);
+    let mut cache = FrontCache::new();
+    let a = cache.allocate(&heap, layout(40)).unwrap();
+    unsafe { a.as_ptr().write_bytes(0x5a, 40) };
+    unsafe { cache.deallocate(&heap, a) }.unwrap();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.live_bytes), (0, 0));
+    assert!(stats.cached_blocks >= 1);
+    assert_eq!(stats.cached_blocks, cache.cached_blocks());
+    // The most recently freed block comes back first.
+    let b = cache.allocate(&heap, layout(33)).unwrap();
+    assert_eq!(a, b);
+    let mut sizes = Sizes::default();
+    heap.visit(&mut sizes);
+    assert_eq!(
+        sizes.0,
+        vec![(b.as_ptr().addr(), 33)],
+        "exact requested size"
+    );
+    unsafe { cache.deallocate(&heap, b) }.unwrap();
+    cache.flush(&heap);
+    assert_eq!(heap.stats().cached_blocks, 0);
+    assert_eq!(cache.cached_blocks(), 0);
+    heap.trim();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+}
+
+#[test]
+fn bins_are_bounded_and_drain_in_batches() {
+    let heap = arena_heap(8 << 20);
+    let mut cache = FrontCache::new();
+    let n = 3 * BIN_MAX_SLOTS;
+    let blocks: Vec<_> = (0..n)
+        .map(|_| cache.allocate(&heap, layout(16)).unwrap())
+        .collect();
+    let mut unique = blocks.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), n, "a block handed out twice");
+    for &b in &blocks {
+        unsafe { cache.deallocate(&heap, b) }.unwrap();
+        assert!(cache.cached_blocks() <= BIN_MAX_SLOTS);
+    }
+    assert!(cache.cached_bytes() <= CACHE_MAX_BYTES);
+    assert_eq!(heap.stats().live_blocks, 0);
+    cache.flush(&heap);
+    assert_eq!(heap.stats().cached_blocks, 0);
+}
+
+#[test]
+fn a_double_free_of_a_cached_block_is_caught_on_every_path() {
+    let heap = arena_heap(1 << 20);
+    let mut mine = FrontCache::new();
+    let mut other = FrontCache::new();
+    let p = mine.allocate(&heap, layout(64)).unwrap();
+    unsafe { mine.deallocate(&heap, p) }.unwrap();
+    // Same cache, another cache, and the heap itself.
+    assert_eq!(
+        unsafe { mine.deallocate(&heap, p) },
+        Err(HeapError::DoubleFree)
+    );
+    assert_eq!(
+        unsafe { other.deallocate(&heap, p) },
+        Err(HeapError::DoubleFree)
+    );
+    assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
+    assert!(heap.usable_size(p).is_err());
+    // Nothing changed: the block comes out once.
+    let a = mine.allocate(&heap, layout(64)).unwrap();
+    let b = mine.allocate(&heap, layout(64)).unwrap();
+    assert_ne!(a, b);
+    // (`usable_size` refuses without counting an error.)
+    assert_eq!(heap.stats().errors, 3);
+    // A block drained back to its zone is caught too.
+    unsafe { mine.deallocate(&heap, a) }.unwrap();
+    mine.flush(&heap);
+    assert_eq!(
+        unsafe { other.deallocate(&heap, a) },
+        Err(HeapError::DoubleFree)
+    );
+    unsafe { mine.deallocate(&heap, b) }.unwrap();
+    mine.flush(&heap);
+}
+
+#[test]
+fn bad_pointers_are_refused_through_the_cache() {
+    let heap = arena_heap(1 << 20);
+    let mut cache = FrontCache::new();
+    let p = cache.allocate(&heap, layout(48)).unwrap();
+    let kept = cache.cached_blocks();
+    let interior = NonNull::new(p.as_ptr().wrapping_add(8)).unwrap();
+    let beyond = NonNull::new(p.as_ptr().wrapping_add(48 * 50)).unwrap();
+    let mut local = 0u64;
+    let foreign = NonNull::from(&mut local).cast::<u8>();
+    for bad in [interior, beyond, foreign] {
+        assert_eq!(
+            unsafe { cache.deallocate(&heap, bad) },
+            Err(HeapError::InvalidPointer),
+            "{bad:p}"
+        );
+    }
+    assert_eq!(cache.cached_blocks(), kept);
+    unsafe { cache.deallocate(&heap, p) }.unwrap();
+    cache.flush(&heap);
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+#[test]
+fn large_blocks_and_zeroed_blocks_go_the_right_way() {
+    let heap = arena_heap(4 << 20);
+    let mut cache = FrontCache::new();
+    let big = cache.allocate(&heap, layout(100_000)).unwrap();
+    let small = cache.allocate(&heap, layout(100)).unwrap();
+    unsafe { small.as_ptr().write_bytes(0xff, 100) };
+    unsafe { cache.deallocate(&heap, small) }.unwrap();
+    let zeroed = cache.allocate_zeroed(&heap, layout(100)).unwrap();
+    assert_eq!(zeroed, small);
+    assert!(
+        unsafe { std::slice::from_raw_parts(zeroed.as_ptr(), 100) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    unsafe { cache.deallocate(&heap, big) }.unwrap();
+    unsafe { cache.deallocate(&heap, zeroed) }.unwrap();
+    assert_eq!(heap.stats().large_runs, 0);
+    cache.flush(&heap);
+    heap.trim();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+}
+
+/// One thread allocates, another frees (producer/consumer), each with its
+/// own cache: blocks move through the class lock in batches, never twice.
+#[test]
+fn remote_frees_between_two_caches() {
+    let heap = arena_heap(16 << 20);
+    let rounds = if cfg!(miri) { 200 } else { 20_000 };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(256);
+    std::thread::scope(|s| {
+        let heap = &heap;
+        s.spawn(move || {
+            let mut cache = FrontCache::new();
+            for i in 0..rounds {
+                let size = [24, 100, 700, 3000][i % 4];
+                let p = cache.allocate(heap, layout(size)).unwrap();
+                unsafe { p.as_ptr().write_bytes(i as u8, size) };
+                tx.send(p.as_ptr().addr() | (i % 4)).unwrap();
+            }
+            cache.flush(heap);
+        });
+        s.spawn(move || {
+            let mut cache = FrontCache::new();
+            for (i, tagged) in rx.into_iter().enumerate() {
+                let size = [24, 100, 700, 3000][tagged & 3];
+                let p = NonNull::new((tagged & !3) as *mut u8).unwrap();
+                let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
+                assert!(bytes.iter().all(|&b| b == i as u8), "block {i} changed");
+                unsafe { cache.deallocate(heap, p) }.unwrap();
+            }
+            cache.flush(heap);
+        });
+    });
+    let stats = heap.stats();
+    assert_eq!(
+        (stats.live_blocks, stats.cached_blocks, stats.errors),
+        (0, 0, 0)
+    );
+    heap.trim();
+    assert_eq!(heap.stats().mapped_bytes, 0);
+}
