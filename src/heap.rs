@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
+use crate::cache::{Depot, MagazinePool};
 use crate::error::HeapError;
 use crate::large::LargeState;
 use crate::page_map::{GRANULE_SHIFT, Owner, PageMap};
@@ -37,6 +38,8 @@ pub(crate) const ZONE_RESET_MIN_BYTES: usize = 256 * 1024;
 pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
     pub(crate) classes: [ClassSlot<R>; NUM_CLASSES],
     pub(crate) large: Mutex<R, LargeState>,
+    /// Magazines for front caches (a leaf lock: taken under class locks).
+    pub(crate) magazines: Mutex<R, MagazinePool>,
     pub(crate) page_map: PageMap,
     pub(crate) counters: Counters,
     /// A `CorruptionHandler`, or null (see `set_corruption_handler`).
@@ -70,6 +73,8 @@ pub(crate) struct ClassState {
     pub(crate) zones: usize,
     /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
     pub(crate) empty_zones: usize,
+    /// Full magazines that front caches gave back.
+    pub(crate) depot: Depot,
 }
 
 // SAFETY: the zone pointers are only followed under the class lock.
@@ -94,6 +99,7 @@ impl ClassState {
             with_room: ptr::null_mut(),
             zones: 0,
             empty_zones: 0,
+            depot: Depot::new(),
         }
     }
 
@@ -149,6 +155,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             classes: [const { ClassSlot(Mutex::const_new(R::INIT, ClassState::new())) };
                 NUM_CLASSES],
             large: Mutex::const_new(R::INIT, LargeState::new()),
+            magazines: Mutex::const_new(R::INIT, MagazinePool::new()),
             page_map: PageMap::new(),
             counters: Counters {
                 map_calls: AtomicUsize::new(0),
@@ -183,6 +190,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             core::mem::forget(slot.0.lock());
         }
         core::mem::forget(self.large.lock());
+        core::mem::forget(self.magazines.lock());
     }
 
     /// Releases the locks taken by [`lock_all`](Self::lock_all).
@@ -194,6 +202,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub unsafe fn unlock_all(&self) {
         // SAFETY: the contract says each lock is held and unused elsewhere.
         unsafe {
+            self.magazines.force_unlock();
             self.large.force_unlock();
             for slot in self.classes.iter().rev() {
                 slot.0.force_unlock();
@@ -344,6 +353,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let mut released = 0;
         for class in SizeClass::all() {
             let mut state = self.class(class);
+            // Blocks waiting in the depot go back first: they may empty zones.
+            self.drain_depot(&mut state, class);
             let mut cursor = state.with_room;
             while let Some(zone) = NonNull::new(cursor) {
                 // SAFETY: listed zones are live; lock held.
@@ -432,6 +443,9 @@ impl<P: PageProvider, R: RawMutex> Drop for Heap<P, R> {
             .get_mut()
             .reserve
             .release(&self.provider, metadata);
+        // SAFETY: `&mut self`: no cache can use this heap's magazines any more
+        // (a cache outliving its heap holds dangling pointers, like a block).
+        unsafe { self.magazines.get_mut().release(&self.provider, metadata) };
         // SAFETY: `&mut self`: no other thread can reach the map.
         unsafe { self.page_map.release_nodes(&self.provider) };
     }

@@ -31,7 +31,8 @@ pub struct Stats {
     pub live_bytes: usize,
     /// Live blocks (TINY, SMALL and LARGE), handed out to the program.
     pub live_blocks: usize,
-    /// Free TINY and SMALL blocks held by front caches.
+    /// Free TINY and SMALL blocks held by front caches and by the classes'
+    /// depots of magazines (`trim` gives the depots' back to the zones).
     pub cached_blocks: usize,
     /// TINY zones mapped (including kept empty ones).
     pub tiny_zones: usize,
@@ -74,8 +75,8 @@ pub struct ZoneInfo {
     pub carved: usize,
     /// Live blocks (handed out to the program).
     pub live: usize,
-    /// Blocks the zone lent to a front cache that holds them, free, for
-    /// reuse: neither live nor on the zone's free list.
+    /// Blocks the zone lent to a front cache or a depot that holds them,
+    /// free, for reuse: neither live nor on the zone's free list.
     pub cached: usize,
 }
 
@@ -303,12 +304,9 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
     };
     // The zone counts the blocks it lent out; those that sit in a front
     // cache carry the free mark and are not the program's.
-    let cached_at = |index| {
-        let block = NonNull::new(zone::block_addr(zone, class, index) as *mut u8);
-        // SAFETY: a carved block of a live zone (its owner may write it:
-        // see `free_mark::is_set`).
-        block.is_some_and(|b| unsafe { free_mark::is_set(b) })
-    };
+    // SAFETY: a carved block of a live zone (its owner may write it: see
+    // `free_mark::is_set`).
+    let cached_at = |index| unsafe { free_mark::is_set(zone::block_ptr(zone, class, index)) };
     let mut cached = 0;
     // SAFETY: per the contract.
     unsafe { zone::for_each_live(zone, |index| cached += cached_at(index) as usize) };

@@ -216,6 +216,41 @@ impl PageMap {
         Some(owner)
     }
 
+    /// The zone registered for the granule holding `addr`, if a zone (not a
+    /// LARGE run) is: [`lookup`](Self::lookup) trimmed for the front
+    /// cache's free path.
+    #[inline(always)]
+    pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
+        let [i0, i1, i2] = indices(addr);
+        let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
+        if mid.is_null() {
+            return None;
+        }
+        // SAFETY: published nodes are valid, zero-initialised `Node`s that are
+        // never freed while the map is alive.
+        let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
+        if leaf.is_null() {
+            return None;
+        }
+        // SAFETY: as above.
+        let slot = unsafe { (*leaf).slots[i2].load(Ordering::Acquire) };
+        // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
+        // or land past the last class.
+        let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
+        if class >= crate::size_class::NUM_CLASSES || (slot.addr() ^ addr) >> ADDRESS_BITS != 0 {
+            return None;
+        }
+        let base = slot.map_addr(|a| a & !TAG_MASK);
+        // SAFETY: a registered zone's start is never null; `class` was just
+        // checked against the class count.
+        unsafe {
+            Some((
+                NonNull::new_unchecked(base),
+                SizeClass::from_index_unchecked(class),
+            ))
+        }
+    }
+
     /// Registers `owner` for every granule of `[start, start + len)`, which
     /// must be empty (see the protocol). Nodes that are missing come from the
     /// provider, or else from `reserve`. Returns `false`, with nothing

@@ -77,6 +77,16 @@ impl SizeClass {
         }
     }
 
+    /// The class at `index`, unchecked (for the page map's decoder).
+    ///
+    /// # Safety
+    ///
+    /// `index < NUM_CLASSES`.
+    #[inline(always)]
+    pub(crate) const unsafe fn from_index_unchecked(index: usize) -> Self {
+        SizeClass(index as u8)
+    }
+
     /// Position in the class table.
     #[inline]
     pub const fn index(self) -> usize {
@@ -152,7 +162,10 @@ impl SizeClass {
     /// The layout of this class's zones.
     #[inline]
     pub(crate) const fn geometry(self) -> &'static ZoneGeometry {
-        &GEOMETRY[self.0 as usize]
+        // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES` (each
+        // constructor checks it), the table's length; this skips the bounds
+        // check on the hottest table of the allocator.
+        unsafe { &*GEOMETRY.as_ptr().add(self.0 as usize) }
     }
 
     /// Blocks one zone of this class holds (at least 100): how many a front

@@ -76,12 +76,14 @@ struct FreeBlock {
 }
 
 /// A block handed out by [`pop`]: its index and address, whether its bytes
-/// are known to be zero, and whether the free-list link it held was corrupt
-/// (the list was cut there; the caller reports it).
+/// are known to be zero, whether it was carved just now (never used
+/// before), and whether the free-list link it held was corrupt (the list
+/// was cut there; the caller reports it).
 pub(crate) struct Popped {
     pub(crate) index: usize,
     pub(crate) ptr: NonNull<u8>,
     pub(crate) zeroed: bool,
+    pub(crate) carved: bool,
     pub(crate) link_cut: bool,
 }
 
@@ -217,6 +219,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
             // SAFETY: a block inside the zone run, never null.
             ptr: unsafe { NonNull::new_unchecked(block.cast()) },
             zeroed: false,
+            carved: false,
             link_cut: !next_ok,
         }
     } else if z.carved() < z.capacity {
@@ -230,6 +233,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
             // SAFETY: a block inside the zone run, never null.
             ptr: unsafe { NonNull::new_unchecked(block) },
             zeroed: z.fresh_is_zero,
+            carved: true,
             link_cut: false,
         }
     } else {
@@ -513,6 +517,17 @@ pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
 pub(crate) fn block_addr(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> usize {
     let g = class.geometry();
     zone.as_ptr().addr() + g.blocks_offset + index * g.block_size
+}
+
+/// Block `index` of the zone, as a pointer (with the zone's provenance).
+pub(crate) fn block_ptr(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> NonNull<u8> {
+    let g = class.geometry();
+    let block = zone
+        .as_ptr()
+        .cast::<u8>()
+        .wrapping_add(g.blocks_offset + index * g.block_size);
+    // SAFETY: an address inside the zone's run, not null.
+    unsafe { NonNull::new_unchecked(block) }
 }
 
 /// Calls `f(index)` for every live block, in increasing address order.

@@ -8,7 +8,7 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 
 use common::{Counting, arena};
-use ft_malloc::cache::{BIN_MAX_SLOTS, CACHE_MAX_BYTES};
+use ft_malloc::cache::{CACHE_MAX_BYTES, MAGAZINE_ENTRIES};
 use ft_malloc::{BlockInfo, FrontCache, Heap, HeapError, HeapVisitor, ZoneInfo};
 
 type ArenaHeap = Heap<Counting<common::OwnedArena>>;
@@ -54,9 +54,11 @@ fn a_freed_block_is_kept_and_reused_without_the_heap() {
     );
     unsafe { cache.deallocate(&heap, b) }.unwrap();
     cache.flush(&heap);
-    assert_eq!(heap.stats().cached_blocks, 0);
     assert_eq!(cache.cached_blocks(), 0);
+    // Flushed blocks wait in the class's depot for the next cache; `trim`
+    // gives them back to their zones.
     heap.trim();
+    assert_eq!(heap.stats().cached_blocks, 0);
     assert_eq!(heap.stats().mapped_bytes, 0);
 }
 
@@ -64,7 +66,7 @@ fn a_freed_block_is_kept_and_reused_without_the_heap() {
 fn bins_are_bounded_and_drain_in_batches() {
     let heap = arena_heap(8 << 20);
     let mut cache = FrontCache::new();
-    let n = 3 * BIN_MAX_SLOTS;
+    let n = 3 * MAGAZINE_ENTRIES;
     let blocks: Vec<_> = (0..n)
         .map(|_| cache.allocate(&heap, layout(16)).unwrap())
         .collect();
@@ -74,11 +76,12 @@ fn bins_are_bounded_and_drain_in_batches() {
     assert_eq!(unique.len(), n, "a block handed out twice");
     for &b in &blocks {
         unsafe { cache.deallocate(&heap, b) }.unwrap();
-        assert!(cache.cached_blocks() <= BIN_MAX_SLOTS);
+        assert!(cache.cached_blocks() <= 2 * MAGAZINE_ENTRIES);
     }
     assert!(cache.cached_bytes() <= CACHE_MAX_BYTES);
     assert_eq!(heap.stats().live_blocks, 0);
     cache.flush(&heap);
+    heap.trim();
     assert_eq!(heap.stats().cached_blocks, 0);
 }
 
@@ -169,7 +172,11 @@ fn large_blocks_and_zeroed_blocks_go_the_right_way() {
 fn remote_frees_between_two_caches() {
     let heap = arena_heap(16 << 20);
     let rounds = if cfg!(miri) { 200 } else { 20_000 };
-    let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(256);
+    /// A block on its way to the other thread, with its size's index.
+    struct Sent(NonNull<u8>, usize);
+    // SAFETY: the block is handed over: only the receiver uses it.
+    unsafe impl Send for Sent {}
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Sent>(256);
     std::thread::scope(|s| {
         let heap = &heap;
         s.spawn(move || {
@@ -178,15 +185,14 @@ fn remote_frees_between_two_caches() {
                 let size = [24, 100, 700, 3000][i % 4];
                 let p = cache.allocate(heap, layout(size)).unwrap();
                 unsafe { p.as_ptr().write_bytes(i as u8, size) };
-                tx.send(p.as_ptr().addr() | (i % 4)).unwrap();
+                tx.send(Sent(p, i % 4)).unwrap();
             }
             cache.flush(heap);
         });
         s.spawn(move || {
             let mut cache = FrontCache::new();
-            for (i, tagged) in rx.into_iter().enumerate() {
-                let size = [24, 100, 700, 3000][tagged & 3];
-                let p = NonNull::new((tagged & !3) as *mut u8).unwrap();
+            for (i, Sent(p, kind)) in rx.into_iter().enumerate() {
+                let size = [24, 100, 700, 3000][kind];
                 let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
                 assert!(bytes.iter().all(|&b| b == i as u8), "block {i} changed");
                 unsafe { cache.deallocate(heap, p) }.unwrap();
@@ -194,11 +200,49 @@ fn remote_frees_between_two_caches() {
             cache.flush(heap);
         });
     });
+    assert_eq!(heap.stats().live_blocks, 0);
+    // The flushed magazines wait in the depots; trim gives them back.
+    heap.trim();
     let stats = heap.stats();
     assert_eq!(
         (stats.live_blocks, stats.cached_blocks, stats.errors),
         (0, 0, 0)
     );
-    heap.trim();
-    assert_eq!(heap.stats().mapped_bytes, 0);
+    assert_eq!(stats.mapped_bytes, 0);
+}
+
+/// Owners that come and go (threads that allocate a little and exit): each
+/// new cache reuses what the last ones gave back, so neither the heap's
+/// mapped memory nor its metadata (magazines) grows with their number.
+#[test]
+fn caches_that_come_and_go_leave_the_footprint_flat() {
+    let heap = arena_heap(32 << 20);
+    let rounds = if cfg!(miri) { 20 } else { 2_000 };
+    let mut handed: Vec<NonNull<u8>> = Vec::new();
+    let mut footprint = Vec::new();
+    for round in 0..rounds {
+        let mut cache = FrontCache::new();
+        for p in handed.drain(..) {
+            unsafe { cache.deallocate(&heap, p) }.unwrap();
+        }
+        let mine: Vec<_> = (0..64)
+            .map(|i| {
+                cache
+                    .allocate(&heap, layout(16 + (i * 37 + round * 11) % 2000))
+                    .unwrap()
+            })
+            .collect();
+        handed.extend(&mine[..32]);
+        for &p in &mine[32..] {
+            unsafe { cache.deallocate(&heap, p) }.unwrap();
+        }
+        cache.flush(&heap);
+        if round % (rounds / 10) == rounds / 10 - 1 {
+            let s = heap.stats();
+            footprint.push((s.mapped_bytes, s.metadata_bytes));
+        }
+    }
+    let (early, late) = (footprint[1], footprint[footprint.len() - 1]);
+    assert!(late.0 <= early.0 + (256 << 10), "{footprint:?}");
+    assert_eq!(late.1, early.1, "magazines leaked: {footprint:?}");
 }

@@ -143,6 +143,16 @@ fn parse_fd(digits: &[u8]) -> Option<i32> {
 /// The latched settings; 0 until the environment has been read.
 static PACKED: AtomicU64 = AtomicU64::new(0);
 
+/// Whether the settings are loaded and ask nothing of `malloc` and `free`
+/// (no scribbling, no trace): one load and one compare, the only cost the
+/// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
+/// pointer is refused, and `FT_MALLOC_SHOW_AT_EXIT` at exit.
+#[inline(always)]
+pub(crate) fn plain() -> bool {
+    PACKED.load(Ordering::Relaxed) & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK)
+        == Config::LOADED
+}
+
 /// The settings. The first call after libc has set `environ` reads it; every
 /// later call is one relaxed load.
 #[inline]

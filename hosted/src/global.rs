@@ -5,7 +5,7 @@ use core::ptr::{self, NonNull};
 
 use ft_malloc::ReallocError;
 
-use crate::{HEAP, lifecycle, report};
+use crate::{HEAP, lifecycle, report, thread_cache};
 
 /// Routes a Rust program's allocations to the process heap that also serves
 /// the C functions of this library:
@@ -32,15 +32,13 @@ unsafe impl GlobalAlloc for FtMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         lifecycle::ensure();
-        HEAP.allocate(layout)
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        thread_cache::allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         lifecycle::ensure();
-        HEAP.allocate_zeroed(layout)
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        thread_cache::allocate_zeroed(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     #[inline]
@@ -49,7 +47,7 @@ unsafe impl GlobalAlloc for FtMalloc {
             return;
         };
         // SAFETY: `deallocate` validates the pointer before using it.
-        if let Err(error) = unsafe { HEAP.deallocate(block) } {
+        if let Err(error) = unsafe { thread_cache::deallocate(block) } {
             report::bad_pointer("dealloc", ptr.cast(), error);
         }
     }

@@ -48,6 +48,7 @@ mod lifecycle;
 mod os;
 mod provider;
 mod report;
+mod thread_cache;
 
 pub use futex_mutex::FutexMutex;
 pub use global::FtMalloc;

@@ -68,6 +68,7 @@ use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::futex_mutex::single_threaded;
+use crate::thread_cache;
 #[cfg_attr(not(feature = "c-abi"), allow(unused_imports))]
 use crate::{HEAP, config};
 
@@ -92,6 +93,7 @@ extern "C" fn before_fork() {
     // SAFETY: takes glibc's recursive list lock, released in the parent
     // handler and reset by glibc in the child.
     unsafe { _IO_list_lock() };
+    thread_cache::before_fork();
     HEAP.lock_all();
     LOCKED_FOR_FORK.store(true, Ordering::Relaxed);
 }
@@ -102,6 +104,7 @@ extern "C" fn after_fork_in_parent() {
         // thread; glibc has released its own level of the list lock.
         unsafe {
             HEAP.unlock_all();
+            thread_cache::after_fork();
             _IO_list_unlock();
         }
     }
@@ -112,7 +115,10 @@ extern "C" fn after_fork_in_child() {
         // SAFETY: the parent's forking thread took every lock in
         // `before_fork`; this thread is its copy, and no other thread exists
         // in the child. The list lock was reset by glibc: not ours to touch.
-        unsafe { HEAP.unlock_all() };
+        unsafe {
+            HEAP.unlock_all();
+            thread_cache::after_fork();
+        }
     }
 }
 
@@ -163,9 +169,11 @@ extern "C" fn on_load() {
     HEAP.lock_all();
     // SAFETY: this thread has just taken every lock.
     unsafe { HEAP.unlock_all() };
-    if let Some(block) = HEAP.allocate(WARM_UP) {
+    // Through the thread cache: the main thread's cache and the first
+    // magazines are one-time costs too.
+    if let Some(block) = thread_cache::allocate(WARM_UP) {
         // SAFETY: just allocated from this heap, not used.
-        let _ = unsafe { HEAP.deallocate(block) };
+        let _ = unsafe { thread_cache::deallocate(block) };
     }
 }
 

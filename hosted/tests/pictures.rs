@@ -65,12 +65,22 @@ fn show_alloc_mem_svg_draws_the_heap_of_a_c_program() {
         .unwrap_or_else(|| panic!("{rows:#?}"));
     assert!(small.starts_with("small 40 0 60 0 0 |"), "{small}");
     // 120 live blocks of 112 B: 578 slots, 5 per cell (116 cells), so 24
-    // live cells and 92 never carved.
+    // live cells. The thread's cache carved a few more than it handed out
+    // (up to the end of the page the last block ends in): those are free,
+    // and the rest never carved.
     let tiny = rows
         .iter()
         .find(|r| r.contains("   112 B  120/578"))
         .unwrap_or_else(|| panic!("{rows:#?}"));
-    assert!(tiny.starts_with("tiny 24 0 92 0 0 |"), "{tiny}");
+    let cells: Vec<usize> = tiny
+        .split_whitespace()
+        .skip(1)
+        .take(5)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(cells[0], 24, "{tiny}");
+    assert!(cells[1] <= 4 && cells[1] + cells[2] == 92, "{tiny}");
+    assert_eq!((cells[3], cells[4]), (0, 0), "{tiny}");
     // The three LARGE runs, 4 MiB the largest.
     let large: Vec<_> = rows.iter().filter(|r| r.starts_with("large ")).collect();
     assert_eq!(large.len(), 3, "{rows:#?}");
@@ -92,7 +102,9 @@ fn show_alloc_mem_ex_map_is_plain_when_not_a_terminal() {
     let map = heap_map(&out.stdout);
     assert!(!out.stdout.contains('\x1b'), "{}", out.stdout);
     assert!(map.starts_with("Heap map: # live, + partly live, . free, _ never carved"));
-    // show_ex.c: 11 blocks of 48 B (one freed, not the last), one LARGE block.
+    // show_ex.c: 11 blocks of 48 B (one freed, not the last), one LARGE
+    // block. (The thread's cache borrowed a few more than it handed out:
+    // free, in the same first cell.)
     let row = map.lines().find(|l| l.contains("   48 B [")).unwrap();
     assert!(row.contains("] 10/1332 live, 21/cell"), "{row}");
     assert!(row.contains("[+___"), "{row}");

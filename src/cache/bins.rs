@@ -1,73 +1,76 @@
-//! How much a front cache keeps: every bound in one place.
+//! How much the caches keep: every bound in one place.
 //!
-//! A bin holds blocks of one class. Small classes get many slots (they are
-//! allocated most often and cost little to keep), large ones a few; the
-//! bound is in bytes, so the whole cache holds at most
-//! [`CACHE_MAX_BYTES`] whatever the program does.
+//! A front cache holds, per class, at most two magazines (the loaded one
+//! and the previous one); a class's depot holds full magazines that caches
+//! gave back. A magazine's capacity is bounded in bytes, so small classes
+//! hold many blocks and large ones few; the depot of a class is bounded in
+//! magazines and in bytes. Beyond the bounds, blocks go back to their zones.
 
+use super::magazine::MAGAZINE_ENTRIES;
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES};
 
-/// Bytes one bin may hold, before the slot limits below.
-pub const BIN_BYTES: usize = 8 * 1024;
-/// Most slots of a bin (the smallest classes reach it).
-pub const BIN_MAX_SLOTS: usize = 32;
-/// Fewest slots of a bin: even the largest class keeps a block, so a loop
-/// of one allocation and one free never takes a lock.
-pub const BIN_MIN_SLOTS: usize = 1;
+/// Bytes of blocks one magazine may hold.
+pub const MAGAZINE_MAX_BYTES: usize = 32 * 1024;
+/// Full magazines a class's depot may hold...
+pub const DEPOT_MAX_MAGAZINES: usize = 64;
+/// ... and bytes of blocks it may hold.
+pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 
-/// Slots of the bin of class `index`.
-const fn slots_for(index: usize) -> usize {
-    let by_bytes = BIN_BYTES / CLASS_SIZES[index] as usize;
-    if by_bytes > BIN_MAX_SLOTS {
-        BIN_MAX_SLOTS
-    } else if by_bytes < BIN_MIN_SLOTS {
-        BIN_MIN_SLOTS
+/// Blocks a magazine of class `index` holds.
+const fn capacity_for(index: usize) -> usize {
+    let by_bytes = MAGAZINE_MAX_BYTES / CLASS_SIZES[index] as usize;
+    if by_bytes > MAGAZINE_ENTRIES {
+        MAGAZINE_ENTRIES
+    } else if by_bytes < 1 {
+        1
     } else {
         by_bytes
     }
 }
 
-/// Where each bin's slots start in the cache's one array of slots, and how
-/// many it has.
-pub(crate) struct BinLayout {
-    pub(crate) start: [u16; NUM_CLASSES],
-    pub(crate) slots: [u16; NUM_CLASSES],
-    pub(crate) total: usize,
-    pub(crate) max_bytes: usize,
+/// Per class: blocks per magazine, and full magazines its depot may keep.
+pub(crate) struct Bounds {
+    pub(crate) magazine: [u16; NUM_CLASSES],
+    pub(crate) depot: [u16; NUM_CLASSES],
+    /// What one front cache can hold at most, in bytes.
+    pub(crate) cache_bytes: usize,
 }
 
-pub(crate) const LAYOUT: BinLayout = {
-    let mut layout = BinLayout {
-        start: [0; NUM_CLASSES],
-        slots: [0; NUM_CLASSES],
-        total: 0,
-        max_bytes: 0,
+pub(crate) const BOUNDS: Bounds = {
+    let mut b = Bounds {
+        magazine: [0; NUM_CLASSES],
+        depot: [0; NUM_CLASSES],
+        cache_bytes: 0,
     };
     let mut i = 0;
     while i < NUM_CLASSES {
-        let slots = slots_for(i);
-        layout.start[i] = layout.total as u16;
-        layout.slots[i] = slots as u16;
-        layout.total += slots;
-        layout.max_bytes += slots * CLASS_SIZES[i] as usize;
+        let cap = capacity_for(i);
+        let magazine_bytes = cap * CLASS_SIZES[i] as usize;
+        let by_bytes = DEPOT_MAX_BYTES / magazine_bytes;
+        b.magazine[i] = cap as u16;
+        b.depot[i] = if by_bytes < DEPOT_MAX_MAGAZINES {
+            by_bytes as u16
+        } else {
+            DEPOT_MAX_MAGAZINES as u16
+        };
+        b.cache_bytes += 2 * magazine_bytes;
         i += 1;
     }
-    layout
+    b
 };
 
-/// Slots in a cache, all bins together.
-pub const CACHE_SLOTS: usize = LAYOUT.total;
-/// The most a cache can hold, in bytes of blocks (a static bound).
-pub const CACHE_MAX_BYTES: usize = LAYOUT.max_bytes;
-
-/// Blocks a bin takes from the heap at once when it is empty, and gives
-/// back at once when it is full: half of it, so that a program that
-/// alternates around the boundary does not take the lock every time.
-#[inline(always)]
-pub(crate) fn batch(slots: usize) -> usize {
-    slots.div_ceil(2)
+/// Blocks a cache asks the zones for at its `n`-th refill of a class (when
+/// the depot has no full magazine): 2, 4, 8, ... up to a magazine, so an
+/// owner that uses a class once does not borrow a magazine's worth (a
+/// thread that allocates a few blocks and exits would otherwise pin pages
+/// of every class it touched).
+#[inline]
+pub(crate) fn refill_blocks(n: u8) -> usize {
+    2usize << n.min(5)
 }
 
-// The bounds the documentation promises, checked when the crate builds.
-const _: () = assert!(CACHE_MAX_BYTES <= 1 << 20);
-const _: () = assert!(CACHE_SLOTS <= 1024);
+/// The most one front cache can hold, in bytes of blocks (two magazines
+/// per class): a static bound.
+pub const CACHE_MAX_BYTES: usize = BOUNDS.cache_bytes;
+
+const _: () = assert!(CACHE_MAX_BYTES <= 8 << 20);

@@ -1,20 +1,43 @@
-//! The heap's side of the front cache: the lock-free check of a block a
-//! cache is about to keep, and the batches that move blocks between a bin
-//! and the zones under one acquisition of the class lock.
+//! The heap's side of the front caches: the lock-free check of a block a
+//! cache is about to keep, and each class's *depot* of full magazines,
+//! under the class lock.
+//!
+//! A cache whose loaded magazine runs empty swaps it for a full one from
+//! the depot; one whose magazines are both full hands one to the depot for
+//! an empty one. Both are O(1): the blocks are not touched. Only when the
+//! depot has no full magazine are blocks taken from the zones (a refill,
+//! block by block), and only when it holds all it may are blocks given back
+//! to them (a drain).
 
 use core::mem::MaybeUninit;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
 use super::Entry;
-use crate::error::HeapError;
+use super::bins::BOUNDS;
+use super::magazine::Magazine;
 use crate::free_mark;
-use crate::heap::Heap;
+use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
-use crate::provider::PageProvider;
+use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
 use crate::zone::{self, ZoneHeader};
+
+/// A class's full magazines, under its lock.
+pub(crate) struct Depot {
+    full: *mut Magazine,
+    magazines: usize,
+}
+
+impl Depot {
+    pub(crate) const fn new() -> Self {
+        Depot {
+            full: ptr::null_mut(),
+            magazines: 0,
+        }
+    }
+}
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
@@ -34,7 +57,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     #[inline(always)]
     pub(crate) fn check_for_cache(&self, ptr: NonNull<u8>) -> Checked {
         let addr = ptr.as_ptr().addr();
-        let Some(Owner::Zone { base, class }) = self.page_map.lookup(addr) else {
+        let Some((base, class)) = self.page_map.lookup_zone(addr) else {
             return Checked::Locked;
         };
         let zone = base.cast::<ZoneHeader>();
@@ -55,20 +78,138 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if unsafe { free_mark::is_set(ptr) } {
             return Checked::DoubleFree;
         }
-        let size_slot = zone::size_slot(zone, class, index);
         Checked::Keep(
             class,
             Entry {
                 block: ptr,
-                size_slot,
+                size_slot: zone::size_slot(zone, class, index),
             },
         )
     }
 
-    /// Lends up to `out.len()` blocks of `class` to a front cache, under one
+    /// An empty magazine for a cache, or `None` if there is no memory.
+    pub(crate) fn empty_magazine(&self) -> Option<NonNull<Magazine>> {
+        self.magazines
+            .lock()
+            .take(&self.provider, &self.counters.metadata_bytes)
+    }
+
+    /// A full magazine of `class` for a cache whose magazines are empty:
+    /// from the depot, or else `spare` (or a new magazine) filled from the
+    /// zones with up to `want` blocks. `None` if not one block can be had.
+    /// `spare` is the heap's again whatever happens.
+    pub(crate) fn full_magazine(
+        &self,
+        class: SizeClass,
+        spare: Option<NonNull<Magazine>>,
+        want: usize,
+    ) -> Option<NonNull<Magazine>> {
+        let mut state = self.class(class);
+        if let Some(full) = NonNull::new(state.depot.full) {
+            // SAFETY: depot magazines are valid and owned by the depot.
+            state.depot.full = unsafe { full.as_ref().next };
+            state.depot.magazines -= 1;
+            drop(state);
+            if let Some(spare) = spare {
+                // SAFETY: an empty magazine the cache no longer refers to.
+                unsafe { self.magazines.lock().give(spare) };
+            }
+            return Some(full);
+        }
+        drop(state);
+        let magazine = match spare {
+            Some(spare) => spare,
+            None => self.empty_magazine()?,
+        };
+        // SAFETY: an empty magazine, ours.
+        let mag = unsafe { &mut *magazine.as_ptr() };
+        let want = want.clamp(1, BOUNDS.magazine[class.index()] as usize);
+        mag.len = self.lend_blocks(class, &mut mag.entries[..want]);
+        if mag.len == 0 {
+            // SAFETY: empty, unused.
+            unsafe { self.magazines.lock().give(magazine) };
+            return None;
+        }
+        Some(magazine)
+    }
+
+    /// Takes a cache's full magazine of `class` into the depot, or drains it
+    /// into the zones if the depot holds all it may; returns an empty
+    /// magazine for the cache (`None` only if none can be had, and then the
+    /// full one was drained and given back too).
+    pub(crate) fn take_full(
+        &self,
+        class: SizeClass,
+        full: NonNull<Magazine>,
+    ) -> Option<NonNull<Magazine>> {
+        let mut state = self.class(class);
+        if state.depot.magazines < BOUNDS.depot[class.index()] as usize {
+            // SAFETY: a full magazine the cache hands over.
+            unsafe { (*full.as_ptr()).next = state.depot.full };
+            state.depot.full = full.as_ptr();
+            state.depot.magazines += 1;
+            drop(state);
+            if let Some(empty) = self.empty_magazine() {
+                return Some(empty);
+            }
+            // No memory for an empty one: take the full one back out and
+            // drain it instead.
+            state = self.class(class);
+            let full = NonNull::new(state.depot.full)?;
+            // SAFETY: as above.
+            state.depot.full = unsafe { full.as_ref().next };
+            state.depot.magazines -= 1;
+            // SAFETY: a full magazine, taken off the depot under its lock.
+            unsafe { self.drain_into_zones(&mut state, class, full) };
+            return Some(full);
+        }
+        // SAFETY: a magazine the cache hands over; lock held.
+        unsafe { self.drain_into_zones(&mut state, class, full) };
+        Some(full)
+    }
+
+    /// Gives back a magazine a cache no longer uses (at flush): into the
+    /// depot if it is full and there is room (a partial one would take a
+    /// depot slot for a few blocks), else its blocks to the zones; the
+    /// magazine itself to the pool.
+    pub(crate) fn retire_magazine(&self, class: SizeClass, magazine: NonNull<Magazine>) {
+        // SAFETY: the cache hands the magazine over.
+        let len = unsafe { magazine.as_ref().len };
+        if len > 0 {
+            let mut state = self.class(class);
+            let full = len == BOUNDS.magazine[class.index()] as usize;
+            if full && state.depot.magazines < BOUNDS.depot[class.index()] as usize {
+                // SAFETY: as above.
+                unsafe { (*magazine.as_ptr()).next = state.depot.full };
+                state.depot.full = magazine.as_ptr();
+                state.depot.magazines += 1;
+                return;
+            }
+            // SAFETY: as above; lock held.
+            unsafe { self.drain_into_zones(&mut state, class, magazine) };
+        }
+        // SAFETY: empty and unused.
+        unsafe { self.magazines.lock().give(magazine) };
+    }
+
+    /// Drains every magazine of `class`'s depot into the zones (for `trim`).
+    /// The caller holds the class lock (`state`).
+    pub(crate) fn drain_depot(&self, state: &mut ClassState, class: SizeClass) {
+        while let Some(magazine) = NonNull::new(state.depot.full) {
+            // SAFETY: depot magazines are valid and owned by the depot.
+            state.depot.full = unsafe { magazine.as_ref().next };
+            state.depot.magazines -= 1;
+            // SAFETY: taken off the depot; lock held.
+            unsafe { self.drain_into_zones(state, class, magazine) };
+            // SAFETY: empty now, unused.
+            unsafe { self.magazines.lock().give(magazine) };
+        }
+    }
+
+    /// Lends up to `out.len()` blocks of `class` from the zones, under one
     /// acquisition of the class lock; returns how many. The blocks carry
-    /// the free mark: they are free, held by the cache.
-    pub(crate) fn refill_bin(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
+    /// the free mark: they are free, held by a cache.
+    fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
         let g = class.geometry();
         let mut cut_at = None;
         let mut filled = 0;
@@ -96,41 +237,65 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     ),
                 });
                 filled += 1;
+                // Carving writes the free mark into pages nobody used yet:
+                // stop at the page the last carved block ends in, so a
+                // refill never faults in memory the program may not need.
+                let end = popped.ptr.as_ptr().addr() + g.block_size;
+                if popped.carved
+                    && (end - 1) / MIN_PAGE_SIZE != (end + g.block_size - 1) / MIN_PAGE_SIZE
+                {
+                    break;
+                }
             }
         }
         if let Some(at) = cut_at {
             self.report_corruption(at);
         }
+        // A magazine pops from its end: reversed, the blocks go out in the
+        // order the zone gave them (ascending addresses for fresh carving).
+        out[..filled].reverse();
         filled
     }
 
-    /// Takes back blocks a front cache holds (its bin of `class`), under one
-    /// acquisition of the class lock.
-    pub(crate) fn take_back(&self, class: SizeClass, entries: &[Entry]) {
-        let mut state = self.class(class);
-        for entry in entries {
+    /// Gives every block of `magazine` back to its zone; the magazine is
+    /// left empty.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `class`'s lock (`state`) and the magazine, whose
+    /// blocks are lent by zones of `class`.
+    unsafe fn drain_into_zones(
+        &self,
+        state: &mut ClassState,
+        class: SizeClass,
+        magazine: NonNull<Magazine>,
+    ) {
+        // SAFETY: per the contract.
+        let mag = unsafe { &mut *magazine.as_ptr() };
+        for entry in mag.blocks() {
             let ptr = entry.block;
-            let owner = self.page_map.lookup(ptr.as_ptr().addr());
-            let index = match owner {
+            let index = match self.page_map.lookup(ptr.as_ptr().addr()) {
                 // The zone lent this block out, so it is alive; the block is
                 // one of its carved blocks, live (lent) in its bitmap.
                 Some(Owner::Zone { base, class: c }) if c == class => {
                     // SAFETY: a live zone of this class, lock held.
-                    unsafe { zone::block_index(base.cast(), ptr) }.map(|i| (base.cast(), i))
+                    unsafe { zone::block_index(base.cast(), ptr) }
+                        .ok()
+                        .map(|i| (base.cast(), i))
                 }
-                _ => Err(HeapError::InvalidPointer),
+                _ => None,
             };
             match index {
                 // SAFETY: a lent block of a live zone, lock held.
-                Ok((zone, index)) => unsafe { self.free_validated(&mut state, zone, index, ptr) },
-                // A cache only holds blocks it checked: this is corruption
-                // of the cache itself. Leak the block rather than guess.
-                Err(_) => {
-                    drop(state);
-                    self.report_corruption(ptr);
-                    state = self.class(class);
+                Some((zone, index)) => unsafe { self.free_validated(state, zone, index, ptr) },
+                // A cache only holds blocks it checked: this would be
+                // corruption of the magazine itself. Leak the block rather
+                // than guess, and count it.
+                None => {
+                    self.count_error(());
                 }
             }
         }
+        mag.len = 0;
     }
 }

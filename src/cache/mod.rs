@@ -4,11 +4,16 @@
 //!
 //! # Design: magazines
 //!
-//! A [`FrontCache`] is Bonwick's magazine layer: per class, a small array of
-//! free blocks (a *bin*). `allocate` pops from the bin, `deallocate` pushes
-//! onto it; an empty bin is refilled and a full one half drained *in
-//! batches* under one acquisition of the class lock. The zones stay shared
-//! by all owners: the cache only borrows blocks from them.
+//! A [`FrontCache`] is Bonwick's magazine layer. Per class it holds two
+//! *magazines* (fixed arrays of free blocks): `allocate` pops from the
+//! loaded one, `deallocate` pushes onto it. When the loaded magazine is
+//! empty (or full) and the previous one is not, they swap; when both are,
+//! one is exchanged whole with the class's *depot* of full magazines under
+//! one acquisition of the class lock: O(1), the blocks are not touched. Only
+//! an empty depot sends a refill to the zones, and only a depot that holds
+//! all it may sends blocks back to them. The zones stay shared by all
+//! owners: caches and depots only borrow blocks from them. Every bound is in
+//! `bins.rs`.
 //!
 //! **Remote frees** need nothing special. A block freed by an owner other
 //! than the one that allocated it goes into the freeing owner's bin and is
@@ -21,9 +26,9 @@
 //! a producer/consumer pair moves every block through the class lock once
 //! per batch, in both directions.
 //!
-//! **Blocks stay out of the blocks.** A bin is an array in the cache, not a
-//! list threaded through free blocks, so a use-after-free write cannot
-//! poison it. A cached block is *lent* by its zone (its live bit stays set)
+//! **Blocks stay out of the blocks.** A magazine is an array, not a list
+//! threaded through free blocks, so a use-after-free write cannot poison
+//! it. A cached block is *lent* by its zone (its live bit stays set)
 //! and carries the free mark (`free_mark.rs`), which is how a double free is
 //! caught without a lock, whichever owner's cache holds the block.
 //!
@@ -64,16 +69,17 @@
 //! unsafe { cache.deallocate(&heap, block).unwrap() };
 //! assert_eq!(heap.stats().live_blocks, 0);
 //! assert!(heap.stats().cached_blocks > 0); // kept for the next allocation
-//! cache.flush(&heap);
+//! cache.flush(&heap); // into the class's depot, for the next cache
+//! heap.trim(); // the depots' blocks back to their zones
 //! assert_eq!(heap.stats().cached_blocks, 0);
 //! ```
 
 mod bins;
 mod depot;
+mod magazine;
 
 use core::alloc::Layout;
 use core::fmt;
-use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
@@ -85,9 +91,12 @@ use crate::provider::PageProvider;
 use crate::size_class::{NUM_CLASSES, SizeClass};
 use crate::zone;
 
-use bins::LAYOUT;
-pub use bins::{BIN_BYTES, BIN_MAX_SLOTS, BIN_MIN_SLOTS, CACHE_MAX_BYTES, CACHE_SLOTS};
-pub(crate) use depot::Checked;
+use bins::BOUNDS;
+pub use bins::{CACHE_MAX_BYTES, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, MAGAZINE_MAX_BYTES};
+pub(crate) use depot::{Checked, Depot};
+use magazine::Magazine;
+pub(crate) use magazine::MagazinePool;
+pub use magazine::{MAGAZINE_BYTES, MAGAZINE_ENTRIES};
 
 /// A cached block: its address and where its zone keeps its requested size
 /// (so that handing it out records the size without finding the zone).
@@ -100,22 +109,26 @@ pub(crate) struct Entry {
 /// A front cache: free blocks per size class for one owner. See the module
 /// documentation for the design and for how a kernel uses one.
 ///
-/// It is a plain value (under 16 KiB on 64-bit targets): put it where the
-/// owner can reach it without a lock (a thread-local, a per-CPU area). It
-/// must always be used with the same [`Heap`]. It holds at most
-/// [`CACHE_MAX_BYTES`] of blocks; [`flush`](Self::flush) gives them all
-/// back (at thread exit, before a CPU goes offline).
+/// It is a small value (two pointers per class, about 1 KiB on 64-bit
+/// targets): put it where the owner can reach it without a lock (a
+/// thread-local, a per-CPU area). It must always be used with the same
+/// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
+/// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
+/// goes offline).
 pub struct FrontCache {
-    /// Blocks in each bin.
-    len: [u16; NUM_CLASSES],
-    /// Every bin's slots, one after the other (`bins::LAYOUT`).
-    slots: [MaybeUninit<Entry>; CACHE_SLOTS],
+    /// Per class, the magazine allocations pop from and frees push to.
+    loaded: [*mut Magazine; NUM_CLASSES],
+    /// Per class, the magazine swapped in when the loaded one runs empty
+    /// or full.
+    previous: [*mut Magazine; NUM_CLASSES],
+    /// Per class, refills from the zones so far (capped): a class the owner
+    /// barely uses borrows a couple of blocks, a busy one a full magazine
+    /// (`bins::refill_blocks`).
+    refills: [u8; NUM_CLASSES],
 }
 
-const _: () = assert!(core::mem::size_of::<FrontCache>() <= 16 << 10);
-
-// SAFETY: the entries are blocks lent to the cache by a heap that is `Sync`;
-// moving the cache to another thread moves that loan with it.
+// SAFETY: the magazines and their blocks are lent to the cache by a heap
+// that is `Sync`; moving the cache to another thread moves the loan.
 unsafe impl Send for FrontCache {}
 
 impl Default for FrontCache {
@@ -137,15 +150,16 @@ impl FrontCache {
     /// An empty cache.
     pub const fn new() -> Self {
         FrontCache {
-            len: [0; NUM_CLASSES],
-            slots: [MaybeUninit::uninit(); CACHE_SLOTS],
+            loaded: [ptr::null_mut(); NUM_CLASSES],
+            previous: [ptr::null_mut(); NUM_CLASSES],
+            refills: [0; NUM_CLASSES],
         }
     }
 
     /// Allocates like [`Heap::allocate`], from this cache when it has a
-    /// block of the class (no lock), or after refilling the bin in a batch.
-    /// LARGE requests go to the heap.
-    #[inline]
+    /// block of the class (no lock), or after an exchange with the class's
+    /// depot. LARGE requests go to the heap.
+    #[inline(always)]
     pub fn allocate<P: PageProvider, R: RawMutex>(
         &mut self,
         heap: &Heap<P, R>,
@@ -178,16 +192,15 @@ impl FrontCache {
     }
 
     /// Frees like [`Heap::deallocate`]: a valid TINY or SMALL block goes
-    /// into this cache without a lock (half the bin goes back to the zones
-    /// first if it is full). A double free is refused without a lock, even
-    /// when another owner's cache holds the block; anything else the
-    /// lock-free check cannot vouch for goes through the heap, which refuses
-    /// what it did not hand out.
+    /// into this cache without a lock. A double free is refused without a
+    /// lock, even when another owner's cache (or a depot) holds the block;
+    /// anything else the lock-free check cannot vouch for goes through the
+    /// heap, which refuses what it did not hand out.
     ///
     /// # Safety
     ///
     /// If `ptr` is a live block of `heap`, nothing may use it afterwards.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn deallocate<P: PageProvider, R: RawMutex>(
         &mut self,
         heap: &Heap<P, R>,
@@ -195,11 +208,11 @@ impl FrontCache {
     ) -> Result<(), HeapError> {
         match heap.check_for_cache(ptr) {
             Checked::Keep(class, entry) => {
+                // SAFETY: a valid block the caller gave up.
+                unsafe { free_mark::set(ptr) };
                 if !self.push(class, entry) {
                     self.push_slow(heap, class, entry);
                 }
-                // SAFETY: a valid block the caller gave up.
-                unsafe { free_mark::set(ptr) };
                 Ok(())
             }
             // SAFETY: per the contract.
@@ -208,59 +221,74 @@ impl FrontCache {
         }
     }
 
-    /// Gives every cached block back to the heap.
+    /// Gives every cached block back to the heap (to the depots, or to the
+    /// zones beyond the depots' bounds).
     pub fn flush<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
         for class in SizeClass::all() {
-            let len = self.len[class.index()] as usize;
-            if len > 0 {
-                self.drain(heap, class, len);
+            let i = class.index();
+            for magazine in [&mut self.loaded[i], &mut self.previous[i]] {
+                if let Some(m) = NonNull::new(core::mem::replace(magazine, ptr::null_mut())) {
+                    heap.retire_magazine(class, m);
+                }
             }
         }
     }
 
     /// Blocks the cache holds.
     pub fn cached_blocks(&self) -> usize {
-        self.len.iter().map(|&n| n as usize).sum()
+        self.loaded
+            .iter()
+            .chain(&self.previous)
+            // SAFETY: non-null magazines are the cache's, valid.
+            .map(|&m| unsafe { m.as_ref() }.map_or(0, |m| m.len))
+            .sum()
     }
 
     /// Bytes of the blocks the cache holds (block sizes).
     pub fn cached_bytes(&self) -> usize {
         SizeClass::all()
-            .map(|c| self.len[c.index()] as usize * c.block_size())
+            .map(|c| {
+                let i = c.index();
+                // SAFETY: as in `cached_blocks`.
+                let len = |m: *mut Magazine| unsafe { m.as_ref() }.map_or(0, |m| m.len);
+                (len(self.loaded[i]) + len(self.previous[i])) * c.block_size()
+            })
             .sum()
     }
 
-    /// The slots of `class`'s bin, as a raw range of the slot array.
+    /// The loaded magazine of `class`, if any.
     #[inline(always)]
-    fn bin(class: SizeClass) -> (usize, usize) {
-        (
-            LAYOUT.start[class.index()] as usize,
-            LAYOUT.slots[class.index()] as usize,
-        )
+    fn loaded(&mut self, class: SizeClass) -> Option<&mut Magazine> {
+        // SAFETY: a class index is below `NUM_CLASSES`, the array's length;
+        // a non-null loaded magazine is the cache's, valid.
+        unsafe { self.loaded.get_unchecked(class.index()).as_mut() }
     }
 
     #[inline(always)]
     fn pop(&mut self, class: SizeClass) -> Option<Entry> {
-        let len = self.len[class.index()] as usize;
-        if len == 0 {
-            return None;
-        }
-        self.len[class.index()] = len as u16 - 1;
-        let (start, _) = Self::bin(class);
-        // SAFETY: slots below `len` were written by `push` or a refill.
-        Some(unsafe { self.slots[start + len - 1].assume_init() })
+        let magazine = self.loaded(class)?;
+        let len = magazine.len.checked_sub(1)?;
+        magazine.len = len;
+        // SAFETY: `len < MAGAZINE_ENTRIES`, and entries below the old `len`
+        // are initialised.
+        Some(unsafe { magazine.entries.get_unchecked(len).assume_init() })
     }
 
-    /// Pushes unless the bin is full.
+    /// Pushes unless the loaded magazine is full (or missing).
     #[inline(always)]
     fn push(&mut self, class: SizeClass, entry: Entry) -> bool {
-        let len = self.len[class.index()] as usize;
-        let (start, slots) = Self::bin(class);
-        if len == slots {
+        // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
+        let cap = unsafe { *BOUNDS.magazine.get_unchecked(class.index()) } as usize;
+        let Some(magazine) = self.loaded(class) else {
+            return false;
+        };
+        let len = magazine.len;
+        if len == cap {
             return false;
         }
-        self.slots[start + len] = MaybeUninit::new(entry);
-        self.len[class.index()] = len as u16 + 1;
+        // SAFETY: `len < cap <= MAGAZINE_ENTRIES`.
+        unsafe { magazine.entries.get_unchecked_mut(len).write(entry) };
+        magazine.len = len + 1;
         true
     }
 
@@ -276,9 +304,10 @@ impl FrontCache {
         entry.block
     }
 
-    /// The bin is empty: refill it in one batch and hand out one block. If
-    /// the heap has nothing, give back what this cache holds and try the
-    /// heap once more (it trims before it fails).
+    /// The loaded magazine is empty (or missing): swap in the previous one
+    /// if it has blocks, or else exchange with the depot (which refills from
+    /// the zones when it has nothing). If the heap has nothing, give back
+    /// what this cache holds and try the heap once more (it trims first).
     #[cold]
     #[inline(never)]
     fn allocate_slow<P: PageProvider, R: RawMutex>(
@@ -287,19 +316,32 @@ impl FrontCache {
         class: SizeClass,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
-        let (start, slots) = Self::bin(class);
-        let bin = &mut self.slots[start..start + bins::batch(slots)];
-        let filled = heap.refill_bin(class, bin);
-        if filled > 0 {
-            self.len[class.index()] = filled as u16;
-            let entry = self.pop(class)?;
-            return Some(Self::hand_out(entry, class, layout.size()));
+        let i = class.index();
+        // SAFETY: non-null magazines are the cache's, valid.
+        if unsafe { self.previous[i].as_ref() }.is_some_and(|m| m.len > 0) {
+            core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
+        } else {
+            // Both empty: the previous one goes back, the loaded (empty)
+            // one becomes the previous, and a full one is loaded.
+            let spare = NonNull::new(core::mem::replace(&mut self.previous[i], self.loaded[i]));
+            self.loaded[i] = ptr::null_mut();
+            let want = bins::refill_blocks(self.refills[i]);
+            self.refills[i] = self.refills[i].saturating_add(1);
+            match heap.full_magazine(class, spare, want) {
+                Some(full) => self.loaded[i] = full.as_ptr(),
+                None => {
+                    self.flush(heap);
+                    return heap.allocate(layout);
+                }
+            }
         }
-        self.flush(heap);
-        heap.allocate(layout)
+        let entry = self.pop(class)?;
+        Some(Self::hand_out(entry, class, layout.size()))
     }
 
-    /// The bin is full: give its older half back, then keep `entry`.
+    /// The loaded magazine is full (or missing): swap in the previous one if
+    /// it is empty, or else hand the previous (full) one to the depot for an
+    /// empty one; then keep `entry`.
     #[cold]
     #[inline(never)]
     fn push_slow<P: PageProvider, R: RawMutex>(
@@ -308,28 +350,27 @@ impl FrontCache {
         class: SizeClass,
         entry: Entry,
     ) {
-        let (_, slots) = Self::bin(class);
-        self.drain(heap, class, bins::batch(slots));
-        let kept = self.push(class, entry);
-        debug_assert!(kept);
-    }
-
-    /// Gives the `n` oldest blocks of `class`'s bin back to the heap.
-    fn drain<P: PageProvider, R: RawMutex>(
-        &mut self,
-        heap: &Heap<P, R>,
-        class: SizeClass,
-        n: usize,
-    ) {
-        let (start, _) = Self::bin(class);
-        let len = self.len[class.index()] as usize;
-        let n = n.min(len);
-        // SAFETY: slots below `len` are initialised, and `MaybeUninit<Entry>`
-        // has the layout of `Entry`.
-        let oldest =
-            unsafe { core::slice::from_raw_parts(self.slots[start..].as_ptr().cast::<Entry>(), n) };
-        heap.take_back(class, oldest);
-        self.slots.copy_within(start + n..start + len, start);
-        self.len[class.index()] = (len - n) as u16;
+        let i = class.index();
+        // SAFETY: non-null magazines are the cache's, valid.
+        let previous = unsafe { self.previous[i].as_ref() };
+        if previous.is_some_and(|m| m.len == 0) {
+            core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
+        } else {
+            let empty = match NonNull::new(self.previous[i]) {
+                Some(full) => heap.take_full(class, full),
+                None => heap.empty_magazine(),
+            };
+            self.previous[i] = self.loaded[i];
+            self.loaded[i] = empty.map_or(ptr::null_mut(), NonNull::as_ptr);
+        }
+        if !self.push(class, entry) {
+            // No magazine could be had (no memory): the block goes back to
+            // its zone. It was checked and marked: the locked path refuses a
+            // marked block, so undo the mark first.
+            // SAFETY: the block is the caller's freed block.
+            unsafe { free_mark::clear(entry.block) };
+            // SAFETY: as for `deallocate`.
+            let _ = unsafe { heap.deallocate(entry.block) };
+        }
     }
 }

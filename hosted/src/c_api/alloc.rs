@@ -8,7 +8,7 @@ use ft_malloc::ReallocError;
 
 use super::{DEFAULT_ALIGN, SCRIBBLE_FREED, allocate, c_layout, or_enomem};
 use crate::config::{self, Config};
-use crate::{HEAP, os, report};
+use crate::{HEAP, os, report, thread_cache};
 
 /// `malloc(3)`. `malloc(0)` returns a unique pointer that can be freed.
 /// Sizes above `PTRDIFF_MAX` fail with `ENOMEM`.
@@ -18,6 +18,17 @@ use crate::{HEAP, os, report};
 /// None beyond C's: the result is uninitialised memory.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    if config::plain() {
+        return or_enomem(c_layout(size, DEFAULT_ALIGN).and_then(thread_cache::allocate));
+    }
+    malloc_with_settings(size)
+}
+
+/// `malloc` when a setting asks for more (scribble, trace), or before the
+/// settings are read.
+#[cold]
+#[inline(never)]
+fn malloc_with_settings(size: usize) -> *mut c_void {
     let config = config::get();
     let block = or_enomem(allocate(size, DEFAULT_ALIGN, config));
     if let Some(fd) = config.trace_fd {
@@ -39,7 +50,7 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
         count
             .checked_mul(size)
             .and_then(|bytes| c_layout(bytes, DEFAULT_ALIGN))
-            .and_then(|layout| HEAP.allocate_zeroed(layout)),
+            .and_then(thread_cache::allocate_zeroed),
     );
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("calloc({count}, {size}) = {block:p}"));
@@ -63,7 +74,7 @@ fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
         unsafe { ptr::write_bytes(block.as_ptr(), SCRIBBLE_FREED, usable) };
     }
     // SAFETY: `deallocate` validates the pointer before touching anything.
-    match unsafe { HEAP.deallocate(block) } {
+    match unsafe { thread_cache::deallocate(block) } {
         Ok(()) => true,
         Err(error) => {
             report::bad_pointer(function, ptr, error);
@@ -82,6 +93,23 @@ fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
 /// obeyed, but a block freed by mistake is still freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if !config::plain() {
+        return free_with_settings(ptr);
+    }
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return;
+    };
+    // SAFETY: `deallocate` validates the pointer before touching anything.
+    if let Err(error) = unsafe { thread_cache::deallocate(block) } {
+        report::bad_pointer("free", ptr, error);
+    }
+}
+
+/// `free` when a setting asks for more (scribble, trace), or before the
+/// settings are read.
+#[cold]
+#[inline(never)]
+fn free_with_settings(ptr: *mut c_void) {
     let config = config::get();
     release("free", ptr, config);
     if let Some(fd) = config.trace_fd {

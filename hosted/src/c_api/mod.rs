@@ -22,9 +22,9 @@ use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use crate::HEAP;
 use crate::config::Config;
 use crate::os;
+use crate::thread_cache;
 
 /// The alignment `malloc` guarantees (`alignof(max_align_t)` on x86_64).
 pub(crate) const DEFAULT_ALIGN: usize = ft_malloc::DEFAULT_ALIGN;
@@ -48,7 +48,7 @@ fn c_layout(size: usize, align: usize) -> Option<Layout> {
 /// asked. Leaves `errno` alone: callers decide how to report a failure.
 #[inline]
 fn allocate(size: usize, align: usize, config: Config) -> Option<NonNull<u8>> {
-    let block = HEAP.allocate(c_layout(size, align)?)?;
+    let block = thread_cache::allocate(c_layout(size, align)?)?;
     if config.scribble {
         // SAFETY: a fresh block of at least `size` bytes, ours to write.
         unsafe { ptr::write_bytes(block.as_ptr(), SCRIBBLE_NEW, size) };
