@@ -122,7 +122,13 @@ fn have(program: &str) -> bool {
 fn workloads(work: &Path) -> Vec<Workload> {
     let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
     let tests_c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
-    for name in ["small_churn", "large_churn", "realloc_strings"] {
+    for name in [
+        "small_churn",
+        "large_churn",
+        "realloc_strings",
+        "producer_consumer",
+        "thread_churn",
+    ] {
         gcc(&work.join(name), &[bench.join(format!("{name}.c"))], &[]);
     }
     gcc(&work.join("threads"), &[tests_c.join("threads.c")], &[]);
@@ -174,6 +180,26 @@ fn workloads(work: &Path) -> Vec<Workload> {
         Workload {
             name: "realloc_strings (9M growing reallocs)",
             argv: vec![local("realloc_strings"), s("3")],
+            env: vec![],
+        },
+        Workload {
+            name: "producer_consumer (1 pair, 4M blocks)",
+            argv: vec![local("producer_consumer"), s("1"), s("4000000")],
+            env: vec![],
+        },
+        Workload {
+            name: "producer_consumer (2 pairs, 2M blocks each)",
+            argv: vec![local("producer_consumer"), s("2"), s("2000000")],
+            env: vec![],
+        },
+        Workload {
+            name: "producer_consumer (4 pairs, 1M blocks each)",
+            argv: vec![local("producer_consumer"), s("4"), s("1000000")],
+            env: vec![],
+        },
+        Workload {
+            name: "thread_churn (20K threads, 4 at a time)",
+            argv: vec![local("thread_churn"), s("20000")],
             env: vec![],
         },
         Workload {
