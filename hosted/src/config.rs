@@ -147,6 +147,7 @@ static PACKED: AtomicU64 = AtomicU64::new(0);
 /// (no scribbling, no trace): one load and one compare, the only cost the
 /// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
 /// pointer is refused, and `FT_MALLOC_SHOW_AT_EXIT` at exit.
+#[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) fn plain() -> bool {
     PACKED.load(Ordering::Relaxed) & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK)
