@@ -1,8 +1,10 @@
 //! A [`PageProvider`] over one fixed region of memory: for kernels before
 //! paging is up, embedded targets, tests and benchmarks.
 //!
-//! The region is cut into 4 KiB pages; a bitmap (kept in the region's own
-//! first pages) says which are handed out. `map` is first fit from the
+//! The region is cut into 4 KiB pages; a bitmap says which are handed out.
+//! It lives inside the provider for regions of up to [`INLINE_PAGES`] pages
+//! (so a small region loses no page to it) and in the region's own first
+//! pages beyond that. `map` is first fit from the
 //! lowest page that may be free, which keeps runs packed at the bottom of
 //! the region; `resize` grows a run in place when the pages after it are
 //! free and always shrinks in place.
@@ -13,6 +15,10 @@ use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 
 const PAGE: usize = MIN_PAGE_SIZE;
 const BITS: usize = u64::BITS as usize;
+/// Bitmap words kept inside the provider.
+const INLINE_WORDS: usize = 4;
+/// Regions of up to this many pages (1 MiB) keep their bitmap inline.
+const INLINE_PAGES: usize = INLINE_WORDS * BITS;
 
 /// Page runs carved from a caller-given region.
 pub struct ArenaProvider {
@@ -33,8 +39,11 @@ struct Pages {
     base: *mut u8,
     /// Pages in the region, including the bitmap's own.
     count: usize,
-    /// One bit per page, set when handed out (or used by the bitmap).
+    /// One bit per page, set when handed out (or used by the bitmap): the
+    /// region's first pages if it has more than [`INLINE_PAGES`] pages...
     bitmap: *mut u64,
+    /// ... or else these words.
+    inline: [u64; INLINE_WORDS],
     used: usize,
     /// No page below this index is free.
     first_free: usize,
@@ -70,6 +79,12 @@ impl ArenaProvider {
             .map_or(0, |p| (p.count - p.bitmap_pages()) * PAGE)
     }
 
+    /// Page-aligned start and page count of the region.
+    fn extent(region: *mut u8, len: usize) -> Option<(*mut u8, usize)> {
+        let pad = region.addr().next_multiple_of(PAGE) - region.addr();
+        Some((region.wrapping_add(pad), len.checked_sub(pad)? / PAGE))
+    }
+
     fn pages<'a>(&self, state: &'a mut Option<Pages>) -> Option<&'a mut Pages> {
         if state.is_none() {
             *state = Pages::init(self.region, self.region_len);
@@ -80,9 +95,7 @@ impl ArenaProvider {
 
 impl Pages {
     fn init(region: *mut u8, len: usize) -> Option<Pages> {
-        let pad = region.addr().next_multiple_of(PAGE) - region.addr();
-        let count = len.checked_sub(pad)? / PAGE;
-        let base = region.wrapping_add(pad);
+        let (base, count) = ArenaProvider::extent(region, len)?;
         let bitmap_pages = Self::bitmap_pages_for(count);
         if count <= bitmap_pages {
             return None;
@@ -91,19 +104,26 @@ impl Pages {
             base,
             count,
             bitmap: base.cast(),
+            inline: [0; INLINE_WORDS],
             used: 0,
             first_free: 0,
         };
-        // SAFETY: the bitmap's pages are the first of the region, which the
-        // caller of `ArenaProvider::new` gave us.
-        unsafe { core::ptr::write_bytes(pages.bitmap, 0, count.div_ceil(BITS)) };
+        if bitmap_pages > 0 {
+            // SAFETY: the bitmap's pages are the first of the region, which
+            // the caller of `ArenaProvider::new` gave us.
+            unsafe { core::ptr::write_bytes(pages.bitmap, 0, count.div_ceil(BITS)) };
+        }
         pages.set(0, bitmap_pages, true);
         pages.first_free = bitmap_pages;
         Some(pages)
     }
 
     const fn bitmap_pages_for(count: usize) -> usize {
-        (count.div_ceil(BITS) * 8).div_ceil(PAGE)
+        if count <= INLINE_PAGES {
+            0
+        } else {
+            (count.div_ceil(BITS) * 8).div_ceil(PAGE)
+        }
     }
 
     fn bitmap_pages(&self) -> usize {
@@ -112,6 +132,9 @@ impl Pages {
 
     fn word(&self, i: usize) -> u64 {
         debug_assert!(i < self.count.div_ceil(BITS));
+        if self.count <= INLINE_PAGES {
+            return self.inline[i];
+        }
         // SAFETY: `i` is inside the bitmap, which lives in the region's first
         // pages and is only touched under the provider's lock.
         unsafe { self.bitmap.add(i).read() }
@@ -119,6 +142,10 @@ impl Pages {
 
     fn set_word(&mut self, i: usize, value: u64) {
         debug_assert!(i < self.count.div_ceil(BITS));
+        if self.count <= INLINE_PAGES {
+            self.inline[i] = value;
+            return;
+        }
         // SAFETY: as in `word`; `&mut self` is the lock's guard.
         unsafe { self.bitmap.add(i).write(value) }
     }
@@ -201,6 +228,11 @@ impl Pages {
 unsafe impl PageProvider for ArenaProvider {
     fn page_size(&self) -> usize {
         PAGE
+    }
+
+    fn span(&self) -> Option<(usize, usize)> {
+        let (base, count) = ArenaProvider::extent(self.region, self.region_len)?;
+        Some((base.addr(), base.addr() + count * PAGE))
     }
 
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
