@@ -110,8 +110,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let state = self.class(class);
             s.live_blocks += state.live_blocks;
             match class.kind() {
-                Kind::Tiny => s.tiny_zones += state.zones,
-                _ => s.small_zones += state.zones,
+                Kind::Tiny => s.tiny_zones += state.zones as usize,
+                _ => s.small_zones += state.zones as usize,
             }
         }
         let large = self.large.lock();
@@ -208,7 +208,7 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
     unsafe {
         zone::for_each_live(zone, |index| {
             let block = BlockInfo {
-                start: zone::block_addr(zone, class, index),
+                start: zone::block_addr(zone, index),
                 requested: zone::requested(zone, index),
                 usable: class.block_size(),
                 index,

@@ -355,6 +355,11 @@ impl PageMap {
         self.releases.fetch_add(1, Ordering::Release);
     }
 
+    /// Maps the map's top if it is missing; `false` if the provider refused.
+    pub(crate) fn prepare<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> bool {
+        self.root_for(provider, metadata).is_some()
+    }
+
     /// The map's top (flat array or tree root), mapped and published if
     /// missing. It never draws on a reserve: a registration that must not
     /// fail follows an earlier one, which made it.

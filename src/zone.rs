@@ -38,9 +38,12 @@ pub(crate) struct ZoneHeader {
     pub(crate) next: *mut ZoneHeader,
     /// Length of the run the provider gave (zone bytes rounded to its page).
     pub(crate) run_len: usize,
+    /// The class's full or scarce layout (`size_class`): where the bitmap,
+    /// the sizes and block 0 are, and the block size and its magic.
+    geometry: &'static ZoneGeometry,
     /// Blocks handed out by bumping so far; blocks at or past it were never used.
     carved: u32,
-    /// Blocks this zone may carve: the class's capacity, or fewer once
+    /// Blocks this zone may carve: the geometry's capacity, or fewer once
     /// `trim` gave the never-used tail back to the provider.
     capacity: u32,
     /// Allocated blocks.
@@ -69,19 +72,21 @@ pub(crate) struct Popped {
     pub(crate) link_cut: bool,
 }
 
-/// Writes a fresh header at `base`, a run of `run_len` bytes for `class`.
+/// Writes a fresh header at `base`, a run of `run_len` bytes for `class`
+/// laid out as `g` (one of the class's geometries).
 ///
 /// # Safety
 ///
-/// `base` must be a run of at least `class.geometry().zone_bytes` writable
-/// bytes, aligned to a page, owned by the caller.
+/// `base` must be a run of at least `g.zone_bytes` writable bytes, aligned
+/// to a page, owned by the caller.
 pub(crate) unsafe fn init(
     base: NonNull<u8>,
     class: SizeClass,
+    g: &'static ZoneGeometry,
     run_len: usize,
     zeroed: bool,
 ) -> NonNull<ZoneHeader> {
-    let g = class.geometry();
+    debug_assert_eq!(g.block_size, class.block_size());
     let zone = base.cast::<ZoneHeader>();
     // SAFETY: the run is ours, writable and large enough for header and
     // bitmap (the geometry puts both before block 0).
@@ -92,6 +97,7 @@ pub(crate) unsafe fn init(
             prev: ptr::null_mut(),
             next: ptr::null_mut(),
             run_len,
+            geometry: g,
             carved: 0,
             capacity: g.capacity as u32,
             live: 0,
@@ -123,7 +129,7 @@ pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
 
 #[inline]
 fn geometry(zone: &ZoneHeader) -> &'static ZoneGeometry {
-    zone.class.geometry()
+    zone.geometry
 }
 
 #[inline]
@@ -449,8 +455,13 @@ pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
 }
 
 /// Address of block `index`.
-pub(crate) fn block_addr(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> usize {
-    let g = class.geometry();
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn block_addr(zone: NonNull<ZoneHeader>, index: usize) -> usize {
+    // SAFETY: live zone.
+    let g = geometry(unsafe { zone.as_ref() });
     zone.as_ptr().addr() + g.blocks_offset + index * g.block_size
 }
 
