@@ -30,20 +30,25 @@ setup:
 
 ## The tests: host tests of every crate (the core's unit, model and thread
 ## tests; the hosted library under real programs; the QEMU kernel booted),
-## then the core under Miri.
+## the core's tests again as a 32-bit program (i686), then the core under Miri.
 test: setup all
 	$(CARGO) test --workspace
+	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test model --test small_heaps
 	$(MAKE) miri
 
 miri:
 	MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc --lib --test heap --test model
 
-## Formatting, lints, and the core built for bare metal.
+## Formatting, lints, and the core built for bare metal, 64- and 32-bit.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p ft_malloc_qemu_test --target x86_64-unknown-none -- -D warnings
 	$(CARGO) build -p ft_malloc --target x86_64-unknown-none
+	$(CARGO) build -p ft_malloc --target aarch64-unknown-none
+	$(CARGO) build -p ft_malloc --target i686-unknown-linux-gnu
+	$(CARGO) build -p ft_malloc --target thumbv7em-none-eabihf
+	$(CARGO) build -p ft_malloc --target riscv32imac-unknown-none-elf
 
 ## The main job: the seed's workflow (build, link, preload, show_alloc_mem),
 ## then the kernel's trace of one allocation's page fault.
