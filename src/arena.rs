@@ -130,14 +130,18 @@ impl Pages {
         Self::bitmap_pages_for(self.count)
     }
 
-    fn word(&self, i: usize) -> u64 {
-        debug_assert!(i < self.count.div_ceil(BITS));
+    /// The bitmap's words (chosen once per search, not per word).
+    fn words(&self) -> &[u64] {
         if self.count <= INLINE_PAGES {
-            return self.inline[i];
+            return &self.inline;
         }
-        // SAFETY: `i` is inside the bitmap, which lives in the region's first
-        // pages and is only touched under the provider's lock.
-        unsafe { self.bitmap.add(i).read() }
+        // SAFETY: the bitmap's words live in the region's first pages, are
+        // only touched under the provider's lock, and `&self` is its guard.
+        unsafe { core::slice::from_raw_parts(self.bitmap, self.count.div_ceil(BITS)) }
+    }
+
+    fn word(&self, i: usize) -> u64 {
+        self.words()[i]
     }
 
     fn set_word(&mut self, i: usize, value: u64) {
@@ -182,9 +186,10 @@ impl Pages {
 
     /// First page at or after `from` (and before `to`) with the given state.
     fn find(&self, from: usize, to: usize, used: bool) -> Option<usize> {
+        let words = self.words();
         let mut page = from;
         while page < to {
-            let raw = self.word(page / BITS);
+            let raw = words[page / BITS];
             let bits = (if used { raw } else { !raw }) >> (page % BITS);
             if bits != 0 {
                 let hit = page + bits.trailing_zeros() as usize;

@@ -356,8 +356,9 @@ impl PageMap {
     }
 
     /// Maps the map's top if it is missing; `false` if the provider refused.
+    #[inline]
     pub(crate) fn prepare<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> bool {
-        self.root_for(provider, metadata).is_some()
+        !self.root.load(Ordering::Acquire).is_null() || self.root_for(provider, metadata).is_some()
     }
 
     /// The map's top (flat array or tree root), mapped and published if
