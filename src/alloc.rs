@@ -11,6 +11,10 @@ use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
 use crate::zone::{self, Popped, ZoneHeader};
 
+/// Where zones are scarce, a request takes a free block of a class up to
+/// this many times its size before a new zone is mapped for it.
+const SCARCE_REACH: usize = 2;
+
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Allocates a block for `layout`. Returns `None` when memory is
     /// exhausted; the heap stays usable.
@@ -143,7 +147,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let class = if class.prefers_full_zone(self.span_bytes()) {
             class
         } else {
-            class.scarce_class()
+            let coarse = class.scarce_class();
+            if let Some(popped) = self.take_from_classes(coarse, layout, SCARCE_REACH) {
+                return Some(self.hand_out(popped, layout.size(), zeroed));
+            }
+            coarse
         };
         let popped = self.take_block(&mut self.class(class), class, layout.size());
         if let Some(popped) = popped {
@@ -166,8 +174,19 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// 16 bytes aligned to their lowest set bit, so the alignment holds if
     /// the block size is a multiple of it.
     fn take_from_larger_class(&self, class: SizeClass, layout: Layout) -> Option<Popped> {
-        let mut index = class.index() + 1;
+        let next = SizeClass::from_index(class.index() + 1)?;
+        self.take_from_classes(next, layout, usize::MAX)
+    }
+
+    /// A free block of `first` or a larger class whose block size is at
+    /// most `reach` times the request's, from a zone it already has.
+    fn take_from_classes(&self, first: SizeClass, layout: Layout, reach: usize) -> Option<Popped> {
+        let limit = layout.size().max(1).saturating_mul(reach);
+        let mut index = first.index();
         while let Some(larger) = SizeClass::from_index(index) {
+            if larger.block_size() > limit && index > first.index() {
+                break;
+            }
             index += 1;
             if larger.block_size() % layout.align() != 0 {
                 continue;

@@ -138,18 +138,20 @@ fn fill_mixed(heap: &SmallHeap, seed: u64, refusals: usize) -> (usize, usize) {
 }
 
 /// Half of 64 KiB holds a mixed load once the heap is full (it refuses 64
-/// requests in a row): 61-72% over these seeds. At the *first* refusal
-/// much less is live (17-34%): a zone of a page or more per coarse class
-/// is more than a 64 KiB heap can fill evenly. The test pins that lower
+/// requests in a row): 64-69% over these seeds. At the *first* refusal
+/// less is live (28-45%): a zone of a page or more per coarse class is
+/// more than a 64 KiB heap can fill evenly. The test pins that lower
 /// figure too.
 #[test]
 fn half_of_64_kib_holds_a_mixed_load() {
-    for seed in 1..=8 {
+    // One seed under Miri (which interprets every access), eight natively.
+    let seeds = if cfg!(miri) { 1 } else { 8 };
+    for seed in 1..=seeds {
         let heap = small_heap(64 << 10);
         let (first, full) = fill_mixed(&heap, seed, 64);
         assert!(full >= 32 << 10, "seed {seed}: only {full} bytes live");
         assert!(
-            first >= 8 << 10,
+            first >= 16 << 10,
             "seed {seed}: only {first} bytes at the first refusal"
         );
     }
@@ -182,7 +184,7 @@ fn a_100_kib_heap_runs_a_mixed_load_in_zones() {
     }
     let stats = heap.stats();
     let calls = stats.map_calls + stats.unmap_calls + stats.resize_calls;
-    assert!(calls < 2000, "{calls} provider calls");
+    assert!(calls < 1000, "{calls} provider calls");
     for (p, size, tag) in blocks {
         check(p, size, tag);
         unsafe { heap.deallocate(p).unwrap() };
