@@ -309,7 +309,14 @@ impl PageMap {
             return false;
         };
         // Create every node first so failure leaves nothing half-registered.
-        if self.flat_len.load(Ordering::Relaxed) == 0 {
+        if self.flat_len.load(Ordering::Relaxed) != 0 {
+            // A flat array has every slot of the span, and every run lies in
+            // it (the provider's contract): refuse one that does not.
+            if self.existing_slot(start).is_none() || self.existing_slot(start + len - 1).is_none()
+            {
+                return false;
+            }
+        } else {
             let mut g = first;
             while g <= last {
                 if Self::leaf_for(provider, root, g, metadata_bytes, reserve.as_deref_mut())
@@ -321,11 +328,9 @@ impl PageMap {
             }
         }
         for g in first..=last {
-            // Every run lies in the provider's span (its contract), so a
-            // flat array has the slot; tree nodes were made above.
             let slot = self
                 .existing_slot(g << GRANULE_SHIFT)
-                .expect("a run outside the provider's span");
+                .expect("checked or made above");
             let swapped =
                 slot.compare_exchange(ptr::null_mut(), value, Ordering::Release, Ordering::Relaxed);
             // A filled slot would be a run registered over another live one:
