@@ -43,6 +43,7 @@ setup-demo:
 ## the examples run, then the core under Miri.
 test: setup all
 	$(CARGO) test --workspace
+	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test model --test small_heaps --test cache
 	$(CARGO) run -q --example arena_global
 	$(CARGO) run -q --example kernel_provider
 	$(CARGO) run -q -p ft_malloc_hosted --example hosted_global
@@ -69,6 +70,10 @@ lint: setup
 	$(CARGO) build -p ft_malloc --target x86_64-unknown-none --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ft_malloc --all-features
 	scripts/check-package.sh
+	$(CARGO) build -p ft_malloc --target aarch64-unknown-none
+	$(CARGO) build -p ft_malloc --target i686-unknown-linux-gnu
+	$(CARGO) build -p ft_malloc --target thumbv7em-none-eabihf
+	$(CARGO) build -p ft_malloc --target riscv32imac-unknown-none-elf
 
 ## The main job: the seed's workflow (build, link, preload, show_alloc_mem),
 ## then the kernel's trace of one allocation's page fault.

@@ -31,6 +31,7 @@ want gcc               # main.c and the hosted C test programs
 want libc6-dev         # their headers (gcc only recommends it)
 want make
 if [ "$mode" != demo ]; then
+    want gcc-multilib  # linking the core's tests for i686 (make test)
     want python3       # real programs under LD_PRELOAD
     want git
     want perl
@@ -56,12 +57,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
-    echo "setup: adding the x86_64-unknown-none target"
-    rustup target add x86_64-unknown-none
-fi
+# Bare metal (the QEMU kernel; the core on 64- and 32-bit targets, make lint)
+# and i686 Linux (the core's tests as a 32-bit program, make test). The demo
+# boots only the x86_64 kernel.
+targets=(x86_64-unknown-none)
+[ "$mode" = demo ] || targets+=(aarch64-unknown-none i686-unknown-linux-gnu
+    thumbv7em-none-eabihf riscv32imac-unknown-none-elf)
+for target in "${targets[@]}"; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "setup: adding the $target target"
+        rustup target add "$target"
+    fi
+done
 [ "$mode" = demo ] && exit 0
-
 for component in clippy rustfmt; do
     rustup component list --installed | grep -q "^$component" || rustup component add "$component"
 done

@@ -12,6 +12,10 @@ use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
 use crate::zone::{self, Popped, ZoneHeader};
 
+/// Where zones are scarce, a request takes a free block of a class up to
+/// this many times its size before a new zone is mapped for it.
+const SCARCE_REACH: usize = 2;
+
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Allocates a block for `layout`. Returns `None` when memory is
     /// exhausted; the heap stays usable.
@@ -152,8 +156,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// The provider refused a zone. Give back what the heap caches and try
-    /// once more; failing that, serve the block from a run of its own (a
-    /// nearly full small heap can still place a block it has no zone for).
+    /// once more; failing that, take a free block of a larger class (a full
+    /// small heap has room in other classes' zones), and failing that,
+    /// serve the block from a run of its own.
     #[cold]
     #[inline(never)]
     fn alloc_small_slow(
@@ -163,14 +168,62 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zeroed: bool,
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
+        // Where zones are scarce, a class between the coarse steps borrows
+        // its step's zones (see `size_class`).
+        let class = if class.prefers_full_zone(self.span_bytes()) {
+            class
+        } else {
+            let coarse = class.scarce_class();
+            if let Some(popped) = self.take_from_classes(coarse, layout, SCARCE_REACH) {
+                return Some(self.hand_out(popped, layout.size(), zeroed));
+            }
+            coarse
+        };
+        let popped = self.take_block(&mut self.class(class), class, layout.size());
+        if let Some(popped) = popped {
+            return Some(self.hand_out(popped, layout.size(), zeroed));
+        }
         if self.trim() > 0 {
             let popped = self.take_block(&mut self.class(class), class, layout.size());
             if let Some(popped) = popped {
                 return Some(self.hand_out(popped, layout.size(), zeroed));
             }
         }
+        if let Some(popped) = self.take_from_larger_class(class, layout) {
+            return Some(self.hand_out(popped, layout.size(), zeroed));
+        }
         self.alloc_large(layout.size(), layout.align(), zeroed)
             .or_else(|| self.oom_retry(layout, zeroed, oom_hook))
+    }
+
+    /// A block of the smallest class above `class` that has one free in a
+    /// zone it already has (no provider call). Its blocks are multiples of
+    /// 16 bytes aligned to their lowest set bit, so the alignment holds if
+    /// the block size is a multiple of it.
+    fn take_from_larger_class(&self, class: SizeClass, layout: Layout) -> Option<Popped> {
+        let next = SizeClass::from_index(class.index() + 1)?;
+        self.take_from_classes(next, layout, usize::MAX)
+    }
+
+    /// A free block of `first` or a larger class whose block size is at
+    /// most `reach` times the request's, from a zone it already has.
+    fn take_from_classes(&self, first: SizeClass, layout: Layout, reach: usize) -> Option<Popped> {
+        let limit = layout.size().max(1).saturating_mul(reach);
+        let mut index = first.index();
+        while let Some(larger) = SizeClass::from_index(index) {
+            if larger.block_size() > limit && index > first.index() {
+                break;
+            }
+            index += 1;
+            if larger.block_size() % layout.align() != 0 {
+                continue;
+            }
+            let mut state = self.class(larger);
+            if let Some((zone, popped)) = Self::pop_listed(&mut state) {
+                return Some(Self::finish_pop(&mut state, zone, popped, layout.size()));
+            }
+        }
+        None
     }
 
     #[inline(never)]

@@ -1,5 +1,9 @@
 //! A [`PageProvider`] over one fixed region of memory (documented on
 //! [`ArenaProvider`], where `cargo doc` shows it).
+//!
+//! The page bitmap lives inside the provider for regions of up to
+//! [`INLINE_PAGES`] pages (so a small region loses no page to it) and in the
+//! region's own first pages beyond that.
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -8,6 +12,10 @@ use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 
 const PAGE: usize = MIN_PAGE_SIZE;
 const BITS: usize = u64::BITS as usize;
+/// Bitmap words kept inside the provider.
+const INLINE_WORDS: usize = 4;
+/// Regions of up to this many pages (1 MiB) keep their bitmap inline.
+const INLINE_PAGES: usize = INLINE_WORDS * BITS;
 
 /// Page runs carved from one caller-given region: for kernels before paging
 /// is up, embedded targets without an MMU, tests and benchmarks.
@@ -69,8 +77,11 @@ struct Pages {
     base: *mut u8,
     /// Pages in the region, including the bitmap's own.
     count: usize,
-    /// One bit per page, set when handed out (or used by the bitmap).
+    /// One bit per page, set when handed out (or used by the bitmap): the
+    /// region's first pages if it has more than [`INLINE_PAGES`] pages...
     bitmap: *mut u64,
+    /// ... or else these words.
+    inline: [u64; INLINE_WORDS],
     used: usize,
     /// No page below this index is free.
     first_free: usize,
@@ -106,6 +117,12 @@ impl ArenaProvider {
             .map_or(0, |p| (p.count - p.bitmap_pages()) * PAGE)
     }
 
+    /// Page-aligned start and page count of the region.
+    fn extent(region: *mut u8, len: usize) -> Option<(*mut u8, usize)> {
+        let pad = region.addr().next_multiple_of(PAGE) - region.addr();
+        Some((region.wrapping_add(pad), len.checked_sub(pad)? / PAGE))
+    }
+
     fn pages<'a>(&self, state: &'a mut Option<Pages>) -> Option<&'a mut Pages> {
         if state.is_none() {
             *state = Pages::init(self.region, self.region_len);
@@ -116,9 +133,7 @@ impl ArenaProvider {
 
 impl Pages {
     fn init(region: *mut u8, len: usize) -> Option<Pages> {
-        let pad = region.addr().next_multiple_of(PAGE) - region.addr();
-        let count = len.checked_sub(pad)? / PAGE;
-        let base = region.wrapping_add(pad);
+        let (base, count) = ArenaProvider::extent(region, len)?;
         let bitmap_pages = Self::bitmap_pages_for(count);
         if count <= bitmap_pages {
             return None;
@@ -127,34 +142,52 @@ impl Pages {
             base,
             count,
             bitmap: base.cast(),
+            inline: [0; INLINE_WORDS],
             used: 0,
             first_free: 0,
         };
-        // SAFETY: the bitmap's pages are the first of the region, which the
-        // caller of `ArenaProvider::new` gave us.
-        unsafe { core::ptr::write_bytes(pages.bitmap, 0, count.div_ceil(BITS)) };
+        if bitmap_pages > 0 {
+            // SAFETY: the bitmap's pages are the first of the region, which
+            // the caller of `ArenaProvider::new` gave us.
+            unsafe { core::ptr::write_bytes(pages.bitmap, 0, count.div_ceil(BITS)) };
+        }
         pages.set(0, bitmap_pages, true);
         pages.first_free = bitmap_pages;
         Some(pages)
     }
 
     const fn bitmap_pages_for(count: usize) -> usize {
-        (count.div_ceil(BITS) * 8).div_ceil(PAGE)
+        if count <= INLINE_PAGES {
+            0
+        } else {
+            (count.div_ceil(BITS) * 8).div_ceil(PAGE)
+        }
     }
 
     fn bitmap_pages(&self) -> usize {
         Self::bitmap_pages_for(self.count)
     }
 
+    /// The bitmap's words (chosen once per search, not per word).
+    fn words(&self) -> &[u64] {
+        if self.count <= INLINE_PAGES {
+            return &self.inline;
+        }
+        // SAFETY: the bitmap's words live in the region's first pages, are
+        // only touched under the provider's lock, and `&self` is its guard.
+        unsafe { core::slice::from_raw_parts(self.bitmap, self.count.div_ceil(BITS)) }
+    }
+
     fn word(&self, i: usize) -> u64 {
-        debug_assert!(i < self.count.div_ceil(BITS));
-        // SAFETY: `i` is inside the bitmap, which lives in the region's first
-        // pages and is only touched under the provider's lock.
-        unsafe { self.bitmap.add(i).read() }
+        self.words()[i]
     }
 
     fn set_word(&mut self, i: usize, value: u64) {
         debug_assert!(i < self.count.div_ceil(BITS));
+        if self.count <= INLINE_PAGES {
+            self.inline[i] = value;
+            return;
+        }
         // SAFETY: as in `word`; `&mut self` is the lock's guard.
         unsafe { self.bitmap.add(i).write(value) }
     }
@@ -191,9 +224,10 @@ impl Pages {
 
     /// First page at or after `from` (and before `to`) with the given state.
     fn find(&self, from: usize, to: usize, used: bool) -> Option<usize> {
+        let words = self.words();
         let mut page = from;
         while page < to {
-            let raw = self.word(page / BITS);
+            let raw = words[page / BITS];
             let bits = (if used { raw } else { !raw }) >> (page % BITS);
             if bits != 0 {
                 let hit = page + bits.trailing_zeros() as usize;
@@ -237,6 +271,11 @@ impl Pages {
 unsafe impl PageProvider for ArenaProvider {
     fn page_size(&self) -> usize {
         PAGE
+    }
+
+    fn span(&self) -> Option<(usize, usize)> {
+        let (base, count) = ArenaProvider::extent(self.region, self.region_len)?;
+        Some((base.addr(), base.addr() + count * PAGE))
     }
 
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {

@@ -9,18 +9,18 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
-use crate::cache::{Depot, MagazinePool};
+use crate::cache::{Magazine, MagazinePool};
 use crate::error::HeapError;
 use crate::large::LargeState;
 use crate::page_map::{GRANULE_SHIFT, Owner, PageMap};
 use crate::provider::PageProvider;
-use crate::size_class::{NUM_CLASSES, SizeClass};
+use crate::size_class::{NUM_CLASSES, SizeClass, ZoneGeometry};
 use crate::zone::{self, ZoneHeader};
 
 /// Empty zones a class keeps mapped for reuse; further empty zones go back to
 /// the provider at once. One is enough to make a malloc/free loop free of
 /// provider calls.
-pub(crate) const EMPTY_ZONES_KEPT: usize = 1;
+pub(crate) const EMPTY_ZONES_KEPT: u16 = 1;
 
 /// A kept empty zone whose carved blocks covered at least this many bytes
 /// is reset and its pages decommitted (`PageProvider::decommit`): the
@@ -59,9 +59,10 @@ unsafe impl<P: PageProvider + Sync, R: RawMutex + Send + Sync> Sync for Heap<P, 
 // SAFETY: as above; moving the heap moves ownership of all its runs.
 unsafe impl<P: PageProvider + Send, R: RawMutex + Send> Send for Heap<P, R> {}
 
-/// One class's lock and state, on a cache line of its own so that classes
-/// used by different threads do not false-share.
-#[repr(align(64))]
+/// One class's lock and state, in 32 bytes: two classes share a cache line
+/// (72 lines of their own would put 4.5 KiB in a `static` heap; see
+/// `tests/small_heaps.rs`).
+#[repr(align(32))]
 pub(crate) struct ClassSlot<R: RawMutex>(pub(crate) Mutex<R, ClassState>);
 
 /// What a class knows, under its lock.
@@ -70,11 +71,13 @@ pub(crate) struct ClassState {
     /// touched first; allocation takes from the head.
     pub(crate) with_room: *mut ZoneHeader,
     /// Zones of this class, full or not.
-    pub(crate) zones: usize,
+    pub(crate) zones: u32,
+    /// Full magazines that front caches gave back: the depot (a list).
+    pub(crate) depot: *mut Magazine,
+    /// Magazines in the depot (at most `cache::bins::DEPOT_MAX_MAGAZINES`).
+    pub(crate) depot_magazines: u16,
     /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
-    pub(crate) empty_zones: usize,
-    /// Full magazines that front caches gave back.
-    pub(crate) depot: Depot,
+    pub(crate) empty_zones: u16,
 }
 
 // SAFETY: the zone pointers are only followed under the class lock.
@@ -99,7 +102,8 @@ impl ClassState {
             with_room: ptr::null_mut(),
             zones: 0,
             empty_zones: 0,
-            depot: Depot::new(),
+            depot: ptr::null_mut(),
+            depot_magazines: 0,
         }
     }
 
@@ -270,6 +274,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         reg_len: usize,
         owner: impl FnOnce(NonNull<u8>) -> Owner,
     ) -> Option<NonNull<u8>> {
+        // The map's top first: in an arena it then sits below every run
+        // instead of splitting the free pages.
+        if !self
+            .page_map
+            .prepare(&self.provider, &self.counters.metadata_bytes)
+        {
+            return None;
+        }
         let base = self.provider.map(len, align)?;
         self.counters.map_calls.fetch_add(1, Ordering::Relaxed);
         let start = base.as_ptr().addr() + reg_offset;
@@ -312,16 +324,36 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         self.counters.mapped_bytes.fetch_sub(len, Ordering::Relaxed);
     }
 
-    /// Maps and initialises a zone for `class`. The caller holds the class lock.
+    /// Maps and initialises a zone for `class`: a full one if the
+    /// provider's span allows it (`SizeClass::prefers_full_zone`) and the
+    /// provider gives it, else a scarce one; none where the class borrows
+    /// its [`scarce_class`](SizeClass::scarce_class)'s zones instead. The
+    /// caller holds the class lock.
     pub(crate) fn new_zone(&self, class: SizeClass) -> Option<NonNull<ZoneHeader>> {
+        if class.prefers_full_zone(self.span_bytes()) {
+            if let Some(zone) = self.map_zone(class, class.geometry()) {
+                return Some(zone);
+            }
+        } else if class.scarce_class() != class {
+            return None;
+        }
+        self.map_zone(class, class.scarce_geometry())
+    }
+
+    /// Bytes of the provider's span, if it has one.
+    pub(crate) fn span_bytes(&self) -> Option<usize> {
+        self.provider.span().map(|(start, end)| end - start)
+    }
+
+    fn map_zone(&self, class: SizeClass, g: &'static ZoneGeometry) -> Option<NonNull<ZoneHeader>> {
         let page = self.page_size();
-        let run_len = class.geometry().zone_bytes.next_multiple_of(page);
+        let run_len = g.zone_bytes.next_multiple_of(page);
         let base = self.map_run(run_len, page, 0, run_len, |base| Owner::Zone {
             base,
             class,
         })?;
         // SAFETY: a fresh run of `run_len >= zone_bytes` bytes, ours alone.
-        Some(unsafe { zone::init(base, class, run_len, self.provider.zeroed_on_map()) })
+        Some(unsafe { zone::init(base, class, g, run_len, self.provider.zeroed_on_map()) })
     }
 
     /// Unlists and unmaps a zone. The caller holds the class lock.

@@ -141,8 +141,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         for class in SizeClass::all() {
             let state = self.class(class);
             match class.kind() {
-                Kind::Tiny => s.tiny_zones += state.zones,
-                _ => s.small_zones += state.zones,
+                Kind::Tiny => s.tiny_zones += state.zones as usize,
+                _ => s.small_zones += state.zones as usize,
             }
         }
         let large = self.large.lock();
@@ -306,7 +306,7 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
     // cache carry the free mark and are not the program's.
     // SAFETY: a carved block of a live zone (its owner may write it: see
     // `free_mark::is_set`).
-    let cached_at = |index| unsafe { free_mark::is_set(zone::block_ptr(zone, class, index)) };
+    let cached_at = |index| unsafe { free_mark::is_set(zone::block_ptr(zone, index)) };
     let mut cached = 0;
     // SAFETY: per the contract.
     unsafe { zone::for_each_live(zone, |index| cached += cached_at(index) as usize) };
@@ -329,7 +329,7 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
                 return;
             }
             let block = BlockInfo {
-                start: zone::block_addr(zone, class, index),
+                start: zone::block_addr(zone, index),
                 requested: zone::requested(zone, index),
                 usable: class.block_size(),
                 index,

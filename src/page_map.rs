@@ -1,9 +1,19 @@
 //! The page map: from any address to the zone or LARGE run that owns it, in
 //! O(1), without touching the address itself.
 //!
-//! A three-level radix tree over 4 KiB granules of the 48-bit address space
-//! (12 + 12 + 12 bits of granule number). Every granule of a zone maps to the
-//! zone's start; a LARGE run maps only the granule holding its user pointer,
+//! One slot per 4 KiB granule, in one of two layouts chosen on first use:
+//!
+//! - **flat**: the provider knows its [`span`](PageProvider::span) (an
+//!   arena): one array of slots over the span, `slot[(addr - start) >> 12]`.
+//!   It costs one pointer per page of the span (1/512 of it on 64-bit
+//!   targets), a single page for a region of up to 2 MiB.
+//! - **tree**: anywhere in the address space (`mmap`): a radix tree over the
+//!   granules of the 48-bit (64-bit targets: 3 levels of 4096 slots) or
+//!   32-bit (2 levels of 1024 slots) address space.
+//!
+//! Either way the top (the flat array or the tree's root) comes from the
+//! provider on first use, so a `static` heap holds no map at all. Every
+//! granule of a zone maps to the zone's start; a LARGE run maps only the granule holding its user pointer,
 //! the only address `free` may legitimately be given. An address nobody
 //! registered finds an empty slot, which is how invalid pointers are caught
 //! before any metadata is read.
@@ -46,20 +56,28 @@ use crate::size_class::SizeClass;
 
 /// log2 of the granule the map tracks.
 pub(crate) const GRANULE_SHIFT: u32 = MIN_PAGE_SIZE.trailing_zeros();
-const LEVEL_BITS: u32 = 12;
-const FANOUT: usize = 1 << LEVEL_BITS;
-/// Bits of address the map distinguishes; higher bits must match exactly.
-const ADDRESS_BITS: u32 = GRANULE_SHIFT + 3 * LEVEL_BITS;
-const TAG_MASK: usize = (1 << GRANULE_SHIFT) - 1;
+const GRANULE: usize = 1 << GRANULE_SHIFT;
+/// Bits of address the tree distinguishes: the 48 bits of a 64-bit target's
+/// virtual addresses, or all of a 32-bit one's. Higher bits must match
+/// exactly.
+const ADDRESS_BITS: u32 = if usize::BITS > 48 { 48 } else { usize::BITS };
+/// Address bits above [`ADDRESS_BITS`] (none on 32-bit targets).
+const HIGH_MASK: usize = if ADDRESS_BITS < usize::BITS {
+    !0 << ADDRESS_BITS
+} else {
+    0
+};
+/// log2 of a tree node's slot count: 32 KiB nodes in 3 levels on 64-bit
+/// targets, 4 KiB nodes in 2 levels on 32-bit ones.
+const NODE_BITS: u32 = if usize::BITS > 32 { 12 } else { 10 };
+const LEVELS: u32 = (ADDRESS_BITS - GRANULE_SHIFT) / NODE_BITS;
+const _: () = assert!(LEVELS * NODE_BITS == ADDRESS_BITS - GRANULE_SHIFT);
+const FANOUT: usize = 1 << NODE_BITS;
+const SLOT_BYTES: usize = core::mem::size_of::<usize>();
+/// Bytes of one tree node.
+const NODE_BYTES: usize = FANOUT * SLOT_BYTES;
+const TAG_MASK: usize = GRANULE - 1;
 const TAG_LARGE: usize = TAG_MASK;
-/// Bytes of one node (8 pages).
-pub(crate) const NODE_BYTES: usize = FANOUT * core::mem::size_of::<usize>();
-
-/// One level of the tree: 4096 slots.
-#[repr(C)]
-struct Node {
-    slots: [AtomicPtr<u8>; FANOUT],
-}
 
 /// Who owns a granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,16 +114,38 @@ impl Owner {
     }
 }
 
-/// The radix tree. The root lives inline (32 KiB), deeper nodes come from the
-/// provider.
+/// The flat layout's extent for `provider`: the first granule's address
+/// and the granule count, or `None` for the tree. The one place that
+/// chooses the layout.
+fn flat_extent<P: PageProvider>(provider: &P) -> Option<(usize, usize)> {
+    let (start, end) = provider.span()?;
+    let start = start & !TAG_MASK;
+    (end > start).then(|| (start, (end - start).div_ceil(GRANULE)))
+}
+
+/// `bytes` rounded up to whole pages of `provider`.
+fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
+    bytes.next_multiple_of(provider.page_size())
+}
+
+/// The map: its top (flat array or tree root) and the release counter.
 pub(crate) struct PageMap {
-    root: [AtomicPtr<u8>; FANOUT],
+    /// The flat slot array or the tree's root node; null until the first
+    /// registration maps it.
+    root: AtomicPtr<u8>,
+    /// Flat layout: address of granule 0 and the slot count; 0 slots means
+    /// the tree. Stored before `root` is published (every writer stores the
+    /// same values: they follow from the provider's fixed span).
+    flat_start: AtomicUsize,
+    flat_len: AtomicUsize,
     /// Unregistrations so far (see the module's protocol).
     releases: AtomicUsize,
 }
 
-/// A registration of one granule creates at most a middle node and a leaf.
-const RESERVE_NODES: usize = 2;
+/// A registration of one granule creates at most one node per tree level
+/// below the root (which exists once anything was registered: a move
+/// re-registers a run that was registered before).
+const RESERVE_NODES: usize = LEVELS as usize - 1;
 
 /// Nodes set aside by one owner (the LARGE state, under its lock) so that
 /// registering one granule later cannot fail, whatever the provider says
@@ -126,11 +166,15 @@ impl NodeReserve {
     }
 
     /// Maps the missing nodes. Returns `false` if the provider refused (the
-    /// reserve keeps what it has).
+    /// reserve keeps what it has). A flat map needs none: its one array
+    /// exists once anything was registered.
     pub(crate) fn fill<P: PageProvider>(&mut self, provider: &P, metadata: &AtomicUsize) -> bool {
+        if flat_extent(provider).is_some() {
+            return true;
+        }
         for node in &mut self.nodes {
             if node.is_none() {
-                *node = Some(match PageMap::new_node(provider, metadata) {
+                *node = Some(match PageMap::new_run(provider, NODE_BYTES, metadata) {
                     Some(fresh) => fresh,
                     None => return false,
                 });
@@ -157,27 +201,38 @@ impl NodeReserve {
     /// Gives every reserved node back to the provider.
     pub(crate) fn release<P: PageProvider>(&mut self, provider: &P, metadata: &AtomicUsize) {
         while let Some(node) = self.take() {
-            // SAFETY: reserved nodes are unpublished NODE_BYTES runs from `provider`.
-            unsafe { provider.unmap(node, NODE_BYTES) };
-            metadata.fetch_sub(NODE_BYTES, Ordering::Relaxed);
+            let len = run_len(provider, NODE_BYTES);
+            // SAFETY: reserved nodes are unpublished node runs from `provider`.
+            unsafe { provider.unmap(node, len) };
+            metadata.fetch_sub(len, Ordering::Relaxed);
         }
     }
 }
 
-#[inline]
-fn indices(addr: usize) -> [usize; 3] {
-    let granule = addr >> GRANULE_SHIFT;
-    [
-        (granule >> (2 * LEVEL_BITS)) & (FANOUT - 1),
-        (granule >> LEVEL_BITS) & (FANOUT - 1),
-        granule & (FANOUT - 1),
-    ]
+/// Slot `i` of the node or flat array at `node`.
+///
+/// # Safety
+///
+/// `node` is a published node (or flat array) with more than `i` slots; the
+/// map never frees it while it lives, which bounds `'a`.
+#[inline(always)]
+unsafe fn slot_at<'a>(node: *mut u8, i: usize) -> &'a AtomicPtr<u8> {
+    // SAFETY: per the contract; nodes are zero-initialised arrays of slots.
+    unsafe { &*node.cast::<AtomicPtr<u8>>().add(i) }
+}
+
+/// The index, in a tree node at `level` (0 = leaf), of granule `g`.
+#[inline(always)]
+fn tree_index(g: usize, level: u32) -> usize {
+    (g >> (level * NODE_BITS)) & (FANOUT - 1)
 }
 
 impl PageMap {
     pub(crate) const fn new() -> Self {
         PageMap {
-            root: [const { AtomicPtr::new(ptr::null_mut()) }; FANOUT],
+            root: AtomicPtr::new(ptr::null_mut()),
+            flat_start: AtomicUsize::new(0),
+            flat_len: AtomicUsize::new(0),
             releases: AtomicUsize::new(0),
         }
     }
@@ -191,26 +246,44 @@ impl PageMap {
         self.releases.load(Ordering::Acquire)
     }
 
+    /// The slot of the granule holding `addr`, if its nodes exist.
+    #[inline(always)]
+    fn existing_slot(&self, addr: usize) -> Option<&AtomicPtr<u8>> {
+        let root = self.root.load(Ordering::Acquire);
+        if root.is_null() {
+            return None;
+        }
+        // Written before `root` was published (Acquire above).
+        let flat_len = self.flat_len.load(Ordering::Relaxed);
+        if flat_len != 0 {
+            let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
+            // SAFETY: the flat array has `flat_len` slots and lives as long
+            // as the map.
+            return (g < flat_len).then(|| unsafe { slot_at(root, g) });
+        }
+        let g = addr >> GRANULE_SHIFT;
+        let mut node = root;
+        let mut level = LEVELS - 1;
+        while level > 0 {
+            // SAFETY: published nodes are valid, zero-initialised, FANOUT
+            // slots long and never freed while the map is alive.
+            node = unsafe { slot_at(node, tree_index(g, level)) }.load(Ordering::Acquire);
+            if node.is_null() {
+                return None;
+            }
+            level -= 1;
+        }
+        // SAFETY: as above.
+        Some(unsafe { slot_at(node, tree_index(g, 0)) })
+    }
+
     /// The owner registered for the granule holding `addr`, if any.
     #[inline]
     pub(crate) fn lookup(&self, addr: usize) -> Option<Owner> {
-        let [i0, i1, i2] = indices(addr);
-        let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
-        if mid.is_null() {
-            return None;
-        }
-        // SAFETY: published nodes are valid, zero-initialised `Node`s that are
-        // never freed while the map is alive.
-        let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
-        if leaf.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let slot = unsafe { (*leaf).slots[i2].load(Ordering::Acquire) };
-        let owner = Owner::decode(slot)?;
-        // Addresses that differ above bit 48 share slots; only an exact
-        // match of the high bits is the same owner.
-        if (owner.base().as_ptr().addr() ^ addr) >> ADDRESS_BITS != 0 {
+        let owner = Owner::decode(self.existing_slot(addr)?.load(Ordering::Acquire))?;
+        // In the tree, addresses that differ above `ADDRESS_BITS` share
+        // slots; only an exact match of the high bits is the same owner.
+        if (owner.base().as_ptr().addr() ^ addr) & HIGH_MASK != 0 {
             return None;
         }
         Some(owner)
@@ -221,23 +294,11 @@ impl PageMap {
     /// cache's free path.
     #[inline(always)]
     pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
-        let [i0, i1, i2] = indices(addr);
-        let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
-        if mid.is_null() {
-            return None;
-        }
-        // SAFETY: published nodes are valid, zero-initialised `Node`s that are
-        // never freed while the map is alive.
-        let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
-        if leaf.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let slot = unsafe { (*leaf).slots[i2].load(Ordering::Acquire) };
+        let slot = self.existing_slot(addr)?.load(Ordering::Acquire);
         // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
         // or land past the last class.
         let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
-        if class >= crate::size_class::NUM_CLASSES || (slot.addr() ^ addr) >> ADDRESS_BITS != 0 {
+        if class >= crate::size_class::NUM_CLASSES || (slot.addr() ^ addr) & HIGH_MASK != 0 {
             return None;
         }
         let base = slot.map_addr(|a| a & !TAG_MASK);
@@ -267,29 +328,38 @@ impl PageMap {
         let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
         let last = (start + len - 1) >> GRANULE_SHIFT;
+        let Some(root) = self.root_for(provider, metadata_bytes) else {
+            return false;
+        };
         // Create every node first so failure leaves nothing half-registered.
-        let mut g = first;
-        while g <= last {
-            if self
-                .leaf_for(
-                    provider,
-                    g << GRANULE_SHIFT,
-                    metadata_bytes,
-                    reserve.as_deref_mut(),
-                )
-                .is_none()
+        if self.flat_len.load(Ordering::Relaxed) != 0 {
+            // A flat array has every slot of the span, and every run lies in
+            // it (the provider's contract): refuse one that does not.
+            if self.existing_slot(start).is_none() || self.existing_slot(start + len - 1).is_none()
             {
                 return false;
             }
-            g = (g | (FANOUT - 1)) + 1;
+        } else {
+            let mut g = first;
+            while g <= last {
+                if Self::leaf_for(provider, root, g, metadata_bytes, reserve.as_deref_mut())
+                    .is_none()
+                {
+                    return false;
+                }
+                g = (g | (FANOUT - 1)) + 1;
+            }
         }
-        self.for_each_slot(first, last, |slot| {
+        for g in first..=last {
+            let slot = self
+                .existing_slot(g << GRANULE_SHIFT)
+                .expect("checked or made above");
             let swapped =
                 slot.compare_exchange(ptr::null_mut(), value, Ordering::Release, Ordering::Relaxed);
             // A filled slot would be a run registered over another live one:
             // a broken protocol, not something input can cause.
             debug_assert!(swapped.is_ok(), "a granule registered twice");
-        });
+        }
         true
     }
 
@@ -300,78 +370,105 @@ impl PageMap {
         let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
         let last = (start + len - 1) >> GRANULE_SHIFT;
-        self.for_each_slot(first, last, |slot| {
-            let _ =
-                slot.compare_exchange(value, ptr::null_mut(), Ordering::Release, Ordering::Relaxed);
-        });
+        for g in first..=last {
+            if let Some(slot) = self.existing_slot(g << GRANULE_SHIFT) {
+                let _ = slot.compare_exchange(
+                    value,
+                    ptr::null_mut(),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+        }
         self.releases.fetch_add(1, Ordering::Release);
     }
 
-    /// Calls `f` with the slot of every granule from `first` to `last`,
-    /// whose nodes `register` created; one node walk per leaf.
-    fn for_each_slot(&self, first: usize, last: usize, mut f: impl FnMut(&AtomicPtr<u8>)) {
-        let mut g = first;
-        while g <= last {
-            let [i0, i1, i2] = indices(g << GRANULE_SHIFT);
-            let mid = self.root[i0].load(Ordering::Acquire).cast::<Node>();
-            assert!(!mid.is_null(), "granule {g:#x} has no node");
-            // SAFETY: published nodes are valid and live as long as the map.
-            let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
-            assert!(!leaf.is_null(), "granule {g:#x} has no node");
-            let in_leaf = (FANOUT - i2).min(last - g + 1);
-            for i in i2..i2 + in_leaf {
-                // SAFETY: as above.
-                f(unsafe { &(*leaf).slots[i] });
+    /// Maps the map's top if it is missing; `false` if the provider refused.
+    #[inline]
+    pub(crate) fn prepare<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> bool {
+        !self.root.load(Ordering::Acquire).is_null() || self.root_for(provider, metadata).is_some()
+    }
+
+    /// The map's top (flat array or tree root), mapped and published if
+    /// missing. It never draws on a reserve: a registration that must not
+    /// fail follows an earlier one, which made it.
+    fn root_for<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> Option<*mut u8> {
+        let root = self.root.load(Ordering::Acquire);
+        if !root.is_null() {
+            return Some(root);
+        }
+        let (start, slots) = flat_extent(provider).unwrap_or((0, 0));
+        let bytes = if slots == 0 {
+            NODE_BYTES
+        } else {
+            slots * SLOT_BYTES
+        };
+        let fresh = Self::new_run(provider, bytes, metadata)?;
+        self.flat_start.store(start, Ordering::Relaxed);
+        self.flat_len.store(slots, Ordering::Relaxed);
+        match self.root.compare_exchange(
+            ptr::null_mut(),
+            fresh.as_ptr(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Some(fresh.as_ptr()),
+            Err(winner) => {
+                let len = run_len(provider, bytes);
+                // SAFETY: `fresh` is a zeroed run nobody else refers to.
+                unsafe { provider.unmap(fresh, len) };
+                metadata.fetch_sub(len, Ordering::Relaxed);
+                Some(winner)
             }
-            g += in_leaf;
         }
     }
 
-    /// The leaf node covering `addr`, created if missing.
+    /// The tree leaf covering granule `g`, created if missing.
     fn leaf_for<P: PageProvider>(
-        &self,
         provider: &P,
-        addr: usize,
+        root: *mut u8,
+        g: usize,
         metadata_bytes: &AtomicUsize,
         mut reserve: Option<&mut NodeReserve>,
-    ) -> Option<NonNull<Node>> {
-        let [i0, i1, _] = indices(addr);
-        let mid = self.child(
-            &self.root[i0],
-            provider,
-            metadata_bytes,
-            reserve.as_deref_mut(),
-        )?;
-        // SAFETY: `mid` is a live, published node.
-        let slot = unsafe { &(*mid.as_ptr()).slots[i1] };
-        self.child(slot, provider, metadata_bytes, reserve)
+    ) -> Option<*mut u8> {
+        let mut node = root;
+        let mut level = LEVELS - 1;
+        while level > 0 {
+            // SAFETY: `node` is a live, published tree node.
+            let slot = unsafe { slot_at(node, tree_index(g, level)) };
+            node = Self::child(slot, provider, metadata_bytes, reserve.as_deref_mut())?;
+            level -= 1;
+        }
+        Some(node)
     }
 
-    /// A zeroed node from the provider.
-    fn new_node<P: PageProvider>(
+    /// A zeroed run of `bytes` (rounded to pages) from the provider.
+    fn new_run<P: PageProvider>(
         provider: &P,
+        bytes: usize,
         metadata_bytes: &AtomicUsize,
     ) -> Option<NonNull<u8>> {
-        let fresh = provider.map(NODE_BYTES, MIN_PAGE_SIZE)?;
-        metadata_bytes.fetch_add(NODE_BYTES, Ordering::Relaxed);
+        let len = run_len(provider, bytes);
+        let fresh = provider.map(len, MIN_PAGE_SIZE)?;
+        metadata_bytes.fetch_add(len, Ordering::Relaxed);
         if !provider.zeroed_on_map() {
-            // SAFETY: the provider handed us NODE_BYTES writable bytes.
-            unsafe { ptr::write_bytes(fresh.as_ptr(), 0, NODE_BYTES) };
+            // SAFETY: the provider handed us `len >= bytes` writable bytes.
+            unsafe { ptr::write_bytes(fresh.as_ptr(), 0, bytes) };
         }
         Some(fresh)
     }
 
     fn child<P: PageProvider>(
-        &self,
         slot: &AtomicPtr<u8>,
         provider: &P,
         metadata_bytes: &AtomicUsize,
         reserve: Option<&mut NodeReserve>,
-    ) -> Option<NonNull<Node>> {
-        if let Some(node) = NonNull::new(slot.load(Ordering::Acquire)) {
-            return Some(node.cast());
+    ) -> Option<*mut u8> {
+        let node = slot.load(Ordering::Acquire);
+        if !node.is_null() {
+            return Some(node);
         }
-        let (fresh, reserve) = match Self::new_node(provider, metadata_bytes) {
+        let (fresh, reserve) = match Self::new_run(provider, NODE_BYTES, metadata_bytes) {
             Some(fresh) => (fresh, reserve),
             None => {
                 let reserve = reserve?;
@@ -384,45 +481,48 @@ impl PageMap {
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => Some(fresh.cast()),
+            Ok(_) => Some(fresh.as_ptr()),
             Err(winner) => {
                 // Another owner published the node first; ours was never
                 // seen. Keep it in the reserve if there is one with room.
                 if !reserve.is_some_and(|r| r.put(fresh)) {
+                    let len = run_len(provider, NODE_BYTES);
                     // SAFETY: `fresh` is a zeroed node nobody else refers to.
-                    unsafe { provider.unmap(fresh, NODE_BYTES) };
-                    metadata_bytes.fetch_sub(NODE_BYTES, Ordering::Relaxed);
+                    unsafe { provider.unmap(fresh, len) };
+                    metadata_bytes.fetch_sub(len, Ordering::Relaxed);
                 }
-                NonNull::new(winner.cast())
+                Some(winner)
             }
         }
     }
 
     /// Calls `f` with every registered granule's address and owner, in
-    /// increasing address order (of the 48-bit granule index).
+    /// increasing address order (of the granule index).
     pub(crate) fn for_each(&self, mut f: impl FnMut(usize, Owner)) {
-        for (i0, mid) in self.root.iter().enumerate() {
-            let mid = mid.load(Ordering::Acquire).cast::<Node>();
-            if mid.is_null() {
-                continue;
-            }
-            for i1 in 0..FANOUT {
-                // SAFETY: published nodes live as long as the map.
-                let leaf = unsafe { (*mid).slots[i1].load(Ordering::Acquire) }.cast::<Node>();
-                if leaf.is_null() {
-                    continue;
-                }
-                for i2 in 0..FANOUT {
-                    // SAFETY: as above.
-                    let slot = unsafe { (*leaf).slots[i2].load(Ordering::Acquire) };
-                    if let Some(owner) = Owner::decode(slot) {
-                        let granule = (i0 << (2 * LEVEL_BITS)) | (i1 << LEVEL_BITS) | i2;
-                        let high = owner.base().as_ptr().addr() & !((1 << ADDRESS_BITS) - 1);
-                        f(high | (granule << GRANULE_SHIFT), owner);
-                    }
-                }
-            }
+        let root = self.root.load(Ordering::Acquire);
+        if root.is_null() {
+            return;
         }
+        let flat_len = self.flat_len.load(Ordering::Relaxed);
+        if flat_len != 0 {
+            let start = self.flat_start.load(Ordering::Relaxed);
+            for g in 0..flat_len {
+                // SAFETY: the flat array has `flat_len` slots.
+                let slot = unsafe { slot_at(root, g) }.load(Ordering::Acquire);
+                if let Some(owner) = Owner::decode(slot) {
+                    f(start + (g << GRANULE_SHIFT), owner);
+                }
+            }
+            return;
+        }
+        let mut visit = |g: usize, slot: *mut u8| {
+            if let Some(owner) = Owner::decode(slot) {
+                let high = owner.base().as_ptr().addr() & HIGH_MASK;
+                f(high | (g << GRANULE_SHIFT), owner);
+            }
+        };
+        // SAFETY: the root is a published node at the top level.
+        unsafe { walk(root, LEVELS - 1, 0, &mut visit) };
     }
 
     /// Gives every node back to the provider.
@@ -431,21 +531,70 @@ impl PageMap {
     ///
     /// No other thread may use the map, now or later.
     pub(crate) unsafe fn release_nodes<P: PageProvider>(&mut self, provider: &P) {
-        for mid in self.root.iter() {
-            let mid = mid.swap(ptr::null_mut(), Ordering::Relaxed).cast::<Node>();
-            let Some(mid) = NonNull::new(mid) else {
-                continue;
+        let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
+        let Some(root) = NonNull::new(root) else {
+            return;
+        };
+        let flat_len = self.flat_len.load(Ordering::Relaxed);
+        let bytes = if flat_len != 0 {
+            flat_len * SLOT_BYTES
+        } else {
+            let node_len = run_len(provider, NODE_BYTES);
+            let mut release = |node: NonNull<u8>| {
+                // SAFETY: every tree node is a node run from `provider`, and
+                // only we can see it now.
+                unsafe { provider.unmap(node, node_len) };
             };
-            for i1 in 0..FANOUT {
-                // SAFETY: `mid` is a live node that only we can see now.
-                let leaf = unsafe { (*mid.as_ptr()).slots[i1].load(Ordering::Relaxed) };
-                if let Some(leaf) = NonNull::new(leaf) {
-                    // SAFETY: every node is a NODE_BYTES run from `provider`.
-                    unsafe { provider.unmap(leaf, NODE_BYTES) };
-                }
-            }
-            // SAFETY: as above.
-            unsafe { provider.unmap(mid.cast(), NODE_BYTES) };
+            // SAFETY: the root is a live node that only we can see.
+            unsafe { walk_nodes(root.as_ptr(), LEVELS - 1, &mut release) };
+            NODE_BYTES
+        };
+        // SAFETY: the top was a run of `bytes` (page-rounded) from `provider`.
+        unsafe { provider.unmap(root, run_len(provider, bytes)) };
+    }
+}
+
+/// Calls `f(granule, slot)` for every non-null leaf slot of the tree under
+/// `node`, a node at `level` (0 = leaf) whose first granule is `first`, in
+/// increasing granule order.
+///
+/// # Safety
+///
+/// `node` is a live tree node at `level`.
+unsafe fn walk(node: *mut u8, level: u32, first: usize, f: &mut dyn FnMut(usize, *mut u8)) {
+    for i in 0..FANOUT {
+        // SAFETY: per the contract; nodes have FANOUT slots.
+        let slot = unsafe { slot_at(node, i) }.load(Ordering::Acquire);
+        if slot.is_null() {
+            continue;
+        }
+        let g = first | (i << (level * NODE_BITS));
+        if level == 0 {
+            f(g, slot);
+        } else {
+            // SAFETY: a non-null slot above the leaves is a live child node.
+            unsafe { walk(slot, level - 1, g, f) };
+        }
+    }
+}
+
+/// Calls `f(child)` for every node below `node` (at `level`), each after
+/// the nodes below it.
+///
+/// # Safety
+///
+/// `node` is a live tree node at `level` that only the caller can see.
+unsafe fn walk_nodes(node: *mut u8, level: u32, f: &mut dyn FnMut(NonNull<u8>)) {
+    if level == 0 {
+        return;
+    }
+    for i in 0..FANOUT {
+        // SAFETY: per the contract.
+        let child = unsafe { slot_at(node, i) }.load(Ordering::Relaxed);
+        if let Some(child) = NonNull::new(child) {
+            // SAFETY: a non-null slot above the leaves is a live child node.
+            unsafe { walk_nodes(child.as_ptr(), level - 1, f) };
+            f(child);
         }
     }
 }

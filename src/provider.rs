@@ -57,6 +57,8 @@ pub const MIN_PAGE_SIZE: usize = 4096;
 ///   given back with [`unmap`](Self::unmap) (or resized).
 /// - If [`zeroed_on_map`](Self::zeroed_on_map) returns `true`, every byte of a
 ///   freshly mapped run (and of the part added by a resize) reads as zero.
+/// - [`span`](Self::span), if it returns a range, returns the same one on
+///   every call, and every run lies inside it.
 /// - The optional methods either do exactly what their documentation says or
 ///   keep their default behaviour.
 pub unsafe trait PageProvider {
@@ -83,6 +85,15 @@ pub unsafe trait PageProvider {
     /// for demand paging with zeroed frames). Lets `calloc` skip its memset.
     fn zeroed_on_map(&self) -> bool {
         false
+    }
+
+    /// Optional: the address range `[start, end)` that every run this
+    /// provider will ever hand out lies in, if it is known and fixed (an
+    /// arena knows its region). The heap sizes its page map and its zones
+    /// to it: a small span gets a small map and small zones. The default,
+    /// `None`, means "anywhere in the address space".
+    fn span(&self) -> Option<(usize, usize)> {
+        None
     }
 
     /// Optional: resizes a run from `old_len` to `new_len` bytes (both
@@ -137,6 +148,9 @@ unsafe impl<P: PageProvider + ?Sized> PageProvider for &P {
     }
     fn zeroed_on_map(&self) -> bool {
         (**self).zeroed_on_map()
+    }
+    fn span(&self) -> Option<(usize, usize)> {
+        (**self).span()
     }
     unsafe fn resize(
         &self,

@@ -11,8 +11,29 @@
 //! 1/8 = 12.5% of the request; LARGE runs waste less than one page, which is
 //! under 12.5% of any request above [`SMALL_MAX`].
 //!
-//! Every zone holds at least [`ZONE_MIN_BLOCKS`] blocks of its class and is at
-//! least [`ZONE_MIN_BYTES`] long.
+//! A class has two zone layouts ([`ZoneGeometry`]), with the same block size
+//! and the same division magic, so indexing costs the same in both:
+//!
+//! - a **full** zone ([`GEOMETRY`]) holds at least [`ZONE_MIN_BLOCKS`]
+//!   blocks and is at least [`ZONE_MIN_BYTES`] long (the seed's rule);
+//! - a **scarce** zone ([`SCARCE_GEOMETRY`]) is the fewest pages that hold
+//!   one block, or up to [`SCARCE_MAX_EXTRA_PAGES`] more if that makes its
+//!   blocks fill at least [`SCARCE_FILL_EIGHTHS`]/8 of it (else the best
+//!   fill of those): one page of 16-byte blocks, 9 pages for one 32 KiB
+//!   block.
+//!
+//! A new zone is full if the provider's span is unknown or at least
+//! [`ZONE_SPAN_SHARE`] times the full zone, and scarce otherwise; a full zone
+//! the provider refuses is tried again as a scarce one
+//! ([`SizeClass::prefers_full_zone`]). So a heap of a few pages carves
+//! zones of a few pages, and a large one keeps the seed's 100 blocks.
+//!
+//! Where a class would get scarce zones (a small span), only every
+//! [`SizeClass::scarce_class`] gets zones: the powers of two up to 128 and
+//! the 1.5x and 2x steps of every doubling above (16 classes instead of 40
+//! from 16 to 2048 bytes), and the classes in between take their blocks.
+//! A few pages cannot hold a zone for each of 72 classes; at most 1/3 of a
+//! block is lost to the coarser step instead.
 
 use crate::provider::MIN_PAGE_SIZE;
 use crate::zone::ZONE_HEADER_SIZE;
@@ -32,6 +53,18 @@ pub const ZONE_MIN_BLOCKS: usize = 100;
 /// A zone is never smaller than this (16 pages, the seed's TINY zone), so
 /// classes of small blocks do not call the provider every few blocks.
 pub const ZONE_MIN_BYTES: usize = 16 * MIN_PAGE_SIZE;
+/// A full zone is used only if the provider's span (when it has one) is at
+/// least this many times its size: a zone may take 1/32 of the memory.
+pub const ZONE_SPAN_SHARE: usize = 32;
+/// A scarce zone's blocks fill at least this many eighths of it, if some
+/// page count up to [`SCARCE_MAX_EXTRA_PAGES`] above the least allows it.
+pub const SCARCE_FILL_EIGHTHS: usize = 7;
+/// A scarce zone has at most this many pages more than the fewest that hold
+/// one block.
+pub const SCARCE_MAX_EXTRA_PAGES: usize = 7;
+/// Where zones are scarce, SMALL classes borrow the zones of the next of
+/// this many coarse steps per doubling ([`SizeClass::scarce_class`]).
+pub const SCARCE_STEPS_PER_DOUBLING: usize = 4;
 /// Blocks of a class start at a multiple of `min(lowest set bit of the block
 /// size, this)`, which makes power-of-two-sized blocks naturally aligned.
 pub const MAX_BLOCK_ALIGN: usize = MIN_PAGE_SIZE;
@@ -159,7 +192,7 @@ impl SizeClass {
         Some(class)
     }
 
-    /// The layout of this class's zones.
+    /// The layout of this class's full zones.
     #[inline]
     pub(crate) const fn geometry(self) -> &'static ZoneGeometry {
         // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES` (each
@@ -178,6 +211,40 @@ impl SizeClass {
     /// what the provider is asked for when the class needs a zone.
     pub const fn zone_bytes(self) -> usize {
         self.geometry().zone_bytes
+    }
+
+    /// The layout of this class's scarce zones (same block size and magic,
+    /// fewer blocks).
+    #[inline]
+    pub const fn scarce_geometry(self) -> &'static ZoneGeometry {
+        &SCARCE_GEOMETRY[self.0 as usize]
+    }
+
+    /// The class whose zones serve this one where zones are scarce: the
+    /// next power of two for TINY classes, the next 1.5x or 2x step of the
+    /// doubling for SMALL ones. Its block size is a multiple of every
+    /// alignment this class's is.
+    #[inline]
+    pub const fn scarce_class(self) -> SizeClass {
+        let index = self.0 as usize;
+        if index < TINY_CLASSES {
+            let size = self.block_size().next_power_of_two();
+            return SizeClass((size / TINY_STEP - 1) as u8);
+        }
+        // Round the step within the doubling up to the next coarse one.
+        let stride = CLASSES_PER_DOUBLING / SCARCE_STEPS_PER_DOUBLING;
+        let within = (index - TINY_CLASSES) % CLASSES_PER_DOUBLING;
+        SizeClass((index - within % stride + stride - 1) as u8)
+    }
+
+    /// Whether a new zone of this class should be a full one, for a
+    /// provider whose runs all lie in a span of `span` bytes (`None`:
+    /// unknown). A refused full zone falls back to a scarce one either way.
+    pub const fn prefers_full_zone(self, span: Option<usize>) -> bool {
+        match span {
+            None => true,
+            Some(span) => self.geometry().zone_bytes <= span / ZONE_SPAN_SHARE,
+        }
     }
 
     /// Every class, smallest first.
@@ -217,7 +284,8 @@ pub const CLASS_SIZES: [u32; NUM_CLASSES] = {
 pub struct ZoneGeometry {
     /// Zone length in bytes (a multiple of [`MIN_PAGE_SIZE`]).
     pub zone_bytes: usize,
-    /// Blocks in the zone (at least [`ZONE_MIN_BLOCKS`]).
+    /// Blocks in the zone (at least [`ZONE_MIN_BLOCKS`] in a full zone, at
+    /// least one in a scarce one).
     pub capacity: usize,
     /// Block size.
     pub block_size: usize,
@@ -237,8 +305,13 @@ pub struct ZoneGeometry {
 /// Shift that goes with [`ZoneGeometry::div_magic`].
 pub const DIV_SHIFT: u32 = 40;
 
-/// Zone geometry of every class.
-pub static GEOMETRY: [ZoneGeometry; NUM_CLASSES] = {
+/// Full-zone geometry of every class.
+pub static GEOMETRY: [ZoneGeometry; NUM_CLASSES] = geometry_table(false);
+
+/// Scarce-zone geometry of every class.
+pub static SCARCE_GEOMETRY: [ZoneGeometry; NUM_CLASSES] = geometry_table(true);
+
+const fn geometry_table(scarce: bool) -> [ZoneGeometry; NUM_CLASSES] {
     let mut table = [ZoneGeometry {
         zone_bytes: 0,
         capacity: 0,
@@ -251,11 +324,16 @@ pub static GEOMETRY: [ZoneGeometry; NUM_CLASSES] = {
     }; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
-        table[i] = geometry_for(CLASS_SIZES[i] as usize);
+        let block_size = CLASS_SIZES[i] as usize;
+        table[i] = if scarce {
+            scarce_geometry_for(block_size)
+        } else {
+            geometry_for(block_size)
+        };
         i += 1;
     }
     table
-};
+}
 
 const fn align_up(x: usize, align: usize) -> usize {
     (x + align - 1) & !(align - 1)
@@ -276,13 +354,52 @@ const fn blocks_offset(block_size: usize, capacity: usize, width: usize) -> usiz
     )
 }
 
+const fn size_width(block_size: usize) -> usize {
+    if block_size <= TINY_MAX { 1 } else { 2 }
+}
+
+/// The bytes of the fewest pages that hold `blocks` blocks.
+const fn zone_bytes_for(block_size: usize, blocks: usize) -> usize {
+    let width = size_width(block_size);
+    align_up(
+        blocks_offset(block_size, blocks, width) + blocks * block_size,
+        MIN_PAGE_SIZE,
+    )
+}
+
 const fn geometry_for(block_size: usize) -> ZoneGeometry {
-    let width = if block_size <= TINY_MAX { 1 } else { 2 };
-    let needed = blocks_offset(block_size, ZONE_MIN_BLOCKS, width) + ZONE_MIN_BLOCKS * block_size;
-    let mut zone_bytes = align_up(needed, MIN_PAGE_SIZE);
+    let mut zone_bytes = zone_bytes_for(block_size, ZONE_MIN_BLOCKS);
     if zone_bytes < ZONE_MIN_BYTES {
         zone_bytes = ZONE_MIN_BYTES;
     }
+    layout(block_size, zone_bytes)
+}
+
+const fn scarce_geometry_for(block_size: usize) -> ZoneGeometry {
+    let least = zone_bytes_for(block_size, 1);
+    let mut best = layout(block_size, least);
+    let mut extra = 0;
+    while extra <= SCARCE_MAX_EXTRA_PAGES {
+        let g = layout(block_size, least + extra * MIN_PAGE_SIZE);
+        let used = (g.capacity * block_size) as u64;
+        if used * 8 >= (SCARCE_FILL_EIGHTHS * g.zone_bytes) as u64 {
+            return g;
+        }
+        // Keep the best fill (used / zone_bytes, cross-multiplied; in u64
+        // so that 32-bit targets do not overflow).
+        let best_used = (best.capacity * block_size) as u64;
+        if used * best.zone_bytes as u64 > best_used * g.zone_bytes as u64 {
+            best = g;
+        }
+        extra += 1;
+    }
+    best
+}
+
+/// The layout of a zone of `zone_bytes` for `block_size`: as many blocks as
+/// fit after their metadata.
+const fn layout(block_size: usize, zone_bytes: usize) -> ZoneGeometry {
+    let width = size_width(block_size);
     // Fill the zone: the largest capacity whose metadata and blocks fit.
     let mut capacity = zone_bytes / block_size;
     while blocks_offset(block_size, capacity, width) + capacity * block_size > zone_bytes {
@@ -363,6 +480,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
+    fn scarce_zones_are_small_fit_and_share_the_magic() {
+        for class in SizeClass::all() {
+            let (g, full) = (class.scarce_geometry(), class.geometry());
+            assert!(g.capacity >= 1, "{g:?}");
+            assert!(g.zone_bytes <= full.zone_bytes, "{g:?}");
+            assert_eq!(g.zone_bytes % MIN_PAGE_SIZE, 0);
+            assert!(g.blocks_offset + g.capacity * g.block_size <= g.zone_bytes);
+            assert!(g.sizes_offset + g.capacity * g.size_width <= g.blocks_offset);
+            assert_eq!(
+                g.blocks_offset % (1 << g.block_size.trailing_zeros()).min(MAX_BLOCK_ALIGN),
+                0
+            );
+            assert_eq!(
+                (g.block_size, g.div_magic),
+                (full.block_size, full.div_magic)
+            );
+            // At most SCARCE_MAX_EXTRA_PAGES above the fewest pages that hold a block.
+            let least = zone_bytes_for(g.block_size, 1);
+            assert!(g.zone_bytes <= least + SCARCE_MAX_EXTRA_PAGES * MIN_PAGE_SIZE);
+        }
+        // The figures the docs quote.
+        let tiny = SizeClass::for_size(16).unwrap().scarce_geometry();
+        assert_eq!(tiny.zone_bytes, MIN_PAGE_SIZE);
+        assert!(tiny.capacity >= 230, "{tiny:?}");
+        assert_eq!(
+            SizeClass::for_size(SMALL_MAX)
+                .unwrap()
+                .scarce_geometry()
+                .zone_bytes,
+            9 * MIN_PAGE_SIZE
+        );
+    }
+
+    #[test]
+    fn scarce_classes_are_the_coarse_steps_and_keep_alignment() {
+        let mut anchors = SizeClass::all()
+            .filter(|c| c.scarce_class() == *c)
+            .map(SizeClass::block_size);
+        for expected in [16, 32, 64, 128, 160, 192, 224, 256, 320, 384, 448, 512] {
+            assert_eq!(anchors.next(), Some(expected));
+        }
+        for class in SizeClass::all() {
+            let anchor = class.scarce_class();
+            assert!(anchor >= class && anchor.scarce_class() == anchor);
+            let (size, big) = (class.block_size(), anchor.block_size());
+            assert!(big * 4 <= size * 5 || size <= TINY_MAX, "{size} -> {big}");
+            let align = 1 << size.trailing_zeros();
+            assert_eq!(big % align, 0, "{size} -> {big}");
+        }
+    }
+
+    #[test]
+    fn full_zones_need_a_span_of_32_zones() {
+        let class = SizeClass::for_size(16).unwrap();
+        let full = class.geometry().zone_bytes;
+        assert!(class.prefers_full_zone(None));
+        assert!(class.prefers_full_zone(Some(full * ZONE_SPAN_SHARE)));
+        assert!(!class.prefers_full_zone(Some(full * ZONE_SPAN_SHARE - 1)));
+        assert!(!class.prefers_full_zone(Some(16 * 1024)));
     }
 
     #[test]

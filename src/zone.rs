@@ -40,11 +40,14 @@ pub(crate) struct ZoneHeader {
     pub(crate) next: *mut ZoneHeader,
     /// Length of the run the provider gave (zone bytes rounded to its page).
     pub(crate) run_len: usize,
+    /// The class's full or scarce layout (`size_class`): where the bitmap,
+    /// the sizes and block 0 are, and the block size and its magic.
+    geometry: &'static ZoneGeometry,
     /// Blocks handed out by bumping so far; blocks at or past it were never
     /// used. Written under the class lock; a front cache reads it without
     /// the lock (see `carved_hint`), hence atomic.
     carved: AtomicU32,
-    /// Blocks this zone may carve: the class's capacity, or fewer once
+    /// Blocks this zone may carve: the geometry's capacity, or fewer once
     /// `trim` gave the never-used tail back to the provider.
     capacity: u32,
     /// Allocated blocks.
@@ -80,6 +83,7 @@ struct FreeBlock {
 /// before), and whether the free-list link it held was corrupt (the list
 /// was cut there; the caller reports it).
 pub(crate) struct Popped {
+    pub(crate) zone: NonNull<ZoneHeader>,
     pub(crate) index: usize,
     pub(crate) ptr: NonNull<u8>,
     pub(crate) zeroed: bool,
@@ -87,19 +91,21 @@ pub(crate) struct Popped {
     pub(crate) link_cut: bool,
 }
 
-/// Writes a fresh header at `base`, a run of `run_len` bytes for `class`.
+/// Writes a fresh header at `base`, a run of `run_len` bytes for `class`
+/// laid out as `g` (one of the class's geometries).
 ///
 /// # Safety
 ///
-/// `base` must be a run of at least `class.geometry().zone_bytes` writable
-/// bytes, aligned to a page, owned by the caller.
+/// `base` must be a run of at least `g.zone_bytes` writable bytes, aligned
+/// to a page, owned by the caller.
 pub(crate) unsafe fn init(
     base: NonNull<u8>,
     class: SizeClass,
+    g: &'static ZoneGeometry,
     run_len: usize,
     zeroed: bool,
 ) -> NonNull<ZoneHeader> {
-    let g = class.geometry();
+    debug_assert_eq!(g.block_size, class.block_size());
     let zone = base.cast::<ZoneHeader>();
     // SAFETY: the run is ours, writable and large enough for header and
     // bitmap (the geometry puts both before block 0).
@@ -110,6 +116,7 @@ pub(crate) unsafe fn init(
             prev: ptr::null_mut(),
             next: ptr::null_mut(),
             run_len,
+            geometry: g,
             carved: AtomicU32::new(0),
             capacity: g.capacity as u32,
             live: 0,
@@ -141,7 +148,7 @@ pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
 
 #[inline]
 fn geometry(zone: &ZoneHeader) -> &'static ZoneGeometry {
-    zone.class.geometry()
+    zone.geometry
 }
 
 #[inline]
@@ -215,6 +222,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
         let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved(), next) };
         z.free = if next_ok { next } else { ptr::null_mut() };
         Popped {
+            zone,
             index,
             // SAFETY: a block inside the zone run, never null.
             ptr: unsafe { NonNull::new_unchecked(block.cast()) },
@@ -229,6 +237,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
         unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
         let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
         Popped {
+            zone,
             index,
             // SAFETY: a block inside the zone run, never null.
             ptr: unsafe { NonNull::new_unchecked(block) },
@@ -324,12 +333,29 @@ pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<
 
 /// Where block `index` keeps the size its caller asked for: one byte per
 /// TINY block, two per SMALL block (`ZoneGeometry::size_width`).
+///
+/// # Safety
+///
+/// `zone` is a mapped zone (its header is read for its layout).
 #[inline(always)]
-pub(crate) fn size_slot(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> *mut u8 {
-    let g = class.geometry();
+pub(crate) unsafe fn size_slot(zone: NonNull<ZoneHeader>, index: usize) -> *mut u8 {
+    // SAFETY: per the contract.
+    let g = geometry(unsafe { zone.as_ref() });
     zone.as_ptr()
         .cast::<u8>()
         .wrapping_add(g.sizes_offset + index * g.size_width)
+}
+
+/// The layout of a zone (its class's full or scarce one), read from its
+/// header: set when the zone is made, never changed.
+///
+/// # Safety
+///
+/// `zone` is a mapped zone.
+#[inline(always)]
+pub(crate) unsafe fn layout_of(zone: NonNull<ZoneHeader>) -> &'static ZoneGeometry {
+    // SAFETY: per the contract.
+    geometry(unsafe { zone.as_ref() })
 }
 
 /// Records `size` in a block's size slot. The slot belongs to whoever holds
@@ -363,10 +389,9 @@ pub(crate) unsafe fn store_size(slot: *mut u8, width: usize, size: usize) {
 #[inline]
 pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size: usize) {
     // SAFETY: live zone.
-    let class = unsafe { zone.as_ref().class };
-    let width = class.geometry().size_width;
+    let width = geometry(unsafe { zone.as_ref() }).size_width;
     // SAFETY: per the contract.
-    unsafe { store_size(size_slot(zone, class, index), width, size) };
+    unsafe { store_size(size_slot(zone, index), width, size) };
 }
 
 /// The size recorded by [`set_requested`] for block `index`.
@@ -377,11 +402,12 @@ pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size
 #[inline]
 pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize {
     // SAFETY: live zone.
-    let class = unsafe { zone.as_ref().class };
-    let slot = size_slot(zone, class, index);
+    let width = geometry(unsafe { zone.as_ref() }).size_width;
+    // SAFETY: live zone.
+    let slot = unsafe { size_slot(zone, index) };
     // SAFETY: as in `store_size`.
     unsafe {
-        if class.geometry().size_width == 1 {
+        if width == 1 {
             AtomicU8::from_ptr(slot).load(Ordering::Relaxed) as usize
         } else {
             AtomicU16::from_ptr(slot.cast()).load(Ordering::Relaxed) as usize
@@ -514,14 +540,24 @@ pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
 }
 
 /// Address of block `index`.
-pub(crate) fn block_addr(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> usize {
-    let g = class.geometry();
+///
+/// # Safety
+///
+/// `zone` is live, its lock held.
+pub(crate) unsafe fn block_addr(zone: NonNull<ZoneHeader>, index: usize) -> usize {
+    // SAFETY: live zone.
+    let g = geometry(unsafe { zone.as_ref() });
     zone.as_ptr().addr() + g.blocks_offset + index * g.block_size
 }
 
 /// Block `index` of the zone, as a pointer (with the zone's provenance).
-pub(crate) fn block_ptr(zone: NonNull<ZoneHeader>, class: SizeClass, index: usize) -> NonNull<u8> {
-    let g = class.geometry();
+///
+/// # Safety
+///
+/// `zone` is a mapped zone.
+pub(crate) unsafe fn block_ptr(zone: NonNull<ZoneHeader>, index: usize) -> NonNull<u8> {
+    // SAFETY: per the contract.
+    let g = geometry(unsafe { zone.as_ref() });
     let block = zone
         .as_ptr()
         .cast::<u8>()

@@ -385,7 +385,8 @@ fn impossible_sizes_fail_without_wrapping() {
     for size in [
         isize::MAX as usize - 4095,
         isize::MAX as usize - 64,
-        1 << 40,
+        // More than the arena, on every target (1 TiB on 64-bit ones).
+        (1usize << (usize::BITS - 24)).max(1 << 30),
     ] {
         assert!(
             heap.allocate(Layout::from_size_align(size, 16).unwrap())
@@ -505,13 +506,15 @@ fn empty_blocks_with_page_alignment_stay_inside_their_run() {
 
 #[test]
 fn trim_gives_back_the_never_carved_tail_of_a_zone() {
+    // A class whose full zone (404 KiB) a 16 MiB arena affords (1/32 of it).
+    const SIZE: usize = 4000;
     let heap = arena_heap(16 << 20);
-    let class = ft_malloc::SizeClass::for_size(30_000).unwrap();
+    let class = ft_malloc::SizeClass::for_size(SIZE).unwrap();
     let zone_bytes = class.zone_bytes();
     let blocks: Vec<_> = (0..10)
         .map(|i| {
-            let p = heap.allocate(layout(30_000)).unwrap();
-            fill(p, 30_000, i);
+            let p = heap.allocate(layout(SIZE)).unwrap();
+            fill(p, SIZE, i);
             p
         })
         .collect();
@@ -524,10 +527,10 @@ fn trim_gives_back_the_never_carved_tail_of_a_zone() {
         "{kept} bytes kept"
     );
     // The capped zone is full now: the next block starts a new zone.
-    let more = heap.allocate(layout(30_000)).unwrap();
+    let more = heap.allocate(layout(SIZE)).unwrap();
     assert_eq!(heap.stats().small_zones, 2);
     for (i, p) in blocks.into_iter().enumerate() {
-        check(p, 30_000, i as u8);
+        check(p, SIZE, i as u8);
         unsafe { heap.deallocate(p) }.unwrap();
     }
     unsafe { heap.deallocate(more) }.unwrap();

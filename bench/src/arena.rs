@@ -33,14 +33,15 @@ pub fn prefault() {
     }
 }
 
-/// Zeroes the whole arena between two allocators.
+/// Zeroes the arena's first `len` bytes (the part the next allocator gets)
+/// between two allocators.
 ///
 /// # Safety
 ///
-/// No allocator built on the arena may be alive, and no pointer into it may
-/// be used afterwards.
-pub unsafe fn scrub() {
-    // SAFETY: the range is exactly the arena; the caller guarantees nobody
+/// No allocator built on the arena may be alive, no pointer into it may be
+/// used afterwards, and `len <= ARENA_SIZE`.
+pub unsafe fn scrub(len: usize) {
+    // SAFETY: the range is inside the arena; the caller guarantees nobody
     // else uses it now.
-    unsafe { start().as_ptr().write_bytes(0, ARENA_SIZE) };
+    unsafe { start().as_ptr().write_bytes(0, len.min(ARENA_SIZE)) };
 }

@@ -13,6 +13,7 @@ mod blocks;
 mod clock;
 mod draw;
 mod heap_efficiency;
+mod min_region;
 mod options;
 mod peers;
 mod random_actions;
@@ -46,6 +47,10 @@ fn main() {
     };
 
     arena::prefault();
+    if options.min_region {
+        print_min_regions(&options);
+        return;
+    }
     let trials = random_actions(&options);
     let efficiency = heap_efficiency(&options);
     let results = Results {
@@ -119,6 +124,22 @@ fn heap_efficiency(options: &Options) -> Vec<Option<f64>> {
             Some(efficiency)
         })
         .collect()
+}
+
+/// Prints each allocator's minimum region for the mixed workload.
+fn print_min_regions(options: &Options) {
+    println!(
+        "Minimum region for the mixed workload ({} KiB live, {} steps, sizes 16..2048)",
+        min_region::LIVE_TARGET >> 10,
+        min_region::STEPS
+    );
+    println!("| allocator | region (KiB) |");
+    println!("|---|---:|");
+    for &peer in &options.peers {
+        let region = min_region::min_region(peer, options.seed);
+        let shown = region.map_or("over the arena".into(), |r| (r >> 10).to_string());
+        println!("| {} | {shown} |", peer.name());
+    }
 }
 
 fn header(options: &Options) -> String {

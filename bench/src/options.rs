@@ -26,6 +26,8 @@ pub struct Options {
     pub seed: u64,
     /// Print CSV instead of the tables.
     pub csv: bool,
+    /// Only find each allocator's minimum region (`min_region.rs`).
+    pub min_region: bool,
 }
 
 /// The options that together decide the measured budget.
@@ -73,6 +75,8 @@ Options:
   --allocators A,...  subset of ft_malloc,talc,rlsf,linked_list,buddy
   --he-rounds N       heap-efficiency rounds, 0 to skip [300]
   --seed N            base seed of the action sequences
+  --min-region        instead: the smallest region on which each allocator
+                      runs a fixed mixed 16..2048-byte workload (bisection)
   --help              this text
 ";
 
@@ -93,6 +97,7 @@ impl Default for Options {
             he_rounds: spec::HE_ROUNDS,
             seed: spec::SEED,
             csv: false,
+            min_region: false,
         }
     }
 }
@@ -119,6 +124,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         match arg.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
             "--csv" => options.csv = true,
+            "--min-region" => options.min_region = true,
             "--quick" => {
                 options.trials = spec::QUICK_TRIALS;
                 budget.duration = spec::QUICK_DURATION;

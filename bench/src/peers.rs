@@ -69,18 +69,25 @@ impl Peer {
     /// Zeroes the arena, builds this allocator on it, runs `workload`, and
     /// drops the allocator (nothing of it survives the call).
     pub fn run_fresh<W: Workload>(self, workload: &mut W) -> W::Output {
+        self.run_fresh_in(ARENA_SIZE, workload)
+    }
+
+    /// As [`run_fresh`](Self::run_fresh), on the arena's first `len` bytes
+    /// only (`len <= ARENA_SIZE`).
+    pub fn run_fresh_in<W: Workload>(self, len: usize, workload: &mut W) -> W::Output {
+        assert!(len <= ARENA_SIZE);
         let start = arena::start();
         // SAFETY: the allocator of the previous call was dropped at the end of
         // that call, and nothing keeps pointers into the arena across calls.
-        unsafe { arena::scrub() };
+        unsafe { arena::scrub(len) };
         let name = self.name();
-        // In every arm: the arena is `ARENA_SIZE` writable bytes that no one
+        // In every arm: the arena's first `len` bytes are writable that no one
         // else uses until the allocator built on it is dropped at the end of
         // the arm. Each allocator is boxed alike.
         match self {
             Peer::FtMalloc => {
                 // SAFETY: the region is valid and exclusive for the heap's life (above).
-                let provider = unsafe { ft_malloc::ArenaProvider::new(start.as_ptr(), ARENA_SIZE) };
+                let provider = unsafe { ft_malloc::ArenaProvider::new(start.as_ptr(), len) };
                 let heap: Box<ft_malloc::Heap<ft_malloc::ArenaProvider>> =
                     Box::new(ft_malloc::Heap::new(provider));
                 workload.run(&*heap, name)
@@ -88,13 +95,15 @@ impl Peer {
             Peer::Talc => {
                 let talc: Box<TalcPeer> = Box::new(talc::TalcLock::new(talc::source::Manual));
                 // SAFETY: as above; `Manual` allows claiming by hand.
-                unsafe { talc.lock().claim(start.as_ptr(), ARENA_SIZE) }
-                    .expect("talc claims a 128 MiB arena");
+                // (A region too small for talc's metadata runs nothing.)
+                if unsafe { talc.lock().claim(start.as_ptr(), len) }.is_none() {
+                    return workload.run(&Refuse, name);
+                }
                 workload.run(&*talc, name)
             }
             Peer::Rlsf => {
                 let rlsf = Box::new(RlsfPeer(spin::Mutex::new(rlsf::Tlsf::new())));
-                let pool = NonNull::slice_from_raw_parts(start, ARENA_SIZE);
+                let pool = NonNull::slice_from_raw_parts(start, len);
                 // SAFETY: as above; the pool outlives the `Tlsf`, dropped in this arm.
                 unsafe { rlsf.0.lock().insert_free_block_ptr(pool) }
                     .expect("rlsf takes a 128 MiB pool");
@@ -103,17 +112,28 @@ impl Peer {
             Peer::LinkedList => {
                 let heap = Box::new(linked_list_allocator::LockedHeap::empty());
                 // SAFETY: as above.
-                unsafe { heap.lock().init(start.as_ptr(), ARENA_SIZE) };
+                unsafe { heap.lock().init(start.as_ptr(), len) };
                 workload.run(&*heap, name)
             }
             Peer::Buddy => {
                 let heap = Box::new(buddy_system_allocator::LockedHeap::<BUDDY_ORDER>::empty());
                 // SAFETY: as above; the range was added to no other heap.
-                unsafe { heap.lock().init(start.as_ptr().addr(), ARENA_SIZE) };
+                unsafe { heap.lock().init(start.as_ptr().addr(), len) };
                 workload.run(&*heap, name)
             }
         }
     }
+}
+
+/// Refuses everything: what an allocator without a usable region is.
+struct Refuse;
+
+// SAFETY: never hands out memory.
+unsafe impl GlobalAlloc for Refuse {
+    unsafe fn alloc(&self, _: Layout) -> *mut u8 {
+        std::ptr::null_mut()
+    }
+    unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
 }
 
 /// talc behind the same spin lock the core uses by default.

@@ -10,7 +10,7 @@
 //! to them (a drain).
 
 use core::mem::MaybeUninit;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use lock_api::RawMutex;
 
@@ -23,21 +23,6 @@ use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
 use crate::zone::{self, ZoneHeader};
-
-/// A class's full magazines, under its lock.
-pub(crate) struct Depot {
-    full: *mut Magazine,
-    magazines: usize,
-}
-
-impl Depot {
-    pub(crate) const fn new() -> Self {
-        Depot {
-            full: ptr::null_mut(),
-            magazines: 0,
-        }
-    }
-}
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
@@ -61,17 +46,22 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return Checked::Locked;
         };
         let zone = base.cast::<ZoneHeader>();
-        let g = class.geometry();
+        // SAFETY: the zone is registered; if `ptr` is one of its handed-out
+        // blocks the zone cannot be released meanwhile (the module docs say
+        // what an invalid pointer risks here). The guard first: the header
+        // it vouches for holds the zone's layout and carved count.
+        if !unsafe { zone::guard_ok(zone) } {
+            return Checked::Locked;
+        }
+        // SAFETY: as above.
+        let g = unsafe { zone::layout_of(zone) };
         let Some(offset) = addr.checked_sub(base.as_ptr().addr() + g.blocks_offset) else {
             return Checked::Locked;
         };
         let index = zone::div_block(offset, g);
-        // SAFETY: the zone is registered; if `ptr` is one of its handed-out
-        // blocks the zone cannot be released meanwhile (the module docs say
-        // what an invalid pointer risks here).
-        let carved = unsafe { zone::carved_hint(zone) };
         // SAFETY: as above.
-        if index * g.block_size != offset || index >= carved || !unsafe { zone::guard_ok(zone) } {
+        let carved = unsafe { zone::carved_hint(zone) };
+        if index * g.block_size != offset || index >= carved {
             return Checked::Locked;
         }
         // SAFETY: a carved block of a mapped zone.
@@ -82,7 +72,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             class,
             Entry {
                 block: ptr,
-                size_slot: zone::size_slot(zone, class, index),
+                // SAFETY: as above.
+                size_slot: unsafe { zone::size_slot(zone, index) },
             },
         )
     }
@@ -105,10 +96,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         want: usize,
     ) -> Option<NonNull<Magazine>> {
         let mut state = self.class(class);
-        if let Some(full) = NonNull::new(state.depot.full) {
+        if let Some(full) = NonNull::new(state.depot) {
             // SAFETY: depot magazines are valid and owned by the depot.
-            state.depot.full = unsafe { full.as_ref().next };
-            state.depot.magazines -= 1;
+            state.depot = unsafe { full.as_ref().next };
+            state.depot_magazines -= 1;
             drop(state);
             if let Some(spare) = spare {
                 // SAFETY: an empty magazine the cache no longer refers to.
@@ -143,11 +134,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         full: NonNull<Magazine>,
     ) -> Option<NonNull<Magazine>> {
         let mut state = self.class(class);
-        if state.depot.magazines < BOUNDS.depot[class.index()] as usize {
+        if state.depot_magazines < BOUNDS.depot[class.index()] {
             // SAFETY: a full magazine the cache hands over.
-            unsafe { (*full.as_ptr()).next = state.depot.full };
-            state.depot.full = full.as_ptr();
-            state.depot.magazines += 1;
+            unsafe { (*full.as_ptr()).next = state.depot };
+            state.depot = full.as_ptr();
+            state.depot_magazines += 1;
             drop(state);
             if let Some(empty) = self.empty_magazine() {
                 return Some(empty);
@@ -155,10 +146,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // No memory for an empty one: take the full one back out and
             // drain it instead.
             state = self.class(class);
-            let full = NonNull::new(state.depot.full)?;
+            let full = NonNull::new(state.depot)?;
             // SAFETY: as above.
-            state.depot.full = unsafe { full.as_ref().next };
-            state.depot.magazines -= 1;
+            state.depot = unsafe { full.as_ref().next };
+            state.depot_magazines -= 1;
             // SAFETY: a full magazine, taken off the depot under its lock.
             unsafe { self.drain_into_zones(&mut state, class, full) };
             return Some(full);
@@ -178,11 +169,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if len > 0 {
             let mut state = self.class(class);
             let full = len == BOUNDS.magazine[class.index()] as usize;
-            if full && state.depot.magazines < BOUNDS.depot[class.index()] as usize {
+            if full && state.depot_magazines < BOUNDS.depot[class.index()] {
                 // SAFETY: as above.
-                unsafe { (*magazine.as_ptr()).next = state.depot.full };
-                state.depot.full = magazine.as_ptr();
-                state.depot.magazines += 1;
+                unsafe { (*magazine.as_ptr()).next = state.depot };
+                state.depot = magazine.as_ptr();
+                state.depot_magazines += 1;
                 return;
             }
             // SAFETY: as above; lock held.
@@ -195,10 +186,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Drains every magazine of `class`'s depot into the zones (for `trim`).
     /// The caller holds the class lock (`state`).
     pub(crate) fn drain_depot(&self, state: &mut ClassState, class: SizeClass) {
-        while let Some(magazine) = NonNull::new(state.depot.full) {
+        while let Some(magazine) = NonNull::new(state.depot) {
             // SAFETY: depot magazines are valid and owned by the depot.
-            state.depot.full = unsafe { magazine.as_ref().next };
-            state.depot.magazines -= 1;
+            state.depot = unsafe { magazine.as_ref().next };
+            state.depot_magazines -= 1;
             // SAFETY: taken off the depot; lock held.
             unsafe { self.drain_into_zones(state, class, magazine) };
             // SAFETY: empty now, unused.
@@ -210,39 +201,32 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// acquisition of the class lock; returns how many. The blocks carry
     /// the free mark: they are free, held by a cache.
     fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
-        let g = class.geometry();
+        let block_size = class.block_size();
         let mut cut_at = None;
         let mut filled = 0;
         {
             let mut state = self.class(class);
             while filled < out.len() {
-                let Some(popped) = self.take_block(&mut state, class, g.block_size) else {
+                let Some(popped) = self.take_block(&mut state, class, block_size) else {
                     break;
                 };
                 if popped.link_cut {
                     cut_at = Some(popped.ptr);
                 }
-                // The zone starts this far before its block `index`.
-                let back = g.blocks_offset + popped.index * g.block_size;
-                let zone = popped.ptr.as_ptr().wrapping_sub(back).cast::<ZoneHeader>();
                 // SAFETY: the block is the cache's from now on; free, so marked.
                 unsafe { free_mark::set(popped.ptr) };
                 out[filled] = MaybeUninit::new(Entry {
                     block: popped.ptr,
-                    // SAFETY: `zone` is the block's zone: not null.
-                    size_slot: zone::size_slot(
-                        unsafe { NonNull::new_unchecked(zone) },
-                        class,
-                        popped.index,
-                    ),
+                    // SAFETY: the block's zone, live, lock held.
+                    size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
                 });
                 filled += 1;
                 // Carving writes the free mark into pages nobody used yet:
                 // stop at the page the last carved block ends in, so a
                 // refill never faults in memory the program may not need.
-                let end = popped.ptr.as_ptr().addr() + g.block_size;
+                let end = popped.ptr.as_ptr().addr() + block_size;
                 if popped.carved
-                    && (end - 1) / MIN_PAGE_SIZE != (end + g.block_size - 1) / MIN_PAGE_SIZE
+                    && (end - 1) / MIN_PAGE_SIZE != (end + block_size - 1) / MIN_PAGE_SIZE
                 {
                     break;
                 }

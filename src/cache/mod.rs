@@ -93,8 +93,8 @@ use crate::zone;
 
 use bins::BOUNDS;
 pub use bins::{CACHE_MAX_BYTES, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, MAGAZINE_MAX_BYTES};
-pub(crate) use depot::{Checked, Depot};
-use magazine::Magazine;
+pub(crate) use depot::Checked;
+pub(crate) use magazine::Magazine;
 pub(crate) use magazine::MagazinePool;
 pub use magazine::{MAGAZINE_BYTES, MAGAZINE_ENTRIES};
 

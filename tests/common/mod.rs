@@ -48,6 +48,9 @@ unsafe impl<P: PageProvider> PageProvider for Counting<P> {
     fn zeroed_on_map(&self) -> bool {
         self.inner.zeroed_on_map()
     }
+    fn span(&self) -> Option<(usize, usize)> {
+        self.inner.span()
+    }
     unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
         unsafe { self.inner.decommit(start, len) }
     }
@@ -136,9 +139,10 @@ unsafe impl PageProvider for Mmap {
 /// leak check stays quiet).
 pub struct OwnedArena {
     provider: ArenaProvider,
-    /// From `Box::into_raw`: a raw pointer, so moving the struct does not
+    /// From `alloc_zeroed`: a raw pointer, so moving the struct does not
     /// retag (and invalidate) the pointer the provider holds.
-    buffer: *mut [u8],
+    buffer: *mut u8,
+    layout: std::alloc::Layout,
 }
 
 // SAFETY: the buffer is only reached through the provider, which is Sync.
@@ -148,8 +152,8 @@ unsafe impl Sync for OwnedArena {}
 
 impl Drop for OwnedArena {
     fn drop(&mut self) {
-        // SAFETY: from `Box::into_raw` in `arena`, freed once.
-        drop(unsafe { Box::from_raw(self.buffer) });
+        // SAFETY: from `alloc_zeroed` with `layout` in `arena_aligned`, freed once.
+        unsafe { std::alloc::dealloc(self.buffer, self.layout) };
     }
 }
 
@@ -157,20 +161,40 @@ impl OwnedArena {
     pub fn used_bytes(&self) -> usize {
         self.provider.used_bytes()
     }
+    pub fn capacity_bytes(&self) -> usize {
+        self.provider.capacity_bytes()
+    }
 }
 
-/// An arena provider over a buffer of `bytes` that it owns.
+/// An arena provider over a buffer of `bytes` that it owns (aligned to 16
+/// bytes only: its first and last pages may be partial).
 pub fn arena(bytes: usize) -> OwnedArena {
-    let buffer = Box::into_raw(vec![0u8; bytes].into_boxed_slice());
+    arena_aligned(bytes, 16)
+}
+
+/// An arena provider over a buffer of `bytes` aligned to `align`, as a
+/// kernel's static heap region would be.
+pub fn arena_aligned(bytes: usize, align: usize) -> OwnedArena {
+    let layout = std::alloc::Layout::from_size_align(bytes, align).unwrap();
+    // SAFETY: `bytes > 0` in every test.
+    let buffer = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!buffer.is_null());
     // SAFETY: the buffer lives as long as the provider (freed in `Drop`).
-    let provider = unsafe { ArenaProvider::new(buffer.cast::<u8>(), bytes) };
-    OwnedArena { provider, buffer }
+    let provider = unsafe { ArenaProvider::new(buffer, bytes) };
+    OwnedArena {
+        provider,
+        buffer,
+        layout,
+    }
 }
 
 // SAFETY: forwards to the arena provider.
 unsafe impl PageProvider for OwnedArena {
     fn page_size(&self) -> usize {
         self.provider.page_size()
+    }
+    fn span(&self) -> Option<(usize, usize)> {
+        self.provider.span()
     }
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
         self.provider.map(len, align)

@@ -1,0 +1,201 @@
+//! Small heaps: a kernel's or a microcontroller's few pages. The heap must
+//! be useful from a 16 KiB region on (issue 11): every class whose block
+//! fits works, at least half of the region holds live data, and a `static`
+//! heap costs a page at most before its first use.
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use common::{Counting, OwnedArena, arena_aligned};
+use ft_malloc::NUM_CLASSES;
+use ft_malloc::{ArenaProvider, Heap, MIN_PAGE_SIZE, SizeClass};
+
+type SmallHeap = Heap<Counting<OwnedArena>>;
+
+/// A heap over a page-aligned region of `bytes`, as a kernel would give it.
+fn small_heap(bytes: usize) -> SmallHeap {
+    Heap::new(Counting::new(arena_aligned(bytes, MIN_PAGE_SIZE)))
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 16).unwrap()
+}
+
+/// xorshift64: the same sequence on every run and target.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+    /// A request size in `16..2048`, drawn as the benchmark draws them
+    /// (talc's method, `bench/src/draw.rs`): a cap `U[17, 2048)`, then the
+    /// size `U[16, cap)`, so small sizes are more frequent than large ones.
+    fn mixed_size(&mut self) -> usize {
+        let cap = 17 + self.below(2048 - 17);
+        16 + self.below(cap - 16)
+    }
+}
+
+/// Writes the block's first and last byte, so overlapping blocks show.
+fn touch(p: NonNull<u8>, size: usize, tag: u8) {
+    unsafe {
+        p.as_ptr().write(tag);
+        p.as_ptr().add(size - 1).write(tag);
+    }
+}
+
+fn check(p: NonNull<u8>, size: usize, tag: u8) {
+    unsafe {
+        assert_eq!(p.as_ptr().read(), tag);
+        assert_eq!(p.as_ptr().add(size - 1).read(), tag);
+    }
+}
+
+#[test]
+fn a_static_heap_costs_at_most_a_page() {
+    let size = core::mem::size_of::<Heap<ArenaProvider>>();
+    assert!(size <= 4096, "Heap<ArenaProvider> is {size} bytes");
+}
+
+#[test]
+fn half_of_16_kib_holds_16_byte_blocks() {
+    let heap = small_heap(16 << 10);
+    let mut blocks = Vec::new();
+    while let Some(p) = heap.allocate(layout(16)) {
+        touch(p, 16, blocks.len() as u8);
+        blocks.push(p);
+    }
+    let live = blocks.len() * 16;
+    assert!(live >= 8 << 10, "only {live} bytes of 16-byte blocks");
+    for (i, &p) in blocks.iter().enumerate() {
+        check(p, 16, i as u8);
+        unsafe { heap.deallocate(p).unwrap() };
+    }
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+#[test]
+fn every_class_that_fits_works_in_16_kib() {
+    let heap = small_heap(16 << 10);
+    // What a 16 KiB region can give a block: its pages minus the page map's.
+    let room = heap.provider().inner.capacity_bytes() - MIN_PAGE_SIZE;
+    let mut worked = 0;
+    for index in 0..NUM_CLASSES {
+        let class = SizeClass::from_index(index).unwrap();
+        let size = class.block_size();
+        let p = heap.allocate(layout(size));
+        if size + 64 <= room {
+            let p = p.unwrap_or_else(|| {
+                panic!(
+                    "class {size} failed: {:?} used {}",
+                    heap.stats(),
+                    heap.provider().inner.used_bytes()
+                )
+            });
+            touch(p, size, index as u8);
+            check(p, size, index as u8);
+            unsafe { heap.deallocate(p).unwrap() };
+            worked += 1;
+        } else if let Some(p) = p {
+            unsafe { heap.deallocate(p).unwrap() };
+        }
+    }
+    // Every class up to 10 KiB: 63 of the 72.
+    assert_eq!(worked, 59, "every class up to 11 KiB");
+}
+
+/// Allocates mixed 16..2048-byte blocks (`Rng::mixed_size`) until the heap
+/// has refused `refusals` requests in a row; returns the live requested
+/// bytes at the first refusal and at the end (every block still checked and
+/// freed).
+fn fill_mixed(heap: &SmallHeap, seed: u64, refusals: usize) -> (usize, usize) {
+    let mut rng = Rng(seed);
+    let mut blocks = Vec::new();
+    let (mut live, mut at_first, mut in_a_row) = (0, None, 0);
+    while in_a_row < refusals {
+        let size = rng.mixed_size();
+        let Some(p) = heap.allocate(layout(size)) else {
+            at_first.get_or_insert(live);
+            in_a_row += 1;
+            continue;
+        };
+        in_a_row = 0;
+        touch(p, size, blocks.len() as u8);
+        blocks.push((p, size));
+        live += size;
+    }
+    for (i, &(p, size)) in blocks.iter().enumerate() {
+        check(p, size, i as u8);
+        unsafe { heap.deallocate(p).unwrap() };
+    }
+    (at_first.unwrap_or(live), live)
+}
+
+/// Half of 64 KiB holds a mixed load once the heap is full (it refuses 64
+/// requests in a row): 64-69% over these seeds. At the *first* refusal
+/// less is live (28-45%): a zone of a page or more per coarse class is
+/// more than a 64 KiB heap can fill evenly. The test pins that lower
+/// figure too.
+#[test]
+fn half_of_64_kib_holds_a_mixed_load() {
+    // One seed under Miri (which interprets every access), eight natively.
+    let seeds = if cfg!(miri) { 1 } else { 8 };
+    for seed in 1..=seeds {
+        let heap = small_heap(64 << 10);
+        let (first, full) = fill_mixed(&heap, seed, 64);
+        assert!(full >= 32 << 10, "seed {seed}: only {full} bytes live");
+        assert!(
+            first >= 16 << 10,
+            "seed {seed}: only {first} bytes at the first refusal"
+        );
+    }
+}
+
+/// blog_os's heap: 100 KiB. A mixed load with churn runs in zones, not in a
+/// page run per block (which took about 204,000 provider calls on main).
+#[test]
+fn a_100_kib_heap_runs_a_mixed_load_in_zones() {
+    let heap = small_heap(100 << 10);
+    let mut rng = Rng(7);
+    let mut blocks: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
+    let mut live = 0;
+    let steps = if cfg!(miri) { 2_000 } else { 20_000 };
+    for step in 0..steps {
+        // Keep about 24 KiB live: allocate below it, else free.
+        if live < 24 << 10 || blocks.is_empty() {
+            let size = rng.mixed_size();
+            let p = heap.allocate(layout(size)).expect("24 KiB fit in 100 KiB");
+            let tag = step as u8;
+            touch(p, size, tag);
+            blocks.push((p, size, tag));
+            live += size;
+        } else {
+            let (p, size, tag) = blocks.swap_remove(rng.below(blocks.len()));
+            check(p, size, tag);
+            unsafe { heap.deallocate(p).unwrap() };
+            live -= size;
+        }
+    }
+    let stats = heap.stats();
+    let calls = stats.map_calls + stats.unmap_calls + stats.resize_calls;
+    assert!(calls < 1000, "{calls} provider calls");
+    for (p, size, tag) in blocks {
+        check(p, size, tag);
+        unsafe { heap.deallocate(p).unwrap() };
+    }
+}
+
+#[test]
+fn a_large_arena_still_gets_full_zones() {
+    let heap = small_heap(8 << 20);
+    let p = heap.allocate(layout(16)).unwrap();
+    let zone = heap.stats().mapped_bytes;
+    assert_eq!(zone, SizeClass::for_size(16).unwrap().zone_bytes());
+    unsafe { heap.deallocate(p).unwrap() };
+}
