@@ -110,7 +110,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let zone = NonNull::new(state.with_room)?;
         // SAFETY: listed zones are live; the class lock is held (`&mut state`).
         unsafe {
-            if zone.as_ref().live == 0 {
+            if zone::state(zone).live == 0 {
                 state.empty_zones -= 1;
             }
             let popped = zone::pop(zone)?;

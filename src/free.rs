@@ -112,10 +112,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: per the contract.
         unsafe {
             zone::push(zone, index, ptr);
-            if !zone.as_ref().listed {
+            if !zone::state(zone).listed {
                 state.link_front(zone);
             }
-            if zone.as_ref().live == 0 {
+            if zone::state(zone).live == 0 {
                 self.zone_emptied(state, zone);
             }
         }

@@ -113,16 +113,17 @@ impl ClassState {
     ///
     /// `zone` is a live zone of this class, not on the list.
     pub(crate) unsafe fn link_front(&mut self, zone: NonNull<ZoneHeader>) {
-        // SAFETY: lock held by the owner of `&mut self`; zones are live.
+        // SAFETY: lock held by the owner of `&mut self`; zones are live, and
+        // each state reference is dropped before the next is made.
         unsafe {
-            let z = &mut *zone.as_ptr();
+            let z = zone::state_mut(zone);
             debug_assert!(!z.listed);
             z.prev = ptr::null_mut();
             z.next = self.with_room;
-            if let Some(head) = self.with_room.as_mut() {
-                head.prev = zone.as_ptr();
-            }
             z.listed = true;
+            if let Some(head) = NonNull::new(self.with_room) {
+                zone::state_mut(head).prev = zone.as_ptr();
+            }
         }
         self.with_room = zone.as_ptr();
     }
@@ -133,20 +134,25 @@ impl ClassState {
     ///
     /// `zone` is a live zone of this class, on the list.
     pub(crate) unsafe fn unlink(&mut self, zone: NonNull<ZoneHeader>) {
-        // SAFETY: lock held; listed zones and their neighbours are live.
+        // SAFETY: lock held; listed zones and their neighbours are live, and
+        // each state reference is dropped before the next is made.
         unsafe {
-            let z = &mut *zone.as_ptr();
-            debug_assert!(z.listed);
-            match z.prev.as_mut() {
-                Some(prev) => prev.next = z.next,
-                None => self.with_room = z.next,
+            let (prev, next) = {
+                let z = zone::state_mut(zone);
+                debug_assert!(z.listed);
+                let links = (z.prev, z.next);
+                z.prev = ptr::null_mut();
+                z.next = ptr::null_mut();
+                z.listed = false;
+                links
+            };
+            match NonNull::new(prev) {
+                Some(prev) => zone::state_mut(prev).next = next,
+                None => self.with_room = next,
             }
-            if let Some(next) = z.next.as_mut() {
-                next.prev = z.prev;
+            if let Some(next) = NonNull::new(next) {
+                zone::state_mut(next).prev = prev;
             }
-            z.prev = ptr::null_mut();
-            z.next = ptr::null_mut();
-            z.listed = false;
         }
     }
 }
@@ -364,7 +370,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// use again: empty, or the heap is being dropped.
     pub(crate) unsafe fn release_zone(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
         // SAFETY: live zone, lock held.
-        let (listed, run_len) = unsafe { (zone.as_ref().listed, zone.as_ref().run_len) };
+        let (listed, run_len) = unsafe { (zone::state(zone).listed, zone::state(zone).run_len()) };
         if listed {
             // SAFETY: listed zone of this class.
             unsafe { state.unlink(zone) };
@@ -373,7 +379,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let owner = Owner::Zone {
             base: zone.cast(),
             // SAFETY: live zone.
-            class: unsafe { zone.as_ref().class },
+            class: unsafe { zone::state(zone).class },
         };
         // SAFETY: per the contract, nothing refers into the zone.
         unsafe { self.unmap_run(zone.cast(), run_len, 0, run_len, owner) };
@@ -392,9 +398,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 // SAFETY: listed zones are live; lock held.
                 let (next, live, len) = unsafe {
                     (
-                        zone.as_ref().next,
-                        zone.as_ref().live,
-                        zone.as_ref().run_len,
+                        zone::state(zone).next,
+                        zone::state(zone).live,
+                        zone::state(zone).run_len(),
                     )
                 };
                 if live == 0 {
@@ -428,7 +434,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return 0;
         };
         // SAFETY: per the contract.
-        let (old_len, class) = unsafe { (zone.as_ref().run_len, zone.as_ref().class) };
+        let (old_len, class) = unsafe { (zone::state(zone).run_len(), zone::state(zone).class) };
         let owner = Owner::Zone {
             base: zone.cast(),
             class,

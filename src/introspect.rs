@@ -297,8 +297,8 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
     // SAFETY: per the contract.
     let (len, lent, carved) = unsafe {
         (
-            zone.as_ref().run_len,
-            zone.as_ref().live,
+            zone::state(zone).run_len(),
+            zone::state(zone).live,
             zone::carved(zone),
         )
     };

@@ -29,17 +29,17 @@ pub const ZONE_HEADER_SIZE: usize = 64;
 const GUARD_KEY: usize = 0x5a0e_f7ee_c0de_b10c_u64 as usize;
 
 /// The first bytes of every zone.
+///
+/// Two parts, because front caches read some fields *without* the class
+/// lock (`cache/depot.rs`): the first three are set when the zone is made
+/// (the carved count only grows while the zone has a lent block) and are
+/// never covered by a `&mut` to the header, which the memory model would
+/// count as a write racing those reads. Everything else is [`ZoneState`],
+/// reached only under the class lock through [`state`] and [`state_mut`].
 #[repr(C)]
 pub(crate) struct ZoneHeader {
     /// `zone address ^ GUARD_KEY`.
     guard: usize,
-    /// Head of the free list (blocks freed and not yet reused).
-    free: *mut FreeBlock,
-    /// Neighbours in the class's list of zones that have room.
-    pub(crate) prev: *mut ZoneHeader,
-    pub(crate) next: *mut ZoneHeader,
-    /// Length of the run the provider gave (zone bytes rounded to its page).
-    pub(crate) run_len: usize,
     /// The class's full or scarce layout (`size_class`): where the bitmap,
     /// the sizes and block 0 are, and the block size and its magic.
     geometry: &'static ZoneGeometry,
@@ -47,10 +47,24 @@ pub(crate) struct ZoneHeader {
     /// used. Written under the class lock; a front cache reads it without
     /// the lock (see `carved_hint`), hence atomic.
     carved: AtomicU32,
+    /// The rest, under the class lock.
+    state: ZoneState,
+}
+
+/// What only the class lock's holder reads or writes.
+pub(crate) struct ZoneState {
+    /// Head of the free list (blocks freed and not yet reused).
+    free: *mut FreeBlock,
+    /// Neighbours in the class's list of zones that have room.
+    pub(crate) prev: *mut ZoneHeader,
+    pub(crate) next: *mut ZoneHeader,
+    /// Length of the run the provider gave (zone bytes rounded to its page;
+    /// a zone is at most a few MiB).
+    run_len: u32,
     /// Blocks this zone may carve: the geometry's capacity, or fewer once
     /// `trim` gave the never-used tail back to the provider.
     capacity: u32,
-    /// Allocated blocks.
+    /// Allocated blocks (handed out or lent to a front cache).
     pub(crate) live: u32,
     pub(crate) class: SizeClass,
     /// Whether the zone is on its class's list of zones with room.
@@ -61,16 +75,59 @@ pub(crate) struct ZoneHeader {
 
 const _: () = assert!(core::mem::size_of::<ZoneHeader>() <= ZONE_HEADER_SIZE);
 
-impl ZoneHeader {
-    #[inline(always)]
-    fn carved(&self) -> u32 {
-        self.carved.load(Ordering::Relaxed)
+impl ZoneState {
+    /// Length of the zone's run in bytes.
+    #[inline]
+    pub(crate) fn run_len(&self) -> usize {
+        self.run_len as usize
     }
+}
 
-    #[inline(always)]
-    fn set_carved(&mut self, carved: u32) {
-        self.carved.store(carved, Ordering::Relaxed);
-    }
+/// The locked part of a zone's header.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds, and no `&mut`
+/// to the same state is alive.
+#[inline(always)]
+pub(crate) unsafe fn state<'a>(zone: NonNull<ZoneHeader>) -> &'a ZoneState {
+    // SAFETY: per the contract; a reference to the field only, not to the
+    // whole header (whose first fields others read without the lock).
+    unsafe { &(*zone.as_ptr()).state }
+}
+
+/// The locked part of a zone's header, to change it.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds, and no other
+/// reference to its state is alive.
+#[inline(always)]
+pub(crate) unsafe fn state_mut<'a>(zone: NonNull<ZoneHeader>) -> &'a mut ZoneState {
+    // SAFETY: as in `state`.
+    unsafe { &mut (*zone.as_ptr()).state }
+}
+
+/// Blocks carved so far (any thread; see the header's fields).
+///
+/// # Safety
+///
+/// `zone` is a mapped zone.
+#[inline(always)]
+unsafe fn carved_count(zone: NonNull<ZoneHeader>) -> u32 {
+    // SAFETY: per the contract; a reference to the atomic field only.
+    unsafe { (*zone.as_ptr()).carved.load(Ordering::Relaxed) }
+}
+
+/// Sets the carved count; the caller holds the class lock.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds.
+#[inline(always)]
+unsafe fn set_carved(zone: NonNull<ZoneHeader>, carved: u32) {
+    // SAFETY: per the contract.
+    unsafe { (*zone.as_ptr()).carved.store(carved, Ordering::Relaxed) }
 }
 
 /// The link stored in a free block.
@@ -112,17 +169,19 @@ pub(crate) unsafe fn init(
     unsafe {
         zone.write(ZoneHeader {
             guard: base.as_ptr().addr() ^ GUARD_KEY,
-            free: ptr::null_mut(),
-            prev: ptr::null_mut(),
-            next: ptr::null_mut(),
-            run_len,
             geometry: g,
             carved: AtomicU32::new(0),
-            capacity: g.capacity as u32,
-            live: 0,
-            class,
-            listed: false,
-            fresh_is_zero: zeroed,
+            state: ZoneState {
+                free: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                next: ptr::null_mut(),
+                run_len: run_len as u32,
+                capacity: g.capacity as u32,
+                live: 0,
+                class,
+                listed: false,
+                fresh_is_zero: zeroed,
+            },
         });
         if !zeroed {
             ptr::write_bytes(
@@ -146,9 +205,15 @@ pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
     unsafe { (*zone.as_ptr()).guard == zone.as_ptr().addr() ^ GUARD_KEY }
 }
 
-#[inline]
-fn geometry(zone: &ZoneHeader) -> &'static ZoneGeometry {
-    zone.geometry
+/// The zone's layout (any thread; set when the zone is made).
+///
+/// # Safety
+///
+/// `zone` is a mapped zone.
+#[inline(always)]
+unsafe fn geometry(zone: NonNull<ZoneHeader>) -> &'static ZoneGeometry {
+    // SAFETY: per the contract; a read of that field only.
+    unsafe { (*zone.as_ptr()).geometry }
 }
 
 #[inline]
@@ -174,7 +239,7 @@ fn bitmap_word(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mu
 #[inline]
 pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
     // SAFETY: live zone header is readable.
-    let g = geometry(unsafe { zone.as_ref() });
+    let g = unsafe { geometry(zone) };
     // SAFETY: per the contract.
     unsafe { bit_is_set(zone, g, index) }
 }
@@ -207,8 +272,9 @@ unsafe fn bit_is_set(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) 
 #[inline(always)]
 pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
     // SAFETY: the caller holds the lock, so the header is ours to change.
-    let z = unsafe { &mut *zone.as_ptr() };
-    let g = geometry(z);
+    let z = unsafe { state_mut(zone) };
+    // SAFETY: a live zone.
+    let g = unsafe { geometry(zone) };
     let popped = if !z.free.is_null() {
         let block = z.free;
         // The head was validated when it was linked (by `block_index`) or
@@ -219,7 +285,7 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
         // SAFETY: `block` is a carved block of this zone, free until now.
         let next = unsafe { (*block).next };
         // SAFETY: `zone` is live.
-        let next_ok = next.is_null() || unsafe { link_ok(zone, g, z.carved(), next) };
+        let next_ok = next.is_null() || unsafe { link_ok(zone, g, carved_count(zone), next) };
         z.free = if next_ok { next } else { ptr::null_mut() };
         Popped {
             zone,
@@ -230,9 +296,10 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
             carved: false,
             link_cut: !next_ok,
         }
-    } else if z.carved() < z.capacity {
-        let index = z.carved() as usize;
-        z.set_carved(index as u32 + 1);
+    } else if unsafe { carved_count(zone) } < z.capacity {
+        let index = unsafe { carved_count(zone) } as usize;
+        // SAFETY: lock held.
+        unsafe { set_carved(zone, index as u32 + 1) };
         // SAFETY: `index < capacity`: the bitmap word is inside the zone.
         unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
         let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
@@ -289,15 +356,14 @@ pub(crate) unsafe fn block_index(
     ptr: NonNull<u8>,
 ) -> Result<usize, HeapError> {
     // SAFETY: live zone, lock held.
-    let z = unsafe { zone.as_ref() };
-    let g = geometry(z);
+    let g = unsafe { geometry(zone) };
     let off = ptr
         .as_ptr()
         .addr()
         .checked_sub(blocks_start(zone, g).addr())
         .ok_or(HeapError::InvalidPointer)?;
     let index = div_block(off, g);
-    if index >= z.carved() as usize || index * g.block_size != off {
+    if index >= unsafe { carved_count(zone) } as usize || index * g.block_size != off {
         return Err(HeapError::InvalidPointer);
     }
     // SAFETY: index < carved <= capacity.
@@ -317,8 +383,9 @@ pub(crate) unsafe fn block_index(
 #[inline]
 pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<u8>) {
     // SAFETY: lock held: the header is ours.
-    let z = unsafe { &mut *zone.as_ptr() };
-    let g = geometry(z);
+    let z = unsafe { state_mut(zone) };
+    // SAFETY: a live zone.
+    let g = unsafe { geometry(zone) };
     // SAFETY: index < capacity: the bitmap word is inside the zone.
     unsafe { *bitmap_word(zone, g, index) &= !(1 << (index % 64)) };
     let block = ptr.as_ptr().cast::<FreeBlock>();
@@ -340,7 +407,7 @@ pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<
 #[inline(always)]
 pub(crate) unsafe fn size_slot(zone: NonNull<ZoneHeader>, index: usize) -> *mut u8 {
     // SAFETY: per the contract.
-    let g = geometry(unsafe { zone.as_ref() });
+    let g = unsafe { geometry(zone) };
     zone.as_ptr()
         .cast::<u8>()
         .wrapping_add(g.sizes_offset + index * g.size_width)
@@ -355,7 +422,7 @@ pub(crate) unsafe fn size_slot(zone: NonNull<ZoneHeader>, index: usize) -> *mut 
 #[inline(always)]
 pub(crate) unsafe fn layout_of(zone: NonNull<ZoneHeader>) -> &'static ZoneGeometry {
     // SAFETY: per the contract.
-    geometry(unsafe { zone.as_ref() })
+    unsafe { geometry(zone) }
 }
 
 /// Records `size` in a block's size slot. The slot belongs to whoever holds
@@ -389,7 +456,7 @@ pub(crate) unsafe fn store_size(slot: *mut u8, width: usize, size: usize) {
 #[inline]
 pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size: usize) {
     // SAFETY: live zone.
-    let width = geometry(unsafe { zone.as_ref() }).size_width;
+    let width = unsafe { geometry(zone) }.size_width;
     // SAFETY: per the contract.
     unsafe { store_size(size_slot(zone, index), width, size) };
 }
@@ -402,7 +469,7 @@ pub(crate) unsafe fn set_requested(zone: NonNull<ZoneHeader>, index: usize, size
 #[inline]
 pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize {
     // SAFETY: live zone.
-    let width = geometry(unsafe { zone.as_ref() }).size_width;
+    let width = unsafe { geometry(zone) }.size_width;
     // SAFETY: live zone.
     let slot = unsafe { size_slot(zone, index) };
     // SAFETY: as in `store_size`.
@@ -428,7 +495,7 @@ pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize
 #[inline(always)]
 pub(crate) unsafe fn carved_hint(zone: NonNull<ZoneHeader>) -> usize {
     // SAFETY: per the contract, the header is mapped.
-    unsafe { (*zone.as_ptr()).carved() as usize }
+    unsafe { carved_count(zone) as usize }
 }
 
 /// Whether every carved block is in use and none is left to carve.
@@ -439,8 +506,8 @@ pub(crate) unsafe fn carved_hint(zone: NonNull<ZoneHeader>) -> usize {
 #[inline]
 pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: live zone.
-    let z = unsafe { zone.as_ref() };
-    z.free.is_null() && z.carved() == z.capacity
+    let z = unsafe { state(zone) };
+    z.free.is_null() && unsafe { carved_count(zone) } == z.capacity
 }
 
 /// Caps the zone at the blocks it has carved, so the never-used pages after
@@ -455,13 +522,16 @@ pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn cap_at_carved(zone: NonNull<ZoneHeader>, page: usize) -> Option<usize> {
     // SAFETY: live zone, lock held.
-    let z = unsafe { &mut *zone.as_ptr() };
-    let g = geometry(z);
-    let used = (g.blocks_offset + z.carved() as usize * g.block_size).next_multiple_of(page);
-    if used >= z.run_len {
+    let z = unsafe { state_mut(zone) };
+    // SAFETY: a live zone.
+    let g = unsafe { geometry(zone) };
+    // SAFETY: live zone.
+    let carved = unsafe { carved_count(zone) };
+    let used = (g.blocks_offset + carved as usize * g.block_size).next_multiple_of(page);
+    if used >= z.run_len() {
         return None;
     }
-    z.capacity = z.carved();
+    z.capacity = carved;
     Some(used)
 }
 
@@ -473,10 +543,11 @@ pub(crate) unsafe fn cap_at_carved(zone: NonNull<ZoneHeader>, page: usize) -> Op
 /// As for [`cap_at_carved`].
 pub(crate) unsafe fn set_run_len(zone: NonNull<ZoneHeader>, run_len: Option<usize>) {
     // SAFETY: live zone, lock held.
-    let z = unsafe { &mut *zone.as_ptr() };
+    let z = unsafe { state_mut(zone) };
     match run_len {
-        Some(len) => z.run_len = len,
-        None => z.capacity = geometry(z).capacity as u32,
+        Some(len) => z.run_len = len as u32,
+        // SAFETY: live zone.
+        None => z.capacity = unsafe { geometry(zone) }.capacity as u32,
     }
 }
 
@@ -489,13 +560,16 @@ pub(crate) unsafe fn set_run_len(zone: NonNull<ZoneHeader>, run_len: Option<usiz
 /// `zone` is live and empty, its lock held.
 pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(NonNull<u8>, usize)> {
     // SAFETY: live zone, lock held.
-    let z = unsafe { &mut *zone.as_ptr() };
+    let z = unsafe { state_mut(zone) };
     debug_assert_eq!(z.live, 0);
-    let g = geometry(z);
+    // SAFETY: live zone, lock held.
+    let (g, carved) = unsafe { (geometry(zone), carved_count(zone)) };
     let base = zone.as_ptr().cast::<u8>();
     let start = (g.blocks_offset).next_multiple_of(page);
-    let end = (g.blocks_offset + z.carved() as usize * g.block_size).next_multiple_of(page);
-    z.set_carved(0);
+    let end = (g.blocks_offset + carved as usize * g.block_size).next_multiple_of(page);
+    // SAFETY: lock held. (An empty zone lends no block: no front cache reads
+    // its count now.)
+    unsafe { set_carved(zone, 0) };
     z.free = ptr::null_mut();
     // Decommitted pages may read back as zero or as they were.
     z.fresh_is_zero = false;
@@ -515,8 +589,7 @@ pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(No
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn carved_bytes(zone: NonNull<ZoneHeader>) -> usize {
     // SAFETY: live zone.
-    let z = unsafe { zone.as_ref() };
-    z.carved() as usize * geometry(z).block_size
+    unsafe { carved_count(zone) as usize * geometry(zone).block_size }
 }
 
 /// Blocks the zone may hold.
@@ -526,7 +599,7 @@ pub(crate) unsafe fn carved_bytes(zone: NonNull<ZoneHeader>) -> usize {
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn capacity(zone: NonNull<ZoneHeader>) -> usize {
     // SAFETY: live zone.
-    unsafe { zone.as_ref().capacity as usize }
+    unsafe { state(zone).capacity as usize }
 }
 
 /// Blocks carved so far.
@@ -536,7 +609,7 @@ pub(crate) unsafe fn capacity(zone: NonNull<ZoneHeader>) -> usize {
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
     // SAFETY: live zone.
-    unsafe { zone.as_ref().carved() as usize }
+    unsafe { carved_count(zone) as usize }
 }
 
 /// Address of block `index`.
@@ -546,7 +619,7 @@ pub(crate) unsafe fn carved(zone: NonNull<ZoneHeader>) -> usize {
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn block_addr(zone: NonNull<ZoneHeader>, index: usize) -> usize {
     // SAFETY: live zone.
-    let g = geometry(unsafe { zone.as_ref() });
+    let g = unsafe { geometry(zone) };
     zone.as_ptr().addr() + g.blocks_offset + index * g.block_size
 }
 
@@ -557,7 +630,7 @@ pub(crate) unsafe fn block_addr(zone: NonNull<ZoneHeader>, index: usize) -> usiz
 /// `zone` is a mapped zone.
 pub(crate) unsafe fn block_ptr(zone: NonNull<ZoneHeader>, index: usize) -> NonNull<u8> {
     // SAFETY: per the contract.
-    let g = geometry(unsafe { zone.as_ref() });
+    let g = unsafe { geometry(zone) };
     let block = zone
         .as_ptr()
         .cast::<u8>()
@@ -573,9 +646,7 @@ pub(crate) unsafe fn block_ptr(zone: NonNull<ZoneHeader>, index: usize) -> NonNu
 /// `zone` is live, its lock held.
 pub(crate) unsafe fn for_each_live(zone: NonNull<ZoneHeader>, mut f: impl FnMut(usize)) {
     // SAFETY: live zone.
-    let z = unsafe { zone.as_ref() };
-    let g = geometry(z);
-    let carved = z.carved() as usize;
+    let (g, carved) = unsafe { (geometry(zone), carved_count(zone) as usize) };
     for w in 0..carved.div_ceil(64) {
         // SAFETY: w < capacity / 64 rounded up: inside the bitmap.
         let mut bits = unsafe { *bitmap_word(zone, g, w * 64) };

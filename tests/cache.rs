@@ -171,7 +171,7 @@ fn large_blocks_and_zeroed_blocks_go_the_right_way() {
 #[test]
 fn remote_frees_between_two_caches() {
     let heap = arena_heap(16 << 20);
-    let rounds = if cfg!(miri) { 200 } else { 20_000 };
+    let rounds = if cfg!(miri) { 60 } else { 20_000 };
     /// A block on its way to the other thread, with its size's index.
     struct Sent(NonNull<u8>, usize);
     // SAFETY: the block is handed over: only the receiver uses it.
