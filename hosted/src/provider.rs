@@ -24,7 +24,7 @@ impl MmapProvider {
 }
 
 /// Maps `len` fresh bytes anywhere, or `None` if the kernel refuses.
-fn mmap_anywhere(len: usize) -> Option<NonNull<u8>> {
+pub(crate) fn mmap_anywhere(len: usize) -> Option<NonNull<u8>> {
     // SAFETY: a new private anonymous mapping at an address of the kernel's
     // choosing touches no existing memory.
     let run = unsafe {

@@ -249,29 +249,15 @@ fn set_up() -> Option<&'static mut FrontCache> {
 /// blocks are the program's, as `show_alloc_mem` lists them).
 fn map_cache() -> Option<*mut ThreadCache> {
     let len = core::mem::size_of::<ThreadCache>().next_multiple_of(4096);
-    // SAFETY: a fresh anonymous private mapping.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
-    let cache = p.cast::<ThreadCache>();
-    // SAFETY: `len` writable bytes, enough for one `ThreadCache`.
+    let cache = crate::provider::mmap_anywhere(len)?.cast::<ThreadCache>();
+    // SAFETY: `len` fresh writable bytes, enough for one `ThreadCache`.
     unsafe {
         cache.write(ThreadCache {
             cache: FrontCache::new(),
             next: ptr::null_mut(),
         })
     };
-    Some(cache)
+    Some(cache.as_ptr())
 }
 
 /// The key's destructor, at thread exit: flush the cache to the heap and
