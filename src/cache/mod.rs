@@ -16,8 +16,8 @@
 //! `bins.rs`.
 //!
 //! **Remote frees** need nothing special. A block freed by an owner other
-//! than the one that allocated it goes into the freeing owner's bin and is
-//! reused there, or drained back to its zone in a batch: no lock per block,
+//! than the one that allocated it goes into the freeing owner's magazine and
+//! is reused there, or travels back in a whole magazine: no lock per block,
 //! no message to the allocating owner. We chose this over mimalloc's
 //! per-page thread-free lists and snmalloc's message queues because zones
 //! here are not owned by a thread (there is nothing to send a block back
