@@ -262,26 +262,47 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// per-CPU front cache: the blocks are recorded with the class's full
     /// block size as their requested size.
     pub fn refill(&self, class: SizeClass, out: &mut [*mut u8]) -> usize {
-        let size = class.block_size();
-        let mut state = self.class(class);
-        let mut filled = 0;
-        let mut cut_at = None;
-        while filled < out.len() {
-            let Some(popped) = self.take_block(&mut state, class, size) else {
-                break;
-            };
-            if popped.link_cut {
-                cut_at = Some(popped.ptr);
-            }
+        self.take_batch(class, out.len(), |i, popped| {
             // SAFETY: the block is the caller's from now on.
             unsafe { free_mark::clear(popped.ptr) };
-            out[filled] = popped.ptr.as_ptr();
-            filled += 1;
+            out[i] = popped.ptr.as_ptr();
+            true
+        })
+    }
+
+    /// Takes up to `max` blocks of `class` under one acquisition of its
+    /// lock, recorded with the class's block size, and hands the `i`-th to
+    /// `keep(i, block)`, which returns whether to take another. A free list
+    /// found corrupt on the way is reported once the lock is released.
+    /// Returns how many blocks were taken. (The batch half of `refill` and
+    /// of a front cache's refill.)
+    pub(crate) fn take_batch(
+        &self,
+        class: SizeClass,
+        max: usize,
+        mut keep: impl FnMut(usize, Popped) -> bool,
+    ) -> usize {
+        let size = class.block_size();
+        let mut cut_at = None;
+        let mut taken = 0;
+        {
+            let mut state = self.class(class);
+            while taken < max {
+                let Some(popped) = self.take_block(&mut state, class, size) else {
+                    break;
+                };
+                if popped.link_cut {
+                    cut_at = Some(popped.ptr);
+                }
+                taken += 1;
+                if !keep(taken - 1, popped) {
+                    break;
+                }
+            }
         }
-        drop(state);
         if let Some(at) = cut_at {
             self.report_corruption(at);
         }
-        filled
+        taken
     }
 }

@@ -202,39 +202,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// the free mark: they are free, held by a cache.
     fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
         let block_size = class.block_size();
-        let mut cut_at = None;
-        let mut filled = 0;
-        {
-            let mut state = self.class(class);
-            while filled < out.len() {
-                let Some(popped) = self.take_block(&mut state, class, block_size) else {
-                    break;
-                };
-                if popped.link_cut {
-                    cut_at = Some(popped.ptr);
-                }
-                // SAFETY: the block is the cache's from now on; free, so marked.
-                unsafe { free_mark::set(popped.ptr) };
-                out[filled] = MaybeUninit::new(Entry {
-                    block: popped.ptr,
-                    // SAFETY: the block's zone, live, lock held.
-                    size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
-                });
-                filled += 1;
-                // Carving writes the free mark into pages nobody used yet:
-                // stop at the page the last carved block ends in, so a
-                // refill never faults in memory the program may not need.
-                let end = popped.ptr.as_ptr().addr() + block_size;
-                if popped.carved
-                    && (end - 1) / MIN_PAGE_SIZE != (end + block_size - 1) / MIN_PAGE_SIZE
-                {
-                    break;
-                }
-            }
-        }
-        if let Some(at) = cut_at {
-            self.report_corruption(at);
-        }
+        let filled = self.take_batch(class, out.len(), |i, popped| {
+            // SAFETY: the block is the cache's from now on; free, so marked.
+            unsafe { free_mark::set(popped.ptr) };
+            out[i] = MaybeUninit::new(Entry {
+                block: popped.ptr,
+                // SAFETY: the block's zone, live, lock held.
+                size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
+            });
+            // Carving writes the free mark into pages nobody used yet: stop
+            // at the page the last carved block ends in, so a refill never
+            // faults in memory the program may not need.
+            let end = popped.ptr.as_ptr().addr() + block_size;
+            !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE
+        });
         // A magazine pops from its end: reversed, the blocks go out in the
         // order the zone gave them (ascending addresses for fresh carving).
         out[..filled].reverse();
