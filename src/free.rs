@@ -137,15 +137,26 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // zone that only served a malloc/free loop keeps its few pages.
             // SAFETY: per the contract.
             if unsafe { zone::carved_bytes(zone) } >= ZONE_RESET_MIN_BYTES {
-                // SAFETY: per the contract: the zone is empty.
-                if let Some((start, len)) = unsafe { zone::reset(zone, self.page_size()) } {
-                    // SAFETY: block pages of a live zone, holding nothing.
-                    unsafe { self.provider.decommit(start, len) };
-                }
+                // SAFETY: per the contract.
+                unsafe { self.reset_and_decommit(zone) };
             }
         } else {
             // SAFETY: per the contract.
             unsafe { self.release_zone(state, zone) };
+        }
+    }
+
+    /// Makes an empty zone carve afresh and gives its block pages' frames
+    /// back (if the provider can decommit).
+    ///
+    /// # Safety
+    ///
+    /// `zone` is live and empty, and its class lock is held.
+    pub(crate) unsafe fn reset_and_decommit(&self, zone: NonNull<ZoneHeader>) {
+        // SAFETY: per the contract.
+        if let Some((start, len)) = unsafe { zone::reset(zone, self.page_size()) } {
+            // SAFETY: block pages of a live zone, holding nothing.
+            unsafe { self.provider.decommit(start, len) };
         }
     }
 

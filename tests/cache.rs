@@ -246,3 +246,66 @@ fn caches_that_come_and_go_leave_the_footprint_flat() {
     assert!(late.0 <= early.0 + (256 << 10), "{footprint:?}");
     assert_eq!(late.1, early.1, "magazines leaked: {footprint:?}");
 }
+
+/// Counts the blocks that zones of one block size lent to caches and depots.
+struct CachedOf(usize, usize);
+
+impl HeapVisitor for CachedOf {
+    fn zone(&mut self, zone: &ZoneInfo) {
+        if zone.block_size == self.0 {
+            self.1 += zone.cached;
+        }
+    }
+}
+
+/// An owner that stops using a class (a program whose strings grew past it)
+/// must not pin that class's blocks in its magazines and the depot for
+/// ever: they would keep the class's zones non-empty, so never released nor
+/// decommitted. After enough activity in other classes, the idle class's
+/// blocks are back in their zones and the emptied zones are given back.
+#[test]
+fn blocks_of_a_class_the_owner_stopped_using_go_back_to_their_zones() {
+    let heap = arena_heap(16 << 20);
+    let mut cache = FrontCache::new();
+    let idle = layout(1000);
+    let busy = layout(48);
+    let blocks: Vec<_> = (0..200)
+        .map(|_| cache.allocate(&heap, idle).unwrap())
+        .collect();
+    for &b in &blocks {
+        unsafe { cache.deallocate(&heap, b) }.unwrap();
+    }
+    let cached_of_idle = |heap: &ArenaHeap| {
+        let mut v = CachedOf(1024, 0);
+        heap.visit(&mut v);
+        v.1
+    };
+    assert!(
+        cached_of_idle(&heap) > 0,
+        "the freed blocks are kept at first"
+    );
+    let mapped_while_kept = heap.stats().mapped_bytes;
+    // Work in another class only, through the cache's slow paths (batches
+    // larger than its two magazines).
+    let rounds = if cfg!(miri) { 30 } else { 400 };
+    for _ in 0..rounds {
+        let batch: Vec<_> = (0..3 * MAGAZINE_ENTRIES)
+            .map(|_| cache.allocate(&heap, busy).unwrap())
+            .collect();
+        for &b in &batch {
+            unsafe { cache.deallocate(&heap, b) }.unwrap();
+        }
+    }
+    assert_eq!(
+        cached_of_idle(&heap),
+        0,
+        "the idle class's blocks are still held"
+    );
+    assert!(
+        heap.stats().mapped_bytes < mapped_while_kept,
+        "the idle class's emptied zone was not given back"
+    );
+    cache.flush(&heap);
+    heap.trim();
+    assert_eq!(heap.stats().cached_blocks, 0);
+}

@@ -16,6 +16,20 @@ pub const DEPOT_MAX_MAGAZINES: usize = 64;
 /// ... and bytes of blocks it may hold.
 pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 
+/// A front cache looks for classes it stopped using once every this many
+/// of its slow-path events (refills and pushes that find a magazine full).
+pub const DECAY_PERIOD: u16 = 16;
+/// A class with no slow-path event among the cache's last this many is
+/// idle: its magazines' blocks go back to their zones, and its depot is
+/// drained, so zones it emptied can be released or decommitted. Only the
+/// slow paths count (the fast paths stay as they are), so a class used
+/// purely from its loaded magazine also looks idle: it pays one refill per
+/// this many events, which bounds the cost.
+pub const IDLE_EVENTS: u16 = 128;
+const _: () = assert!(IDLE_EVENTS > DECAY_PERIOD && IDLE_EVENTS < u16::MAX / 2);
+// `FrontCache::held` has a bit per class.
+const _: () = assert!(NUM_CLASSES <= 2 * 64);
+
 /// Blocks a magazine of class `index` holds.
 const fn capacity_for(index: usize) -> usize {
     let by_bytes = MAGAZINE_MAX_BYTES / CLASS_SIZES[index] as usize;

@@ -183,6 +183,41 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         unsafe { self.magazines.lock().give(magazine) };
     }
 
+    /// Takes back the magazines of a class a cache stopped using
+    /// (`FrontCache`'s idle-class decay): their blocks go to the zones, not
+    /// the depot, since nobody is asking for the class; the class's depot is
+    /// drained too, for the same reason (if another owner still uses it, it
+    /// refills from the zones once). Zones this empties are kept or given
+    /// back as for any free, which is the point: pinned in a cache, their
+    /// pages could never be released or decommitted.
+    pub(crate) fn shed_class(&self, class: SizeClass, magazines: [*mut Magazine; 2]) {
+        let mut state = self.class(class);
+        for magazine in magazines.into_iter().filter_map(NonNull::new) {
+            // SAFETY: the cache handed the magazine over; lock held.
+            unsafe { self.drain_into_zones(&mut state, class, magazine) };
+        }
+        self.drain_depot(&mut state, class);
+        // The zones an idle class keeps empty give their pages back whatever
+        // their size: nobody is looping on this class.
+        let mut empty_left = state.empty_zones;
+        let mut next = state.with_room;
+        while let Some(zone) = NonNull::new(next).filter(|_| empty_left > 0) {
+            // SAFETY: listed zones are live; the class lock is held.
+            unsafe {
+                next = zone::state(zone).next;
+                if zone::state(zone).live == 0 {
+                    empty_left -= 1;
+                    self.reset_and_decommit(zone);
+                }
+            }
+        }
+        drop(state);
+        for magazine in magazines.into_iter().filter_map(NonNull::new) {
+            // SAFETY: empty now, and the cache no longer refers to it.
+            unsafe { self.magazines.lock().give(magazine) };
+        }
+    }
+
     /// Drains every magazine of `class`'s depot into the zones (for `trim`).
     /// The caller holds the class lock (`state`).
     pub(crate) fn drain_depot(&self, state: &mut ClassState, class: SizeClass) {

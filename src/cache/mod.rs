@@ -26,6 +26,13 @@
 //! a producer/consumer pair moves every block through the class lock once
 //! per batch, in both directions.
 //!
+//! **Idle classes go back.** A cached block is lent, so its zone never
+//! empties while the block waits in a cache. Each cache counts its
+//! slow-path events and, every [`DECAY_PERIOD`] of them, gives back the
+//! magazines (and drains the depot) of classes without a slow-path event
+//! among the last [`IDLE_EVENTS`]: a program whose objects grow through the
+//! classes does not pin every class it passed.
+//!
 //! **Blocks stay out of the blocks.** A magazine is an array, not a list
 //! threaded through free blocks, so a use-after-free write cannot poison
 //! it. A cached block is *lent* by its zone (its live bit stays set)
@@ -92,7 +99,10 @@ use crate::size_class::{NUM_CLASSES, SizeClass};
 use crate::zone;
 
 use bins::BOUNDS;
-pub use bins::{CACHE_MAX_BYTES, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, MAGAZINE_MAX_BYTES};
+pub use bins::{
+    CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, IDLE_EVENTS,
+    MAGAZINE_MAX_BYTES,
+};
 pub(crate) use depot::Checked;
 pub(crate) use magazine::Magazine;
 pub(crate) use magazine::MagazinePool;
@@ -125,6 +135,13 @@ pub struct FrontCache {
     /// barely uses borrows a couple of blocks, a busy one a full magazine
     /// (`bins::refill_blocks`).
     refills: [u8; NUM_CLASSES],
+    /// Slow-path events so far (wrapping): the cache's clock for idleness.
+    clock: u16,
+    /// Per class, the clock at its last slow-path event.
+    last_slow: [u16; NUM_CLASSES],
+    /// Bit `i`: class `i` may hold magazines (set where a slow path gets
+    /// one from the heap), so the idle scan visits only those.
+    held: [u64; 2],
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -153,6 +170,9 @@ impl FrontCache {
             loaded: [ptr::null_mut(); NUM_CLASSES],
             previous: [ptr::null_mut(); NUM_CLASSES],
             refills: [0; NUM_CLASSES],
+            clock: 0,
+            last_slow: [0; NUM_CLASSES],
+            held: [0; 2],
         }
     }
 
@@ -224,6 +244,7 @@ impl FrontCache {
     /// Gives every cached block back to the heap (to the depots, or to the
     /// zones beyond the depots' bounds).
     pub fn flush<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
+        self.held = [0; 2];
         for class in SizeClass::all() {
             let i = class.index();
             for magazine in [&mut self.loaded[i], &mut self.previous[i]] {
@@ -317,6 +338,7 @@ impl FrontCache {
         layout: Layout,
     ) -> Option<NonNull<u8>> {
         let i = class.index();
+        self.tick(heap, i);
         // SAFETY: non-null magazines are the cache's, valid.
         if unsafe { self.previous[i].as_ref() }.is_some_and(|m| m.len > 0) {
             core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
@@ -325,6 +347,7 @@ impl FrontCache {
             // one becomes the previous, and a full one is loaded.
             let spare = NonNull::new(core::mem::replace(&mut self.previous[i], self.loaded[i]));
             self.loaded[i] = ptr::null_mut();
+            self.held[i / 64] |= 1 << (i % 64);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
             match heap.full_magazine(class, spare, want) {
@@ -351,11 +374,13 @@ impl FrontCache {
         entry: Entry,
     ) {
         let i = class.index();
+        self.tick(heap, i);
         // SAFETY: non-null magazines are the cache's, valid.
         let previous = unsafe { self.previous[i].as_ref() };
         if previous.is_some_and(|m| m.len == 0) {
             core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
         } else {
+            self.held[i / 64] |= 1 << (i % 64);
             let empty = match NonNull::new(self.previous[i]) {
                 Some(full) => heap.take_full(class, full),
                 None => heap.empty_magazine(),
@@ -371,6 +396,45 @@ impl FrontCache {
             unsafe { free_mark::clear(entry.block) };
             // SAFETY: as for `deallocate`.
             let _ = unsafe { heap.deallocate(entry.block) };
+        }
+    }
+
+    /// Counts a slow-path event of class `i`, and now and then gives back
+    /// what the cache holds of classes it stopped using.
+    #[inline(always)]
+    fn tick<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>, i: usize) {
+        self.clock = self.clock.wrapping_add(1);
+        self.last_slow[i] = self.clock;
+        if self.clock.is_multiple_of(bins::DECAY_PERIOD) {
+            self.shed_idle_classes(heap);
+        }
+    }
+
+    /// Classes without a slow-path event among the last
+    /// [`IDLE_EVENTS`](bins::IDLE_EVENTS): their blocks go back to their
+    /// zones (and their depots are drained) through [`Heap::shed_class`],
+    /// and their refills start small again.
+    #[cold]
+    #[inline(never)]
+    fn shed_idle_classes<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
+        for word in 0..self.held.len() {
+            let mut held = self.held[word];
+            while held != 0 {
+                let bit = held.trailing_zeros() as usize;
+                held &= held - 1;
+                let i = word * 64 + bit;
+                if self.clock.wrapping_sub(self.last_slow[i]) < bins::IDLE_EVENTS {
+                    continue;
+                }
+                let magazines = [
+                    core::mem::replace(&mut self.loaded[i], ptr::null_mut()),
+                    core::mem::replace(&mut self.previous[i], ptr::null_mut()),
+                ];
+                let class = SizeClass::from_index(i).expect("a held class");
+                heap.shed_class(class, magazines);
+                self.refills[i] = 0;
+                self.held[word] &= !(1 << bit);
+            }
         }
     }
 }
