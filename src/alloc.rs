@@ -63,8 +63,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zeroed: bool,
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
-        // The class lock is held for this statement only.
-        let popped = self.take_block(&mut self.class(class), class, layout.size());
+        // The class lock is held for this statement only. A class with no
+        // listed zone (it needs a new one) takes the slow path, so the
+        // common path carries no provider call.
+        let popped = Self::take_listed(&mut self.class(class), layout.size());
         match popped {
             Some(popped) => Some(self.hand_out(popped, layout.size(), zeroed)),
             None => self.alloc_small_slow(class, layout, zeroed, oom_hook),
@@ -84,6 +86,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             Some((zone, popped)) => Some(Self::finish_pop(state, zone, popped, size)),
             None => self.alloc_from_new_zone(state, class, size),
         }
+    }
+
+    /// A block of a listed zone recorded as holding `size` bytes, if a zone
+    /// has room. The caller holds the class lock (`state`).
+    #[inline(always)]
+    fn take_listed(state: &mut ClassState, size: usize) -> Option<Popped> {
+        let (zone, popped) = Self::pop_listed(state)?;
+        Some(Self::finish_pop(state, zone, popped, size))
     }
 
     /// The block's address, its first `size` bytes zeroed if asked (and not

@@ -39,8 +39,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         result.map_err(|e| self.count_error(e))
     }
 
-    #[inline]
-    fn free_small(
+    #[inline(always)]
+    pub(crate) fn free_small(
         &self,
         zone: NonNull<ZoneHeader>,
         class: SizeClass,

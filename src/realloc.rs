@@ -18,6 +18,7 @@ use crate::zone;
 /// A block stays in its class when the new size still fits and would not
 /// fit a class less than half its size: shrinking further moves it, so a
 /// shrunk buffer does not pin a big block.
+#[inline]
 fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
     new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
 }
@@ -77,8 +78,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             old_size
         };
-        // SAFETY: `ptr` was a live block a moment ago; the caller owns it.
-        unsafe { self.realloc_by_copy(ptr, old_size, new_layout) }
+        let new = self.allocate(new_layout).ok_or(ReallocError::OutOfMemory)?;
+        // SAFETY: both blocks are live, distinct, and hold the copied length.
+        unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
+        // The old block goes back through the zone found above (checked
+        // again under the lock, as any free), without a second lookup. A
+        // failure means the caller freed it concurrently, which is their
+        // bug: the new block is theirs.
+        let _ = self
+            .free_small(zone, class, ptr, seen)
+            .map_err(|e| self.count_error(e));
+        Ok(new)
     }
 
     fn realloc_large(
