@@ -311,6 +311,20 @@ pub static GEOMETRY: [ZoneGeometry; NUM_CLASSES] = geometry_table(false);
 /// Scarce-zone geometry of every class.
 pub static SCARCE_GEOMETRY: [ZoneGeometry; NUM_CLASSES] = geometry_table(true);
 
+/// No zone holds more blocks than this: fewer than a page has bytes, so a
+/// free-list link (an index + 1, `zone.rs`) is never the value of a block
+/// address, and a pointer written over a link is refused.
+pub(crate) const MAX_ZONE_BLOCKS: usize = MIN_PAGE_SIZE - 1;
+
+const _: () = {
+    let (full, scarce) = (geometry_table(false), geometry_table(true));
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        assert!(full[i].capacity <= MAX_ZONE_BLOCKS && scarce[i].capacity <= MAX_ZONE_BLOCKS);
+        i += 1;
+    }
+};
+
 const fn geometry_table(scarce: bool) -> [ZoneGeometry; NUM_CLASSES] {
     let mut table = [ZoneGeometry {
         zone_bytes: 0,

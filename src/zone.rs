@@ -53,8 +53,9 @@ pub(crate) struct ZoneHeader {
 
 /// What only the class lock's holder reads or writes.
 pub(crate) struct ZoneState {
-    /// Head of the free list (blocks freed and not yet reused).
-    free: *mut FreeBlock,
+    /// Head of the free list (blocks freed and not yet reused), as a
+    /// [`FreeLink`]: the head's index + 1, or 0 for an empty list.
+    free: u32,
     /// Neighbours in the class's list of zones that have room.
     pub(crate) prev: *mut ZoneHeader,
     pub(crate) next: *mut ZoneHeader,
@@ -130,10 +131,14 @@ unsafe fn set_carved(zone: NonNull<ZoneHeader>, carved: u32) {
     unsafe { (*zone.as_ptr()).carved.store(carved, Ordering::Relaxed) }
 }
 
-/// The link stored in a free block.
-struct FreeBlock {
-    next: *mut FreeBlock,
-}
+/// The link a free block holds in its first word: the next free block's
+/// index + 1, or 0 at the end of the list. An index needs no division to
+/// check or follow (a pointer would, to prove it a block boundary), and a
+/// pointer written over it by mistake (`*(void **)p = p`) is refused as
+/// past the carved blocks: no zone has more than
+/// [`MAX_ZONE_BLOCKS`](crate::size_class::MAX_ZONE_BLOCKS) blocks, and no
+/// block lies in the first page of the address space.
+type FreeLink = usize;
 
 /// A block handed out by [`pop`]: its index and address, whether its bytes
 /// are known to be zero, whether it was carved just now (never used
@@ -172,7 +177,7 @@ pub(crate) unsafe fn init(
             geometry: g,
             carved: AtomicU32::new(0),
             state: ZoneState {
-                free: ptr::null_mut(),
+                free: 0,
                 prev: ptr::null_mut(),
                 next: ptr::null_mut(),
                 run_len: run_len as u32,
@@ -262,8 +267,8 @@ unsafe fn bit_is_set(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) 
 /// The block is marked live *before* the link it holds is checked, so the
 /// check refuses a link to any block that is handed out, this one included:
 /// a free list overwritten after a free (`*(void **)p = p`, a link to a live
-/// block, outside the zone, misaligned) can never make the zone hand out a
-/// block twice. The list is cut at a bad link instead of followed (the
+/// block or past the carved ones) can never make the zone hand out a block
+/// twice. The list is cut at a bad link instead of followed (the
 /// blocks after it leak, the heap stays consistent) and `link_cut` says so.
 ///
 /// # Safety
@@ -275,23 +280,23 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
     let z = unsafe { state_mut(zone) };
     // SAFETY: a live zone.
     let g = unsafe { geometry(zone) };
-    let popped = if !z.free.is_null() {
-        let block = z.free;
-        // The head was validated when it was linked (by `block_index`) or
+    let popped = if z.free != 0 {
+        // The head was checked when it was linked (by `block_index`) or
         // when it was read as its predecessor's link (by `link_ok`).
-        let index = div_block(block.addr() - blocks_start(zone, g).addr(), g);
+        let index = z.free as usize - 1;
         // SAFETY: `index < carved <= capacity`: the bitmap word is inside the zone.
         unsafe { *bitmap_word(zone, g, index) |= 1 << (index % 64) };
+        let block = blocks_start(zone, g).wrapping_add(index * g.block_size);
         // SAFETY: `block` is a carved block of this zone, free until now.
-        let next = unsafe { (*block).next };
+        let next = unsafe { block.cast::<FreeLink>().read() };
         // SAFETY: `zone` is live.
-        let next_ok = next.is_null() || unsafe { link_ok(zone, g, carved_count(zone), next) };
-        z.free = if next_ok { next } else { ptr::null_mut() };
+        let next_ok = next == 0 || unsafe { link_ok(zone, g, next) };
+        z.free = if next_ok { next as u32 } else { 0 };
         Popped {
             zone,
             index,
             // SAFETY: a block inside the zone run, never null.
-            ptr: unsafe { NonNull::new_unchecked(block.cast()) },
+            ptr: unsafe { NonNull::new_unchecked(block) },
             zeroed: false,
             carved: false,
             link_cut: !next_ok,
@@ -319,25 +324,17 @@ pub(crate) unsafe fn pop(zone: NonNull<ZoneHeader>) -> Option<Popped> {
     Some(popped)
 }
 
-/// Whether `next`, read from a free block, is a free carved block of `zone`
-/// (free: its live bit is clear, which also refuses the block being popped).
+/// Whether `next` (index + 1, not 0), read from a free block, names a free
+/// carved block of `zone` (free: its live bit is clear, which also refuses
+/// the block being popped).
 ///
 /// # Safety
 ///
 /// `zone` is a live zone.
 #[inline]
-unsafe fn link_ok(
-    zone: NonNull<ZoneHeader>,
-    g: &ZoneGeometry,
-    carved: u32,
-    next: *mut FreeBlock,
-) -> bool {
-    let Some(off) = next.addr().checked_sub(blocks_start(zone, g).addr()) else {
-        return false;
-    };
-    let index = div_block(off, g);
-    // SAFETY: bitmap read is guarded by `index < carved <= capacity`.
-    index < carved as usize && index * g.block_size == off && !unsafe { bit_is_set(zone, g, index) }
+unsafe fn link_ok(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, next: FreeLink) -> bool {
+    // SAFETY: the bitmap read is guarded by `index < carved <= capacity`.
+    next <= unsafe { carved_count(zone) } as usize && !unsafe { bit_is_set(zone, g, next - 1) }
 }
 
 #[inline]
@@ -388,13 +385,12 @@ pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<
     let g = unsafe { geometry(zone) };
     // SAFETY: index < capacity: the bitmap word is inside the zone.
     unsafe { *bitmap_word(zone, g, index) &= !(1 << (index % 64)) };
-    let block = ptr.as_ptr().cast::<FreeBlock>();
     // SAFETY: the block is ours again, at least 16 bytes, 16-aligned.
     unsafe {
-        block.write(FreeBlock { next: z.free });
+        ptr.as_ptr().cast::<FreeLink>().write(z.free as FreeLink);
         free_mark::set(ptr);
     }
-    z.free = block;
+    z.free = index as u32 + 1;
     z.live -= 1;
 }
 
@@ -507,7 +503,7 @@ pub(crate) unsafe fn carved_hint(zone: NonNull<ZoneHeader>) -> usize {
 pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: live zone.
     let z = unsafe { state(zone) };
-    z.free.is_null() && unsafe { carved_count(zone) } == z.capacity
+    z.free == 0 && unsafe { carved_count(zone) } == z.capacity
 }
 
 /// Caps the zone at the blocks it has carved, so the never-used pages after
@@ -570,7 +566,7 @@ pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(No
     // SAFETY: lock held. (An empty zone lends no block: no front cache reads
     // its count now.)
     unsafe { set_carved(zone, 0) };
-    z.free = ptr::null_mut();
+    z.free = 0;
     // Decommitted pages may read back as zero or as they were.
     z.fresh_is_zero = false;
     // The live bitmap is all clear already: the zone is empty.
