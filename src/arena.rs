@@ -29,11 +29,12 @@ const BEST_FIT_FILL_EIGHTHS: usize = 4;
 /// The region is cut into 4 KiB pages; a bitmap, kept in the region's own
 /// first pages (one bit per page: 32 bytes per MiB), says which are handed
 /// out. `map` is first fit from the lowest page that may be free, which
-/// keeps runs packed at the bottom of the region; `resize` grows a run in
-/// place when the pages after it are free, always shrinks in place, and,
-/// when it may move, takes the lowest fit counting the run's own pages as
-/// free (so the free pages before and after it join) and copies the
-/// contents there (`memmove`). Freshly mapped pages are not zeroed (`zeroed_on_map` is
+/// keeps runs packed at the bottom of the region, and best fit once half
+/// the pages are handed out; `resize` grows a run in place when the pages
+/// after it are free, always shrinks in place, and, when it may move, takes
+/// the place `map` would choose counting the run's own pages as free (so
+/// the free pages before and after it join) and copies the contents there
+/// (`memmove`). Freshly mapped pages are not zeroed (`zeroed_on_map` is
 /// false): the region may hold anything. A region that is not page aligned
 /// loses its first partial page.
 ///
@@ -382,8 +383,8 @@ impl Pages {
     }
 
     /// Where a run of `old` pages at `start` grows to `new` pages when it
-    /// may move: the lowest fit counting its own pages as free, so the free
-    /// pages before it and after it can join. Marks the new pages used and
+    /// may move: the place [`fit`](Self::fit) chooses counting its own pages
+    /// as free, so the free pages before it and after it can join. Marks the new pages used and
     /// the rest of the old ones free; the caller copies the contents.
     fn move_run(&mut self, start: usize, old: usize, new: usize) -> Option<usize> {
         let first_free = self.first_free;
