@@ -16,6 +16,12 @@ const BITS: usize = u64::BITS as usize;
 const INLINE_WORDS: usize = 4;
 /// Regions of up to this many pages (1 MiB) keep their bitmap inline.
 const INLINE_PAGES: usize = INLINE_WORDS * BITS;
+/// Once this many eighths of the pages are handed out (half), `map` and a
+/// moving `resize` take the
+/// smallest hole that fits instead of the lowest: the big holes stay for
+/// big runs (first fit splits them for small ones). Below that, first fit
+/// is enough and does not scan the whole bitmap.
+const BEST_FIT_FILL_EIGHTHS: usize = 4;
 
 /// Page runs carved from one caller-given region: for kernels before paging
 /// is up, embedded targets without an MMU, tests and benchmarks.
@@ -23,9 +29,12 @@ const INLINE_PAGES: usize = INLINE_WORDS * BITS;
 /// The region is cut into 4 KiB pages; a bitmap, kept in the region's own
 /// first pages (one bit per page: 32 bytes per MiB), says which are handed
 /// out. `map` is first fit from the lowest page that may be free, which
-/// keeps runs packed at the bottom of the region; `resize` grows a run in
-/// place when the pages after it are free, always shrinks in place, and
-/// never moves. Freshly mapped pages are not zeroed (`zeroed_on_map` is
+/// keeps runs packed at the bottom of the region, and best fit once half
+/// the pages are handed out; `resize` grows a run in place when the pages
+/// after it are free, always shrinks in place, and, when it may move, takes
+/// the place `map` would choose counting the run's own pages as free (so
+/// the free pages before and after it join) and copies the contents there
+/// (`memmove`). Freshly mapped pages are not zeroed (`zeroed_on_map` is
 /// false): the region may hold anything. A region that is not page aligned
 /// loses its first partial page.
 ///
@@ -238,9 +247,18 @@ impl Pages {
         None
     }
 
-    /// First fit: the lowest run of `n` free pages whose address is a
-    /// multiple of `align`.
-    fn first_fit(&self, n: usize, align: usize) -> Option<usize> {
+    /// Where a run of `n` pages aligned to `align` goes: first fit while
+    /// the region has room, best fit once it is [`BEST_FIT_FILL_EIGHTHS`]
+    /// full (see there).
+    fn fit(&self, n: usize, align: usize) -> Option<usize> {
+        let best = self.used * 8 >= self.count * BEST_FIT_FILL_EIGHTHS;
+        self.search(n, align, best)
+    }
+
+    /// The lowest run of `n` free pages whose address is a multiple of
+    /// `align` (first fit) or, if `best_fit`, the one in the smallest hole
+    /// (lowest among equals; an exact fit ends the search).
+    fn search(&self, n: usize, align: usize, best_fit: bool) -> Option<usize> {
         let align_pages = align / PAGE;
         // Page index of the first `align`-aligned address.
         let phase = (self.base.addr().next_multiple_of(align) - self.base.addr()) / PAGE;
@@ -252,14 +270,33 @@ impl Pages {
             }
         };
         let mut start = align_up(self.first_free);
+        let mut best: Option<(usize, usize)> = None;
         loop {
-            let end = start.checked_add(n)?;
-            if end > self.count {
-                return None;
-            }
+            let Some(end) = start.checked_add(n).filter(|&e| e <= self.count) else {
+                return best.map(|b| b.0);
+            };
             match self.find(start, end, true) {
-                None => return Some(start),
-                Some(used) => start = align_up(self.find(used, self.count, false)?),
+                None if !best_fit => return Some(start),
+                None => {
+                    let hole_end = self.find(end, self.count, true).unwrap_or(self.count);
+                    let len = hole_end - start;
+                    if len == n {
+                        return Some(start);
+                    }
+                    if best.is_none_or(|b| len < b.1) {
+                        best = Some((start, len));
+                    }
+                    let Some(next) = self.find(hole_end, self.count, false) else {
+                        return best.map(|b| b.0);
+                    };
+                    start = align_up(next);
+                }
+                Some(used) => {
+                    let Some(next) = self.find(used, self.count, false) else {
+                        return best.map(|b| b.0);
+                    };
+                    start = align_up(next);
+                }
             }
         }
     }
@@ -267,7 +304,8 @@ impl Pages {
 
 // SAFETY: runs are disjoint page ranges of the caller-given region, aligned
 // as asked (the search only accepts aligned starts), and stay handed out
-// until `unmap`. `resize` never moves and keeps contents.
+// until `unmap`. `resize` keeps contents: in place, or (only if allowed to
+// move) copied to the new place.
 unsafe impl PageProvider for ArenaProvider {
     fn page_size(&self) -> usize {
         PAGE
@@ -282,7 +320,7 @@ unsafe impl PageProvider for ArenaProvider {
         let mut state = self.state.lock();
         let pages = self.pages(&mut state)?;
         let n = len.div_ceil(PAGE);
-        let start = pages.first_fit(n, align.max(PAGE))?;
+        let start = pages.fit(n, align.max(PAGE))?;
         pages.set(start, n, true);
         if start == pages.first_free {
             pages.first_free = pages
@@ -304,25 +342,64 @@ unsafe impl PageProvider for ArenaProvider {
         run: NonNull<u8>,
         old_len: usize,
         new_len: usize,
-        _may_move: bool,
+        may_move: bool,
     ) -> Option<NonNull<u8>> {
         let mut state = self.state.lock();
         let pages = state.as_mut()?;
         let start = (run.as_ptr().addr() - pages.base.addr()) / PAGE;
         let (old, new) = (old_len.div_ceil(PAGE), new_len.div_ceil(PAGE));
-        if new < old {
+        if new <= old {
             pages.set(start + new, old - new, false);
-        } else if new > old {
-            let end = start + new;
-            if end > pages.count || pages.find(start + old, end, true).is_some() {
-                return None;
-            }
-            pages.set(start + old, new - old, true);
-            if (start + old..end).contains(&pages.first_free) {
-                pages.first_free = pages.find(end, pages.count, false).unwrap_or(pages.count);
-            }
+            return Some(run);
         }
-        Some(run)
+        if pages.grow_in_place(start, old, new) {
+            return Some(run);
+        }
+        if !may_move {
+            return None;
+        }
+        let to = pages.move_run(start, old, new)?;
+        let moved = pages.base.wrapping_add(to * PAGE);
+        // SAFETY: both runs lie in the region; the old one is the caller's
+        // (per the contract) and the new one was just taken for it, so no
+        // one else reads or writes either. `copy` allows the overlap.
+        unsafe { core::ptr::copy(run.as_ptr(), moved, old * PAGE) };
+        NonNull::new(moved)
+    }
+}
+
+impl Pages {
+    /// Takes pages `[start + old, start + new)` if they are free.
+    fn grow_in_place(&mut self, start: usize, old: usize, new: usize) -> bool {
+        let end = start + new;
+        if end > self.count || self.find(start + old, end, true).is_some() {
+            return false;
+        }
+        self.set(start + old, new - old, true);
+        if (start + old..end).contains(&self.first_free) {
+            self.first_free = self.find(end, self.count, false).unwrap_or(self.count);
+        }
+        true
+    }
+
+    /// Where a run of `old` pages at `start` grows to `new` pages when it
+    /// may move: the place [`fit`](Self::fit) chooses counting its own pages
+    /// as free, so the free pages before it and after it can join. Marks the new pages used and
+    /// the rest of the old ones free; the caller copies the contents.
+    fn move_run(&mut self, start: usize, old: usize, new: usize) -> Option<usize> {
+        let first_free = self.first_free;
+        self.set(start, old, false);
+        let Some(to) = self.fit(new, PAGE) else {
+            // Nothing fits: the run stays where it was.
+            self.set(start, old, true);
+            self.first_free = first_free;
+            return None;
+        };
+        self.set(to, new, true);
+        if to <= self.first_free {
+            self.first_free = self.find(to, self.count, false).unwrap_or(self.count);
+        }
+        Some(to)
     }
 }
 
@@ -368,15 +445,15 @@ mod tests {
     }
 
     #[test]
-    fn resizes_in_place_only() {
+    fn resizes_in_place_unless_allowed_to_move() {
         let (_buf, a) = arena(32);
         let r = a.map(2 * PAGE, PAGE).unwrap();
         let blocker = a.map(PAGE, PAGE).unwrap();
         unsafe {
             assert_eq!(a.resize(r, 2 * PAGE, PAGE, true), Some(r));
-            assert_eq!(a.resize(r, PAGE, 2 * PAGE, true), Some(r));
+            assert_eq!(a.resize(r, PAGE, 2 * PAGE, false), Some(r));
             assert_eq!(
-                a.resize(r, 2 * PAGE, 3 * PAGE, true),
+                a.resize(r, 2 * PAGE, 3 * PAGE, false),
                 None,
                 "blocked by the next run"
             );
@@ -385,6 +462,57 @@ mod tests {
             a.unmap(r, 5 * PAGE);
         }
         assert_eq!(a.used_bytes(), 0);
+    }
+
+    /// A run that may move grows into the free pages before it and after
+    /// it together, its contents copied; with nothing free around it, it
+    /// moves to a hole elsewhere; with no hole anywhere, it stays.
+    #[test]
+    fn a_moving_resize_joins_the_free_pages_around_the_run() {
+        let (_buf, a) = arena(16);
+        let cap = a.capacity_bytes();
+        let before = a.map(2 * PAGE, PAGE).unwrap();
+        let r = a.map(2 * PAGE, PAGE).unwrap();
+        let after = a.map(PAGE, PAGE).unwrap();
+        let rest = a.map(cap - 5 * PAGE, PAGE).unwrap();
+        unsafe {
+            for i in 0..2 * PAGE {
+                r.as_ptr().add(i).write(i as u8 ^ 0x5a);
+            }
+            a.unmap(before, 2 * PAGE);
+            a.unmap(after, PAGE);
+            // 2 pages before + 2 of its own + 1 after: 5 fit, 6 do not.
+            assert_eq!(a.resize(r, 2 * PAGE, 6 * PAGE, true), None);
+            assert_eq!(a.used_bytes(), cap - 3 * PAGE);
+            let moved = a.resize(r, 2 * PAGE, 5 * PAGE, true).unwrap();
+            assert_eq!(moved, before, "the lowest fit, overlapping the old run");
+            for i in 0..2 * PAGE {
+                assert_eq!(moved.as_ptr().add(i).read(), i as u8 ^ 0x5a);
+            }
+            assert_eq!(a.used_bytes(), cap);
+            a.unmap(moved, 5 * PAGE);
+            a.unmap(rest, cap - 5 * PAGE);
+        }
+        assert_eq!(a.used_bytes(), 0);
+    }
+
+    /// Once half of the pages are handed out, a run goes to the
+    /// smallest hole that fits, not the lowest: the bigger hole stays whole.
+    #[test]
+    fn a_full_region_maps_into_the_smallest_hole() {
+        let (_buf, a) = arena(16);
+        let cap = a.capacity_bytes();
+        let wide = a.map(3 * PAGE, PAGE).unwrap();
+        let _fence = a.map(PAGE, PAGE).unwrap();
+        let narrow = a.map(PAGE, PAGE).unwrap();
+        let _rest = a.map(cap - 5 * PAGE, PAGE).unwrap();
+        unsafe {
+            a.unmap(wide, 3 * PAGE);
+            a.unmap(narrow, PAGE);
+        }
+        // 4 of 16 or 17 pages free: at least half used.
+        assert_eq!(a.map(PAGE, PAGE), Some(narrow));
+        assert_eq!(a.map(3 * PAGE, PAGE), Some(wide));
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub(crate) const EMPTY_ZONES_KEPT: u16 = 1;
 /// footprint follows the live set even for the zone a class keeps.
 pub(crate) const ZONE_RESET_MIN_BYTES: usize = 256 * 1024;
 
+/// A provider's span is *tight* once the heap has mapped more than
+/// `1 / TIGHT_SPAN_DIVISOR` of it. From then on memory is worth more than
+/// speed: new zones take their fewest pages (a scarce layout, which fits
+/// the holes a full zone would not), a cached LARGE run is cut to the
+/// request, and a growing LARGE run is moved by the provider before a copy
+/// is tried (see `Heap::span_is_tight`'s callers).
+pub(crate) const TIGHT_SPAN_DIVISOR: usize = 2;
+
 /// The allocator.
 ///
 /// `P` supplies page runs; `R` is the lock: any [`lock_api::RawMutex`]
@@ -331,19 +339,31 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Maps and initialises a zone for `class`: a full one if the
-    /// provider's span allows it (`SizeClass::prefers_full_zone`) and the
-    /// provider gives it, else a scarce one; none where the class borrows
+    /// provider's span allows it (`SizeClass::prefers_full_zone`), is not
+    /// tight ([`TIGHT_SPAN_DIVISOR`]) and the provider gives it, else a
+    /// scarce one; none where the class borrows
     /// its [`scarce_class`](SizeClass::scarce_class)'s zones instead. The
     /// caller holds the class lock.
     pub(crate) fn new_zone(&self, class: SizeClass) -> Option<NonNull<ZoneHeader>> {
         if class.prefers_full_zone(self.span_bytes()) {
-            if let Some(zone) = self.map_zone(class, class.geometry()) {
+            if !self.span_is_tight()
+                && let Some(zone) = self.map_zone(class, class.geometry())
+            {
                 return Some(zone);
             }
         } else if class.scarce_class() != class {
             return None;
         }
         self.map_zone(class, class.scarce_geometry())
+    }
+
+    /// Whether the heap has mapped more than [`TIGHT_SPAN_DIVISOR`]'s share
+    /// of the provider's span (never, without a span).
+    pub(crate) fn span_is_tight(&self) -> bool {
+        let Some(span) = self.span_bytes() else {
+            return false;
+        };
+        self.counters.mapped_bytes.load(Ordering::Relaxed) > span / TIGHT_SPAN_DIVISOR
     }
 
     /// Bytes of the provider's span, if it has one.

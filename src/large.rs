@@ -211,14 +211,25 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     fn take_cached(&self, state: &mut LargeState, needed: usize) -> Option<(NonNull<u8>, usize)> {
         let slot = state.best_slot(needed)?;
         let (start, len) = state.take(slot)?;
+        if needed < len && self.span_is_tight() {
+            // Memory is short: the pages past `needed` serve other runs
+            // better than this one's slack (a refused shrink keeps them).
+            // SAFETY: the cached run is ours, unregistered and unused.
+            if unsafe { self.provider.resize(start, len, needed, false) }.is_some() {
+                self.count_resize(len, needed);
+                return Some((start, needed));
+            }
+        }
         if needed <= len {
             return Some((start, len));
         }
         // A moved run is registered at its new place by the caller: with the
-        // reserve full, that cannot fail.
-        let may_move = state
-            .reserve
-            .fill(&self.provider, &self.counters.metadata_bytes);
+        // reserve full, that cannot fail. A bounded provider moves by
+        // copying, and a cached run holds nothing worth copying.
+        let may_move = self.span_bytes().is_none()
+            && state
+                .reserve
+                .fill(&self.provider, &self.counters.metadata_bytes);
         // SAFETY: the cached run is ours, unregistered, and unused.
         match unsafe { self.provider.resize(start, len, needed, may_move) } {
             Some(new_start) => {

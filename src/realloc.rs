@@ -116,8 +116,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             .and_then(|n| n.checked_next_multiple_of(page))
             .filter(|&n| n <= isize::MAX as usize)
             .ok_or(ReallocError::OutOfMemory)?;
+        // A bounded provider moves a run by copying all of it: while its
+        // span has room, a fresh run and a copy of the requested bytes come
+        // first and the move last; once it is tight, the move first, since
+        // its joining of the free pages around the run matters more.
+        let move_first = self.span_bytes().is_none() || self.span_is_tight();
         if needed != block.run_len {
-            match self.resize_run(&mut state, &block, needed) {
+            match self.resize_run(&mut state, &block, needed, move_first) {
                 Some(new_start) => {
                     block.start = new_start;
                     block.run_len = needed;
@@ -127,7 +132,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 None => {
                     drop(state);
                     // SAFETY: `ptr` is live and the caller's.
-                    return unsafe { self.realloc_by_copy(ptr, block.requested, new_layout) };
+                    let copied = unsafe { self.realloc_by_copy(ptr, block.requested, new_layout) };
+                    // A bounded provider tries the move (again) last: the
+                    // failed allocation trimmed the heap, which may have
+                    // freed the pages around the run.
+                    if copied.is_ok() || self.span_bytes().is_none() {
+                        return copied;
+                    }
+                    return self.realloc_large_by_move(start, ptr, new_size, needed);
                 }
             }
         }
@@ -136,9 +148,36 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Ok(block.user())
     }
 
+    /// The last resort of a bounded provider's LARGE growth: no fresh run
+    /// fits, but the run may fit where it is together with the free pages
+    /// around it (the provider moves it there).
+    #[cold]
+    fn realloc_large_by_move(
+        &self,
+        start: NonNull<u8>,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        needed: usize,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let mut state = self.large.lock();
+        // The caller still owns the block (the copy failed and left it), so
+        // it cannot have moved; checked again all the same.
+        let mut block = self
+            .large_block(start, ptr)
+            .map_err(ReallocError::Invalid)?;
+        let new_start = self
+            .resize_run(&mut state, &block, needed, true)
+            .ok_or(ReallocError::OutOfMemory)?;
+        block.start = new_start;
+        block.run_len = needed;
+        block.requested = new_size;
+        self.write_large_header(&block);
+        Ok(block.user())
+    }
+
     /// Asks the provider to resize a LARGE run to `needed` bytes: in place
-    /// first, then (for runs that need no more than page alignment) by
-    /// moving it. The caller holds the LARGE lock (`state`).
+    /// first, then (if `may_move`, for runs that need no more than page
+    /// alignment) by moving it. The caller holds the LARGE lock (`state`).
     ///
     /// The page map stays right in all three outcomes of a move (see the
     /// protocol in `page_map.rs`): the run is unregistered *before* the
@@ -152,6 +191,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         state: &mut LargeState,
         block: &LargeBlock,
         needed: usize,
+        may_move: bool,
     ) -> Option<NonNull<u8>> {
         // SAFETY: the run is live, ours, and locked. In place, nothing moves
         // and the registered granule (in the first page) stays.
@@ -165,7 +205,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // Only growth moves, and only runs that need no more than page
         // alignment (a moved run is only page aligned).
-        if needed < block.run_len || block.user_offset >= MIN_PAGE_SIZE {
+        if !may_move || needed < block.run_len || block.user_offset >= MIN_PAGE_SIZE {
             return None;
         }
         if !state

@@ -42,7 +42,7 @@ impl Workload for HeapEfficiency {
         let mut rng = Rng::with_seed(self.seed);
         let mut sum = 0.0;
         for _ in 0..self.rounds {
-            while step(&mut blocks, &mut rng) {}
+            while step(&mut blocks, &mut rng).is_ok() {}
             sum += blocks.requested_bytes() as f64 / ARENA_SIZE as f64;
             blocks.free_all();
         }
@@ -54,22 +54,36 @@ impl Workload for HeapEfficiency {
     }
 }
 
-/// One step; returns `false` when the allocator refused a request.
-fn step<A: GlobalAlloc>(blocks: &mut LiveBlocks<'_, A>, rng: &mut Rng) -> bool {
+/// A request the allocator refused: its size and what it was.
+#[derive(Clone, Copy, Debug)]
+pub struct Refused {
+    /// Bytes asked for.
+    pub size: usize,
+    /// Whether it was a reallocation (else an allocation).
+    pub realloc: bool,
+}
+
+/// One step; `Err` when the allocator refused a request.
+pub fn step<A: GlobalAlloc>(blocks: &mut LiveBlocks<'_, A>, rng: &mut Rng) -> Result<(), Refused> {
     let draw = rng.usize(0..HE_OUTCOMES);
-    if draw < HE_ALLOC_DRAWS {
+    let (size, realloc, done) = if draw < HE_ALLOC_DRAWS {
         let size = draw::request_size(rng, HE_MAX_ALLOC);
         let align = draw::alignment(rng);
-        blocks.alloc(size, align)
+        (size, false, blocks.alloc(size, align))
     } else if blocks.len() == 0 {
-        true
+        return Ok(());
     } else if draw == HE_FREE_DRAW {
         let index = rng.usize(0..blocks.len());
         blocks.free(index);
-        true
+        return Ok(());
     } else {
         let index = rng.usize(0..blocks.len());
         let new_size = draw::realloc_size(rng, HE_MAX_REALLOC);
-        blocks.realloc(index, new_size)
+        (new_size, true, blocks.realloc(index, new_size))
+    };
+    if done {
+        Ok(())
+    } else {
+        Err(Refused { size, realloc })
     }
 }

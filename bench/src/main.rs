@@ -10,6 +10,7 @@
 
 mod arena;
 mod blocks;
+mod breakdown;
 mod clock;
 mod draw;
 mod heap_efficiency;
@@ -49,6 +50,14 @@ fn main() {
     arena::prefault();
     if options.min_region {
         print_min_regions(&options);
+        return;
+    }
+    if options.breakdown {
+        heap_efficiency(&options);
+        if options.peers.contains(&peers::Peer::FtMalloc) {
+            let seed = draw::series_seed(options.seed, 0, 0, PHASE_HEAP_EFFICIENCY);
+            print!("{}", breakdown::run(options.he_rounds, seed).table());
+        }
         return;
     }
     let trials = random_actions(&options);

@@ -28,6 +28,8 @@ pub struct Options {
     pub csv: bool,
     /// Only find each allocator's minimum region (`min_region.rs`).
     pub min_region: bool,
+    /// Only heap efficiency, with the core's breakdown (`breakdown.rs`).
+    pub breakdown: bool,
 }
 
 /// The options that together decide the measured budget.
@@ -77,6 +79,8 @@ Options:
   --seed N            base seed of the action sequences
   --min-region        instead: the smallest region on which each allocator
                       runs a fixed mixed 16..2048-byte workload (bisection)
+  --breakdown         instead: heap efficiency only (--he-rounds rounds) and,
+                      for the core, where the arena went when each round ended
   --help              this text
 ";
 
@@ -98,6 +102,7 @@ impl Default for Options {
             seed: spec::SEED,
             csv: false,
             min_region: false,
+            breakdown: false,
         }
     }
 }
@@ -125,6 +130,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--help" | "-h" => return Ok(Command::Help),
             "--csv" => options.csv = true,
             "--min-region" => options.min_region = true,
+            "--breakdown" => options.breakdown = true,
             "--quick" => {
                 options.trials = spec::QUICK_TRIALS;
                 budget.duration = spec::QUICK_DURATION;

@@ -87,9 +87,7 @@ impl Peer {
         match self {
             Peer::FtMalloc => {
                 // SAFETY: the region is valid and exclusive for the heap's life (above).
-                let provider = unsafe { ft_malloc::ArenaProvider::new(start.as_ptr(), len) };
-                let heap: Box<ft_malloc::Heap<ft_malloc::ArenaProvider>> =
-                    Box::new(ft_malloc::Heap::new(provider));
+                let heap = unsafe { core_heap(start, len) };
                 workload.run(&*heap, name)
             }
             Peer::Talc => {
@@ -124,6 +122,21 @@ impl Peer {
         }
     }
 }
+
+/// The core on the arena's first `len` bytes.
+///
+/// # Safety
+///
+/// As in [`Peer::run_fresh_in`]: the bytes were scrubbed, no allocator built
+/// on the arena is alive, and the heap is dropped before the next one is built.
+pub unsafe fn core_heap(start: NonNull<u8>, len: usize) -> Box<CoreHeap> {
+    // SAFETY: per the contract, the region is ours until the heap is dropped.
+    let provider = unsafe { ft_malloc::ArenaProvider::new(start.as_ptr(), len) };
+    Box::new(ft_malloc::Heap::new(provider))
+}
+
+/// The core as the benchmark builds it.
+pub type CoreHeap = ft_malloc::Heap<ft_malloc::ArenaProvider>;
 
 /// Refuses everything: what an allocator without a usable region is.
 struct Refuse;
