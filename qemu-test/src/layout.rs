@@ -11,8 +11,14 @@
 //!   0x0000_3000_0000_0000 .. +1 GiB      benchmark: ft_malloc
 //!   0x0000_3800_0000_0000 .. +16 MiB     benchmark: linked_list_allocator
 //!   0x0000_5000_0000_0000                never mapped: the deliberate stray access
-//!   0x0000_6000_0000_0000 .. +260 KiB    kernel stack, with an unmapped guard page below it
+//!   0x0000_6000_0000_0000 .. +260 KiB    kernel stack of CPU 0, with an unmapped guard page below it;
+//!                                        CPU i's the same, KERNEL_STACK_STRIDE * i higher
 //! ```
+//!
+//! Below 1 MiB, physical page [`AP_TRAMPOLINE`] receives the real-mode code
+//! the other CPUs start in (`smp/trampoline.s`). The local APIC's registers
+//! (at 0xFEE0_0000 on every PC) are identity-mapped uncached by a page
+//! directory in the kernel image (`smp/lapic.rs`).
 //!
 //! Every window sits in the lower canonical half (a non-canonical address
 //! raises #GP, not #PF) and in a PML4 slot of its own, far from the identity
@@ -36,13 +42,47 @@ pub const LOW_MEMORY_END: u64 = 0x10_0000;
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 /// The kernel stack (after boot): mapped 4 KiB pages below
-/// [`KERNEL_STACK_TOP`], with one unmapped guard page under them so an
+/// [`kernel_stack_top`], with one unmapped guard page under them so an
 /// overflow faults instead of silently overwriting memory.
 pub const KERNEL_STACK_PAGES: u64 = 64;
-/// The guard page: never mapped, so running off the stack's bottom faults.
+/// The guard page of CPU 0's stack: never mapped, so running off the
+/// stack's bottom faults.
 pub const KERNEL_STACK_GUARD: u64 = 0x0000_6000_0000_0000;
-/// One past the highest byte of the kernel stack.
-pub const KERNEL_STACK_TOP: u64 = KERNEL_STACK_GUARD + (1 + KERNEL_STACK_PAGES) * PAGE_SIZE;
+/// Distance between two CPUs' stacks (guard page included).
+pub const KERNEL_STACK_STRIDE: u64 = (1 + KERNEL_STACK_PAGES) * PAGE_SIZE;
+
+/// The guard page under CPU `cpu`'s kernel stack.
+pub const fn kernel_stack_guard(cpu: usize) -> u64 {
+    KERNEL_STACK_GUARD + cpu as u64 * KERNEL_STACK_STRIDE
+}
+
+/// One past the highest byte of CPU `cpu`'s kernel stack.
+pub const fn kernel_stack_top(cpu: usize) -> u64 {
+    kernel_stack_guard(cpu) + KERNEL_STACK_STRIDE
+}
+
+/// The CPU whose stack guard page holds `addr`, if any.
+pub const fn stack_guard_owner(addr: u64) -> Option<usize> {
+    let Some(offset) = addr.checked_sub(KERNEL_STACK_GUARD) else {
+        return None;
+    };
+    let cpu = offset / KERNEL_STACK_STRIDE;
+    if cpu < MAX_CPUS as u64 && offset % KERNEL_STACK_STRIDE < PAGE_SIZE {
+        Some(cpu as usize)
+    } else {
+        None
+    }
+}
+
+/// The most CPUs the kernel starts (QEMU's `-smp` beyond it: the rest stay
+/// parked). Each has its own kernel stack, IST stacks, GDT, TSS and per-CPU
+/// area, sized by this.
+pub const MAX_CPUS: usize = 8;
+
+/// Physical address of the page the other CPUs start in (real mode): below
+/// 1 MiB, page aligned, so a SIPI can name it (vector = address >> 12), and
+/// in conventional RAM no frame is ever taken from.
+pub const AP_TRAMPOLINE: u64 = 0x8000;
 
 /// Each IST stack (page fault, double fault): the handler runs there, so a
 /// fault on a broken kernel stack is still reported.

@@ -56,6 +56,8 @@ mod paging;
 #[cfg(target_os = "none")]
 mod serial;
 #[cfg(target_os = "none")]
+mod smp;
+#[cfg(target_os = "none")]
 mod tests;
 #[cfg(target_os = "none")]
 mod trace;
@@ -75,9 +77,7 @@ mod kernel {
     use crate::frames::FRAMES;
     use crate::heap_provider::DemandPagedProvider;
     use crate::memory_map::{BootInfo, RegionKind};
-    use crate::{
-        bench, boot, deliberate, faults, gdt, kernel_stack, println, serial, tests, trace,
-    };
+    use crate::{bench, boot, deliberate, kernel_stack, println, serial, smp, tests, trace};
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
     /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here.
@@ -102,8 +102,7 @@ mod kernel {
     pub extern "sysv64" fn kernel_main(start_info: u32) -> ! {
         serial::init();
         println!("ft_malloc test kernel: booted through PVH, long mode, first GiB identity-mapped");
-        gdt::init();
-        faults::init();
+        smp::init_bootstrap_cpu();
 
         // SAFETY: `start_info` is what the PVH loader passed in %ebx, and no
         // frame has been handed out yet, so the boot data is intact.
@@ -145,6 +144,14 @@ mod kernel {
             cmdline
         };
         println!("command line: {cmdline}");
+        let rsdp = BOOT_INFO.get().and_then(|boot| boot.rsdp);
+        match smp::start_other_cpus(rsdp) {
+            Ok(cpus) => println!("smp: {cpus} CPU(s) online"),
+            Err(error) => {
+                println!("smp: starting the other CPUs failed: {error}");
+                exit_qemu(ExitCode::Failure);
+            }
+        }
         let mut ok = true;
         for word in cmdline.split_whitespace() {
             ok &= match word {

@@ -46,12 +46,18 @@ struct Boot {
     output: String,
 }
 
-/// Boots the kernel with `cmdline` through the runner.
+/// Boots the kernel with `cmdline` through the runner, on one CPU.
 fn boot(cmdline: &[&str], timeout_seconds: u32) -> Boot {
+    boot_cpus(cmdline, 1, timeout_seconds)
+}
+
+/// Boots the kernel with `cmdline` on a machine of `cpus` CPUs.
+fn boot_cpus(cmdline: &[&str], cpus: usize, timeout_seconds: u32) -> Boot {
     let output = Command::new(package_dir().join("run-qemu.sh"))
         .arg(kernel())
         .args(cmdline)
         .env("QEMU_TIMEOUT", timeout_seconds.to_string())
+        .env("QEMU_SMP", cpus.to_string())
         .output()
         .expect("cannot run run-qemu.sh");
     let text = String::from_utf8_lossy(&output.stdout).replace('\r', "")
@@ -104,6 +110,44 @@ fn every_kernel_test_passes() {
         boot.output
     );
     assert!(boot.output.contains("run-qemu: PASS"), "{}", boot.output);
+}
+
+/// Boots `cpus` CPUs and checks that every one of them started: each AP
+/// reports in from Rust on its own stack, GDT/TSS, IDT and GS base, with its
+/// APIC id as the MADT listed it.
+fn every_cpu_starts(cpus: usize) {
+    let boot = boot_cpus(&["tests"], cpus, 300);
+    assert!(boot.passed, "{cpus} CPUs: the run failed:\n{}", boot.output);
+    assert!(
+        boot.output
+            .contains(&format!("smp: MADT lists {cpus} CPU(s)")),
+        "{}",
+        boot.output
+    );
+    for cpu in 1..cpus {
+        assert!(
+            boot.output.contains(&format!(
+                "smp: CPU {cpu} (APIC id {cpu}) online: own stack, GDT/TSS, IDT, GS base, APIC"
+            )),
+            "CPU {cpu} did not report in:\n{}",
+            boot.output
+        );
+    }
+    assert!(
+        boot.output.contains(&format!("smp: {cpus} CPU(s) online")),
+        "{}",
+        boot.output
+    );
+}
+
+#[test]
+fn two_cpus_start() {
+    every_cpu_starts(2);
+}
+
+#[test]
+fn four_cpus_start() {
+    every_cpu_starts(4);
 }
 
 #[test]
