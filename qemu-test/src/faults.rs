@@ -10,6 +10,8 @@
 //!   calls [`page_fault`] and returns with `iretq`, which restarts the
 //!   faulting instruction. That is how a heap access resumes once its page
 //!   is mapped.
+//! - `nmi_entry` does the same for [`nmi`]: the NMI is the TLB shootdown
+//!   IPI (`smp::shootdown`); an NMI with no shootdown pending is fatal.
 //! - Every other exception is fatal: its entry calls [`fatal_exception`],
 //!   which reports it and fails the run.
 
@@ -83,8 +85,53 @@ extern "sysv64" fn page_fault_entry() {
     )
 }
 
+/// The NMI entry: as `page_fault_entry`, for a vector without error code
+/// (a zero is pushed in its place, so the frame and the stack alignment are
+/// the same: in long mode the CPU aligns RSP to 16 before pushing).
+#[unsafe(naked)]
+extern "sysv64" fn nmi_entry() {
+    core::arch::naked_asm!(
+        "push 0",
+        "cld",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "lea rdi, [rsp + 9 * 8]", // &ExceptionFrame
+        "sub rsp, 8",
+        "call {handler}",
+        "add rsp, 8",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "add rsp, 8", // the pushed zero
+        "iretq",
+        handler = sym nmi,
+    )
+}
+
+/// The NMI handler: the TLB shootdown IPI. Takes no lock.
+extern "sysv64" fn nmi(frame: &ExceptionFrame) {
+    if !crate::smp::shootdown::handle_nmi() {
+        fatal_exception(2, frame);
+    }
+}
+
 /// The page-fault handler: demand paging for the heap windows, a report and
-/// a failed run for everything else. Allocates nothing, takes no lock.
+/// a failed run for everything else. Allocates nothing; takes only the
+/// page-table lock (`paging`), which no code holds while touching
+/// demand-paged memory.
 extern "sysv64" fn page_fault(frame: &ExceptionFrame) {
     let address = Cr2::read_raw();
     // Per CPU: each CPU has its own IST stack, and CPUs fault concurrently.
@@ -198,7 +245,6 @@ macro_rules! fatal_entry {
 
 fatal_entry!(divide_error_entry, 0);
 fatal_entry!(debug_entry, 1);
-fatal_entry!(nmi_entry, 2);
 fatal_entry!(breakpoint_entry, 3);
 fatal_entry!(overflow_entry, 4);
 fatal_entry!(bound_range_entry, 5);

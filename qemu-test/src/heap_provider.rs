@@ -244,25 +244,16 @@ unsafe impl PageProvider for DemandPagedProvider {
             return None;
         }
         bitmap.set_range(new_first, new_pages);
-        let (from, to) = (
-            self.pages(first, old_pages),
-            self.pages(new_first, old_pages),
-        );
-        for (old_page, new_page) in from.zip(to) {
-            // SAFETY: `new_page` is in the new run, reserved just now and
-            // unmapped; `old_page`'s frame moves with its contents; the new
-            // run's commitment covers the tables. No heap memory is touched.
-            if unsafe { paging::move_mapping(old_page, new_page) }.is_err() {
-                // Cannot happen with the commitment made above.
-                panic!(
-                    "moving a mapping from {:?} to {:?} failed",
-                    old_page, new_page
-                );
-            }
+        let (from, to) = (self.pages(first, old_pages), self.pages(new_first, 1));
+        // SAFETY: the new run was reserved just now and is unmapped; the old
+        // run's frames move with their contents, and the heap no longer
+        // uses its addresses; the new run's commitment covers the tables.
+        // No heap memory is touched.
+        if let Err(error) = unsafe { paging::move_range(from, to.start) } {
+            // Cannot happen with the commitment made above.
+            panic!("moving the mappings of {from:?} failed: {error:?}");
         }
         bitmap.clear_range(first, old_pages);
-        // SAFETY: the old run's pages are all unmapped now.
-        unsafe { paging::free_empty_tables(self.pages(first, old_pages)) };
         FRAMES.release(commitment(start, old_pages));
         NonNull::new(new_start as *mut u8)
     }

@@ -7,9 +7,14 @@
 //!                                        built by boot/entry.s): kernel image, page tables,
 //!                                        every physical frame the kernel touches
 //!   0x0000_1000_0000_0000 .. +1 GiB      kernel heap window   (the #[global_allocator])
-//!   0x0000_2000_0000_0000 .. +1 GiB      test heap window     (a fresh ft_malloc heap for exact counts)
+//!   0x0000_2000_0000_0000 .. +256 MiB    CPU i's test heap window, i * 512 GiB higher
+//!                                        (a fresh ft_malloc heap for exact counts)
+//!   0x0000_2800_0000_0000 .. +256 MiB    CPU i's own heap window, i * 512 GiB higher
+//!                                        (the kernel-heap tests, run on every CPU at once)
 //!   0x0000_3000_0000_0000 .. +1 GiB      benchmark: ft_malloc
 //!   0x0000_3800_0000_0000 .. +16 MiB     benchmark: linked_list_allocator
+//!   0x0000_4000_0000_0000 .. +16 MiB     shared window: pages every CPU faults on at once,
+//!                                        the TLB shootdown test
 //!   0x0000_5000_0000_0000                never mapped: the deliberate stray access
 //!   0x0000_6000_0000_0000 .. +260 KiB    kernel stack of CPU 0, with an unmapped guard page below it;
 //!                                        CPU i's the same, KERNEL_STACK_STRIDE * i higher
@@ -114,11 +119,34 @@ pub const KERNEL_HEAP_WINDOW: WindowLayout = WindowLayout {
     start: 0x0000_1000_0000_0000,
     len: 1 << 30,
 };
-/// A second, fresh ft_malloc heap, so tests that count pages and frames
-/// exactly are not disturbed by the kernel's own allocations.
-pub const TEST_HEAP_WINDOW: WindowLayout = WindowLayout {
-    start: 0x0000_2000_0000_0000,
-    len: 1 << 30,
+/// Distance between two CPUs' windows of the same kind: one PML4 slot
+/// (512 GiB), so each window's page tables are its own.
+pub const PER_CPU_WINDOW_STRIDE: u64 = 1 << 39;
+
+/// CPU `cpu`'s test heap: a fresh ft_malloc heap, so tests that count pages
+/// and frames exactly are not disturbed by the kernel's own allocations or
+/// by the other CPUs'.
+pub const fn test_heap_window(cpu: usize) -> WindowLayout {
+    WindowLayout {
+        start: 0x0000_2000_0000_0000 + cpu as u64 * PER_CPU_WINDOW_STRIDE,
+        len: 256 << 20,
+    }
+}
+
+/// CPU `cpu`'s own heap: where the kernel-heap tests (patterns, realloc)
+/// run when every CPU runs them at once, so each counts its own blocks and
+/// faults exactly.
+pub const fn cpu_heap_window(cpu: usize) -> WindowLayout {
+    WindowLayout {
+        start: 0x0000_2800_0000_0000 + cpu as u64 * PER_CPU_WINDOW_STRIDE,
+        len: 256 << 20,
+    }
+}
+
+/// Pages every CPU touches at once (concurrent faults, TLB shootdown).
+pub const SHARED_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_4000_0000_0000,
+    len: 16 << 20,
 };
 /// The benchmark's ft_malloc heap.
 pub const BENCH_CORE_WINDOW: WindowLayout = WindowLayout {

@@ -13,9 +13,10 @@
 //! holds the address-space plan and every size.
 //!
 //! The kernel command line (QEMU's `-append`) picks what runs: `tests`
-//! (the kernel tests, `tests/`), `bench` (ft_malloc against
-//! linked_list_allocator), `trace`, or a deliberate failure `fail=...`
-//! (`deliberate`). No command line means `tests bench`. The result leaves
+//! (the kernel tests, `tests/`, on every CPU), `bench` (ft_malloc against
+//! linked_list_allocator), `trace`, `no-shootdown` (TLB shootdown IPIs off,
+//! to show that the shootdown test then fails), or a deliberate failure
+//! `fail=...` (`deliberate`). No command line means `tests bench`. The result leaves
 //! through the isa-debug-exit device (`exit`).
 //!
 //! Built for the host (as `cargo build --workspace` does), this crate is only
@@ -31,6 +32,8 @@ mod bench;
 mod bitmap;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod cpu_caches;
 #[cfg(target_os = "none")]
 mod deliberate;
 #[cfg(target_os = "none")]
@@ -72,6 +75,7 @@ mod kernel {
     use ft_malloc::{Heap, IrqSpinLock};
     use spin::Once;
 
+    use crate::cpu_caches::PerCpuCaches;
     use crate::demand_paging::KERNEL_HEAP;
     use crate::exit::{ExitCode, exit_qemu};
     use crate::frames::FRAMES;
@@ -80,16 +84,20 @@ mod kernel {
     use crate::{bench, boot, deliberate, kernel_stack, println, serial, smp, tests, trace};
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
-    /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here.
+    /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here, through
+    /// [`GLOBAL`]'s per-CPU caches.
     ///
     /// Its lock is `IrqSpinLock`, which keeps interrupts off while a heap
     /// lock is held, as a kernel whose interrupt handlers allocate needs.
-    /// (This kernel never enables interrupts, so the default spin lock would
-    /// do too.) The page-fault handler, which can arrive with a heap lock
-    /// held on the heap's first touch of a page, neither allocates nor locks.
-    #[global_allocator]
+    /// The page-fault handler, which can arrive with a heap lock held on the
+    /// heap's first touch of a page, allocates nothing and takes only the
+    /// page-table lock, which no code holds while touching heap memory.
     pub static HEAP: Heap<DemandPagedProvider, IrqSpinLock> =
         Heap::new(DemandPagedProvider::new(&KERNEL_HEAP));
+
+    /// The `#[global_allocator]`: [`HEAP`] behind one front cache per CPU.
+    #[global_allocator]
+    static GLOBAL: PerCpuCaches = PerCpuCaches::new(&HEAP);
 
     /// The kernel's copy of the boot information.
     static BOOT_INFO: Once<BootInfo> = Once::new();
@@ -158,11 +166,16 @@ mod kernel {
                 "tests" => tests::run_all(),
                 "bench" => bench::run(),
                 "trace" => trace::run(),
+                "no-shootdown" => {
+                    println!("no-shootdown: TLB shootdown IPIs off (the shootdown test must fail)");
+                    smp::shootdown::disable();
+                    true
+                }
                 _ => match word.strip_prefix("fail=") {
                     Some(how) => deliberate::fail(how),
                     None => {
                         println!(
-                            "unknown command-line word {word:?} (expected tests, bench, trace or fail=...)"
+                            "unknown command-line word {word:?} (expected tests, bench, trace, no-shootdown or fail=...)"
                         );
                         false
                     }

@@ -112,11 +112,12 @@ fn every_kernel_test_passes() {
     assert!(boot.output.contains("run-qemu: PASS"), "{}", boot.output);
 }
 
-/// Boots `cpus` CPUs and checks that every one of them started: each AP
+/// Boots `cpus` CPUs and checks that every one of them started (each AP
 /// reports in from Rust on its own stack, GDT/TSS, IDT and GS base, with its
-/// APIC id as the MADT listed it.
-fn every_cpu_starts(cpus: usize) {
-    let boot = boot_cpus(&["tests"], cpus, 300);
+/// APIC id as the MADT listed it) and that every kernel test passed on all
+/// of them at once.
+fn every_cpu_starts_and_passes_the_tests(cpus: usize) {
+    let boot = boot_cpus(&["tests"], cpus, 400);
     assert!(boot.passed, "{cpus} CPUs: the run failed:\n{}", boot.output);
     assert!(
         boot.output
@@ -138,16 +139,73 @@ fn every_cpu_starts(cpus: usize) {
         "{}",
         boot.output
     );
+    // Every per-CPU test ran on every CPU.
+    for test in [
+        "tiny_small_large_patterns",
+        "alloc_collections",
+        "faults_equal_distinct_pages_touched",
+        "frames_return_after_free_and_trim",
+        "realloc_keeps_contents",
+        "blocks_freed_on_another_cpu",
+    ] {
+        for cpu in 0..cpus {
+            assert!(
+                boot.output
+                    .contains(&format!("test {test} on CPU {cpu} ... ok (")),
+                "{test} did not pass on CPU {cpu}:\n{}",
+                boot.output
+            );
+        }
+    }
+    for test in [
+        "same_pages_faulted_by_every_cpu",
+        "tlb_shootdown_before_frame_reuse",
+        "out_of_frames_fails_cleanly on CPU 0",
+        "every_frame_back_after_flush",
+    ] {
+        assert!(
+            boot.output.contains(&format!("test {test} ... ok (")),
+            "{test} did not pass:\n{}",
+            boot.output
+        );
+    }
+    assert!(!boot.output.contains("FAILED"), "{}", boot.output);
+    assert!(
+        boot.output
+            .contains(&format!("all tests passed on {cpus} CPUs")),
+        "{}",
+        boot.output
+    );
 }
 
 #[test]
-fn two_cpus_start() {
-    every_cpu_starts(2);
+fn two_cpus_start_and_pass_the_tests() {
+    every_cpu_starts_and_passes_the_tests(2);
 }
 
 #[test]
-fn four_cpus_start() {
-    every_cpu_starts(4);
+fn four_cpus_start_and_pass_the_tests() {
+    every_cpu_starts_and_passes_the_tests(4);
+}
+
+/// With the shootdown IPIs off, the CPU that held the old translation reads
+/// the reused frame's new bytes: the shootdown test must catch it.
+#[test]
+fn the_shootdown_test_fails_without_shootdowns() {
+    let boot = boot_cpus(&["no-shootdown", "tests"], 2, 400);
+    assert!(!boot.passed, "passed without shootdowns:\n{}", boot.output);
+    assert!(
+        boot.output.contains(
+            "test tlb_shootdown_before_frame_reuse ... FAILED: CPU 1 read 0xbbbbbbbbbbbbbbbb"
+        ),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("reached through a stale TLB entry"),
+        "{}",
+        boot.output
+    );
 }
 
 #[test]
@@ -187,6 +245,11 @@ fn trace_shows_the_page_fault_sequence_with_real_values() {
         hex_after(&boot.output, "RIP ="),
         hex_after(&boot.output, "iretq to RIP"),
         "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("CPU 0 enters the kernel's handler"),
+        "the trace does not say which CPU took the fault:\n{}",
         boot.output
     );
     assert!(

@@ -35,6 +35,7 @@ pub const SPURIOUS_INTERRUPT_VECTOR: u8 = 0xFF;
 // Interrupt command register, low word.
 const DELIVERY_INIT: u32 = 0b101 << 8;
 const DELIVERY_STARTUP: u32 = 0b110 << 8;
+const DELIVERY_NMI: u32 = 0b100 << 8;
 const LEVEL_ASSERT: u32 = 1 << 14;
 /// Set while the APIC is still sending the last IPI.
 const DELIVERY_PENDING: u32 = 1 << 12;
@@ -150,4 +151,9 @@ pub fn send_init(apic_id: u32) {
 /// address `page << 12`.
 pub fn send_startup(apic_id: u32, page: u8) {
     send(apic_id, DELIVERY_STARTUP | LEVEL_ASSERT | u32::from(page));
+}
+
+/// Sends a non-maskable interrupt to CPU `apic_id` (the TLB shootdown IPI).
+pub fn send_nmi(apic_id: u32) {
+    send(apic_id, DELIVERY_NMI | LEVEL_ASSERT);
 }

@@ -17,12 +17,16 @@
 //!    and sets its `online` flag (Release), which the BSP waits for
 //!    (Acquire) before reusing the trampoline page for the next AP.
 //!
+//! 5. Online, the AP serves the BSP's jobs ([`jobs`]).
+//!
 //! An AP that does not report in within [`START_TIMEOUT_TICKS`] fails the
 //! boot: a broken AP start-up must never pass as a machine with fewer CPUs.
 
+pub mod jobs;
 pub mod lapic;
 mod madt;
 pub mod percpu;
+pub mod shootdown;
 mod trampoline;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -146,6 +150,10 @@ pub fn start_other_cpus(rsdp: Option<u64>) -> Result<usize, StartError> {
 extern "sysv64" fn ap_entry(cpu: u64) -> ! {
     let cpu = cpu as usize;
     percpu::install(cpu);
+    // Translations of earlier shootdowns were never in this CPU's TLB.
+    CPUS[cpu]
+        .shootdown_acked
+        .store(shootdown::current_generation(), Ordering::Release);
     gdt::init(cpu);
     faults::init();
     lapic::enable();
@@ -157,5 +165,5 @@ extern "sysv64" fn ap_entry(cpu: u64) -> ! {
     );
     println!("smp: CPU {cpu} (APIC id {found}) online: own stack, GDT/TSS, IDT, GS base, APIC");
     this.online.store(true, Ordering::Release);
-    crate::exit::halt_forever()
+    jobs::serve_jobs()
 }

@@ -10,8 +10,10 @@
 //! CPU waiting for an AP to report in, a test reading counts) read them.
 
 use core::arch::asm;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use ft_malloc::FrontCache;
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
 
@@ -32,7 +34,31 @@ pub struct PerCpu {
     /// Set while this CPU's page-fault handler runs: a fault inside it would
     /// reuse this CPU's IST stack and destroy the frame being handled.
     pub in_page_fault: AtomicBool,
+    /// Page faults this CPU resolved by mapping a frame.
+    pub faults_mapped: AtomicU64,
+    /// Page faults this CPU found already resolved by another CPU that
+    /// faulted on the same page (no frame taken).
+    pub faults_raced: AtomicU64,
+    /// The last TLB shootdown this CPU carried out (`smp::shootdown`).
+    pub shootdown_acked: AtomicU64,
+    /// Shootdown requests this CPU carried out.
+    pub shootdowns_received: AtomicU64,
+    /// The kernel heap's front cache for this CPU (`cpu_caches`): used only
+    /// by this CPU, with its interrupts off.
+    pub cache: UnsafeCell<FrontCache>,
+    /// Blocks this CPU allocated from the kernel heap (`#[global_allocator]`).
+    pub allocations: AtomicU64,
+    /// Blocks this CPU freed to the kernel heap.
+    pub frees: AtomicU64,
+    /// The last job (`smp::jobs`) this CPU finished, and its verdict.
+    pub job_done: AtomicU64,
+    pub job_ok: AtomicBool,
 }
+
+// SAFETY: every field but `cache` is atomic; `cache` is touched only by the
+// CPU that owns the area, with its interrupts off (`cpu_caches`), so no two
+// contexts ever use it at once.
+unsafe impl Sync for PerCpu {}
 
 impl PerCpu {
     const fn new(index: usize) -> Self {
@@ -42,6 +68,15 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
             in_page_fault: AtomicBool::new(false),
+            faults_mapped: AtomicU64::new(0),
+            faults_raced: AtomicU64::new(0),
+            shootdown_acked: AtomicU64::new(0),
+            shootdowns_received: AtomicU64::new(0),
+            cache: UnsafeCell::new(FrontCache::new()),
+            allocations: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            job_done: AtomicU64::new(0),
+            job_ok: AtomicBool::new(false),
         }
     }
 }
