@@ -10,8 +10,8 @@
 //!   calls [`page_fault`] and returns with `iretq`, which restarts the
 //!   faulting instruction. That is how a heap access resumes once its page
 //!   is mapped.
-//! - `nmi_entry` does the same for [`nmi`]: the NMI is the TLB shootdown
-//!   IPI (`smp::shootdown`); an NMI with no shootdown pending is fatal.
+//! - The NMI (the TLB shootdown IPI), the APIC timer and the spurious
+//!   vector have entries of the same shape in `interrupts`.
 //! - Every other exception is fatal: its entry calls [`fatal_exception`],
 //!   which reports it and fails the run.
 
@@ -85,49 +85,6 @@ extern "sysv64" fn page_fault_entry() {
     )
 }
 
-/// The NMI entry: as `page_fault_entry`, for a vector without error code
-/// (a zero is pushed in its place, so the frame and the stack alignment are
-/// the same: in long mode the CPU aligns RSP to 16 before pushing).
-#[unsafe(naked)]
-extern "sysv64" fn nmi_entry() {
-    core::arch::naked_asm!(
-        "push 0",
-        "cld",
-        "push rax",
-        "push rcx",
-        "push rdx",
-        "push rsi",
-        "push rdi",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "lea rdi, [rsp + 9 * 8]", // &ExceptionFrame
-        "sub rsp, 8",
-        "call {handler}",
-        "add rsp, 8",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rdi",
-        "pop rsi",
-        "pop rdx",
-        "pop rcx",
-        "pop rax",
-        "add rsp, 8", // the pushed zero
-        "iretq",
-        handler = sym nmi,
-    )
-}
-
-/// The NMI handler: the TLB shootdown IPI. Takes no lock.
-extern "sysv64" fn nmi(frame: &ExceptionFrame) {
-    if !crate::smp::shootdown::handle_nmi() {
-        fatal_exception(2, frame);
-    }
-}
-
 /// The page-fault handler: demand paging for the heap windows, a report and
 /// a failed run for everything else. Allocates nothing; takes only the
 /// page-table lock (`paging`), which no code holds while touching
@@ -174,7 +131,7 @@ fn report_page_fault(address: u64, frame: &ExceptionFrame, refusal: Refusal) {
 }
 
 /// Reports a fatal exception and fails the run.
-extern "sysv64" fn fatal_exception(vector: u64, frame: &ExceptionFrame) -> ! {
+pub extern "sysv64" fn fatal_exception(vector: u64, frame: &ExceptionFrame) -> ! {
     println!();
     println!(
         "FATAL EXCEPTION {} (vector {vector}): error code {:#x}, RIP {:#018x}, RSP {:#018x}",
@@ -264,7 +221,7 @@ fatal_entry!(control_protection_entry, 21, with_error_code);
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
-fn address_of(entry: extern "sysv64" fn()) -> VirtAddr {
+pub fn address_of(entry: extern "sysv64" fn()) -> VirtAddr {
     VirtAddr::new(entry as usize as u64)
 }
 
@@ -280,8 +237,6 @@ pub fn init() {
             idt.divide_error
                 .set_handler_addr(address_of(divide_error_entry));
             idt.debug.set_handler_addr(address_of(debug_entry));
-            idt.non_maskable_interrupt
-                .set_handler_addr(address_of(nmi_entry));
             idt.breakpoint
                 .set_handler_addr(address_of(breakpoint_entry));
             idt.overflow.set_handler_addr(address_of(overflow_entry));
@@ -318,6 +273,7 @@ pub fn init() {
             idt.cp_protection_exception
                 .set_handler_addr(address_of(control_protection_entry));
         }
+        crate::interrupts::install(&mut idt);
         idt
     });
     idt.load();

@@ -8,15 +8,17 @@
 //! and the commitment released.
 //!
 //! The provider's lock only orders its own updates of the window's bitmap
-//! (two size classes of the heap may map at once). The fault handler never
-//! takes it: it reads the bitmap atomically. And no code holding it touches
-//! heap memory, so a fault can never arrive while it is held.
+//! (two size classes of the heap, or two CPUs, may map at once). The fault
+//! handler never takes it: it reads the bitmap atomically. No code holding
+//! it touches heap memory, so a fault can never arrive while it is held;
+//! it keeps interrupts off, so an allocating interrupt handler cannot
+//! arrive either. Lock order: the heap's locks, this one, the page tables'.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ft_malloc::PageProvider;
-use spin::Mutex;
+use ft_malloc::{IrqSpinLock, PageProvider};
+use lock_api::Mutex;
 use x86_64::VirtAddr;
 use x86_64::structures::paging::Page;
 
@@ -29,7 +31,9 @@ use crate::{paging, tsc};
 /// A [`PageProvider`] over one demand-paged window.
 pub struct DemandPagedProvider {
     window: &'static Window,
-    lock: Mutex<()>,
+    /// Interrupts off while held: an interrupt handler that allocates may
+    /// need this provider while the code it interrupted holds the lock.
+    lock: Mutex<IrqSpinLock, ()>,
     /// The last runs handed out, for the trace.
     recent: RecentRuns,
     /// Calls to map, unmap and resize, and the TSC ticks spent in them (for

@@ -49,6 +49,8 @@ mod gdt;
 #[cfg(target_os = "none")]
 mod heap_provider;
 #[cfg(target_os = "none")]
+mod interrupts;
+#[cfg(target_os = "none")]
 mod kernel_stack;
 #[cfg(target_os = "none")]
 mod layout;

@@ -95,8 +95,8 @@ fn every_kernel_test_passes() {
         .collect();
     assert_eq!(
         test_lines.len(),
-        6,
-        "expected 6 test lines:\n{}",
+        7,
+        "expected 7 test lines:\n{}",
         boot.output
     );
     assert!(
@@ -105,7 +105,18 @@ fn every_kernel_test_passes() {
         boot.output
     );
     assert!(
-        boot.output.contains("kernel tests: 6 passed, 0 failed"),
+        boot.output.contains("kernel tests: 7 passed, 0 failed"),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output
+            .contains("test interrupt_handlers_allocate ... ok (CPU 0: "),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("all tests passed on 1 CPU"),
         "{}",
         boot.output
     );
@@ -160,6 +171,7 @@ fn every_cpu_starts_and_passes_the_tests(cpus: usize) {
     for test in [
         "same_pages_faulted_by_every_cpu",
         "tlb_shootdown_before_frame_reuse",
+        "interrupt_handlers_allocate",
         "out_of_frames_fails_cleanly on CPU 0",
         "every_frame_back_after_flush",
     ] {

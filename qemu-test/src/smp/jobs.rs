@@ -6,7 +6,9 @@
 //! An AP that has reported in waits in [`serve_jobs`] for
 //! [`JOB_GENERATION`] to pass the last job it ran (Acquire), reads the job,
 //! runs it, stores its verdict, and publishes the generation it finished in
-//! its per-CPU `job_done` (Release). [`run_on_all_cpus`] publishes the job,
+//! its per-CPU `job_done` (Release). A job runs with interrupts on (the
+//! APIC timer's allocating handler ticks through it); between jobs they are
+//! off, so the BSP's checks at those quiet points see no CPU allocating. [`run_on_all_cpus`] publishes the job,
 //! then the generation (Release), and waits for every AP's `job_done`
 //! (Acquire). Jobs run one at a time (only the BSP starts them), so the
 //! job slot is never overwritten while an AP may still read it. A CPU that
@@ -20,6 +22,7 @@ use spin::Mutex;
 use super::online_cpus;
 use super::percpu::{CPUS, this_cpu};
 use crate::exit::{ExitCode, exit_qemu};
+use crate::interrupts::with_timer_ticking;
 use crate::{println, tsc};
 
 /// A job: runs on CPU `cpu` (its argument), returns whether it passed.
@@ -46,7 +49,7 @@ pub fn serve_jobs() -> ! {
             core::hint::spin_loop();
         };
         let job = (*JOB.lock()).expect("a job was published with its generation");
-        let ok = job(this.index);
+        let ok = with_timer_ticking(|| job(this.index));
         this.job_ok.store(ok, Ordering::Release);
         this.job_done.store(generation, Ordering::Release);
         done = generation;
@@ -58,7 +61,7 @@ pub fn serve_jobs() -> ! {
 pub fn run_on_all_cpus(job: Job) -> bool {
     *JOB.lock() = Some(job);
     let generation = JOB_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut ok = job(this_cpu().index);
+    let mut ok = with_timer_ticking(|| job(this_cpu().index));
     for cpu in &CPUS[1..online_cpus()] {
         let start = tsc::ticks();
         while cpu.job_done.load(Ordering::Acquire) < generation {

@@ -14,6 +14,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::instructions::interrupts;
+use x86_64::instructions::port::Port;
 use x86_64::registers::control::Cr3;
 use x86_64::registers::model_specific::ApicBase;
 use x86_64::structures::paging::{PageTable, PageTableFlags};
@@ -24,8 +25,27 @@ use crate::paging::phys_to_virt;
 // Register offsets (Intel SDM vol. 3, table 11-1).
 const ID: u64 = 0x20;
 const SPURIOUS_VECTOR: u64 = 0xF0;
+const EOI: u64 = 0xB0;
 const ICR_LOW: u64 = 0x300;
 const ICR_HIGH: u64 = 0x310;
+const LVT_TIMER: u64 = 0x320;
+const LVT_LINT0: u64 = 0x350;
+/// LVT entry: masked.
+const LVT_MASKED: u32 = 1 << 16;
+/// The legacy 8259 PICs' data ports (their interrupt masks).
+const PIC_MASTER_DATA: u16 = 0x21;
+const PIC_SLAVE_DATA: u16 = 0xA1;
+const TIMER_INITIAL_COUNT: u64 = 0x380;
+const TIMER_DIVIDE: u64 = 0x3E0;
+
+/// LVT timer: periodic mode.
+const TIMER_PERIODIC: u32 = 1 << 17;
+/// Divide configuration "by 16".
+const DIVIDE_BY_16: u32 = 0b0011;
+/// The timer's period, in its input clock's ticks divided by 16. QEMU's
+/// APIC clock runs at 1 GHz (guest time: instructions under icount), so
+/// about a millisecond.
+const TIMER_PERIOD: u32 = 62_500;
 
 /// Spurious-interrupt register: APIC software enable.
 const APIC_ENABLE: u32 = 1 << 8;
@@ -118,12 +138,36 @@ pub fn id() -> u32 {
 }
 
 /// Software-enables this CPU's local APIC (interrupts still masked by
-/// RFLAGS.IF until the CPU enables them).
+/// RFLAGS.IF until the CPU enables them), and shuts the legacy 8259 PICs
+/// out: the firmware left them delivering the PIT's IRQ 0 on vector 8
+/// (through LINT0, in ExtINT mode), which the CPU would take for a double
+/// fault the first time interrupts are on. Both PICs get every IRQ masked
+/// and LINT0 is masked.
 pub fn enable() {
+    // SAFETY: the PICs' mask registers; masking every IRQ has no other
+    // effect.
+    unsafe {
+        Port::<u8>::new(PIC_MASTER_DATA).write(0xFF);
+        Port::<u8>::new(PIC_SLAVE_DATA).write(0xFF);
+    }
+    write(LVT_LINT0, LVT_MASKED);
     write(
         SPURIOUS_VECTOR,
         APIC_ENABLE | u32::from(SPURIOUS_INTERRUPT_VECTOR),
     );
+}
+
+/// Signals the end of the interrupt being handled.
+pub fn end_of_interrupt() {
+    write(EOI, 0);
+}
+
+/// Starts this CPU's APIC timer: periodic, about every millisecond, on
+/// `vector`. It interrupts only while the CPU has interrupts on.
+pub fn start_timer(vector: u8) {
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, TIMER_PERIODIC | u32::from(vector));
+    write(TIMER_INITIAL_COUNT, TIMER_PERIOD);
 }
 
 /// Sends an IPI with command `low` to the CPU whose APIC id is `apic_id`,

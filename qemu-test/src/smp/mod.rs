@@ -111,6 +111,7 @@ pub fn start_other_cpus(rsdp: Option<u64>) -> Result<usize, StartError> {
     let cpus = madt::cpus(rsdp).map_err(|madt::NoMadt(error)| StartError::NoMadt(error))?;
     let base = lapic::map_registers();
     lapic::enable();
+    lapic::start_timer(crate::interrupts::TIMER_VECTOR);
     let bsp_id = lapic::id();
     CPUS[0].apic_id.store(bsp_id, Ordering::Release);
     CPUS[0].online.store(true, Ordering::Release);
@@ -157,6 +158,7 @@ extern "sysv64" fn ap_entry(cpu: u64) -> ! {
     gdt::init(cpu);
     faults::init();
     lapic::enable();
+    lapic::start_timer(crate::interrupts::TIMER_VECTOR);
     let this = &CPUS[cpu];
     let (expected, found) = (this.apic_id.load(Ordering::Acquire), lapic::id());
     assert!(

@@ -50,6 +50,14 @@ pub struct PerCpu {
     pub allocations: AtomicU64,
     /// Blocks this CPU freed to the kernel heap.
     pub frees: AtomicU64,
+    /// APIC timer interrupts taken.
+    pub timer_ticks: AtomicU64,
+    /// Blocks the timer handler allocated, checked and freed.
+    pub timer_allocations: AtomicU64,
+    /// Allocations the timer handler was refused (memory exhausted).
+    pub timer_refused: AtomicU64,
+    /// Blocks the timer handler found altered before freeing them.
+    pub timer_corrupted: AtomicU64,
     /// The last job (`smp::jobs`) this CPU finished, and its verdict.
     pub job_done: AtomicU64,
     pub job_ok: AtomicBool,
@@ -75,6 +83,10 @@ impl PerCpu {
             cache: UnsafeCell::new(FrontCache::new()),
             allocations: AtomicU64::new(0),
             frees: AtomicU64::new(0),
+            timer_ticks: AtomicU64::new(0),
+            timer_allocations: AtomicU64::new(0),
+            timer_refused: AtomicU64::new(0),
+            timer_corrupted: AtomicU64::new(0),
             job_done: AtomicU64::new(0),
             job_ok: AtomicBool::new(false),
         }

@@ -32,6 +32,10 @@ use crate::demand_paging::{WINDOWS, Window};
 use crate::frames::FRAMES;
 use crate::heap_provider::DemandPagedProvider;
 use crate::layout::{KERNEL_STACK_GUARD, MAX_CPUS};
+use core::sync::atomic::Ordering;
+
+use crate::interrupts::with_timer_ticking;
+use crate::smp::percpu::CPUS;
 use crate::{HEAP, paging, println};
 
 pub use smp::run_on_every_cpu;
@@ -155,18 +159,52 @@ pub fn run_all() -> bool {
     let ctx = Context::new(0, 1);
     let (mut passed, mut failed) = (0, 0);
     for test in TESTS {
-        let result = (test.run)(&ctx).and_then(|detail| frame_ledger().map(|()| detail));
+        let result = with_timer_ticking(|| (test.run)(&ctx))
+            .and_then(|detail| frame_ledger().map(|()| detail));
         if report(test.name, None, result) {
             passed += 1;
         } else {
             failed += 1;
         }
     }
+    if timer_handlers_allocated(1) {
+        passed += 1;
+    } else {
+        failed += 1;
+    }
     println!("kernel tests: {passed} passed, {failed} failed");
     if failed == 0 {
         println!("all tests passed on 1 CPU");
     }
     failed == 0
+}
+
+/// Checks (and prints, as a test line) that the APIC timer's allocating
+/// handler ran on each of the first `cpus` CPUs while the tests ran, and
+/// found every block intact.
+fn timer_handlers_allocated(cpus: usize) -> bool {
+    let mut detail = String::new();
+    let mut result = Ok(());
+    for cpu in &CPUS[..cpus] {
+        let (ticks, allocations, refused, corrupted) = (
+            cpu.timer_ticks.load(Ordering::Acquire),
+            cpu.timer_allocations.load(Ordering::Acquire),
+            cpu.timer_refused.load(Ordering::Acquire),
+            cpu.timer_corrupted.load(Ordering::Acquire),
+        );
+        if allocations == 0 || corrupted > 0 {
+            result = Err(format!(
+                "CPU {}: {ticks} timer interrupts, {allocations} allocations, {corrupted} blocks corrupted",
+                cpu.index
+            ));
+        }
+        detail += &format!(
+            "{}CPU {}: {ticks} ticks, {allocations} blocks allocated+freed in the handler, {refused} refused",
+            if detail.is_empty() { "" } else { "; " },
+            cpu.index
+        );
+    }
+    report("interrupt_handlers_allocate", None, result.map(|()| detail))
 }
 
 /// Prints a test's line (naming the CPU when several run tests); true if

@@ -65,8 +65,11 @@ fn out_of_frames(cpu: usize) -> bool {
     }
 }
 
-/// Phase 6, on each CPU: its cached blocks go back to the heap.
+/// Phase 6, on each CPU: its cached blocks go back to the heap. Interrupts
+/// go off first and stay off until the job ends, so no timer tick refills
+/// the cache behind the flush.
 fn flush_caches(cpu: usize) -> bool {
+    x86_64::instructions::interrupts::disable();
     flush_this_cpu();
     let left = cached_on_this_cpu();
     left == 0
@@ -133,6 +136,10 @@ pub fn run_on_every_cpu(cpus: usize) -> bool {
     ok &= ledger("out_of_frames");
     ok &= run_on_all_cpus(flush_caches);
     ok &= record("every_frame_back_after_flush", None, every_frame_back(cpus));
+    let timers = super::timer_handlers_allocated(cpus);
+    let counter = if timers { &PASSED } else { &FAILED };
+    counter.fetch_add(1, Ordering::AcqRel);
+    ok &= timers;
 
     for cpu in &CPUS[..cpus] {
         println!(
