@@ -134,6 +134,14 @@ window!(
     BENCH_LLA, "bench linked_list_allocator", layout::BENCH_LLA_WINDOW
 );
 window!(
+    /// The SMP benchmark's ft_malloc heap.
+    BENCH_SMP_CORE, "bench-smp ft_malloc", layout::BENCH_SMP_CORE_WINDOW
+);
+window!(
+    /// The SMP benchmark's peers' regions.
+    BENCH_SMP_PEERS, "bench-smp peers", layout::BENCH_SMP_PEERS_WINDOW
+);
+window!(
     /// Pages all CPUs touch at once.
     SHARED, "shared", layout::SHARED_WINDOW
 );
@@ -174,7 +182,7 @@ per_cpu_windows!(
 );
 
 /// How many windows the page-fault handler serves.
-const WINDOW_COUNT: usize = 4 + 2 * MAX_CPUS;
+const WINDOW_COUNT: usize = 6 + 2 * MAX_CPUS;
 
 /// Every window the page-fault handler serves.
 pub static WINDOWS: [&Window; WINDOW_COUNT] = {
@@ -182,10 +190,12 @@ pub static WINDOWS: [&Window; WINDOW_COUNT] = {
     windows[1] = &BENCH_CORE;
     windows[2] = &BENCH_LLA;
     windows[3] = &SHARED;
+    windows[4] = &BENCH_SMP_CORE;
+    windows[5] = &BENCH_SMP_PEERS;
     let mut cpu = 0;
     while cpu < MAX_CPUS {
-        windows[4 + cpu] = &TEST_HEAPS[cpu];
-        windows[4 + MAX_CPUS + cpu] = &CPU_HEAPS[cpu];
+        windows[6 + cpu] = &TEST_HEAPS[cpu];
+        windows[6 + MAX_CPUS + cpu] = &CPU_HEAPS[cpu];
         cpu += 1;
     }
     windows

@@ -1,5 +1,6 @@
 //! Interrupts: the NMI (the TLB shootdown IPI), the local APIC timer, whose
-//! handler allocates and frees on every tick, and the spurious vector.
+//! handler allocates and frees on every tick, the wake-up IPI (ends a
+//! `hlt`: the SMP benchmark's idle CPUs) and the spurious vector.
 //!
 //! The timer proves the kernel heap interrupt-safe on every CPU: its handler
 //! allocates from the `#[global_allocator]` (so through the CPU's front
@@ -27,6 +28,9 @@ use crate::smp::percpu::this_cpu;
 
 /// The APIC timer's vector (above the 32 exception vectors).
 pub const TIMER_VECTOR: u8 = 0x30;
+/// The wake-up IPI's vector: its handler only acknowledges it; its point
+/// is to end a `hlt`.
+pub const WAKE_VECTOR: u8 = 0x31;
 /// Sizes the timer handler allocates, in turn: TINY and SMALL.
 const TIMER_BLOCK_SIZES: [usize; 2] = [64, 2000];
 
@@ -75,6 +79,7 @@ macro_rules! interrupt_entry {
 interrupt_entry!(nmi_entry, nmi);
 interrupt_entry!(timer_entry, timer);
 interrupt_entry!(spurious_entry, spurious);
+interrupt_entry!(wake_entry, wake);
 
 /// The NMI handler: the TLB shootdown IPI. Takes no lock.
 extern "sysv64" fn nmi(frame: &ExceptionFrame) {
@@ -114,6 +119,11 @@ extern "sysv64" fn timer(_frame: &ExceptionFrame) {
     lapic::end_of_interrupt();
 }
 
+/// A wake-up IPI: the `hlt` it ended was all it was for.
+extern "sysv64" fn wake(_frame: &ExceptionFrame) {
+    lapic::end_of_interrupt();
+}
+
 /// A spurious interrupt: nothing to do, and no EOI (the APIC says so).
 extern "sysv64" fn spurious(_frame: &ExceptionFrame) {}
 
@@ -127,6 +137,7 @@ pub fn install(idt: &mut InterruptDescriptorTable) {
             .set_handler_addr(address_of(nmi_entry));
         idt[TIMER_VECTOR].set_handler_addr(address_of(timer_entry));
         idt[SPURIOUS_INTERRUPT_VECTOR].set_handler_addr(address_of(spurious_entry));
+        idt[WAKE_VECTOR].set_handler_addr(address_of(wake_entry));
     }
 }
 

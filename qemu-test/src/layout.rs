@@ -12,7 +12,9 @@
 //!   0x0000_2800_0000_0000 .. +256 MiB    CPU i's own heap window, i * 512 GiB higher
 //!                                        (the kernel-heap tests, run on every CPU at once)
 //!   0x0000_3000_0000_0000 .. +1 GiB      benchmark: ft_malloc
+//!   0x0000_3080_0000_0000 .. +1 GiB      SMP benchmark: ft_malloc
 //!   0x0000_3800_0000_0000 .. +16 MiB     benchmark: linked_list_allocator
+//!   0x0000_3880_0000_0000 .. +32 MiB     SMP benchmark: linked_list_allocator and talc
 //!   0x0000_4000_0000_0000 .. +16 MiB     shared window: pages every CPU faults on at once,
 //!                                        the TLB shootdown test
 //!   0x0000_5000_0000_0000                never mapped: the deliberate stray access
@@ -158,6 +160,17 @@ pub const BENCH_CORE_WINDOW: WindowLayout = WindowLayout {
 pub const BENCH_LLA_WINDOW: WindowLayout = WindowLayout {
     start: 0x0000_3800_0000_0000,
     len: 16 << 20,
+};
+
+/// The SMP benchmark's ft_malloc heap.
+pub const BENCH_SMP_CORE_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_3080_0000_0000,
+    len: 1 << 30,
+};
+/// The SMP benchmark's peers: one 16 MiB region each.
+pub const BENCH_SMP_PEERS_WINDOW: WindowLayout = WindowLayout {
+    start: 0x0000_3880_0000_0000,
+    len: 32 << 20,
 };
 
 /// An address in no window and no mapping: `fail=outside-heap` writes there.

@@ -14,7 +14,8 @@
 //!
 //! The kernel command line (QEMU's `-append`) picks what runs: `tests`
 //! (the kernel tests, `tests/`, on every CPU), `bench` (ft_malloc against
-//! linked_list_allocator), `trace`, `no-shootdown` (TLB shootdown IPIs off,
+//! linked_list_allocator), `bench-smp` (1, 2, 4 … CPUs allocating at once,
+//! `bench_smp`), `trace`, `no-shootdown` (TLB shootdown IPIs off,
 //! to show that the shootdown test then fails), or a deliberate failure
 //! `fail=...` (`deliberate`). No command line means `tests bench`. The result leaves
 //! through the isa-debug-exit device (`exit`).
@@ -28,6 +29,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod bench;
+#[cfg(target_os = "none")]
+mod bench_smp;
 #[cfg(target_os = "none")]
 mod bitmap;
 #[cfg(target_os = "none")]
@@ -83,7 +86,9 @@ mod kernel {
     use crate::frames::FRAMES;
     use crate::heap_provider::DemandPagedProvider;
     use crate::memory_map::{BootInfo, RegionKind};
-    use crate::{bench, boot, deliberate, kernel_stack, println, serial, smp, tests, trace};
+    use crate::{
+        bench, bench_smp, boot, deliberate, kernel_stack, println, serial, smp, tests, trace,
+    };
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
     /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here, through
@@ -167,6 +172,7 @@ mod kernel {
             ok &= match word {
                 "tests" => tests::run_all(),
                 "bench" => bench::run(),
+                "bench-smp" => bench_smp::run(),
                 "trace" => trace::run(),
                 "no-shootdown" => {
                     println!("no-shootdown: TLB shootdown IPIs off (the shootdown test must fail)");
@@ -177,7 +183,7 @@ mod kernel {
                     Some(how) => deliberate::fail(how),
                     None => {
                         println!(
-                            "unknown command-line word {word:?} (expected tests, bench, trace, no-shootdown or fail=...)"
+                            "unknown command-line word {word:?} (expected tests, bench, bench-smp, trace, no-shootdown or fail=...)"
                         );
                         false
                     }

@@ -309,6 +309,30 @@ fn benchmark_runs_both_allocators_on_demand_paged_windows() {
     }
 }
 
+/// The SMP benchmark runs every allocator on 1 and 2 CPUs at once.
+#[test]
+fn smp_benchmark_runs_every_allocator_on_each_cpu_count() {
+    let boot = boot_cpus(&["bench-smp"], 2, 400);
+    assert!(boot.passed, "the SMP benchmark failed:\n{}", boot.output);
+    for name in [
+        "ft_malloc + per-CPU caches",
+        "ft_malloc, no caches",
+        "linked_list_allocator + lock",
+        "talc + lock",
+    ] {
+        for cpus in [1, 2] {
+            assert!(
+                boot.output.lines().any(|l| l.starts_with("bench-smp: ")
+                    && l.contains(name)
+                    && l.contains(&format!(" {cpus} CPU(s): "))
+                    && l.contains(" ticks/op")),
+                "{name} on {cpus} CPU(s) missing:\n{}",
+                boot.output
+            );
+        }
+    }
+}
+
 /// A deliberate failure must make the runner fail, with `expected` in the output.
 fn assert_fails(cmdline: &str, expected: &str, timeout_seconds: u32) {
     let boot = boot(&[cmdline], timeout_seconds);

@@ -33,7 +33,8 @@ pub type Job = fn(usize) -> bool;
 /// busy host may not run a CPU's thread for a while).
 pub const WATCHDOG_TICKS: u64 = 100_000_000_000;
 
-static JOB: Mutex<Option<Job>> = Mutex::new(None);
+/// The job, and whether it runs with interrupts on.
+static JOB: Mutex<Option<(Job, bool)>> = Mutex::new(None);
 static JOB_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Where an AP spends its life once online: running the BSP's jobs.
@@ -48,20 +49,39 @@ pub fn serve_jobs() -> ! {
             }
             core::hint::spin_loop();
         };
-        let job = (*JOB.lock()).expect("a job was published with its generation");
-        let ok = with_timer_ticking(|| job(this.index));
+        let (job, ticking) = (*JOB.lock()).expect("a job was published with its generation");
+        let ok = if ticking {
+            with_timer_ticking(|| job(this.index))
+        } else {
+            job(this.index)
+        };
         this.job_ok.store(ok, Ordering::Release);
         this.job_done.store(generation, Ordering::Release);
         done = generation;
     }
 }
 
-/// Runs `job` on every online CPU at once (this one, the BSP, included) and
-/// returns whether it passed on all of them.
+/// Runs `job` on every online CPU at once (this one, the BSP, included),
+/// with interrupts on, and returns whether it passed on all of them.
 pub fn run_on_all_cpus(job: Job) -> bool {
-    *JOB.lock() = Some(job);
+    run(job, true)
+}
+
+/// [`run_on_all_cpus`] with interrupts off (the benchmark: no tick in its
+/// instruction counts).
+pub fn run_on_all_cpus_quietly(job: Job) -> bool {
+    run(job, false)
+}
+
+fn run(job: Job, ticking: bool) -> bool {
+    *JOB.lock() = Some((job, ticking));
     let generation = JOB_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut ok = with_timer_ticking(|| job(this_cpu().index));
+    let me = this_cpu().index;
+    let mut ok = if ticking {
+        with_timer_ticking(|| job(me))
+    } else {
+        job(me)
+    };
     for cpu in &CPUS[1..online_cpus()] {
         let start = tsc::ticks();
         while cpu.job_done.load(Ordering::Acquire) < generation {

@@ -36,12 +36,17 @@ const LVT_MASKED: u32 = 1 << 16;
 const PIC_MASTER_DATA: u16 = 0x21;
 const PIC_SLAVE_DATA: u16 = 0xA1;
 const TIMER_INITIAL_COUNT: u64 = 0x380;
+const TIMER_CURRENT_COUNT: u64 = 0x390;
 const TIMER_DIVIDE: u64 = 0x3E0;
 
 /// LVT timer: periodic mode.
 const TIMER_PERIODIC: u32 = 1 << 17;
 /// Divide configuration "by 16".
 const DIVIDE_BY_16: u32 = 0b0011;
+/// Divide configuration "by 1".
+const DIVIDE_BY_1: u32 = 0b1011;
+/// Delivery mode "fixed" (an ordinary interrupt).
+const DELIVERY_FIXED: u32 = 0;
 /// The timer's period, in its input clock's ticks divided by 16. QEMU's
 /// APIC clock runs at 1 GHz (guest time: instructions under icount), so
 /// about a millisecond.
@@ -168,6 +173,26 @@ pub fn start_timer(vector: u8) {
     write(TIMER_DIVIDE, DIVIDE_BY_16);
     write(LVT_TIMER, TIMER_PERIODIC | u32::from(vector));
     write(TIMER_INITIAL_COUNT, TIMER_PERIOD);
+}
+
+/// Turns this CPU's timer into a clock: masked (no interrupt), one-shot,
+/// counting down from `u32::MAX` once per tick of its 1 GHz input (QEMU's
+/// virtual nanoseconds). [`clock_ns`] reads it; [`start_timer`] restores
+/// the periodic interrupt.
+pub fn start_clock() {
+    write(LVT_TIMER, LVT_MASKED);
+    write(TIMER_DIVIDE, DIVIDE_BY_1);
+    write(TIMER_INITIAL_COUNT, u32::MAX);
+}
+
+/// Nanoseconds since [`start_clock`] (wraps after about 4 s).
+pub fn clock_ns() -> u64 {
+    u64::from(u32::MAX - read(TIMER_CURRENT_COUNT))
+}
+
+/// Sends an ordinary interrupt on `vector` to CPU `apic_id`.
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send(apic_id, DELIVERY_FIXED | LEVEL_ASSERT | u32::from(vector));
 }
 
 /// Sends an IPI with command `low` to the CPU whose APIC id is `apic_id`,
