@@ -137,8 +137,10 @@ pub fn run(ctx: &Context) -> Result<String, String> {
     free_chain(ctx.test_heap, large_chain)?;
     ctx.test_heap.trim();
 
+    // With other CPUs allocating, they may hold the last frames a new TINY
+    // zone would need: then TINY is refused at once, which is still clean.
     ensure!(
-        large_blocks > 0 && tiny_blocks > 0,
+        large_blocks > 0 && (tiny_blocks > 0 || !ctx.alone()),
         "nothing was allocated ({large_blocks} LARGE, {tiny_blocks} TINY)"
     );
     ensure!(
