@@ -188,9 +188,9 @@ fn round_job(cpu: usize) -> bool {
         lapic::start_timer(TIMER_VECTOR);
         return true;
     }
-    if cpu == 0 {
-        START_TICKS.store(tsc::ticks(), Ordering::Release);
-    }
+    // The round starts when its first CPU does (under icount QEMU may run
+    // another CPU before CPU 0).
+    START_TICKS.fetch_min(tsc::ticks(), Ordering::AcqRel);
     let mut cache = FrontCache::new();
     let mut slots: [Option<(NonNull<u8>, Layout)>; SLOTS] = [None; SLOTS];
     let mut random = Random(0x5eed_5eed ^ (cpu as u64 + 1) << 32);
@@ -251,6 +251,7 @@ fn measure(subject: usize, active: usize) -> Option<Measured> {
     SUBJECT.store(subject, Ordering::Release);
     ACTIVE.store(active, Ordering::Release);
     FINISHED.store(0, Ordering::Release);
+    START_TICKS.store(u64::MAX, Ordering::Release);
     ROUND_DONE.store(false, Ordering::Release);
     let (acquired, contended) = (sum(&ACQUIRED), sum(&CONTENDED));
     if !run_on_all_cpus_quietly(round_job) {
