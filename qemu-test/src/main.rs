@@ -190,6 +190,13 @@ mod kernel {
                 },
             };
         }
+        if ok && cmdline.split_whitespace().any(|word| word == "tests") {
+            let cpus = smp::online_cpus();
+            println!(
+                "all tests passed on {cpus} CPU{}",
+                if cpus == 1 { "" } else { "s" }
+            );
+        }
         exit_qemu(if ok {
             ExitCode::Success
         } else {
