@@ -12,6 +12,13 @@
 //! be served. The tests run on a guarded stack (`kernel_stack`); `layout`
 //! holds the address-space plan and every size.
 //!
+//! On several CPUs (`QEMU_SMP=N`), `smp` finds them in the ACPI MADT,
+//! starts them and gives each its per-CPU area; the `#[global_allocator]`
+//! puts a front cache per CPU in front of the heap (`cpu_caches`); the page
+//! tables take a lock and unmapped frames wait for a TLB shootdown
+//! (`paging`, `smp::shootdown`); the APIC timer's handler allocates on every
+//! tick (`interrupts`).
+//!
 //! The kernel command line (QEMU's `-append`) picks what runs: `tests`
 //! (the kernel tests, `tests/`, on every CPU), `bench` (ft_malloc against
 //! linked_list_allocator), `bench-smp` (1, 2, 4 … CPUs allocating at once,
