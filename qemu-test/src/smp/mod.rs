@@ -35,15 +35,18 @@ use crate::layout::MAX_CPUS;
 use crate::{faults, gdt, kernel_stack, println, tsc};
 use percpu::CPUS;
 
-/// Wait after INIT before the SIPI (the MP specification's 10 ms, counted in
-/// TSC ticks: about a nanosecond each under QEMU, with or without icount).
-const INIT_DELAY_TICKS: u64 = 10_000_000;
+// Delays in TSC ticks: one per instruction under icount, the host's TSC
+// rate without it (2.4 GHz on this project's machine); sized so that each
+// is at least what it says up to 2.5 GHz.
+
+/// Wait after INIT before the SIPI (the MP specification's 10 ms).
+const INIT_DELAY_TICKS: u64 = 25_000_000;
 /// Wait for an AP to report in before sending the second SIPI (the
 /// specification's 200 µs, rounded up: a SIPI to a running AP is ignored).
-const SIPI_RETRY_TICKS: u64 = 1_000_000;
+const SIPI_RETRY_TICKS: u64 = 2_500_000;
 /// How long an AP may take to reach Rust. TCG on a busy host may not run an
-/// AP's thread for a long while, so this is generous (several seconds).
-const START_TIMEOUT_TICKS: u64 = 20_000_000_000;
+/// AP's thread for a long while, so this is generous (about 20 s).
+const START_TIMEOUT_TICKS: u64 = 50_000_000_000;
 
 /// CPUs online, the BSP included.
 static ONLINE: AtomicUsize = AtomicUsize::new(1);

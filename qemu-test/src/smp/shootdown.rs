@@ -37,8 +37,8 @@ use super::{lapic, online_cpus};
 /// translation) instead of invalidating page by page.
 const FULL_FLUSH_PAGES: u64 = 32;
 /// How long an initiator waits for an acknowledgement before declaring the
-/// target dead (TSC ticks: seconds under QEMU).
-const ACK_TIMEOUT_TICKS: u64 = 20_000_000_000;
+/// target dead: the watchdog's bound.
+const ACK_TIMEOUT_TICKS: u64 = crate::smp::jobs::WATCHDOG_TICKS;
 
 /// Serializes initiators.
 static REQUEST_LOCK: Mutex<IrqSpinLock, ()> = Mutex::new(());
