@@ -84,8 +84,13 @@ demo: setup-demo all
 	@echo '== the same in a kernel: one allocation, its page fault, traced (QEMU)'
 	$(CARGO) qemu trace
 
+## The test kernel under QEMU: `make qemu` (one CPU), `make qemu SMP=4`
+## (4 CPUs, found in the ACPI tables and started by the kernel);
+## QEMU_ARGS=... sets the kernel command line (default: tests bench).
+SMP ?= 1
+QEMU_ARGS ?=
 qemu: setup-demo
-	$(CARGO) qemu
+	QEMU_SMP=$(SMP) $(CARGO) qemu $(QEMU_ARGS)
 
 bench: setup
 	$(CARGO) run --release -p ft_malloc_bench

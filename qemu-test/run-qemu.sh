@@ -19,9 +19,17 @@
 # so the benchmark's TSC readings are instruction counts, the same on every
 # run (TCG's TSC otherwise follows the busy host's clock).
 #
+# QEMU_SMP=N (`make qemu SMP=N`) gives the machine N CPUs, which the kernel
+# finds in the ACPI tables and starts. icount cannot run CPUs in parallel
+# (QEMU then runs them one at a time, in turns), so with N > 1 the default
+# is multi-threaded TCG (`thread=multi`, one host thread per CPU, a
+# host-clock TSC); QEMU_ICOUNT=on keeps icount (single-threaded TCG) for
+# exact instruction counts.
+#
 # Environment: QEMU_TIMEOUT (seconds, default 120), QEMU_MEMORY (default 128M;
-# the kernel only uses RAM inside its 1 GiB identity map), QEMU_ICOUNT
-# ("off" for a host-clock TSC), QEMU (the binary).
+# the kernel only uses RAM inside its 1 GiB identity map), QEMU_SMP (CPUs,
+# default 1), QEMU_ICOUNT ("on"/"off"; default on for one CPU, off for
+# more), QEMU (the binary).
 set -u
 
 readonly SUCCESS_STATUS=33
@@ -39,16 +47,27 @@ if ! command -v "$qemu" >/dev/null 2>&1; then
     exit 2
 fi
 
-icount=(-icount shift=0,sleep=off)
-if [ "${QEMU_ICOUNT:-on}" = off ]; then
-    icount=()
+cpus=${QEMU_SMP:-1}
+if ! [[ $cpus =~ ^[1-9][0-9]*$ ]]; then
+    echo "run-qemu: QEMU_SMP must be a CPU count, not '$cpus'" >&2
+    exit 2
+fi
+if [ "$cpus" -gt 1 ]; then
+    default_icount=off
+else
+    default_icount=on
+fi
+# TCG: on these machines KVM is present but about 100x slower.
+if [ "${QEMU_ICOUNT:-$default_icount}" = on ]; then
+    accel=(-accel tcg -icount shift=0,sleep=off)
+else
+    accel=(-accel tcg,thread=multi)
 fi
 
-# TCG: on these machines KVM is present but about 100x slower.
 timeout --foreground --kill-after=5 "${QEMU_TIMEOUT:-120}" \
     "$qemu" \
-    -accel tcg \
-    "${icount[@]}" \
+    "${accel[@]}" \
+    -smp "$cpus" \
     -m "${QEMU_MEMORY:-128M}" \
     -kernel "$kernel" \
     -append "$*" \

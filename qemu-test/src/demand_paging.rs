@@ -18,12 +18,14 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::structures::idt::PageFaultErrorCode;
 use x86_64::structures::paging::Page;
+use x86_64::structures::paging::mapper::MapToError;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::bitmap::AtomicBits;
 use crate::frames::FRAMES;
-use crate::layout::{self, PAGE_SIZE, WindowLayout};
-use crate::paging::{self, HEAP_PAGE_FLAGS};
+use crate::layout::{self, MAX_CPUS, PAGE_SIZE, WindowLayout};
+use crate::paging::{self, Fresh};
+use crate::smp::percpu::this_cpu;
 use crate::tsc;
 
 /// A demand-paged virtual window.
@@ -124,10 +126,6 @@ window!(
     KERNEL_HEAP, "kernel heap", layout::KERNEL_HEAP_WINDOW
 );
 window!(
-    /// Runs of the tests' own ft_malloc heap.
-    TEST_HEAP, "test heap", layout::TEST_HEAP_WINDOW
-);
-window!(
     /// Runs of the benchmark's ft_malloc heap.
     BENCH_CORE, "bench ft_malloc", layout::BENCH_CORE_WINDOW
 );
@@ -135,9 +133,73 @@ window!(
     /// The benchmark's linked_list_allocator region.
     BENCH_LLA, "bench linked_list_allocator", layout::BENCH_LLA_WINDOW
 );
+window!(
+    /// The SMP benchmark's ft_malloc heap.
+    BENCH_SMP_CORE, "bench-smp ft_malloc", layout::BENCH_SMP_CORE_WINDOW
+);
+window!(
+    /// The SMP benchmark's peers' regions.
+    BENCH_SMP_PEERS, "bench-smp peers", layout::BENCH_SMP_PEERS_WINDOW
+);
+window!(
+    /// Pages all CPUs touch at once.
+    SHARED, "shared", layout::SHARED_WINDOW
+);
+
+/// Declares an array of per-CPU windows, `$layout(i)` for CPU `i`.
+macro_rules! per_cpu_windows {
+    ($(#[$doc:meta])* $name:ident, [$($label:literal),* $(,)?], $layout:path) => {
+        $(#[$doc])*
+        pub static $name: [Window; MAX_CPUS] = {
+            const WORDS: usize = $layout(0).bitmap_words();
+            static RESERVED: [[AtomicU64; WORDS]; MAX_CPUS] =
+                [const { [const { AtomicU64::new(0) }; WORDS] }; MAX_CPUS];
+            const LABELS: [&str; MAX_CPUS] = [$($label),*];
+            let mut windows = [const { Window::new("", $layout(0), &RESERVED[0]) }; MAX_CPUS];
+            let mut cpu = 0;
+            while cpu < MAX_CPUS {
+                windows[cpu] = Window::new(LABELS[cpu], $layout(cpu), &RESERVED[cpu]);
+                cpu += 1;
+            }
+            windows
+        };
+    };
+}
+
+per_cpu_windows!(
+    /// Runs of each CPU's test heap.
+    TEST_HEAPS,
+    ["test heap 0", "test heap 1", "test heap 2", "test heap 3",
+     "test heap 4", "test heap 5", "test heap 6", "test heap 7"],
+    layout::test_heap_window
+);
+per_cpu_windows!(
+    /// Runs of each CPU's own heap (the kernel-heap tests on every CPU).
+    CPU_HEAPS,
+    ["CPU heap 0", "CPU heap 1", "CPU heap 2", "CPU heap 3",
+     "CPU heap 4", "CPU heap 5", "CPU heap 6", "CPU heap 7"],
+    layout::cpu_heap_window
+);
+
+/// How many windows the page-fault handler serves.
+const WINDOW_COUNT: usize = 6 + 2 * MAX_CPUS;
 
 /// Every window the page-fault handler serves.
-pub static WINDOWS: [&Window; 4] = [&KERNEL_HEAP, &TEST_HEAP, &BENCH_CORE, &BENCH_LLA];
+pub static WINDOWS: [&Window; WINDOW_COUNT] = {
+    let mut windows: [&Window; WINDOW_COUNT] = [&KERNEL_HEAP; WINDOW_COUNT];
+    windows[1] = &BENCH_CORE;
+    windows[2] = &BENCH_LLA;
+    windows[3] = &SHARED;
+    windows[4] = &BENCH_SMP_CORE;
+    windows[5] = &BENCH_SMP_PEERS;
+    let mut cpu = 0;
+    while cpu < MAX_CPUS {
+        windows[6 + cpu] = &TEST_HEAPS[cpu];
+        windows[6 + MAX_CPUS + cpu] = &CPU_HEAPS[cpu];
+        cpu += 1;
+    }
+    windows
+};
 
 /// The frames a run of `pages` pages at `start` may consume: one per page,
 /// plus one per page table that mapping it could create (a PT per 2 MiB, a
@@ -208,24 +270,32 @@ pub struct FaultRecord {
     pub free_frames_after: u64,
     /// Index into [`WINDOWS`].
     pub window: u64,
+    /// The CPU that took the fault.
+    pub cpu: u64,
 }
 
+/// Words of a [`FaultRecord`] in the log.
+const RECORD_WORDS: usize = 9;
+
 /// The last few resolved faults, written by the handler and read by the
-/// trace: a ring of atomic words, no lock.
+/// trace: a ring of atomic words, no lock. A fault claims its sequence
+/// number with one `fetch_add`, so faults of several CPUs get distinct ones.
 struct FaultLog {
     resolved: AtomicU64,
-    slots: [[AtomicU64; 8]; FAULT_LOG_SLOTS],
+    slots: [[AtomicU64; RECORD_WORDS]; FAULT_LOG_SLOTS],
 }
 
 const FAULT_LOG_SLOTS: usize = 8;
 
 static FAULT_LOG: FaultLog = FaultLog {
     resolved: AtomicU64::new(0),
-    slots: [const { [const { AtomicU64::new(0) }; 8] }; FAULT_LOG_SLOTS],
+    slots: [const { [const { AtomicU64::new(0) }; RECORD_WORDS] }; FAULT_LOG_SLOTS],
 };
 
 impl FaultLog {
-    fn record(&self, r: FaultRecord) {
+    /// Logs `r` under a fresh sequence number, which it returns.
+    fn record(&self, mut r: FaultRecord) -> u64 {
+        r.seq = self.resolved.fetch_add(1, Ordering::AcqRel);
         let slot = &self.slots[(r.seq % FAULT_LOG_SLOTS as u64) as usize];
         let words = [
             r.seq,
@@ -236,11 +306,12 @@ impl FaultLog {
             r.entry,
             r.free_frames_after,
             r.window,
+            r.cpu,
         ];
         for (cell, word) in slot.iter().zip(words) {
             cell.store(word, Ordering::Release);
         }
-        self.resolved.store(r.seq + 1, Ordering::Release);
+        r.seq
     }
 }
 
@@ -252,7 +323,7 @@ pub fn faults_resolved() -> u64 {
 /// The resolved fault number `seq` (counting from 0), if still in the log.
 pub fn fault_record(seq: u64) -> Option<FaultRecord> {
     let slot = &FAULT_LOG.slots[(seq % FAULT_LOG_SLOTS as u64) as usize];
-    let w: [u64; 8] = core::array::from_fn(|i| slot[i].load(Ordering::Acquire));
+    let w: [u64; RECORD_WORDS] = core::array::from_fn(|i| slot[i].load(Ordering::Acquire));
     (w[0] == seq && seq < faults_resolved()).then_some(FaultRecord {
         seq: w[0],
         address: w[1],
@@ -262,14 +333,22 @@ pub fn fault_record(seq: u64) -> Option<FaultRecord> {
         entry: w[5],
         free_frames_after: w[6],
         window: w[7],
+        cpu: w[8],
     })
 }
 
 /// Resolves a page fault at `address`, or says why it cannot be.
 ///
 /// On success the page holding `address` is mapped to a fresh zeroed frame
-/// and the faulting instruction can be restarted.
-pub fn resolve(address: u64, error: PageFaultErrorCode, rip: u64) -> Result<FaultRecord, Refusal> {
+/// and the faulting instruction can be restarted: `Some(record)` if this
+/// fault mapped it, `None` if another CPU faulting on the same page did
+/// (then only that CPU's fault is counted as resolved, and this one as
+/// raced: the counts stay one per mapped page).
+pub fn resolve(
+    address: u64,
+    error: PageFaultErrorCode,
+    rip: u64,
+) -> Result<Option<FaultRecord>, Refusal> {
     let start = tsc::ticks();
     let (window_index, window) = WINDOWS
         .iter()
@@ -289,26 +368,25 @@ pub fn resolve(address: u64, error: PageFaultErrorCode, rip: u64) -> Result<Faul
         return Err(Refusal::NotInALiveRun(window.name));
     }
 
-    let frame = FRAMES.take_committed().ok_or(Refusal::CommitmentBroken)?;
-    // SAFETY: the frame was just taken from the pool, so nothing else uses
-    // it; it lies in the identity map. Zeroed because the provider promises
-    // the heap that fresh pages read as zero.
-    unsafe { paging::phys_to_virt(frame.start_address()).write_bytes(0, PAGE_SIZE as usize) };
     let page = Page::containing_address(VirtAddr::new(address));
-    // SAFETY: the page belongs to a live run of a window and is not present
-    // (error code); the frame is ours to hand over; the run's commitment
-    // covers the page tables.
-    let entry = match unsafe { paging::map(page, frame, HEAP_PAGE_FLAGS) } {
-        Ok(entry) => entry,
-        Err(_) => {
-            FRAMES.give_back(frame);
-            return Err(Refusal::MappingFailed);
+    // SAFETY: the page belongs to a live run of a window, whose commitment
+    // covers its frame and tables.
+    let (frame, entry) = match unsafe { paging::map_fresh(page) } {
+        Ok(Fresh::Mapped { frame, entry }) => (frame, entry),
+        // Another CPU faulted on the same page and mapped it first: the
+        // access can simply be restarted. No frame was taken.
+        Ok(Fresh::AlreadyMapped) => {
+            this_cpu().faults_raced.fetch_add(1, Ordering::AcqRel);
+            return Ok(None);
         }
+        Err(MapToError::FrameAllocationFailed) => return Err(Refusal::CommitmentBroken),
+        Err(_) => return Err(Refusal::MappingFailed),
     };
+    this_cpu().faults_mapped.fetch_add(1, Ordering::AcqRel);
     window.faults.fetch_add(1, Ordering::AcqRel);
     window.resident.fetch_add(1, Ordering::AcqRel);
-    let record = FaultRecord {
-        seq: faults_resolved(),
+    let mut record = FaultRecord {
+        seq: 0,
         address,
         error_code: error.bits(),
         rip,
@@ -316,12 +394,13 @@ pub fn resolve(address: u64, error: PageFaultErrorCode, rip: u64) -> Result<Faul
         entry,
         free_frames_after: FRAMES.free_frames() as u64,
         window: window_index as u64,
+        cpu: this_cpu().index as u64,
     };
-    FAULT_LOG.record(record);
+    record.seq = FAULT_LOG.record(record);
     window
         .fault_ticks
         .fetch_add(tsc::ticks() - start, Ordering::AcqRel);
-    Ok(record)
+    Ok(Some(record))
 }
 
 /// Where `addr` is backed in RAM, if it is mapped (for tests and the trace).

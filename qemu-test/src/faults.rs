@@ -10,10 +10,12 @@
 //!   calls [`page_fault`] and returns with `iretq`, which restarts the
 //!   faulting instruction. That is how a heap access resumes once its page
 //!   is mapped.
+//! - The NMI (the TLB shootdown IPI), the APIC timer and the spurious
+//!   vector have entries of the same shape in `interrupts`.
 //! - Every other exception is fatal: its entry calls [`fatal_exception`],
 //!   which reports it and fails the run.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -23,8 +25,9 @@ use x86_64::structures::idt::{InterruptDescriptorTable, PageFaultErrorCode};
 use crate::demand_paging::{self, Refusal};
 use crate::exit::{ExitCode, exit_qemu};
 use crate::gdt::{DOUBLE_FAULT_IST_INDEX, PAGE_FAULT_IST_INDEX};
-use crate::layout::{KERNEL_STACK_GUARD, PAGE_SIZE};
+use crate::layout::stack_guard_owner;
 use crate::println;
+use crate::smp::percpu::this_cpu;
 
 /// What the CPU pushed, from the error code up (entries without an error
 /// code push a zero in its place).
@@ -82,15 +85,15 @@ extern "sysv64" fn page_fault_entry() {
     )
 }
 
-/// Set while the page-fault handler runs: a fault inside it would reuse its
-/// IST stack and destroy the frame of the fault being handled.
-static IN_PAGE_FAULT: AtomicBool = AtomicBool::new(false);
-
 /// The page-fault handler: demand paging for the heap windows, a report and
-/// a failed run for everything else. Allocates nothing, takes no lock.
+/// a failed run for everything else. Allocates nothing; takes only the
+/// page-table lock (`paging`), which no code holds while touching
+/// demand-paged memory.
 extern "sysv64" fn page_fault(frame: &ExceptionFrame) {
     let address = Cr2::read_raw();
-    if IN_PAGE_FAULT.swap(true, Ordering::AcqRel) {
+    // Per CPU: each CPU has its own IST stack, and CPUs fault concurrently.
+    let in_page_fault = &this_cpu().in_page_fault;
+    if in_page_fault.swap(true, Ordering::AcqRel) {
         println!();
         println!(
             "PAGE FAULT INSIDE THE PAGE-FAULT HANDLER at {address:#018x}, RIP {:#018x}",
@@ -103,7 +106,7 @@ extern "sysv64" fn page_fault(frame: &ExceptionFrame) {
         report_page_fault(address, frame, refusal);
         exit_qemu(ExitCode::Failure);
     }
-    IN_PAGE_FAULT.store(false, Ordering::Release);
+    in_page_fault.store(false, Ordering::Release);
 }
 
 fn report_page_fault(address: u64, frame: &ExceptionFrame, refusal: Refusal) {
@@ -115,8 +118,8 @@ fn report_page_fault(address: u64, frame: &ExceptionFrame, refusal: Refusal) {
     if let Refusal::NotInALiveRun(window) = refusal {
         println!("    inside the {window} window");
     }
-    if (KERNEL_STACK_GUARD..KERNEL_STACK_GUARD + PAGE_SIZE).contains(&address) {
-        println!("    this is the kernel stack's guard page: kernel stack overflow");
+    if let Some(cpu) = stack_guard_owner(address) {
+        println!("    this is CPU {cpu}'s kernel stack guard page: kernel stack overflow");
     }
     println!(
         "    error code {:#x} ({:?}), RIP {:#018x}, RSP {:#018x}",
@@ -128,7 +131,7 @@ fn report_page_fault(address: u64, frame: &ExceptionFrame, refusal: Refusal) {
 }
 
 /// Reports a fatal exception and fails the run.
-extern "sysv64" fn fatal_exception(vector: u64, frame: &ExceptionFrame) -> ! {
+pub extern "sysv64" fn fatal_exception(vector: u64, frame: &ExceptionFrame) -> ! {
     println!();
     println!(
         "FATAL EXCEPTION {} (vector {vector}): error code {:#x}, RIP {:#018x}, RSP {:#018x}",
@@ -199,7 +202,6 @@ macro_rules! fatal_entry {
 
 fatal_entry!(divide_error_entry, 0);
 fatal_entry!(debug_entry, 1);
-fatal_entry!(nmi_entry, 2);
 fatal_entry!(breakpoint_entry, 3);
 fatal_entry!(overflow_entry, 4);
 fatal_entry!(bound_range_entry, 5);
@@ -219,11 +221,12 @@ fatal_entry!(control_protection_entry, 21, with_error_code);
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
-fn address_of(entry: extern "sysv64" fn()) -> VirtAddr {
+pub fn address_of(entry: extern "sysv64" fn()) -> VirtAddr {
     VirtAddr::new(entry as usize as u64)
 }
 
-/// Builds and loads the IDT.
+/// Builds the IDT (once) and loads it on this CPU (every CPU shares it;
+/// the IST indices name stacks of each CPU's own TSS).
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
@@ -234,8 +237,6 @@ pub fn init() {
             idt.divide_error
                 .set_handler_addr(address_of(divide_error_entry));
             idt.debug.set_handler_addr(address_of(debug_entry));
-            idt.non_maskable_interrupt
-                .set_handler_addr(address_of(nmi_entry));
             idt.breakpoint
                 .set_handler_addr(address_of(breakpoint_entry));
             idt.overflow.set_handler_addr(address_of(overflow_entry));
@@ -272,6 +273,7 @@ pub fn init() {
             idt.cp_protection_exception
                 .set_handler_addr(address_of(control_protection_entry));
         }
+        crate::interrupts::install(&mut idt);
         idt
     });
     idt.load();

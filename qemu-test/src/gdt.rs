@@ -1,4 +1,8 @@
-//! The kernel's GDT and TSS.
+//! The kernel's GDTs and TSSs: one of each per CPU.
+//!
+//! Each CPU needs a TSS of its own (its IST stacks are its own, and loading
+//! a TSS marks its descriptor busy, so two CPUs cannot share one), hence a
+//! GDT of its own to hold the descriptor.
 //!
 //! Long mode ignores segment bases and limits, but still needs a GDT for the
 //! code segment and for the TSS. The TSS is here for one thing: its Interrupt
@@ -13,7 +17,7 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
-use crate::layout::IST_STACK_SIZE;
+use crate::layout::{IST_STACK_SIZE, MAX_CPUS};
 
 /// IST slot of the double-fault handler's stack.
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
@@ -23,12 +27,24 @@ pub const PAGE_FAULT_IST_INDEX: u16 = 1;
 #[repr(C, align(16))]
 struct Stack([u8; IST_STACK_SIZE]);
 
-// Only the CPU writes these, through the TSS; Rust never forms a reference.
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
-static mut PAGE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+/// One CPU's IST stacks.
+struct IstStacks {
+    double_fault: Stack,
+    page_fault: Stack,
+}
 
-static TSS: Once<TaskStateSegment> = Once::new();
-static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+// Only the CPUs write these, through their TSS; Rust never forms a
+// reference.
+static mut IST_STACKS: [IstStacks; MAX_CPUS] = [const {
+    IstStacks {
+        double_fault: Stack([0; IST_STACK_SIZE]),
+        page_fault: Stack([0; IST_STACK_SIZE]),
+    }
+}; MAX_CPUS];
+
+static TSS: [Once<TaskStateSegment>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+static GDT: [Once<(GlobalDescriptorTable, Selectors)>; MAX_CPUS] =
+    [const { Once::new() }; MAX_CPUS];
 
 struct Selectors {
     code: SegmentSelector,
@@ -41,17 +57,24 @@ fn stack_top(stack: *mut Stack) -> VirtAddr {
     VirtAddr::from_ptr(stack) + IST_STACK_SIZE as u64
 }
 
-/// Loads the GDT, reloads every segment register from it and loads the TSS.
-pub fn init() {
-    let tss = TSS.call_once(|| {
+/// Loads CPU `cpu`'s GDT, reloads every segment register from it and loads
+/// its TSS. Each CPU calls it once, with its own index.
+pub fn init(cpu: usize) {
+    let tss = TSS[cpu].call_once(|| {
+        // SAFETY: only the addresses of CPU `cpu`'s stacks are taken; no
+        // reference is formed.
+        let (double_fault, page_fault) = unsafe {
+            (
+                &raw mut IST_STACKS[cpu].double_fault,
+                &raw mut IST_STACKS[cpu].page_fault,
+            )
+        };
         let mut tss = TaskStateSegment::new();
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-            stack_top(&raw mut DOUBLE_FAULT_STACK);
-        tss.interrupt_stack_table[PAGE_FAULT_IST_INDEX as usize] =
-            stack_top(&raw mut PAGE_FAULT_STACK);
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = stack_top(double_fault);
+        tss.interrupt_stack_table[PAGE_FAULT_IST_INDEX as usize] = stack_top(page_fault);
         tss
     });
-    let (gdt, selectors) = GDT.call_once(|| {
+    let (gdt, selectors) = GDT[cpu].call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());

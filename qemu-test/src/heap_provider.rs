@@ -8,15 +8,17 @@
 //! and the commitment released.
 //!
 //! The provider's lock only orders its own updates of the window's bitmap
-//! (two size classes of the heap may map at once). The fault handler never
-//! takes it: it reads the bitmap atomically. And no code holding it touches
-//! heap memory, so a fault can never arrive while it is held.
+//! (two size classes of the heap, or two CPUs, may map at once). The fault
+//! handler never takes it: it reads the bitmap atomically. No code holding
+//! it touches heap memory, so a fault can never arrive while it is held;
+//! it keeps interrupts off, so an allocating interrupt handler cannot
+//! arrive either. Lock order: the heap's locks, this one, the page tables'.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ft_malloc::PageProvider;
-use spin::Mutex;
+use ft_malloc::{IrqSpinLock, PageProvider};
+use lock_api::Mutex;
 use x86_64::VirtAddr;
 use x86_64::structures::paging::Page;
 
@@ -29,7 +31,9 @@ use crate::{paging, tsc};
 /// A [`PageProvider`] over one demand-paged window.
 pub struct DemandPagedProvider {
     window: &'static Window,
-    lock: Mutex<()>,
+    /// Interrupts off while held: an interrupt handler that allocates may
+    /// need this provider while the code it interrupted holds the lock.
+    lock: Mutex<IrqSpinLock, ()>,
     /// The last runs handed out, for the trace.
     recent: RecentRuns,
     /// Calls to map, unmap and resize, and the TSC ticks spent in them (for
@@ -244,25 +248,16 @@ unsafe impl PageProvider for DemandPagedProvider {
             return None;
         }
         bitmap.set_range(new_first, new_pages);
-        let (from, to) = (
-            self.pages(first, old_pages),
-            self.pages(new_first, old_pages),
-        );
-        for (old_page, new_page) in from.zip(to) {
-            // SAFETY: `new_page` is in the new run, reserved just now and
-            // unmapped; `old_page`'s frame moves with its contents; the new
-            // run's commitment covers the tables. No heap memory is touched.
-            if unsafe { paging::move_mapping(old_page, new_page) }.is_err() {
-                // Cannot happen with the commitment made above.
-                panic!(
-                    "moving a mapping from {:?} to {:?} failed",
-                    old_page, new_page
-                );
-            }
+        let (from, to) = (self.pages(first, old_pages), self.pages(new_first, 1));
+        // SAFETY: the new run was reserved just now and is unmapped; the old
+        // run's frames move with their contents, and the heap no longer
+        // uses its addresses; the new run's commitment covers the tables.
+        // No heap memory is touched.
+        if let Err(error) = unsafe { paging::move_range(from, to.start) } {
+            // Cannot happen with the commitment made above.
+            panic!("moving the mappings of {from:?} failed: {error:?}");
         }
         bitmap.clear_range(first, old_pages);
-        // SAFETY: the old run's pages are all unmapped now.
-        unsafe { paging::free_empty_tables(self.pages(first, old_pages)) };
         FRAMES.release(commitment(start, old_pages));
         NonNull::new(new_start as *mut u8)
     }

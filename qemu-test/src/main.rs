@@ -12,10 +12,19 @@
 //! be served. The tests run on a guarded stack (`kernel_stack`); `layout`
 //! holds the address-space plan and every size.
 //!
+//! On several CPUs (`QEMU_SMP=N`), `smp` finds them in the ACPI MADT,
+//! starts them and gives each its per-CPU area; the `#[global_allocator]`
+//! puts a front cache per CPU in front of the heap (`cpu_caches`); the page
+//! tables take a lock and unmapped frames wait for a TLB shootdown
+//! (`paging`, `smp::shootdown`); the APIC timer's handler allocates on every
+//! tick (`interrupts`).
+//!
 //! The kernel command line (QEMU's `-append`) picks what runs: `tests`
-//! (the kernel tests, `tests/`), `bench` (ft_malloc against
-//! linked_list_allocator), `trace`, or a deliberate failure `fail=...`
-//! (`deliberate`). No command line means `tests bench`. The result leaves
+//! (the kernel tests, `tests/`, on every CPU), `bench` (ft_malloc against
+//! linked_list_allocator), `bench-smp` (1, 2, 4 … CPUs allocating at once,
+//! `bench_smp`), `trace`, `no-shootdown` (TLB shootdown IPIs off,
+//! to show that the shootdown test then fails), or a deliberate failure
+//! `fail=...` (`deliberate`). No command line means `tests bench`. The result leaves
 //! through the isa-debug-exit device (`exit`).
 //!
 //! Built for the host (as `cargo build --workspace` does), this crate is only
@@ -28,9 +37,13 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod bench;
 #[cfg(target_os = "none")]
+mod bench_smp;
+#[cfg(target_os = "none")]
 mod bitmap;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod cpu_caches;
 #[cfg(target_os = "none")]
 mod deliberate;
 #[cfg(target_os = "none")]
@@ -46,6 +59,8 @@ mod gdt;
 #[cfg(target_os = "none")]
 mod heap_provider;
 #[cfg(target_os = "none")]
+mod interrupts;
+#[cfg(target_os = "none")]
 mod kernel_stack;
 #[cfg(target_os = "none")]
 mod layout;
@@ -55,6 +70,8 @@ mod memory_map;
 mod paging;
 #[cfg(target_os = "none")]
 mod serial;
+#[cfg(target_os = "none")]
+mod smp;
 #[cfg(target_os = "none")]
 mod tests;
 #[cfg(target_os = "none")]
@@ -70,26 +87,31 @@ mod kernel {
     use ft_malloc::{Heap, IrqSpinLock};
     use spin::Once;
 
+    use crate::cpu_caches::PerCpuCaches;
     use crate::demand_paging::KERNEL_HEAP;
     use crate::exit::{ExitCode, exit_qemu};
     use crate::frames::FRAMES;
     use crate::heap_provider::DemandPagedProvider;
     use crate::memory_map::{BootInfo, RegionKind};
     use crate::{
-        bench, boot, deliberate, faults, gdt, kernel_stack, println, serial, tests, trace,
+        bench, bench_smp, boot, deliberate, kernel_stack, println, serial, smp, tests, trace,
     };
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
-    /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here.
+    /// window. `Box`, `Vec`, `String` and `BTreeMap` allocate here, through
+    /// [`GLOBAL`]'s per-CPU caches.
     ///
     /// Its lock is `IrqSpinLock`, which keeps interrupts off while a heap
     /// lock is held, as a kernel whose interrupt handlers allocate needs.
-    /// (This kernel never enables interrupts, so the default spin lock would
-    /// do too.) The page-fault handler, which can arrive with a heap lock
-    /// held on the heap's first touch of a page, neither allocates nor locks.
-    #[global_allocator]
+    /// The page-fault handler, which can arrive with a heap lock held on the
+    /// heap's first touch of a page, allocates nothing and takes only the
+    /// page-table lock, which no code holds while touching heap memory.
     pub static HEAP: Heap<DemandPagedProvider, IrqSpinLock> =
         Heap::new(DemandPagedProvider::new(&KERNEL_HEAP));
+
+    /// The `#[global_allocator]`: [`HEAP`] behind one front cache per CPU.
+    #[global_allocator]
+    static GLOBAL: PerCpuCaches = PerCpuCaches::new(&HEAP);
 
     /// The kernel's copy of the boot information.
     static BOOT_INFO: Once<BootInfo> = Once::new();
@@ -102,8 +124,7 @@ mod kernel {
     pub extern "sysv64" fn kernel_main(start_info: u32) -> ! {
         serial::init();
         println!("ft_malloc test kernel: booted through PVH, long mode, first GiB identity-mapped");
-        gdt::init();
-        faults::init();
+        smp::init_bootstrap_cpu();
 
         // SAFETY: `start_info` is what the PVH loader passed in %ebx, and no
         // frame has been handed out yet, so the boot data is intact.
@@ -145,22 +166,43 @@ mod kernel {
             cmdline
         };
         println!("command line: {cmdline}");
+        let rsdp = BOOT_INFO.get().and_then(|boot| boot.rsdp);
+        match smp::start_other_cpus(rsdp) {
+            Ok(cpus) => println!("smp: {cpus} CPU(s) online"),
+            Err(error) => {
+                println!("smp: starting the other CPUs failed: {error}");
+                exit_qemu(ExitCode::Failure);
+            }
+        }
         let mut ok = true;
         for word in cmdline.split_whitespace() {
             ok &= match word {
                 "tests" => tests::run_all(),
                 "bench" => bench::run(),
+                "bench-smp" => bench_smp::run(),
                 "trace" => trace::run(),
+                "no-shootdown" => {
+                    println!("no-shootdown: TLB shootdown IPIs off (the shootdown test must fail)");
+                    smp::shootdown::disable();
+                    true
+                }
                 _ => match word.strip_prefix("fail=") {
                     Some(how) => deliberate::fail(how),
                     None => {
                         println!(
-                            "unknown command-line word {word:?} (expected tests, bench, trace or fail=...)"
+                            "unknown command-line word {word:?} (expected tests, bench, bench-smp, trace, no-shootdown or fail=...)"
                         );
                         false
                     }
                 },
             };
+        }
+        if ok && cmdline.split_whitespace().any(|word| word == "tests") {
+            let cpus = smp::online_cpus();
+            println!(
+                "all tests passed on {cpus} CPU{}",
+                if cpus == 1 { "" } else { "s" }
+            );
         }
         exit_qemu(if ok {
             ExitCode::Success

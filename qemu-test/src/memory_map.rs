@@ -87,6 +87,8 @@ pub struct BootInfo {
     regions: [Option<Region>; MAX_REGIONS],
     cmdline: [u8; MAX_CMDLINE],
     cmdline_len: usize,
+    /// Physical address of the ACPI RSDP, if the loader gave one.
+    pub rsdp: Option<u64>,
     /// Physical ranges the boot data occupied (the structure, the map, the
     /// command line); kept out of the frame allocator.
     pub boot_data: [Range<u64>; 3],
@@ -164,6 +166,7 @@ impl BootInfo {
             regions,
             cmdline,
             cmdline_len,
+            rsdp: (info.rsdp_paddr != 0).then_some(info.rsdp_paddr),
             boot_data: [
                 start_info..start_info + size_of::<HvmStartInfo>() as u64,
                 info.memmap_paddr..info.memmap_paddr + map_bytes,

@@ -1,14 +1,19 @@
 //! COM1, the 16550 UART at I/O port 0x3F8: the kernel's only output. QEMU's
 //! `-serial stdio` connects it to the terminal running QEMU.
 //!
-//! The writer holds no lock and no state: each byte is a pair of port
-//! accesses. The kernel runs on one CPU with interrupts disabled, so nothing
-//! can interleave with a line being written, and code that must never block
-//! (the fault handlers, the panic handler) can print without any risk of a
-//! deadlock on a lock held by the code they interrupted.
+//! Each byte is a pair of port accesses. One print (a whole line, with
+//! `println!`) holds the print lock, so lines of different CPUs do not
+//! interleave. The lock is *per CPU*: a CPU that already holds it (a fault
+//! or interrupt handler printing over the code it interrupted, the panic
+//! handler) prints at once, so code that must never block can print
+//! without any risk of a deadlock on the lock its own CPU holds.
 
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use x86_64::instructions::port::Port;
+
+use crate::smp::percpu;
 
 const COM1: u16 = 0x3F8;
 // Register offsets from the UART's base port.
@@ -65,10 +70,27 @@ impl fmt::Write for Serial {
     }
 }
 
+/// The CPU printing (its index), or [`NOBODY`].
+static PRINTING: AtomicUsize = AtomicUsize::new(NOBODY);
+const NOBODY: usize = usize::MAX;
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
+    let me = percpu::cpu_index();
+    let nested = PRINTING.load(Ordering::Acquire) == me;
+    if !nested {
+        while PRINTING
+            .compare_exchange_weak(NOBODY, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
     // Serial::write_str never fails.
     let _ = fmt::Write::write_fmt(&mut Serial, args);
+    if !nested {
+        PRINTING.store(NOBODY, Ordering::Release);
+    }
 }
 
 /// Prints to COM1.

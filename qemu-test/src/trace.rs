@@ -170,7 +170,10 @@ fn trace() -> Result<(), String> {
     let faults_in_access = faults_resolved() - seq;
     let f: FaultRecord = fault_record(seq).ok_or("the access did not fault")?;
 
-    println!("[5 Fault  ] no mapping: #PF, the CPU enters the kernel's handler (on its IST stack)");
+    println!(
+        "[5 Fault  ] no mapping: #PF, CPU {} enters the kernel's handler (on its own IST stack)",
+        f.cpu
+    );
     println!(
         "             CR2 = {:#018x}, error code = {:#x} ({}), RIP = {:#x}",
         f.address,
@@ -183,12 +186,12 @@ fn trace() -> Result<(), String> {
         WINDOWS[f.window as usize].name
     );
     println!(
-        "             free frame N = {:#x} taken (free frames {free_before} -> {}) and zeroed",
-        f.frame, f.free_frames_after
+        "             free frame N = {:#x} taken by CPU {} (free frames {free_before} -> {}) and zeroed",
+        f.frame, f.cpu, f.free_frames_after
     );
     println!(
-        "[7 Map    ] PT entry written: {:#x} = N | PRESENT | WRITABLE | NO_EXECUTE; TLB entry flushed (invlpg)",
-        f.entry
+        "[7 Map    ] PT entry written under the page-table lock: {:#x} = N | PRESENT | WRITABLE | NO_EXECUTE; CPU {}'s TLB entry flushed (invlpg)",
+        f.entry, f.cpu
     );
     println!(
         "[8 Resume ] iretq to RIP {:#x}: the CPU restarts the store",

@@ -46,12 +46,18 @@ struct Boot {
     output: String,
 }
 
-/// Boots the kernel with `cmdline` through the runner.
+/// Boots the kernel with `cmdline` through the runner, on one CPU.
 fn boot(cmdline: &[&str], timeout_seconds: u32) -> Boot {
+    boot_cpus(cmdline, 1, timeout_seconds)
+}
+
+/// Boots the kernel with `cmdline` on a machine of `cpus` CPUs.
+fn boot_cpus(cmdline: &[&str], cpus: usize, timeout_seconds: u32) -> Boot {
     let output = Command::new(package_dir().join("run-qemu.sh"))
         .arg(kernel())
         .args(cmdline)
         .env("QEMU_TIMEOUT", timeout_seconds.to_string())
+        .env("QEMU_SMP", cpus.to_string())
         .output()
         .expect("cannot run run-qemu.sh");
     let text = String::from_utf8_lossy(&output.stdout).replace('\r', "")
@@ -89,8 +95,8 @@ fn every_kernel_test_passes() {
         .collect();
     assert_eq!(
         test_lines.len(),
-        6,
-        "expected 6 test lines:\n{}",
+        7,
+        "expected 7 test lines:\n{}",
         boot.output
     );
     assert!(
@@ -99,11 +105,119 @@ fn every_kernel_test_passes() {
         boot.output
     );
     assert!(
-        boot.output.contains("kernel tests: 6 passed, 0 failed"),
+        boot.output.contains("kernel tests: 7 passed, 0 failed"),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output
+            .contains("test interrupt_handlers_allocate ... ok (CPU 0: "),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("all tests passed on 1 CPU"),
         "{}",
         boot.output
     );
     assert!(boot.output.contains("run-qemu: PASS"), "{}", boot.output);
+}
+
+/// Boots `cpus` CPUs and checks that every one of them started (each AP
+/// reports in from Rust on its own stack, GDT/TSS, IDT and GS base, with its
+/// APIC id as the MADT listed it) and that every kernel test passed on all
+/// of them at once.
+fn every_cpu_starts_and_passes_the_tests(cpus: usize) {
+    let boot = boot_cpus(&["tests"], cpus, 400);
+    assert!(boot.passed, "{cpus} CPUs: the run failed:\n{}", boot.output);
+    assert!(
+        boot.output
+            .contains(&format!("smp: MADT lists {cpus} CPU(s)")),
+        "{}",
+        boot.output
+    );
+    for cpu in 1..cpus {
+        assert!(
+            boot.output.contains(&format!(
+                "smp: CPU {cpu} (APIC id {cpu}) online: own stack, GDT/TSS, IDT, GS base, APIC"
+            )),
+            "CPU {cpu} did not report in:\n{}",
+            boot.output
+        );
+    }
+    assert!(
+        boot.output.contains(&format!("smp: {cpus} CPU(s) online")),
+        "{}",
+        boot.output
+    );
+    // Every per-CPU test ran on every CPU.
+    for test in [
+        "tiny_small_large_patterns",
+        "alloc_collections",
+        "faults_equal_distinct_pages_touched",
+        "frames_return_after_free_and_trim",
+        "realloc_keeps_contents",
+        "blocks_freed_on_another_cpu",
+    ] {
+        for cpu in 0..cpus {
+            assert!(
+                boot.output
+                    .contains(&format!("test {test} on CPU {cpu} ... ok (")),
+                "{test} did not pass on CPU {cpu}:\n{}",
+                boot.output
+            );
+        }
+    }
+    for test in [
+        "same_pages_faulted_by_every_cpu",
+        "tlb_shootdown_before_frame_reuse",
+        "interrupt_handlers_allocate",
+        "out_of_frames_fails_cleanly on CPU 0",
+        "every_frame_back_after_flush",
+    ] {
+        assert!(
+            boot.output.contains(&format!("test {test} ... ok (")),
+            "{test} did not pass:\n{}",
+            boot.output
+        );
+    }
+    assert!(!boot.output.contains("FAILED"), "{}", boot.output);
+    assert!(
+        boot.output
+            .contains(&format!("all tests passed on {cpus} CPUs")),
+        "{}",
+        boot.output
+    );
+}
+
+#[test]
+fn two_cpus_start_and_pass_the_tests() {
+    every_cpu_starts_and_passes_the_tests(2);
+}
+
+#[test]
+fn four_cpus_start_and_pass_the_tests() {
+    every_cpu_starts_and_passes_the_tests(4);
+}
+
+/// With the shootdown IPIs off, the CPU that held the old translation reads
+/// the reused frame's new bytes: the shootdown test must catch it.
+#[test]
+fn the_shootdown_test_fails_without_shootdowns() {
+    let boot = boot_cpus(&["no-shootdown", "tests"], 2, 400);
+    assert!(!boot.passed, "passed without shootdowns:\n{}", boot.output);
+    assert!(
+        boot.output.contains(
+            "test tlb_shootdown_before_frame_reuse ... FAILED: CPU 1 read 0xbbbbbbbbbbbbbbbb"
+        ),
+        "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("reached through a stale TLB entry"),
+        "{}",
+        boot.output
+    );
 }
 
 #[test]
@@ -143,6 +257,11 @@ fn trace_shows_the_page_fault_sequence_with_real_values() {
         hex_after(&boot.output, "RIP ="),
         hex_after(&boot.output, "iretq to RIP"),
         "{}",
+        boot.output
+    );
+    assert!(
+        boot.output.contains("CPU 0 enters the kernel's handler"),
+        "the trace does not say which CPU took the fault:\n{}",
         boot.output
     );
     assert!(
@@ -187,6 +306,30 @@ fn benchmark_runs_both_allocators_on_demand_paged_windows() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         assert!(faults > 0, "no page faults in {line:?}");
+    }
+}
+
+/// The SMP benchmark runs every allocator on 1 and 2 CPUs at once.
+#[test]
+fn smp_benchmark_runs_every_allocator_on_each_cpu_count() {
+    let boot = boot_cpus(&["bench-smp"], 2, 400);
+    assert!(boot.passed, "the SMP benchmark failed:\n{}", boot.output);
+    for name in [
+        "ft_malloc + per-CPU caches",
+        "ft_malloc, no caches",
+        "linked_list_allocator + lock",
+        "talc + lock",
+    ] {
+        for cpus in [1, 2] {
+            assert!(
+                boot.output.lines().any(|l| l.starts_with("bench-smp: ")
+                    && l.contains(name)
+                    && l.contains(&format!(" {cpus} CPU(s): "))
+                    && l.contains(" ticks/op")),
+                "{name} on {cpus} CPU(s) missing:\n{}",
+                boot.output
+            );
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use core::ptr::NonNull;
 
 use x86_64::VirtAddr;
 
-use super::{TEST_HEAP, ensure};
-use crate::demand_paging::{TEST_HEAP as TEST_WINDOW, backing_frame};
+use super::{Context, ensure};
+use crate::demand_paging::{Window, backing_frame};
 use crate::layout::PAGE_SIZE;
 use crate::paging;
 
@@ -35,17 +35,17 @@ const REQUESTS: &[(usize, usize)] = &[
 ];
 
 /// Writes one byte at `addr` and returns the faults it caused.
-fn touch(addr: usize) -> u64 {
-    let before = TEST_WINDOW.faults();
+fn touch(window: &Window, addr: usize) -> u64 {
+    let before = window.faults();
     // SAFETY: `addr` lies inside a live block of the test heap.
     unsafe { (addr as *mut u8).write_volatile(0x5a) };
-    TEST_WINDOW.faults() - before
+    window.faults() - before
 }
 
-pub fn run() -> Result<String, String> {
-    let window_start = VirtAddr::new(TEST_WINDOW.layout.start);
+pub fn run(ctx: &Context) -> Result<String, String> {
+    let window_start = VirtAddr::new(ctx.test_window.layout.start);
     ensure!(
-        TEST_WINDOW.faults() == 0 && paging::census(window_start).pages == 0,
+        ctx.test_window.faults() == 0 && paging::census(window_start).pages == 0,
         "the test heap is not fresh"
     );
 
@@ -54,14 +54,14 @@ pub fn run() -> Result<String, String> {
         let layout = Layout::from_size_align(size, 16).map_err(|e| alloc::format!("{e}"))?;
         for _ in 0..count {
             blocks.push((
-                TEST_HEAP
+                ctx.test_heap
                     .allocate(layout)
                     .ok_or_else(|| alloc::format!("allocate({size}) failed"))?,
                 size,
             ));
         }
     }
-    let faults_in_allocate = TEST_WINDOW.faults();
+    let faults_in_allocate = ctx.test_window.faults();
     let mapped_by_heap = paging::census(window_start).pages;
     ensure!(
         faults_in_allocate == mapped_by_heap as u64,
@@ -85,7 +85,7 @@ pub fn run() -> Result<String, String> {
     let mut first_touched_by_test = BTreeSet::new();
     for &addr in &addresses {
         let was_mapped = backing_frame(addr as u64).is_some();
-        let faults = touch(addr);
+        let faults = touch(ctx.test_window, addr);
         ensure!(
             faults == u64::from(!was_mapped),
             "touching {addr:#x} (mapped before: {was_mapped}) raised {faults} faults"
@@ -95,7 +95,7 @@ pub fn run() -> Result<String, String> {
         }
     }
 
-    let faults = TEST_WINDOW.faults();
+    let faults = ctx.test_window.faults();
     let census = paging::census(window_start);
     ensure!(
         faults == census.pages as u64,
@@ -108,11 +108,11 @@ pub fn run() -> Result<String, String> {
         first_touched_by_test.len()
     );
 
-    let before_second_pass = TEST_WINDOW.faults();
+    let before_second_pass = ctx.test_window.faults();
     for &addr in &addresses {
-        touch(addr);
+        touch(ctx.test_window, addr);
     }
-    let second_pass = TEST_WINDOW.faults() - before_second_pass;
+    let second_pass = ctx.test_window.faults() - before_second_pass;
     ensure!(
         second_pass == 0,
         "the second pass over touched pages raised {second_pass} faults"
@@ -120,10 +120,10 @@ pub fn run() -> Result<String, String> {
 
     for &(block, _) in &blocks {
         // SAFETY: live blocks of the test heap, freed once.
-        unsafe { TEST_HEAP.deallocate(block) }
+        unsafe { ctx.test_heap.deallocate(block) }
             .map_err(|e| alloc::format!("free: {}", e.as_str()))?;
     }
-    TEST_HEAP.trim();
+    ctx.test_heap.trim();
     Ok(alloc::format!(
         "{faults} faults = {faults} distinct pages first touched ({faults_in_allocate} by the heap's own metadata, {} by {} accesses of the test); second pass over all {} addresses: 0 faults",
         first_touched_by_test.len(),

@@ -1,4 +1,5 @@
-//! TINY, SMALL and LARGE blocks from the kernel heap, through the core's
+//! TINY, SMALL and LARGE blocks from the kernel heap (alone) or this CPU's
+//! own heap (all CPUs at once), through the core's
 //! API: each block is aligned, as big as asked, classed as the size says,
 //! disjoint from the others, keeps its own byte pattern while its neighbours
 //! are written, and frees exactly once (a second free is refused).
@@ -10,8 +11,7 @@ use core::ptr::NonNull;
 
 use ft_malloc::{BlockInfo, HeapError, HeapVisitor, Kind, ZoneInfo};
 
-use super::{check, ensure, fill};
-use crate::HEAP;
+use super::{Context, KernelHeap, check, ensure, fill};
 
 /// Sizes tried, with how many blocks of each: both ends of every kind.
 const SIZES: &[(usize, usize)] = &[
@@ -61,30 +61,32 @@ impl HeapVisitor for KindCounter {
     }
 }
 
-fn live_blocks_per_kind() -> [usize; 3] {
+fn live_blocks_per_kind(heap: &KernelHeap) -> [usize; 3] {
     let mut counter = KindCounter::default();
-    HEAP.visit(&mut counter);
+    heap.visit(&mut counter);
     counter.0
 }
 
-pub fn run() -> Result<String, String> {
+pub fn run(ctx: &Context) -> Result<String, String> {
     let total: usize = SIZES.iter().map(|&(_, n)| n).sum();
     // Bookkeeping first, so it is part of the baseline.
     let mut blocks: Vec<(NonNull<u8>, usize, usize)> = Vec::with_capacity(total);
-    let before = live_blocks_per_kind();
+    let before = live_blocks_per_kind(ctx.heap);
     let mut expected = before;
 
     for &(size, count) in SIZES {
         for _ in 0..count {
             let layout = Layout::from_size_align(size, 16).map_err(|e| alloc::format!("{e}"))?;
-            let block = HEAP
+            let block = ctx
+                .heap
                 .allocate(layout)
                 .ok_or_else(|| alloc::format!("allocate({size}) failed"))?;
             ensure!(
                 (block.as_ptr() as usize).is_multiple_of(16),
                 "block {block:p} of {size} bytes is not 16-byte aligned"
             );
-            let usable = HEAP
+            let usable = ctx
+                .heap
                 .usable_size(block)
                 .map_err(|e| alloc::format!("usable_size: {}", e.as_str()))?;
             ensure!(
@@ -99,7 +101,7 @@ pub fn run() -> Result<String, String> {
         }
     }
 
-    let now = live_blocks_per_kind();
+    let now = live_blocks_per_kind(ctx.heap);
     ensure!(
         now == expected,
         "live blocks per kind (TINY, SMALL, LARGE) {now:?}, expected {expected:?}"
@@ -128,7 +130,7 @@ pub fn run() -> Result<String, String> {
     for pass in 0..2 {
         for &(block, size, seed) in blocks.iter().skip(pass).step_by(2) {
             // SAFETY: a live block of this heap, freed once.
-            unsafe { HEAP.deallocate(block) }
+            unsafe { ctx.heap.deallocate(block) }
                 .map_err(|e| alloc::format!("free of {size} bytes: {}", e.as_str()))?;
             let _ = seed;
         }
@@ -143,7 +145,7 @@ pub fn run() -> Result<String, String> {
     // now, so only the TINY one is tried: the check must not touch it).
     let (first, _, _) = blocks[0];
     // SAFETY: `first` was freed above; the heap must refuse it.
-    let again = unsafe { HEAP.deallocate(first) };
+    let again = unsafe { ctx.heap.deallocate(first) };
     ensure!(
         matches!(
             again,
@@ -151,7 +153,7 @@ pub fn run() -> Result<String, String> {
         ),
         "second free of {first:p} returned {again:?}"
     );
-    let after = live_blocks_per_kind();
+    let after = live_blocks_per_kind(ctx.heap);
     ensure!(
         after == before,
         "live blocks per kind after freeing: {after:?}, before: {before:?}"

@@ -8,9 +8,9 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use super::Context;
 use super::{check, ensure, fill};
-use crate::HEAP;
-use crate::demand_paging::{KERNEL_HEAP, backing_frame};
+use crate::demand_paging::backing_frame;
 
 const PAGE: usize = crate::layout::PAGE_SIZE as usize;
 /// Most 64 KiB blocks placed to find one right after the LARGE block.
@@ -38,15 +38,15 @@ fn layout(size: usize) -> Result<Layout, String> {
     Layout::from_size_align(size, 16).map_err(|e| alloc::format!("{e}"))
 }
 
-pub fn run() -> Result<String, String> {
+pub fn run(ctx: &Context) -> Result<String, String> {
     let mut size = SIZES[0];
-    let mut block = HEAP.allocate(layout(size)?).ok_or("allocate failed")?;
+    let mut block = ctx.heap.allocate(layout(size)?).ok_or("allocate failed")?;
     // SAFETY: a fresh block of `size` bytes.
     unsafe { fill(block.as_ptr(), size, 7) };
     let mut moves = 0;
     for &new_size in &SIZES[1..] {
         // SAFETY: `block` is live; on success the old pointer is dead.
-        let moved = unsafe { HEAP.reallocate(block, layout(new_size)?) }
+        let moved = unsafe { ctx.heap.reallocate(block, layout(new_size)?) }
             .map_err(|_| alloc::format!("realloc {size} -> {new_size} failed"))?;
         // SAFETY: the block now has `new_size` bytes; the first
         // min(size, new_size) kept the pattern.
@@ -58,7 +58,7 @@ pub fn run() -> Result<String, String> {
         (block, size) = (moved, new_size);
     }
     // SAFETY: live block, freed once.
-    unsafe { HEAP.deallocate(block) }.map_err(|e| alloc::format!("free: {}", e.as_str()))?;
+    unsafe { ctx.heap.deallocate(block) }.map_err(|e| alloc::format!("free: {}", e.as_str()))?;
     ensure!(
         moves >= 3,
         "only {moves} of {} reallocations moved the block",
@@ -71,8 +71,11 @@ pub fn run() -> Result<String, String> {
     let mut walls: Vec<NonNull<u8>> = Vec::with_capacity(MAX_WALLS);
     // Freed LARGE runs wait in the heap's cache and would serve the walls
     // from anywhere: start from fresh runs, placed first fit.
-    HEAP.trim();
-    let a = HEAP.allocate(layout(a_size)?).ok_or("allocate failed")?;
+    ctx.heap.trim();
+    let a = ctx
+        .heap
+        .allocate(layout(a_size)?)
+        .ok_or("allocate failed")?;
     // SAFETY: a fresh block.
     unsafe { fill(a.as_ptr(), a_size, 11) };
     // The run ends at the page boundary after the block; first-fit fills
@@ -84,7 +87,11 @@ pub fn run() -> Result<String, String> {
             .last()
             .is_none_or(|w| w.as_ptr() as usize & !(PAGE - 1) != a_run_end)
     {
-        walls.push(HEAP.allocate(layout(64 * 1024)?).ok_or("allocate failed")?);
+        walls.push(
+            ctx.heap
+                .allocate(layout(64 * 1024)?)
+                .ok_or("allocate failed")?,
+        );
     }
     ensure!(
         walls
@@ -96,13 +103,13 @@ pub fn run() -> Result<String, String> {
     let page_of =
         |block: NonNull<u8>, i: usize| ((block.as_ptr() as usize & !(PAGE - 1)) + i * PAGE) as u64;
     let frames_before: Vec<_> = (0..pages).map(|i| backing_frame(page_of(a, i))).collect();
-    let (faults_before, resizes_before) = (KERNEL_HEAP.faults(), HEAP.stats().resize_calls);
+    let (faults_before, resizes_before) = (ctx.heap_window.faults(), ctx.heap.stats().resize_calls);
     // SAFETY: `a` is live.
-    let grown = unsafe { HEAP.reallocate(a, layout(a_size * 4)?) }
+    let grown = unsafe { ctx.heap.reallocate(a, layout(a_size * 4)?) }
         .map_err(|_| String::from("LARGE grow failed"))?;
     let (move_faults, resizes) = (
-        KERNEL_HEAP.faults() - faults_before,
-        HEAP.stats().resize_calls - resizes_before,
+        ctx.heap_window.faults() - faults_before,
+        ctx.heap.stats().resize_calls - resizes_before,
     );
     let frames_after: Vec<_> = (0..pages)
         .map(|i| backing_frame(page_of(grown, i)))
@@ -113,10 +120,12 @@ pub fn run() -> Result<String, String> {
     let same_frames = frames_before == frames_after && frames_before.iter().all(Option::is_some);
     // SAFETY: live blocks, freed once.
     unsafe {
-        HEAP.deallocate(grown)
+        ctx.heap
+            .deallocate(grown)
             .map_err(|e| alloc::format!("free: {}", e.as_str()))?;
         for wall in walls {
-            HEAP.deallocate(wall)
+            ctx.heap
+                .deallocate(wall)
                 .map_err(|e| alloc::format!("free: {}", e.as_str()))?;
         }
     }
