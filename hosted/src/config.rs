@@ -2,7 +2,7 @@
 //!
 //! | variable                 | values                                   | effect |
 //! |--------------------------|------------------------------------------|--------|
-//! | `FT_MALLOC_CHECK`        | `warn` (default), `abort`, `quiet`       | what a bad `free`/`realloc` pointer does: one line on stderr and the call is ignored; the line then `abort()`; or nothing |
+//! | `FT_MALLOC_CHECK`        | `abort` (default), `warn`, `quiet`       | what detected heap misuse (a bad `free`/`realloc` pointer, a corrupt free list) does: one line on stderr then `abort()`, as glibc does; the line and the call is ignored; or nothing |
 //! | `FT_MALLOC_SCRIBBLE`     | unset or `0`: off; anything else: on     | new blocks are filled with `0xAA`, freed blocks with `0x55` (calloc memory stays zero) |
 //! | `FT_MALLOC_TRACE`        | `stderr`, `stdout` or a file descriptor  | one line per call, e.g. `malloc(24) = 0x7f0c2a400010` |
 //! | `FT_MALLOC_SHOW_AT_EXIT` | unset or `0`: off; anything else: on     | `show_alloc_mem()` runs when the process exits |
@@ -24,13 +24,16 @@ unsafe extern "C" {
     static mut environ: *const *const c_char;
 }
 
-/// What a bad pointer given to `free`, `realloc` or `malloc_usable_size` does.
+/// What detected heap misuse (a bad pointer given to `free`, `realloc` or
+/// `malloc_usable_size`, a corrupt free list) does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckMode {
-    /// Print one line on stderr and ignore the call (the default).
-    Warn,
-    /// Print the line, then `abort()`.
+    /// Print one line on stderr, then `abort()` (the default: glibc kills
+    /// the process on the misuse it detects, and going on after a heap
+    /// corruption is what exploits count on).
     Abort,
+    /// Print the line and ignore the call; nothing in the heap is changed.
+    Warn,
     /// Ignore the call silently.
     Quiet,
 }
@@ -47,7 +50,7 @@ pub(crate) struct Config {
 
 impl Config {
     pub(crate) const DEFAULT: Config = Config {
-        check: CheckMode::Warn,
+        check: CheckMode::Abort,
         scribble: false,
         show_at_exit: false,
         trace_fd: None,
@@ -63,9 +66,9 @@ impl Config {
         match name {
             b"FT_MALLOC_CHECK" => {
                 self.check = match value {
-                    b"abort" => CheckMode::Abort,
+                    b"warn" => CheckMode::Warn,
                     b"quiet" => CheckMode::Quiet,
-                    _ => CheckMode::Warn,
+                    _ => CheckMode::Abort,
                 }
             }
             b"FT_MALLOC_SCRIBBLE" => self.scribble = enabled,
@@ -91,8 +94,8 @@ impl Config {
 
     fn pack(self) -> u64 {
         let check = match self.check {
-            CheckMode::Warn => 0,
-            CheckMode::Abort => 1,
+            CheckMode::Abort => 0,
+            CheckMode::Warn => 1,
             CheckMode::Quiet => 2,
         };
         // The fd is stored plus one, so that 0 means "no trace".
@@ -111,9 +114,9 @@ impl Config {
     fn unpack(word: u64) -> Config {
         Config {
             check: match (word >> Self::CHECK_SHIFT) & 3 {
-                1 => CheckMode::Abort,
+                1 => CheckMode::Warn,
                 2 => CheckMode::Quiet,
-                _ => CheckMode::Warn,
+                _ => CheckMode::Abort,
             },
             scribble: word & Self::SCRIBBLE != 0,
             show_at_exit: word & Self::SHOW_AT_EXIT != 0,
@@ -236,15 +239,16 @@ mod tests {
     #[test]
     fn every_variable_round_trips() {
         let c = parse(&[
-            "FT_MALLOC_CHECK=abort",
+            "FT_MALLOC_CHECK=warn",
             "FT_MALLOC_SCRIBBLE=1",
             "FT_MALLOC_TRACE=17",
             "FT_MALLOC_SHOW_AT_EXIT=yes",
         ]);
-        assert_eq!(c.check, CheckMode::Abort);
+        assert_eq!(c.check, CheckMode::Warn);
         assert!(c.scribble && c.show_at_exit);
         assert_eq!(c.trace_fd, Some(17));
         assert_eq!(parse(&["FT_MALLOC_CHECK=quiet"]).check, CheckMode::Quiet);
+        assert_eq!(parse(&["FT_MALLOC_CHECK=abort"]).check, CheckMode::Abort);
         assert_eq!(parse(&["FT_MALLOC_TRACE=stderr"]).trace_fd, Some(2));
         assert_eq!(parse(&["FT_MALLOC_TRACE=stdout"]).trace_fd, Some(1));
         assert_eq!(parse(&["FT_MALLOC_TRACE=0"]).trace_fd, Some(0));
@@ -258,7 +262,8 @@ mod tests {
             "FT_MALLOC_TRACE=x1",
         ]);
         assert_eq!(c, Config::DEFAULT);
-        assert_eq!(parse(&["FT_MALLOC_CHECK=bogus"]).check, CheckMode::Warn);
+        // A misspelt value must not weaken the default.
+        assert_eq!(parse(&["FT_MALLOC_CHECK=bogus"]).check, CheckMode::Abort);
         assert_eq!(parse(&["FT_MALLOC_TRACE=1234567890"]).trace_fd, None);
     }
 }

@@ -19,8 +19,9 @@ const LINE_BYTES: usize = 192;
 
 /// Reports a pointer the heap refused in `function` (`"free"`, `"realloc"`,
 /// ...): one line on stderr, e.g.
-/// `ft_malloc: free(): invalid pointer 0x7ffc1b2a3c40`, then, if
-/// `FT_MALLOC_CHECK=abort`, `abort()`. The call itself has been ignored.
+/// `ft_malloc: free(): invalid pointer 0x7ffc1b2a3c40`, then `abort()`
+/// unless `FT_MALLOC_CHECK` is `warn` or `quiet`. The call itself has been
+/// ignored (the heap is unchanged).
 #[cold]
 pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) {
     let check = config::get().check;
@@ -44,8 +45,8 @@ pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) 
 /// The heap's corruption handler (`Heap::set_corruption_handler`): a free
 /// list was found overwritten after a free while serving an allocation. The
 /// heap already cut the list there (the block at `at` is handed out once,
-/// the ones after it leak); this says so, and aborts under
-/// `FT_MALLOC_CHECK=abort`, like a refused pointer.
+/// the ones after it leak); this says so, and aborts unless
+/// `FT_MALLOC_CHECK` is `warn` or `quiet`, like a refused pointer.
 #[cold]
 pub(crate) fn heap_corrupted(error: HeapError, at: NonNull<u8>) {
     let check = config::get().check;
