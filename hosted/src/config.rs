@@ -196,6 +196,30 @@ fn load() -> Config {
     config
 }
 
+/// Changes the loaded settings with `change` (for `mallopt`). The
+/// environment is read first if it has not been, so it cannot undo this.
+#[cfg(feature = "c-abi")]
+fn update(change: impl Fn(&mut Config)) {
+    get();
+    let _ = PACKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+        let mut config = Config::unpack(word);
+        change(&mut config);
+        Some(config.pack())
+    });
+}
+
+/// `mallopt(M_CHECK_ACTION)`: what detected misuse does from now on.
+#[cfg(feature = "c-abi")]
+pub(crate) fn set_check(check: CheckMode) {
+    update(|c| c.check = check);
+}
+
+/// `mallopt(M_PERTURB)`: scribbling on or off from now on.
+#[cfg(feature = "c-abi")]
+pub(crate) fn set_scribble(scribble: bool) {
+    update(|c| c.scribble = scribble);
+}
+
 #[cfg(feature = "c-abi")]
 /// Whether the environment variable `name` is set to a non-empty value
 /// (read now, not latched: only `show_alloc_mem_ex` asks, for `NO_COLOR`).

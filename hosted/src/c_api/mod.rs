@@ -12,11 +12,18 @@
 
 mod aligned;
 mod alloc;
+mod heap_summary;
+mod info;
 mod show;
+mod sized;
+mod tuning;
 
 pub use aligned::{aligned_alloc, memalign, posix_memalign, pvalloc, valloc};
 pub use alloc::{calloc, cfree, free, malloc, malloc_usable_size, realloc, reallocarray, reallocf};
+pub use info::{Mallinfo, Mallinfo2, mallinfo, mallinfo2, malloc_info, malloc_stats};
 pub use show::{show_alloc_mem, show_alloc_mem_ex, show_alloc_mem_svg};
+pub use sized::{free_aligned_sized, free_sized};
+pub use tuning::{malloc_trim, mallopt};
 
 use core::alloc::Layout;
 use core::ffi::c_void;
