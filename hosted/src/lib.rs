@@ -47,6 +47,7 @@ mod fd_writer;
 mod futex_mutex;
 mod global;
 mod lifecycle;
+mod map_limits;
 mod os;
 mod provider;
 mod report;

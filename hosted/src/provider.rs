@@ -99,6 +99,10 @@ unsafe impl PageProvider for MmapProvider {
         true
     }
 
+    fn may_map_later(&self, len: usize) -> bool {
+        crate::map_limits::may_map_later(len)
+    }
+
     unsafe fn resize(
         &self,
         run: NonNull<u8>,
