@@ -6,6 +6,8 @@
 //! | `FT_MALLOC_SCRIBBLE`     | unset or `0`: off; anything else: on     | new blocks are filled with `0xAA`, freed blocks with `0x55` (calloc memory stays zero) |
 //! | `FT_MALLOC_TRACE`        | `stderr`, `stdout` or a file descriptor  | one line per call, e.g. `malloc(24) = 0x7f0c2a400010` |
 //! | `FT_MALLOC_SHOW_AT_EXIT` | unset or `0`: off; anything else: on     | `show_alloc_mem()` runs when the process exits |
+//! | `FT_MALLOC_HARDENED`     | unset or `0`: off; anything else: on     | every defence below (each one's own variable, set to `0`, still turns it off) |
+//! | `FT_MALLOC_CANARY`, `FT_MALLOC_QUARANTINE`, `FT_MALLOC_GUARD_PAGES`, `FT_MALLOC_ZERO_ON_FREE`, `FT_MALLOC_SIZED_CHECK` | `0`: off; anything else: on | one defence of the hardened mode (`hardened/mod.rs`) |
 //!
 //! Why `environ` and not `getenv` or `/proc/self/environ`: the variables are
 //! read by scanning the `environ` array directly, which is what `getenv` does
@@ -38,6 +40,43 @@ pub(crate) enum CheckMode {
     Quiet,
 }
 
+/// The hardened mode's defences that are on, one bit each (what each does:
+/// `hardened/mod.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Defences(u8);
+
+impl Defences {
+    pub(crate) const NONE: Defences = Defences(0);
+    /// `FT_MALLOC_CANARY`: canary bytes after every block, checked on free
+    /// and realloc.
+    pub(crate) const CANARY: u8 = 1 << 0;
+    /// `FT_MALLOC_QUARANTINE`: freed small blocks held back, zero-filled,
+    /// checked when they leave.
+    pub(crate) const QUARANTINE: u8 = 1 << 1;
+    /// `FT_MALLOC_GUARD_PAGES`: inaccessible pages around every zone and
+    /// LARGE run; freed LARGE runs unmapped at once.
+    pub(crate) const GUARD_PAGES: u8 = 1 << 2;
+    /// `FT_MALLOC_ZERO_ON_FREE`: freed blocks are zeroed.
+    pub(crate) const ZERO_ON_FREE: u8 = 1 << 3;
+    /// `FT_MALLOC_SIZED_CHECK`: `free_sized` checks the size.
+    pub(crate) const SIZED_CHECK: u8 = 1 << 4;
+    /// What `FT_MALLOC_HARDENED` turns on.
+    pub(crate) const ALL: u8 = 0x1F;
+
+    /// Whether the defence `bit` is on.
+    #[inline]
+    pub(crate) fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Whether any defence is on.
+    #[cfg(feature = "c-abi")]
+    #[inline]
+    pub(crate) fn any(self) -> bool {
+        self.0 != 0
+    }
+}
+
 /// The settings, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Config {
@@ -46,6 +85,48 @@ pub(crate) struct Config {
     pub(crate) show_at_exit: bool,
     /// Where `FT_MALLOC_TRACE` sends its lines, if anywhere.
     pub(crate) trace_fd: Option<i32>,
+    pub(crate) defences: Defences,
+}
+
+/// The defence variables as read, before `FT_MALLOC_HARDENED` and the
+/// individual ones are combined (so their order in the environment does
+/// not matter).
+#[derive(Clone, Copy, Default)]
+struct DefenceVariables {
+    hardened: bool,
+    on: u8,
+    off: u8,
+}
+
+impl DefenceVariables {
+    /// Records one variable; returns false if `name` is not one of them.
+    fn apply(&mut self, name: &[u8], enabled: bool) -> bool {
+        let bit = match name {
+            b"FT_MALLOC_HARDENED" => {
+                self.hardened = enabled;
+                return true;
+            }
+            b"FT_MALLOC_CANARY" => Defences::CANARY,
+            b"FT_MALLOC_QUARANTINE" => Defences::QUARANTINE,
+            b"FT_MALLOC_GUARD_PAGES" => Defences::GUARD_PAGES,
+            b"FT_MALLOC_ZERO_ON_FREE" => Defences::ZERO_ON_FREE,
+            b"FT_MALLOC_SIZED_CHECK" => Defences::SIZED_CHECK,
+            _ => return false,
+        };
+        if enabled {
+            self.on |= bit;
+            self.off &= !bit;
+        } else {
+            self.off |= bit;
+            self.on &= !bit;
+        }
+        true
+    }
+
+    fn resolve(self) -> Defences {
+        let all = if self.hardened { Defences::ALL } else { 0 };
+        Defences((all | self.on) & !self.off)
+    }
 }
 
 impl Config {
@@ -54,15 +135,19 @@ impl Config {
         scribble: false,
         show_at_exit: false,
         trace_fd: None,
+        defences: Defences::NONE,
     };
 
     /// Updates the settings from one `NAME=value` environment entry.
-    fn apply(&mut self, entry: &[u8]) {
+    fn apply(&mut self, entry: &[u8], defences: &mut DefenceVariables) {
         let Some(eq) = entry.iter().position(|&b| b == b'=') else {
             return;
         };
         let (name, value) = (&entry[..eq], &entry[eq + 1..]);
         let enabled = !value.is_empty() && value != b"0";
+        if defences.apply(name, enabled) {
+            return;
+        }
         match name {
             b"FT_MALLOC_CHECK" => {
                 self.check = match value {
@@ -87,6 +172,8 @@ impl Config {
 
     // Packed into one atomic word so that the hot path is a single load.
     const LOADED: u64 = 1 << 40;
+    const DEFENCES_SHIFT: u32 = 48;
+    const DEFENCES_MASK: u64 = 0xFF << Self::DEFENCES_SHIFT;
     const SCRIBBLE: u64 = 1 << 32;
     const SHOW_AT_EXIT: u64 = 1 << 33;
     const CHECK_SHIFT: u32 = 34;
@@ -101,6 +188,7 @@ impl Config {
         // The fd is stored plus one, so that 0 means "no trace".
         let fd = self.trace_fd.map_or(0, |fd| fd as u64 + 1);
         Self::LOADED
+            | (u64::from(self.defences.0) << Self::DEFENCES_SHIFT)
             | fd
             | (check << Self::CHECK_SHIFT)
             | if self.scribble { Self::SCRIBBLE } else { 0 }
@@ -124,6 +212,7 @@ impl Config {
                 0 => None,
                 fd_plus_one => Some((fd_plus_one - 1) as i32),
             },
+            defences: Defences(((word & Self::DEFENCES_MASK) >> Self::DEFENCES_SHIFT) as u8),
         }
     }
 }
@@ -147,13 +236,14 @@ fn parse_fd(digits: &[u8]) -> Option<i32> {
 static PACKED: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the settings are loaded and ask nothing of `malloc` and `free`
-/// (no scribbling, no trace): one load and one compare, the only cost the
+/// (no scribbling, no trace, no defence): one load and one compare, the only cost the
 /// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
 /// pointer is refused, and `FT_MALLOC_SHOW_AT_EXIT` at exit.
 #[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) fn plain() -> bool {
-    PACKED.load(Ordering::Relaxed) & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK)
+    PACKED.load(Ordering::Relaxed)
+        & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK | Config::DEFENCES_MASK)
         == Config::LOADED
 }
 
@@ -182,14 +272,19 @@ fn load() -> Config {
         return Config::DEFAULT;
     }
     let mut config = Config::DEFAULT;
+    let mut defences = DefenceVariables::default();
     let mut cursor = env;
     // SAFETY: `environ` is a null-terminated array of pointers to
     // NUL-terminated strings, as libc maintains it.
     unsafe {
         while !(*cursor).is_null() {
-            config.apply(core::ffi::CStr::from_ptr(*cursor).to_bytes());
+            config.apply(core::ffi::CStr::from_ptr(*cursor).to_bytes(), &mut defences);
             cursor = cursor.add(1);
         }
+    }
+    config.defences = defences.resolve();
+    if config.defences.has(Defences::GUARD_PAGES) {
+        crate::guard_pages::request();
     }
     // Racing first callers read the same environment and store the same word.
     PACKED.store(config.pack(), Ordering::Relaxed);
@@ -249,10 +344,29 @@ mod tests {
 
     fn parse(entries: &[&str]) -> Config {
         let mut config = Config::DEFAULT;
+        let mut defences = DefenceVariables::default();
         for entry in entries {
-            config.apply(entry.as_bytes());
+            config.apply(entry.as_bytes(), &mut defences);
         }
+        config.defences = defences.resolve();
         Config::unpack(config.pack())
+    }
+
+    #[test]
+    fn hardened_turns_every_defence_on_unless_one_is_turned_off() {
+        assert_eq!(
+            parse(&["FT_MALLOC_HARDENED=1"]).defences,
+            Defences(Defences::ALL)
+        );
+        let one_off = parse(&["FT_MALLOC_QUARANTINE=0", "FT_MALLOC_HARDENED=1"]).defences;
+        assert!(!one_off.has(Defences::QUARANTINE) && one_off.has(Defences::CANARY));
+        let one_on = parse(&["FT_MALLOC_CANARY=1"]).defences;
+        assert_eq!(one_on, Defences(Defences::CANARY));
+        assert!(!parse(&["FT_MALLOC_HARDENED=0"]).defences.any());
+        assert_eq!(
+            parse(&["FT_MALLOC_HARDENED=1", "FT_MALLOC_CHECK=warn"]).check,
+            CheckMode::Warn
+        );
     }
 
     #[test]

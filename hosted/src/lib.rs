@@ -46,6 +46,9 @@ mod config;
 mod fd_writer;
 mod futex_mutex;
 mod global;
+mod guard_pages;
+#[cfg(feature = "c-abi")]
+mod hardened;
 mod lifecycle;
 mod map_limits;
 mod os;

@@ -24,16 +24,25 @@ const LINE_BYTES: usize = 192;
 /// ignored (the heap is unchanged).
 #[cold]
 pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) {
+    // "double free" describes only a second free; elsewhere (realloc,
+    // malloc_usable_size) the pointer is simply stale.
+    let what = match error {
+        HeapError::DoubleFree if !function.starts_with("free") => "pointer already freed",
+        _ => error.as_str(),
+    };
+    misuse(function, ptr, what);
+}
+
+/// Reports misuse `what` of `ptr` found in `function` (a bad pointer, or
+/// what a hardened-mode defence caught: an overwritten canary, a write
+/// after free, a wrong size): one line, then `abort()` unless
+/// `FT_MALLOC_CHECK` is `warn` or `quiet`.
+#[cold]
+pub(crate) fn misuse(function: &str, ptr: *const c_void, what: &str) {
     let check = config::get().check;
     if check == CheckMode::Quiet {
         return;
     }
-    // "double free" describes only a second free; elsewhere (realloc,
-    // malloc_usable_size) the pointer is simply stale.
-    let what = match error {
-        HeapError::DoubleFree if function != "free" => "pointer already freed",
-        _ => error.as_str(),
-    };
     let mut line = FdWriter::<LINE_BYTES>::new(libc::STDERR_FILENO);
     let _ = writeln!(line, "ft_malloc: {function}(): {what} {ptr:p}");
     line.flush();

@@ -44,7 +44,7 @@ pub(crate) const SCRIBBLE_FREED: u8 = 0x55;
 /// than `PTRDIFF_MAX`, as glibc refuses (pointer differences inside the block
 /// must be representable).
 #[inline]
-fn c_layout(size: usize, align: usize) -> Option<Layout> {
+pub(crate) fn c_layout(size: usize, align: usize) -> Option<Layout> {
     if size > isize::MAX as usize {
         return None;
     }
@@ -52,10 +52,15 @@ fn c_layout(size: usize, align: usize) -> Option<Layout> {
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two), scribbling if
-/// asked. Leaves `errno` alone: callers decide how to report a failure.
+/// asked, with the hardened mode's defences if on. Leaves `errno` alone:
+/// callers decide how to report a failure.
 #[inline]
 fn allocate(size: usize, align: usize, config: Config) -> Option<NonNull<u8>> {
-    let block = thread_cache::allocate(c_layout(size, align)?)?;
+    let block = if config.defences.any() {
+        crate::hardened::allocate(size, align, false, config)?
+    } else {
+        thread_cache::allocate(c_layout(size, align)?)?
+    };
     if config.scribble {
         // SAFETY: a fresh block of at least `size` bytes, ours to write.
         unsafe { ptr::write_bytes(block.as_ptr(), SCRIBBLE_NEW, size) };
