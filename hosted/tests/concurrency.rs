@@ -136,6 +136,23 @@ fn stress_harness_mixed_load_with_forks_and_enomem() {
     assert!(out.stdout.trim_end().ends_with(": OK"), "{out:#?}");
 }
 
+/// The stress harness for 10 s in the hardened mode (every defence on):
+/// the quarantine's lock, the canaries, the guard pages and the LARGE runs
+/// unmapped at free under threads, forks and RLIMIT_AS phases.
+#[test]
+fn stress_harness_hardened() {
+    let out = run_within(
+        preloaded(&mut command(compile("stress.c")))
+            .env("FT_MALLOC_CHECK", "abort")
+            .env("FT_MALLOC_HARDENED", "1")
+            .args(["10", "4"]),
+        Duration::from_secs(90),
+    );
+    println!("{}", out.stdout.trim_end());
+    assert_clean("stress (hardened)", &out);
+    assert!(out.stdout.trim_end().ends_with(": OK"), "{out:#?}");
+}
+
 /// The harness's checks can fail: one byte changed in one block must fail
 /// the run, loudly.
 #[test]
