@@ -16,7 +16,7 @@
 
 use core::ptr::{self, NonNull};
 
-use super::secret;
+use super::{all_bytes_are, secret};
 
 /// The trailer word.
 const TRAILER: usize = size_of::<usize>();
@@ -70,5 +70,5 @@ pub(crate) unsafe fn check(block: NonNull<u8>, usable: usize) -> Option<usize> {
     }
     // SAFETY: `[size, trailer)` lies inside the block.
     let canary = unsafe { core::slice::from_raw_parts(block.as_ptr().add(size), trailer - size) };
-    canary.iter().all(|&b| b == CANARY_BYTE).then_some(size)
+    all_bytes_are(canary, CANARY_BYTE).then_some(size)
 }

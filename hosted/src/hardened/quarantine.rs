@@ -21,7 +21,7 @@ use core::ptr::NonNull;
 
 use lock_api::Mutex;
 
-use super::secret;
+use super::{all_bytes_are, secret};
 use crate::futex_mutex::FutexMutex;
 
 /// Blocks held at most: with SMALL blocks of up to 32 KiB, at most 16 MiB
@@ -116,7 +116,7 @@ pub(crate) unsafe fn check_and_release(block: NonNull<u8>, usable: usize) -> boo
     let bytes = unsafe { core::slice::from_raw_parts_mut(block.as_ptr(), usable) };
     let word = size_of::<usize>();
     let tagged = bytes[..word] == tag(block).to_ne_bytes();
-    let clean = bytes[word..].iter().all(|&b| b == 0);
+    let clean = all_bytes_are(&bytes[word..], 0);
     bytes[..word].fill(0);
     tagged && clean
 }
