@@ -69,11 +69,25 @@ impl Defences {
         self.0 & bit != 0
     }
 
-    /// Whether any defence is on.
+    /// What `free` and `realloc` must do more than the heap does.
+    #[cfg(feature = "c-abi")]
+    const ON_FREE: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::ZERO_ON_FREE;
+
+    /// Whether allocations take the hardened path (canaries change what is
+    /// allocated).
     #[cfg(feature = "c-abi")]
     #[inline]
-    pub(crate) fn any(self) -> bool {
-        self.0 != 0
+    pub(crate) fn on_alloc(self) -> bool {
+        self.has(Self::CANARY)
+    }
+
+    /// Whether `free`, `realloc` and `malloc_usable_size` take the hardened
+    /// path (every defence but the sized check, which only `free_sized`
+    /// asks about).
+    #[cfg(feature = "c-abi")]
+    #[inline]
+    pub(crate) fn on_free(self) -> bool {
+        self.0 & Self::ON_FREE != 0
     }
 }
 
@@ -174,6 +188,9 @@ impl Config {
     const LOADED: u64 = 1 << 40;
     const DEFENCES_SHIFT: u32 = 48;
     const DEFENCES_MASK: u64 = 0xFF << Self::DEFENCES_SHIFT;
+    /// The defences `malloc` and `free` must leave their fast paths for.
+    #[cfg(feature = "c-abi")]
+    const SLOW_PATH_DEFENCES: u64 = (Defences::ON_FREE as u64) << Self::DEFENCES_SHIFT;
     const SCRIBBLE: u64 = 1 << 32;
     const SHOW_AT_EXIT: u64 = 1 << 33;
     const CHECK_SHIFT: u32 = 34;
@@ -243,7 +260,7 @@ static PACKED: AtomicU64 = AtomicU64::new(0);
 #[inline(always)]
 pub(crate) fn plain() -> bool {
     PACKED.load(Ordering::Relaxed)
-        & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK | Config::DEFENCES_MASK)
+        & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK | Config::SLOW_PATH_DEFENCES)
         == Config::LOADED
 }
 
@@ -362,7 +379,7 @@ mod tests {
         assert!(!one_off.has(Defences::QUARANTINE) && one_off.has(Defences::CANARY));
         let one_on = parse(&["FT_MALLOC_CANARY=1"]).defences;
         assert_eq!(one_on, Defences(Defences::CANARY));
-        assert!(!parse(&["FT_MALLOC_HARDENED=0"]).defences.any());
+        assert_eq!(parse(&["FT_MALLOC_HARDENED=0"]).defences, Defences::NONE);
         assert_eq!(
             parse(&["FT_MALLOC_HARDENED=1", "FT_MALLOC_CHECK=warn"]).check,
             CheckMode::Warn

@@ -63,7 +63,7 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 fn calloc_with_settings(count: usize, size: usize) -> *mut c_void {
     let config = config::get();
     let block = or_enomem(count.checked_mul(size).and_then(|bytes| {
-        if config.defences.any() {
+        if config.defences.on_alloc() {
             hardened::allocate(bytes, DEFAULT_ALIGN, true, config)
         } else {
             thread_cache::allocate_zeroed(c_layout(bytes, DEFAULT_ALIGN)?)
@@ -80,7 +80,7 @@ fn calloc_with_settings(count: usize, size: usize) -> *mut c_void {
 /// may make on this path restores it.
 #[inline]
 pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
-    if config.defences.any() {
+    if config.defences.on_free() {
         return hardened::release(function, ptr, None, config);
     }
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
@@ -174,7 +174,7 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
             Resized::Refused
         };
     }
-    if config.defences.any() {
+    if config.defences.on_free() {
         return match hardened::reallocate(function, ptr, size, config) {
             Ok(Some(new)) => Resized::Done(new.as_ptr().cast()),
             Ok(None) => Resized::OutOfMemory,
@@ -278,7 +278,7 @@ pub unsafe extern "C" fn reallocf(ptr: *mut c_void, size: usize) -> *mut c_void 
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if !config::plain() {
         let config = config::get();
-        if config.defences.any() {
+        if config.defences.on_free() {
             return hardened::usable_size(ptr, config);
         }
     }

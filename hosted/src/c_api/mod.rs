@@ -56,7 +56,7 @@ pub(crate) fn c_layout(size: usize, align: usize) -> Option<Layout> {
 /// callers decide how to report a failure.
 #[inline]
 fn allocate(size: usize, align: usize, config: Config) -> Option<NonNull<u8>> {
-    let block = if config.defences.any() {
+    let block = if config.defences.on_alloc() {
         crate::hardened::allocate(size, align, false, config)?
     } else {
         thread_cache::allocate(c_layout(size, align)?)?

@@ -12,15 +12,15 @@ use crate::{hardened, report};
 
 /// The sized free: checked if asked, else plain `free`.
 fn free_with_size(function: &str, ptr: *mut c_void, size: usize) {
-    if !config::plain() {
-        let config = config::get();
-        if config.defences.has(Defences::SIZED_CHECK) {
-            hardened::release(function, ptr, Some(size), config);
-            if let Some(fd) = config.trace_fd {
-                report::trace(fd, format_args!("{function}({ptr:p}, {size})"));
-            }
-            return;
+    // The sized check is not in `config::plain()`'s mask (plain `free`
+    // ignores it): read the settings here.
+    let config = config::get();
+    if config.defences.has(Defences::SIZED_CHECK) {
+        hardened::release(function, ptr, Some(size), config);
+        if let Some(fd) = config.trace_fd {
+            report::trace(fd, format_args!("{function}({ptr:p}, {size})"));
         }
+        return;
     }
     // SAFETY: the caller keeps `free`'s contract.
     unsafe { free(ptr) }
