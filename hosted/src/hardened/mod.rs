@@ -111,11 +111,23 @@ pub(crate) fn allocate(
     zeroed: bool,
     config: Config,
 ) -> Option<NonNull<u8>> {
+    allocate_reserving(size, size, align, zeroed, config)
+}
+
+/// [`allocate`], with room for `reserve >= size` bytes (`realloc`'s
+/// headroom).
+fn allocate_reserving(
+    size: usize,
+    reserve: usize,
+    align: usize,
+    zeroed: bool,
+    config: Config,
+) -> Option<NonNull<u8>> {
     let canary = config.defences.has(Defences::CANARY);
     let total = if canary {
-        size.checked_add(canary::EXTRA)?
+        reserve.checked_add(canary::EXTRA)?
     } else {
-        size
+        reserve
     };
     let layout = crate::c_api::c_layout(total, align)?;
     let block = if zeroed {
@@ -132,10 +144,15 @@ pub(crate) fn allocate(
     Some(block)
 }
 
-/// A live block's usable size (for the program: the requested size when
-/// canaries are on), after every check that applies: the heap's, the
-/// quarantine's double free, the canary.
-fn checked(block: NonNull<u8>, config: Config) -> Result<(usize, usize), Misuse> {
+/// A live block's size for the program (the requested size when canaries
+/// are on) and its usable size, after every check that applies: the
+/// heap's, the quarantine's double free, the canary (all of its bytes, or
+/// the first `window`).
+fn checked(
+    block: NonNull<u8>,
+    config: Config,
+    window: Option<usize>,
+) -> Result<(usize, usize), Misuse> {
     let usable = HEAP.usable_size(block).map_err(Misuse::Heap)?;
     // SAFETY: the heap counts `block` as live: `usable` readable bytes.
     if config.defences.has(Defences::QUARANTINE) && unsafe { quarantine::holds(block) } {
@@ -143,7 +160,7 @@ fn checked(block: NonNull<u8>, config: Config) -> Result<(usize, usize), Misuse>
     }
     if config.defences.has(Defences::CANARY) {
         // SAFETY: as above.
-        let size = unsafe { canary::check(block, usable) }.ok_or(Misuse::Overflow)?;
+        let size = unsafe { canary::check(block, usable, window) }.ok_or(Misuse::Overflow)?;
         return Ok((size, usable));
     }
     Ok((usable, usable))
@@ -155,7 +172,7 @@ pub(crate) fn usable_size(ptr: *mut c_void, config: Config) -> usize {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return 0;
     };
-    match checked(block, config) {
+    match checked(block, config, None) {
         Ok((size, _)) => size,
         Err(misuse) => {
             misuse.report("malloc_usable_size", ptr);
@@ -175,7 +192,7 @@ pub(crate) fn release(
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
     };
-    let (size, usable) = match checked(block, config) {
+    let (size, usable) = match checked(block, config, None) {
         Ok(sizes) => sizes,
         Err(misuse) => {
             misuse.report(function, ptr);
@@ -204,12 +221,15 @@ pub(crate) fn release(
         }
         return true;
     }
-    if config.defences.has(Defences::ZERO_ON_FREE) {
+    let unmapped = large && crate::guard_pages::enabled();
+    // A run about to be unmapped needs no zeroing (it would only fault its
+    // untouched pages in).
+    if config.defences.has(Defences::ZERO_ON_FREE) && !unmapped {
         // SAFETY: the block's `usable` bytes, which the program gave up.
         unsafe { ptr::write_bytes(block.as_ptr(), 0, usable) };
     }
     free_now(block);
-    if large && crate::guard_pages::enabled() {
+    if unmapped {
         // No freed LARGE run stays mapped: a later access faults.
         HEAP.trim_large_cache();
     }
@@ -224,10 +244,13 @@ fn free_now(block: NonNull<u8>) {
     }
 }
 
-/// `realloc(ptr, size)` (`ptr` not NULL, `size` not 0) with the defences on:
-/// a new block, the old contents copied, the old block freed with every
-/// defence. `Err(())` when the old pointer was refused (and reported);
-/// `Ok(None)` when out of memory (the old block intact).
+/// `realloc(ptr, size)` (`ptr` not NULL, `size` not 0) with the defences on.
+/// In place when the block has room (the canary re-armed); else a new block
+/// (a LARGE one with half again as much room, so a block grown a few bytes
+/// at a time moves O(log n) times: with guard pages there is no `mremap`),
+/// the old contents copied, the old block freed with every defence.
+/// `Err(())` when the old pointer was refused (and reported); `Ok(None)`
+/// when out of memory (the old block intact).
 pub(crate) fn reallocate(
     function: &str,
     ptr: *mut c_void,
@@ -235,8 +258,28 @@ pub(crate) fn reallocate(
     config: Config,
 ) -> Result<Option<NonNull<u8>>, ()> {
     let old = NonNull::new(ptr.cast::<u8>()).ok_or(())?;
-    let (old_size, _) = checked(old, config).map_err(|misuse| misuse.report(function, ptr))?;
-    let Some(new) = allocate(size, crate::c_api::DEFAULT_ALIGN, false, config) else {
+    let (old_size, usable) = checked(old, config, Some(canary::REALLOC_WINDOW))
+        .map_err(|misuse| misuse.report(function, ptr))?;
+    let canary = config.defences.has(Defences::CANARY);
+    let Some(needed) = size.checked_add(if canary { canary::EXTRA } else { 0 }) else {
+        return Ok(None);
+    };
+    if needed <= usable {
+        if canary {
+            // SAFETY: a live block of `usable >= size + EXTRA` bytes, armed
+            // for `old_size` (just checked).
+            unsafe { canary::resize_in_place(old, old_size, size, usable) };
+        }
+        return Ok(Some(old));
+    }
+    let reserve = if size > SMALL_MAX {
+        size.saturating_add(size / 2)
+    } else {
+        size
+    };
+    let Some(new) = allocate_reserving(size, reserve, crate::c_api::DEFAULT_ALIGN, false, config)
+        .or_else(|| allocate(size, crate::c_api::DEFAULT_ALIGN, false, config))
+    else {
         return Ok(None);
     };
     // SAFETY: both blocks are live and distinct; `min(old, new)` bytes fit
