@@ -153,6 +153,20 @@ fn stress_harness_hardened() {
     assert!(out.stdout.trim_end().ends_with(": OK"), "{out:#?}");
 }
 
+/// `threads.c` (8 threads, cross-thread frees, reallocs, every block's
+/// pattern checked) in the hardened mode. Its canaries once caught the
+/// program itself writing a byte through `malloc(0)`.
+#[test]
+fn threads_hardened() {
+    let out = run_within(
+        preloaded(&mut command(compile("threads.c")))
+            .env("FT_MALLOC_CHECK", "abort")
+            .env("FT_MALLOC_HARDENED", "1"),
+        Duration::from_secs(120),
+    );
+    assert_clean("threads (hardened)", &out);
+}
+
 /// The harness's checks can fail: one byte changed in one block must fail
 /// the run, loudly.
 #[test]
