@@ -261,7 +261,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     #[cold]
     fn alloc_large_after_trim(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
-        if self.trim() == 0 {
+        // A request no trim can make room for fails now, caches intact.
+        if !self.provider.may_map_later(layout.size()) || self.trim() == 0 {
             return None;
         }
         self.alloc_large(layout.size(), layout.align(), zeroed)

@@ -317,8 +317,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Ok(())
     }
 
-    /// Gives every cached run back. Returns the bytes released.
-    pub(crate) fn trim_large_cache(&self) -> usize {
+    /// Gives every cached LARGE run back to the provider (the LARGE part of
+    /// [`trim`](Self::trim), without touching the zones). Returns the bytes
+    /// released. A hardened host calls it after each LARGE free so that no
+    /// freed run stays mapped.
+    pub fn trim_large_cache(&self) -> usize {
         let mut state = self.large.lock();
         let mut released = 0;
         for slot in 0..LARGE_CACHE_SLOTS {

@@ -87,6 +87,17 @@ pub unsafe trait PageProvider {
         false
     }
 
+    /// Whether a run of `len` bytes could be mapped at all if the heap gave
+    /// back everything it caches. The heap asks after [`map`](Self::map)
+    /// refused a LARGE run, before trimming every cache to try again:
+    /// `false` (the request exceeds the address space or a fixed limit) makes
+    /// an impossible request fail at once instead of emptying the caches for
+    /// nothing. The default, `true`, always tries.
+    fn may_map_later(&self, len: usize) -> bool {
+        let _ = len;
+        true
+    }
+
     /// Optional: the address range `[start, end)` that every run this
     /// provider will ever hand out lies in, if it is known and fixed (an
     /// arena knows its region). The heap sizes its page map and its zones
@@ -148,6 +159,9 @@ unsafe impl<P: PageProvider + ?Sized> PageProvider for &P {
     }
     fn zeroed_on_map(&self) -> bool {
         (**self).zeroed_on_map()
+    }
+    fn may_map_later(&self, len: usize) -> bool {
+        (**self).may_map_later(len)
     }
     fn span(&self) -> Option<(usize, usize)> {
         (**self).span()

@@ -2,10 +2,12 @@
 //!
 //! | variable                 | values                                   | effect |
 //! |--------------------------|------------------------------------------|--------|
-//! | `FT_MALLOC_CHECK`        | `warn` (default), `abort`, `quiet`       | what a bad `free`/`realloc` pointer does: one line on stderr and the call is ignored; the line then `abort()`; or nothing |
+//! | `FT_MALLOC_CHECK`        | `abort` (default), `warn`, `quiet`       | what detected heap misuse (a bad `free`/`realloc` pointer, a corrupt free list) does: one line on stderr then `abort()`, as glibc does; the line and the call is ignored; or nothing |
 //! | `FT_MALLOC_SCRIBBLE`     | unset or `0`: off; anything else: on     | new blocks are filled with `0xAA`, freed blocks with `0x55` (calloc memory stays zero) |
 //! | `FT_MALLOC_TRACE`        | `stderr`, `stdout` or a file descriptor  | one line per call, e.g. `malloc(24) = 0x7f0c2a400010` |
 //! | `FT_MALLOC_SHOW_AT_EXIT` | unset or `0`: off; anything else: on     | `show_alloc_mem()` runs when the process exits |
+//! | `FT_MALLOC_HARDENED`     | unset or `0`: off; anything else: on     | every defence below (each one's own variable, set to `0`, still turns it off) |
+//! | `FT_MALLOC_CANARY`, `FT_MALLOC_QUARANTINE`, `FT_MALLOC_GUARD_PAGES`, `FT_MALLOC_ZERO_ON_FREE`, `FT_MALLOC_SIZED_CHECK` | `0`: off; anything else: on | one defence of the hardened mode (`hardened/mod.rs`) |
 //!
 //! Why `environ` and not `getenv` or `/proc/self/environ`: the variables are
 //! read by scanning the `environ` array directly, which is what `getenv` does
@@ -24,15 +26,69 @@ unsafe extern "C" {
     static mut environ: *const *const c_char;
 }
 
-/// What a bad pointer given to `free`, `realloc` or `malloc_usable_size` does.
+/// What detected heap misuse (a bad pointer given to `free`, `realloc` or
+/// `malloc_usable_size`, a corrupt free list) does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckMode {
-    /// Print one line on stderr and ignore the call (the default).
-    Warn,
-    /// Print the line, then `abort()`.
+    /// Print one line on stderr, then `abort()` (the default: glibc kills
+    /// the process on the misuse it detects, and going on after a heap
+    /// corruption is what exploits count on).
     Abort,
+    /// Print the line and ignore the call; nothing in the heap is changed.
+    Warn,
     /// Ignore the call silently.
     Quiet,
+}
+
+/// The hardened mode's defences that are on, one bit each (what each does:
+/// `hardened/mod.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Defences(u8);
+
+impl Defences {
+    pub(crate) const NONE: Defences = Defences(0);
+    /// `FT_MALLOC_CANARY`: canary bytes after every block, checked on free
+    /// and realloc.
+    pub(crate) const CANARY: u8 = 1 << 0;
+    /// `FT_MALLOC_QUARANTINE`: freed small blocks held back, zero-filled,
+    /// checked when they leave.
+    pub(crate) const QUARANTINE: u8 = 1 << 1;
+    /// `FT_MALLOC_GUARD_PAGES`: inaccessible pages around every zone and
+    /// LARGE run; freed LARGE runs unmapped at once.
+    pub(crate) const GUARD_PAGES: u8 = 1 << 2;
+    /// `FT_MALLOC_ZERO_ON_FREE`: freed blocks are zeroed.
+    pub(crate) const ZERO_ON_FREE: u8 = 1 << 3;
+    /// `FT_MALLOC_SIZED_CHECK`: `free_sized` checks the size.
+    pub(crate) const SIZED_CHECK: u8 = 1 << 4;
+    /// What `FT_MALLOC_HARDENED` turns on.
+    pub(crate) const ALL: u8 = 0x1F;
+
+    /// Whether the defence `bit` is on.
+    #[inline]
+    pub(crate) fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// What `free` and `realloc` must do more than the heap does.
+    #[cfg(feature = "c-abi")]
+    const ON_FREE: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::ZERO_ON_FREE;
+
+    /// Whether allocations take the hardened path (canaries change what is
+    /// allocated).
+    #[cfg(feature = "c-abi")]
+    #[inline]
+    pub(crate) fn on_alloc(self) -> bool {
+        self.has(Self::CANARY)
+    }
+
+    /// Whether `free`, `realloc` and `malloc_usable_size` take the hardened
+    /// path (every defence but the sized check, which only `free_sized`
+    /// asks about).
+    #[cfg(feature = "c-abi")]
+    #[inline]
+    pub(crate) fn on_free(self) -> bool {
+        self.0 & Self::ON_FREE != 0
+    }
 }
 
 /// The settings, decoded.
@@ -43,29 +99,75 @@ pub(crate) struct Config {
     pub(crate) show_at_exit: bool,
     /// Where `FT_MALLOC_TRACE` sends its lines, if anywhere.
     pub(crate) trace_fd: Option<i32>,
+    pub(crate) defences: Defences,
+}
+
+/// The defence variables as read, before `FT_MALLOC_HARDENED` and the
+/// individual ones are combined (so their order in the environment does
+/// not matter).
+#[derive(Clone, Copy, Default)]
+struct DefenceVariables {
+    hardened: bool,
+    on: u8,
+    off: u8,
+}
+
+impl DefenceVariables {
+    /// Records one variable; returns false if `name` is not one of them.
+    fn apply(&mut self, name: &[u8], enabled: bool) -> bool {
+        let bit = match name {
+            b"FT_MALLOC_HARDENED" => {
+                self.hardened = enabled;
+                return true;
+            }
+            b"FT_MALLOC_CANARY" => Defences::CANARY,
+            b"FT_MALLOC_QUARANTINE" => Defences::QUARANTINE,
+            b"FT_MALLOC_GUARD_PAGES" => Defences::GUARD_PAGES,
+            b"FT_MALLOC_ZERO_ON_FREE" => Defences::ZERO_ON_FREE,
+            b"FT_MALLOC_SIZED_CHECK" => Defences::SIZED_CHECK,
+            _ => return false,
+        };
+        if enabled {
+            self.on |= bit;
+            self.off &= !bit;
+        } else {
+            self.off |= bit;
+            self.on &= !bit;
+        }
+        true
+    }
+
+    fn resolve(self) -> Defences {
+        let all = if self.hardened { Defences::ALL } else { 0 };
+        Defences((all | self.on) & !self.off)
+    }
 }
 
 impl Config {
     pub(crate) const DEFAULT: Config = Config {
-        check: CheckMode::Warn,
+        check: CheckMode::Abort,
         scribble: false,
         show_at_exit: false,
         trace_fd: None,
+        defences: Defences::NONE,
     };
 
     /// Updates the settings from one `NAME=value` environment entry.
-    fn apply(&mut self, entry: &[u8]) {
+    fn apply(&mut self, entry: &[u8], defences: &mut DefenceVariables) {
         let Some(eq) = entry.iter().position(|&b| b == b'=') else {
             return;
         };
         let (name, value) = (&entry[..eq], &entry[eq + 1..]);
         let enabled = !value.is_empty() && value != b"0";
+        if defences.apply(name, enabled) {
+            return;
+        }
         match name {
             b"FT_MALLOC_CHECK" => {
                 self.check = match value {
-                    b"abort" => CheckMode::Abort,
+                    b"warn" => CheckMode::Warn,
                     b"quiet" => CheckMode::Quiet,
-                    _ => CheckMode::Warn,
+                    _ => CheckMode::Abort,
                 }
             }
             b"FT_MALLOC_SCRIBBLE" => self.scribble = enabled,
@@ -84,6 +186,11 @@ impl Config {
 
     // Packed into one atomic word so that the hot path is a single load.
     const LOADED: u64 = 1 << 40;
+    const DEFENCES_SHIFT: u32 = 48;
+    const DEFENCES_MASK: u64 = 0xFF << Self::DEFENCES_SHIFT;
+    /// The defences `malloc` and `free` must leave their fast paths for.
+    #[cfg(feature = "c-abi")]
+    const SLOW_PATH_DEFENCES: u64 = (Defences::ON_FREE as u64) << Self::DEFENCES_SHIFT;
     const SCRIBBLE: u64 = 1 << 32;
     const SHOW_AT_EXIT: u64 = 1 << 33;
     const CHECK_SHIFT: u32 = 34;
@@ -91,13 +198,14 @@ impl Config {
 
     fn pack(self) -> u64 {
         let check = match self.check {
-            CheckMode::Warn => 0,
-            CheckMode::Abort => 1,
+            CheckMode::Abort => 0,
+            CheckMode::Warn => 1,
             CheckMode::Quiet => 2,
         };
         // The fd is stored plus one, so that 0 means "no trace".
         let fd = self.trace_fd.map_or(0, |fd| fd as u64 + 1);
         Self::LOADED
+            | (u64::from(self.defences.0) << Self::DEFENCES_SHIFT)
             | fd
             | (check << Self::CHECK_SHIFT)
             | if self.scribble { Self::SCRIBBLE } else { 0 }
@@ -111,9 +219,9 @@ impl Config {
     fn unpack(word: u64) -> Config {
         Config {
             check: match (word >> Self::CHECK_SHIFT) & 3 {
-                1 => CheckMode::Abort,
+                1 => CheckMode::Warn,
                 2 => CheckMode::Quiet,
-                _ => CheckMode::Warn,
+                _ => CheckMode::Abort,
             },
             scribble: word & Self::SCRIBBLE != 0,
             show_at_exit: word & Self::SHOW_AT_EXIT != 0,
@@ -121,6 +229,7 @@ impl Config {
                 0 => None,
                 fd_plus_one => Some((fd_plus_one - 1) as i32),
             },
+            defences: Defences(((word & Self::DEFENCES_MASK) >> Self::DEFENCES_SHIFT) as u8),
         }
     }
 }
@@ -144,13 +253,14 @@ fn parse_fd(digits: &[u8]) -> Option<i32> {
 static PACKED: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the settings are loaded and ask nothing of `malloc` and `free`
-/// (no scribbling, no trace): one load and one compare, the only cost the
+/// (no scribbling, no trace, no defence): one load and one compare, the only cost the
 /// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
 /// pointer is refused, and `FT_MALLOC_SHOW_AT_EXIT` at exit.
 #[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) fn plain() -> bool {
-    PACKED.load(Ordering::Relaxed) & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK)
+    PACKED.load(Ordering::Relaxed)
+        & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK | Config::SLOW_PATH_DEFENCES)
         == Config::LOADED
 }
 
@@ -179,18 +289,47 @@ fn load() -> Config {
         return Config::DEFAULT;
     }
     let mut config = Config::DEFAULT;
+    let mut defences = DefenceVariables::default();
     let mut cursor = env;
     // SAFETY: `environ` is a null-terminated array of pointers to
     // NUL-terminated strings, as libc maintains it.
     unsafe {
         while !(*cursor).is_null() {
-            config.apply(core::ffi::CStr::from_ptr(*cursor).to_bytes());
+            config.apply(core::ffi::CStr::from_ptr(*cursor).to_bytes(), &mut defences);
             cursor = cursor.add(1);
         }
+    }
+    config.defences = defences.resolve();
+    if config.defences.has(Defences::GUARD_PAGES) {
+        crate::guard_pages::request();
     }
     // Racing first callers read the same environment and store the same word.
     PACKED.store(config.pack(), Ordering::Relaxed);
     config
+}
+
+/// Changes the loaded settings with `change` (for `mallopt`). The
+/// environment is read first if it has not been, so it cannot undo this.
+#[cfg(feature = "c-abi")]
+fn update(change: impl Fn(&mut Config)) {
+    get();
+    let _ = PACKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+        let mut config = Config::unpack(word);
+        change(&mut config);
+        Some(config.pack())
+    });
+}
+
+/// `mallopt(M_CHECK_ACTION)`: what detected misuse does from now on.
+#[cfg(feature = "c-abi")]
+pub(crate) fn set_check(check: CheckMode) {
+    update(|c| c.check = check);
+}
+
+/// `mallopt(M_PERTURB)`: scribbling on or off from now on.
+#[cfg(feature = "c-abi")]
+pub(crate) fn set_scribble(scribble: bool) {
+    update(|c| c.scribble = scribble);
 }
 
 #[cfg(feature = "c-abi")]
@@ -222,10 +361,29 @@ mod tests {
 
     fn parse(entries: &[&str]) -> Config {
         let mut config = Config::DEFAULT;
+        let mut defences = DefenceVariables::default();
         for entry in entries {
-            config.apply(entry.as_bytes());
+            config.apply(entry.as_bytes(), &mut defences);
         }
+        config.defences = defences.resolve();
         Config::unpack(config.pack())
+    }
+
+    #[test]
+    fn hardened_turns_every_defence_on_unless_one_is_turned_off() {
+        assert_eq!(
+            parse(&["FT_MALLOC_HARDENED=1"]).defences,
+            Defences(Defences::ALL)
+        );
+        let one_off = parse(&["FT_MALLOC_QUARANTINE=0", "FT_MALLOC_HARDENED=1"]).defences;
+        assert!(!one_off.has(Defences::QUARANTINE) && one_off.has(Defences::CANARY));
+        let one_on = parse(&["FT_MALLOC_CANARY=1"]).defences;
+        assert_eq!(one_on, Defences(Defences::CANARY));
+        assert_eq!(parse(&["FT_MALLOC_HARDENED=0"]).defences, Defences::NONE);
+        assert_eq!(
+            parse(&["FT_MALLOC_HARDENED=1", "FT_MALLOC_CHECK=warn"]).check,
+            CheckMode::Warn
+        );
     }
 
     #[test]
@@ -236,15 +394,16 @@ mod tests {
     #[test]
     fn every_variable_round_trips() {
         let c = parse(&[
-            "FT_MALLOC_CHECK=abort",
+            "FT_MALLOC_CHECK=warn",
             "FT_MALLOC_SCRIBBLE=1",
             "FT_MALLOC_TRACE=17",
             "FT_MALLOC_SHOW_AT_EXIT=yes",
         ]);
-        assert_eq!(c.check, CheckMode::Abort);
+        assert_eq!(c.check, CheckMode::Warn);
         assert!(c.scribble && c.show_at_exit);
         assert_eq!(c.trace_fd, Some(17));
         assert_eq!(parse(&["FT_MALLOC_CHECK=quiet"]).check, CheckMode::Quiet);
+        assert_eq!(parse(&["FT_MALLOC_CHECK=abort"]).check, CheckMode::Abort);
         assert_eq!(parse(&["FT_MALLOC_TRACE=stderr"]).trace_fd, Some(2));
         assert_eq!(parse(&["FT_MALLOC_TRACE=stdout"]).trace_fd, Some(1));
         assert_eq!(parse(&["FT_MALLOC_TRACE=0"]).trace_fd, Some(0));
@@ -258,7 +417,8 @@ mod tests {
             "FT_MALLOC_TRACE=x1",
         ]);
         assert_eq!(c, Config::DEFAULT);
-        assert_eq!(parse(&["FT_MALLOC_CHECK=bogus"]).check, CheckMode::Warn);
+        // A misspelt value must not weaken the default.
+        assert_eq!(parse(&["FT_MALLOC_CHECK=bogus"]).check, CheckMode::Abort);
         assert_eq!(parse(&["FT_MALLOC_TRACE=1234567890"]).trace_fd, None);
     }
 }

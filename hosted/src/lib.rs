@@ -10,7 +10,9 @@
 //! - with the `c-abi` feature, the C ABI (`malloc`, `free`, `calloc`,
 //!   `realloc`, `reallocarray`, `reallocf`, `posix_memalign`,
 //!   `aligned_alloc`, `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`,
-//!   `cfree`, `show_alloc_mem`, `show_alloc_mem_ex`, `show_alloc_mem_svg`)
+//!   `cfree`, `free_sized`, `free_aligned_sized`, glibc's `mallinfo`,
+//!   `mallinfo2`, `malloc_stats`, `malloc_info`, `malloc_trim`, `mallopt`,
+//!   `show_alloc_mem`, `show_alloc_mem_ex`, `show_alloc_mem_svg`)
 //!   makes the `cdylib` a drop-in malloc: `LD_PRELOAD=libft_malloc.so program`, or
 //!   `gcc main.c -L. -lft_malloc` (the root Makefile builds it so);
 //! - [`FtMalloc`] makes the same heap Rust's global allocator. This is all
@@ -44,7 +46,11 @@ mod config;
 mod fd_writer;
 mod futex_mutex;
 mod global;
+mod guard_pages;
+#[cfg(feature = "c-abi")]
+mod hardened;
 mod lifecycle;
+mod map_limits;
 mod os;
 mod provider;
 mod report;

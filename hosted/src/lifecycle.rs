@@ -94,6 +94,8 @@ extern "C" fn before_fork() {
     // handler and reset by glibc in the child.
     unsafe { _IO_list_lock() };
     thread_cache::before_fork();
+    #[cfg(feature = "c-abi")]
+    crate::hardened::before_fork();
     HEAP.lock_all();
     LOCKED_FOR_FORK.store(true, Ordering::Relaxed);
 }
@@ -105,6 +107,8 @@ extern "C" fn after_fork_in_parent() {
         unsafe {
             HEAP.unlock_all();
             thread_cache::after_fork();
+            #[cfg(feature = "c-abi")]
+            crate::hardened::after_fork();
             _IO_list_unlock();
         }
     }
@@ -118,6 +122,8 @@ extern "C" fn after_fork_in_child() {
         unsafe {
             HEAP.unlock_all();
             thread_cache::after_fork();
+            #[cfg(feature = "c-abi")]
+            crate::hardened::after_fork();
         }
     }
 }

@@ -10,6 +10,7 @@ use core::ptr::{self, NonNull};
 
 use ft_malloc::PageProvider;
 
+use crate::guard_pages;
 use crate::os::{self, ErrnoGuard};
 
 /// A [`PageProvider`] over `mmap`. Stateless: the kernel keeps the books.
@@ -70,33 +71,51 @@ unsafe impl PageProvider for MmapProvider {
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
         let _errno = ErrnoGuard::save();
         let page = os::page_size();
-        if align <= page {
+        let guard = if guard_pages::enabled() { page } else { 0 };
+        if align <= page && guard == 0 {
             return mmap_anywhere(len);
         }
         // The kernel only promises page alignment: map `align - page` extra
-        // bytes, then cut off the misaligned head and the unused tail.
-        let total = len.checked_add(align - page)?;
+        // bytes (and the guard pages), then cut off the misaligned head and
+        // the unused tail.
+        let align = align.max(page);
+        let total = len.checked_add(align - page)?.checked_add(2 * guard)?;
         let run = mmap_anywhere(total)?.as_ptr().addr();
-        let start = run.next_multiple_of(align);
-        let head = start - run;
-        let tail = total - head - len;
-        // SAFETY: head and tail lie inside the mapping just made, page
-        // aligned (run, start and len are), and nothing refers to them.
+        let start = (run + guard).next_multiple_of(align);
+        let head = start - guard - run;
+        let tail = total - head - len - 2 * guard;
+        // SAFETY: head, tail and the guards lie inside the mapping just
+        // made, page aligned (run, start and len are), and nothing refers to
+        // them.
         unsafe {
             munmap(run, head);
-            munmap(start + len, tail);
+            munmap(start + len + guard, tail);
+            if guard != 0 {
+                libc::mprotect((start - guard) as *mut libc::c_void, guard, libc::PROT_NONE);
+                libc::mprotect((start + len) as *mut libc::c_void, guard, libc::PROT_NONE);
+            }
         }
         NonNull::new(start as *mut u8)
     }
 
     unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
         let _errno = ErrnoGuard::save();
-        // SAFETY: the caller gives back a whole run it got from `map`.
-        unsafe { munmap(run.as_ptr().addr(), len) };
+        let guard = if guard_pages::enabled() {
+            os::page_size()
+        } else {
+            0
+        };
+        // SAFETY: the caller gives back a whole run it got from `map`, with
+        // its guards when runs have them.
+        unsafe { munmap(run.as_ptr().addr() - guard, len + 2 * guard) };
     }
 
     fn zeroed_on_map(&self) -> bool {
         true
+    }
+
+    fn may_map_later(&self, len: usize) -> bool {
+        crate::map_limits::may_map_later(len)
     }
 
     unsafe fn resize(
@@ -106,6 +125,10 @@ unsafe impl PageProvider for MmapProvider {
         new_len: usize,
         may_move: bool,
     ) -> Option<NonNull<u8>> {
+        if guard_pages::enabled() {
+            // The guard after the run is in the way, or would stay behind.
+            return None;
+        }
         let _errno = ErrnoGuard::save();
         let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
         // SAFETY: the caller owns the run `[run, run + old_len)`; mremap

@@ -19,20 +19,30 @@ const LINE_BYTES: usize = 192;
 
 /// Reports a pointer the heap refused in `function` (`"free"`, `"realloc"`,
 /// ...): one line on stderr, e.g.
-/// `ft_malloc: free(): invalid pointer 0x7ffc1b2a3c40`, then, if
-/// `FT_MALLOC_CHECK=abort`, `abort()`. The call itself has been ignored.
+/// `ft_malloc: free(): invalid pointer 0x7ffc1b2a3c40`, then `abort()`
+/// unless `FT_MALLOC_CHECK` is `warn` or `quiet`. The call itself has been
+/// ignored (the heap is unchanged).
 #[cold]
 pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) {
+    // "double free" describes only a second free; elsewhere (realloc,
+    // malloc_usable_size) the pointer is simply stale.
+    let what = match error {
+        HeapError::DoubleFree if !function.starts_with("free") => "pointer already freed",
+        _ => error.as_str(),
+    };
+    misuse(function, ptr, what);
+}
+
+/// Reports misuse `what` of `ptr` found in `function` (a bad pointer, or
+/// what a hardened-mode defence caught: an overwritten canary, a write
+/// after free, a wrong size): one line, then `abort()` unless
+/// `FT_MALLOC_CHECK` is `warn` or `quiet`.
+#[cold]
+pub(crate) fn misuse(function: &str, ptr: *const c_void, what: &str) {
     let check = config::get().check;
     if check == CheckMode::Quiet {
         return;
     }
-    // "double free" describes only a second free; elsewhere (realloc,
-    // malloc_usable_size) the pointer is simply stale.
-    let what = match error {
-        HeapError::DoubleFree if function != "free" => "pointer already freed",
-        _ => error.as_str(),
-    };
     let mut line = FdWriter::<LINE_BYTES>::new(libc::STDERR_FILENO);
     let _ = writeln!(line, "ft_malloc: {function}(): {what} {ptr:p}");
     line.flush();
@@ -44,8 +54,8 @@ pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) 
 /// The heap's corruption handler (`Heap::set_corruption_handler`): a free
 /// list was found overwritten after a free while serving an allocation. The
 /// heap already cut the list there (the block at `at` is handed out once,
-/// the ones after it leak); this says so, and aborts under
-/// `FT_MALLOC_CHECK=abort`, like a refused pointer.
+/// the ones after it leak); this says so, and aborts unless
+/// `FT_MALLOC_CHECK` is `warn` or `quiet`, like a refused pointer.
 #[cold]
 pub(crate) fn heap_corrupted(error: HeapError, at: NonNull<u8>) {
     let check = config::get().check;

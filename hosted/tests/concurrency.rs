@@ -78,13 +78,16 @@ fn fork_from_a_signal_handler_when_single_threaded_does_not_hang() {
     assert!(out.stdout.ends_with(": 0 failed children\n"), "{out:#?}");
 }
 
-/// Defect 5, default mode (`FT_MALLOC_CHECK` unset, warn): freed blocks'
+/// Defect 5, `FT_MALLOC_CHECK=warn`: freed blocks'
 /// links pointed at themselves never make the heap hand a block out twice;
 /// the corrupt links that reach a zone's free list are reported and the
 /// program goes on.
 #[test]
 fn poisoned_free_list_link_is_reported_and_never_hands_a_block_out_twice() {
-    let out = run_within(preloaded(&mut command(compile("freelist_poison.c"))), HANG);
+    let out = run_within(
+        preloaded(&mut command(compile("freelist_poison.c"))).env("FT_MALLOC_CHECK", "warn"),
+        HANG,
+    );
     assert_eq!(out.code, 0, "a block came back twice:\n{out:#?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     let pointers: Vec<&str> = lines[0].split_whitespace().collect();
@@ -133,6 +136,37 @@ fn stress_harness_mixed_load_with_forks_and_enomem() {
     assert!(out.stdout.trim_end().ends_with(": OK"), "{out:#?}");
 }
 
+/// The stress harness for 10 s in the hardened mode (every defence on):
+/// the quarantine's lock, the canaries, the guard pages and the LARGE runs
+/// unmapped at free under threads, forks and RLIMIT_AS phases.
+#[test]
+fn stress_harness_hardened() {
+    let out = run_within(
+        preloaded(&mut command(compile("stress.c")))
+            .env("FT_MALLOC_CHECK", "abort")
+            .env("FT_MALLOC_HARDENED", "1")
+            .args(["10", "4"]),
+        Duration::from_secs(90),
+    );
+    println!("{}", out.stdout.trim_end());
+    assert_clean("stress (hardened)", &out);
+    assert!(out.stdout.trim_end().ends_with(": OK"), "{out:#?}");
+}
+
+/// `threads.c` (8 threads, cross-thread frees, reallocs, every block's
+/// pattern checked) in the hardened mode. Its canaries once caught the
+/// program itself writing a byte through `malloc(0)`.
+#[test]
+fn threads_hardened() {
+    let out = run_within(
+        preloaded(&mut command(compile("threads.c")))
+            .env("FT_MALLOC_CHECK", "abort")
+            .env("FT_MALLOC_HARDENED", "1"),
+        Duration::from_secs(120),
+    );
+    assert_clean("threads (hardened)", &out);
+}
+
 /// The harness's checks can fail: one byte changed in one block must fail
 /// the run, loudly.
 #[test]
@@ -149,11 +183,11 @@ fn stress_harness_catches_a_changed_byte() {
 /// moves it that much), nothing leaks (show_alloc_mem lists the same after
 /// 5,000 and after 10,000 threads: only glibc's own blocks for its cached
 /// thread stacks), and a block freed from two threads is reported once, as
-/// a double free.
+/// a double free (under `FT_MALLOC_CHECK=warn`, so the program goes on).
 #[test]
 fn thread_churn_leaves_the_footprint_flat_and_nothing_live() {
     let out = run_within(
-        preloaded(&mut command(compile("thread_churn.c"))),
+        preloaded(&mut command(compile("thread_churn.c"))).env("FT_MALLOC_CHECK", "warn"),
         Duration::from_secs(120),
     );
     assert_eq!(out.code, 0, "{out:#?}");

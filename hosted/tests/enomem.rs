@@ -18,3 +18,19 @@ fn enomem_under_an_address_space_limit() {
     );
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
+
+/// A request no trim can make room for (beyond the address space, RAM +
+/// swap, `RLIMIT_AS`) fails at once, without emptying the heap's caches:
+/// a freed 8 MiB run stays cached.
+#[test]
+fn impossible_requests_fail_without_trimming() {
+    let out = run(preloaded(&mut command(compile("impossible.c"))));
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        3,
+        "{}",
+        out.stdout
+    );
+}

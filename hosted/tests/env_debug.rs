@@ -6,8 +6,29 @@ mod common;
 use common::{command, compile, preloaded, run};
 
 #[test]
-fn check_warns_by_default_and_continues() {
-    let out = run(preloaded(&mut command(compile("leak_at_exit.c")))).success();
+fn check_aborts_by_default() {
+    let out = run(preloaded(&mut command(compile("leak_at_exit.c"))));
+    assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
+    assert_eq!(
+        out.stderr.lines().count(),
+        1,
+        "one line, then the abort: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .starts_with("ft_malloc: free(): invalid pointer 0x"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("survived"), "{}", out.stdout);
+}
+
+#[test]
+fn check_warn_warns_and_continues() {
+    let out =
+        run(preloaded(&mut command(compile("leak_at_exit.c"))).env("FT_MALLOC_CHECK", "warn"))
+            .success();
     assert!(out.stdout.ends_with("survived\n"), "{}", out.stdout);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);

@@ -25,6 +25,14 @@ const C_SYMBOLS: &[&str] = &[
     "cfree",
     "show_alloc_mem",
     "show_alloc_mem_ex",
+    "mallinfo",
+    "mallinfo2",
+    "malloc_stats",
+    "malloc_info",
+    "malloc_trim",
+    "mallopt",
+    "free_sized",
+    "free_aligned_sized",
 ];
 
 /// The defined dynamic symbols of a shared library (`nm -D --defined-only`).

@@ -1,6 +1,7 @@
 //! Real programs under `LD_PRELOAD=libft_malloc.so`, each compared with a run
 //! of the same command on glibc's malloc: same exit status, same stdout, same
-//! stderr (so also no report from the library).
+//! stderr (so also no report from the library); in the default mode and in
+//! the hardened mode (`FT_MALLOC_HARDENED=1`).
 //!
 //! The programs come from Debian packages (`coreutils`, `python3`, `gcc`,
 //! `git`, `perl`, `gawk`/`mawk`); `.ci/run` installs any that are missing.
@@ -15,14 +16,32 @@ use std::process::Command;
 use common::{command, preloaded, run, scratch};
 use text::{AWK_PROGRAM, PERL_WORD_COUNT, generated_text};
 
-/// Runs the command built by `make` twice, without and with the library,
-/// and asserts both runs did the same. Returns the preloaded run's stdout.
+/// Runs the command built by `make` three times, without the library, with
+/// it, and with it hardened, and asserts all runs did the same. Returns the
+/// preloaded run's stdout.
 fn same_with_and_without(what: &str, make: impl Fn() -> Command) -> String {
     let glibc = run(&mut make());
+    let hardened = run(preloaded(&mut make()).env("FT_MALLOC_HARDENED", "1"));
+    assert_eq!(
+        hardened.code, glibc.code,
+        "{what} hardened: exit status differs\n{}",
+        hardened.stderr
+    );
+    assert!(
+        hardened.stdout == glibc.stdout,
+        "{what} hardened: stdout differs"
+    );
+    assert_eq!(
+        hardened.stderr, glibc.stderr,
+        "{what} hardened: stderr differs"
+    );
     let ours = run(preloaded(&mut make()));
     // Wall times only for orientation (a debug build of the library, tests
     // running in parallel): `make bench-hosted` measures properly.
-    println!("{what}: glibc {:?}, ft_malloc {:?}", glibc.wall, ours.wall);
+    println!(
+        "{what}: glibc {:?}, ft_malloc {:?}, hardened {:?}",
+        glibc.wall, ours.wall, hardened.wall
+    );
     assert_eq!(
         glibc.code, 0,
         "{what} fails even without the library: {glibc:#?}"

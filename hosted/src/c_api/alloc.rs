@@ -8,7 +8,7 @@ use ft_malloc::ReallocError;
 
 use super::{DEFAULT_ALIGN, SCRIBBLE_FREED, allocate, c_layout, or_enomem};
 use crate::config::{self, Config};
-use crate::{HEAP, os, report, thread_cache};
+use crate::{HEAP, hardened, os, report, thread_cache};
 
 /// `malloc(3)`. `malloc(0)` returns a unique pointer that can be freed.
 /// Sizes above `PTRDIFF_MAX` fail with `ENOMEM`.
@@ -45,13 +45,30 @@ fn malloc_with_settings(size: usize) -> *mut c_void {
 /// None beyond C's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    if config::plain() {
+        return or_enomem(
+            count
+                .checked_mul(size)
+                .and_then(|bytes| c_layout(bytes, DEFAULT_ALIGN))
+                .and_then(thread_cache::allocate_zeroed),
+        );
+    }
+    calloc_with_settings(count, size)
+}
+
+/// `calloc` when a setting asks for more (trace, defences), or before the
+/// settings are read. (Scribbling leaves calloc's memory zero.)
+#[cold]
+#[inline(never)]
+fn calloc_with_settings(count: usize, size: usize) -> *mut c_void {
     let config = config::get();
-    let block = or_enomem(
-        count
-            .checked_mul(size)
-            .and_then(|bytes| c_layout(bytes, DEFAULT_ALIGN))
-            .and_then(thread_cache::allocate_zeroed),
-    );
+    let block = or_enomem(count.checked_mul(size).and_then(|bytes| {
+        if config.defences.on_alloc() {
+            hardened::allocate(bytes, DEFAULT_ALIGN, true, config)
+        } else {
+            thread_cache::allocate_zeroed(c_layout(bytes, DEFAULT_ALIGN)?)
+        }
+    }));
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("calloc({count}, {size}) = {block:p}"));
     }
@@ -62,7 +79,10 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 /// accepted the pointer. `errno` is preserved: every system call the heap
 /// may make on this path restores it.
 #[inline]
-fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
+pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
+    if config.defences.on_free() {
+        return hardened::release(function, ptr, None, config);
+    }
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
     };
@@ -152,6 +172,13 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
             Resized::Done(ptr::null_mut())
         } else {
             Resized::Refused
+        };
+    }
+    if config.defences.on_free() {
+        return match hardened::reallocate(function, ptr, size, config) {
+            Ok(Some(new)) => Resized::Done(new.as_ptr().cast()),
+            Ok(None) => Resized::OutOfMemory,
+            Err(()) => Resized::Refused,
         };
     }
     let Some(layout) = c_layout(size, DEFAULT_ALIGN) else {
@@ -249,6 +276,12 @@ pub unsafe extern "C" fn reallocf(ptr: *mut c_void, size: usize) -> *mut c_void 
 /// None: the pointer is validated before anything is read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    if !config::plain() {
+        let config = config::get();
+        if config.defences.on_free() {
+            return hardened::usable_size(ptr, config);
+        }
+    }
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return 0;
     };

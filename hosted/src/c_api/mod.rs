@@ -12,11 +12,18 @@
 
 mod aligned;
 mod alloc;
+mod heap_summary;
+mod info;
 mod show;
+mod sized;
+mod tuning;
 
 pub use aligned::{aligned_alloc, memalign, posix_memalign, pvalloc, valloc};
 pub use alloc::{calloc, cfree, free, malloc, malloc_usable_size, realloc, reallocarray, reallocf};
+pub use info::{Mallinfo, Mallinfo2, mallinfo, mallinfo2, malloc_info, malloc_stats};
 pub use show::{show_alloc_mem, show_alloc_mem_ex, show_alloc_mem_svg};
+pub use sized::{free_aligned_sized, free_sized};
+pub use tuning::{malloc_trim, mallopt};
 
 use core::alloc::Layout;
 use core::ffi::c_void;
@@ -37,7 +44,7 @@ pub(crate) const SCRIBBLE_FREED: u8 = 0x55;
 /// than `PTRDIFF_MAX`, as glibc refuses (pointer differences inside the block
 /// must be representable).
 #[inline]
-fn c_layout(size: usize, align: usize) -> Option<Layout> {
+pub(crate) fn c_layout(size: usize, align: usize) -> Option<Layout> {
     if size > isize::MAX as usize {
         return None;
     }
@@ -45,10 +52,15 @@ fn c_layout(size: usize, align: usize) -> Option<Layout> {
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two), scribbling if
-/// asked. Leaves `errno` alone: callers decide how to report a failure.
+/// asked, with the hardened mode's defences if on. Leaves `errno` alone:
+/// callers decide how to report a failure.
 #[inline]
 fn allocate(size: usize, align: usize, config: Config) -> Option<NonNull<u8>> {
-    let block = thread_cache::allocate(c_layout(size, align)?)?;
+    let block = if config.defences.on_alloc() {
+        crate::hardened::allocate(size, align, false, config)?
+    } else {
+        thread_cache::allocate(c_layout(size, align)?)?
+    };
     if config.scribble {
         // SAFETY: a fresh block of at least `size` bytes, ours to write.
         unsafe { ptr::write_bytes(block.as_ptr(), SCRIBBLE_NEW, size) };

@@ -74,7 +74,10 @@ static void *worker(void *arg)
 		if (slot[i])
 			verify(slot[i], len[i]);
 		if (slot[i] && op < 4) {
-			unsigned char *q = realloc(slot[i], size ? size : 1);
+			/* realloc(p, 0) would free p: grow to 1 byte instead. */
+			if (size == 0)
+				size = 1;
+			unsigned char *q = realloc(slot[i], size);
 			if (!q) {
 				atomic_fetch_add(&broken, 1);
 				continue;
@@ -106,7 +109,9 @@ static void *worker(void *arg)
 			atomic_fetch_add(&broken, 1);
 			continue;
 		}
-		len[i] = slot[i] ? (op < 4 && size == 0 ? 1 : size) : 0;
+		/* Only what was asked is ours: malloc(0) gives no byte (the
+		 * hardened mode's canary catches a write through it). */
+		len[i] = slot[i] ? size : 0;
 		if (slot[i])
 			stamp(slot[i], len[i]);
 		/* Free what the previous thread handed over. */

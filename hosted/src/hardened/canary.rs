@@ -1,0 +1,138 @@
+//! Canaries: the bytes between the requested size and the block's end,
+//! and a trailer word holding the requested size, checked on free and
+//! realloc (`FT_MALLOC_CANARY`).
+//!
+//! ```text
+//! | requested bytes | canary bytes (1 ..= SPAN) | (unused) | trailer: size ^ key ^ address |
+//! ^ block                                                  ^ usable - TRAILER               ^ usable
+//! ```
+//!
+//! The canary covers at most [`SPAN`] bytes: a LARGE block may sit in a
+//! run much bigger than asked (a reused cached run), and filling all of it
+//! would touch pages the program never does.
+//!
+//! Each request gets [`EXTRA`] more bytes, so there is always at least one
+//! canary byte, even after `malloc(0)`. A write past the requested size,
+//! into the block's slack or further into the trailer (which then decodes
+//! to an impossible size), is found when the block is freed or
+//! reallocated. The trailer also gives back the exact requested size, for
+//! `malloc_usable_size` and `free_sized`.
+
+use core::ptr::{self, NonNull};
+
+use super::{all_bytes_are, secret};
+
+/// The trailer word.
+const TRAILER: usize = size_of::<usize>();
+/// Bytes added to every request: one canary byte at least, and the trailer.
+pub(crate) const EXTRA: usize = 1 + TRAILER;
+/// Canary bytes at most after the requested size (one page).
+const SPAN: usize = 4096;
+/// What canary bytes hold.
+const CANARY_BYTE: u8 = 0xC5;
+/// Mixed into the trailer with the process secret and the address.
+const TRAILER_SALT: usize = 0x7a11_e7c0_de5e_a1ed_u64 as usize;
+
+/// Where the canary bytes of a `size`-byte block end.
+fn canary_end(size: usize, trailer: usize) -> usize {
+    trailer.min(size.saturating_add(SPAN))
+}
+
+fn encode(block: NonNull<u8>, size: usize) -> usize {
+    size ^ secret() ^ TRAILER_SALT ^ block.as_ptr().addr()
+}
+
+/// Writes the canary and trailer of a block of `usable` bytes handed out for
+/// `size` bytes.
+///
+/// # Safety
+///
+/// `block` is a live block of `usable >= size + EXTRA` bytes, the caller's.
+pub(crate) unsafe fn arm(block: NonNull<u8>, size: usize, usable: usize) {
+    let trailer = usable - TRAILER;
+    // SAFETY: `[size, usable)` lies in the block, per the contract.
+    unsafe {
+        ptr::write_bytes(
+            block.as_ptr().add(size),
+            CANARY_BYTE,
+            canary_end(size, trailer) - size,
+        );
+        block
+            .as_ptr()
+            .add(trailer)
+            .cast::<usize>()
+            .write_unaligned(encode(block, size));
+    }
+}
+
+/// Canary bytes `realloc` checks (with the trailer) before it resizes a
+/// block in place: the ones an overflow off the end of the data reaches
+/// first. A full scan at every `realloc` would make growing a big block a
+/// few bytes at a time quadratic; `free` scans them all.
+pub(crate) const REALLOC_WINDOW: usize = 256;
+
+/// Re-arms a block resized in place from `old_size` to `size` bytes: the
+/// canary bytes the new size needs that are not canary bytes yet are
+/// written (the ones given up by a shrink, or the ones past the old canary
+/// after a growth), the trailer records the new size. Costs what changed,
+/// not the block's size.
+///
+/// # Safety
+///
+/// `block` is a live block of `usable >= size + EXTRA` bytes armed for
+/// `old_size` bytes.
+pub(crate) unsafe fn resize_in_place(
+    block: NonNull<u8>,
+    old_size: usize,
+    size: usize,
+    usable: usize,
+) {
+    let trailer = usable - TRAILER;
+    let (old_end, end) = (canary_end(old_size, trailer), canary_end(size, trailer));
+    // Canary now: [old_size, old_end). Wanted: [size, end).
+    let (from, to) = if size < old_size {
+        (size, old_size.min(end))
+    } else {
+        (old_end.max(size), end)
+    };
+    // SAFETY: `[from, to)` and the trailer lie in the block.
+    unsafe {
+        if from < to {
+            ptr::write_bytes(block.as_ptr().add(from), CANARY_BYTE, to - from);
+        }
+        block
+            .as_ptr()
+            .add(trailer)
+            .cast::<usize>()
+            .write_unaligned(encode(block, size));
+    }
+}
+
+/// The requested size of a block of `usable` bytes, if its trailer and
+/// canary bytes are intact (all of them, or the first `window`); `None` if
+/// anything past the requested size was overwritten.
+///
+/// # Safety
+///
+/// `block` is a live block of `usable` bytes (readable).
+pub(crate) unsafe fn check(
+    block: NonNull<u8>,
+    usable: usize,
+    window: Option<usize>,
+) -> Option<usize> {
+    if usable < EXTRA {
+        return None;
+    }
+    let trailer = usable - TRAILER;
+    // SAFETY: the trailer word lies inside the block.
+    let size =
+        unsafe { block.as_ptr().add(trailer).cast::<usize>().read_unaligned() } ^ encode(block, 0);
+    if size > usable - EXTRA {
+        return None;
+    }
+    let end = canary_end(size, trailer);
+    let end = window.map_or(end, |w| end.min(size.saturating_add(w)));
+    // SAFETY: `[size, end)` lies inside the block.
+    let canary = unsafe { core::slice::from_raw_parts(block.as_ptr().add(size), end - size) };
+    all_bytes_are(canary, CANARY_BYTE).then_some(size)
+}

@@ -1,0 +1,309 @@
+//! The hardened mode: defences against heap misuse, each a named option
+//! (`config.rs` reads them; `FT_MALLOC_HARDENED=1` turns them all on).
+//!
+//! | option | defence | catches |
+//! |---|---|---|
+//! | `FT_MALLOC_CANARY` | canary bytes and a keyed trailer after the requested size of every block (`canary.rs`), checked on `free`/`realloc` | overflows into the block's slack or the next block; any use of `malloc(0)`'s bytes |
+//! | `FT_MALLOC_QUARANTINE` | freed TINY/SMALL blocks held in a FIFO of 512, zero-filled, checked when they leave (`quarantine.rs`) | writes after free (while held); double frees of held blocks; delays reuse |
+//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run; freed LARGE runs unmapped at once (`guard_pages.rs`) | reads/writes after free of LARGE blocks, overflows off a zone or LARGE run: SIGSEGV |
+//! | `FT_MALLOC_ZERO_ON_FREE` | freed blocks are zeroed | reads after free see zeros, not the old data |
+//! | `FT_MALLOC_SIZED_CHECK` | `free_sized`/`free_aligned_sized` compare the size with the block's (exactly with canaries, else against its usable size) | a sized free with the wrong size |
+//!
+//! All of it runs in the C functions' cold path (`config::plain()` is false
+//! when any defence is on): the default mode's fast paths are unchanged.
+//! What a caught misuse does is `FT_MALLOC_CHECK`'s (abort by default). In
+//! `warn` or `quiet` mode a block whose canary or quarantine check failed is
+//! not freed (kept out of reuse, it leaks), so nothing is corrupted further.
+//!
+//! `realloc` of a guarded block is a new allocation, a copy and a hardened
+//! free of the old block (the old block gets every defence; no in-place
+//! growth). Blocks handed out through Rust's `FtMalloc` are not hardened.
+
+mod canary;
+mod quarantine;
+
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use ft_malloc::{HeapError, SMALL_MAX};
+
+use crate::config::{Config, Defences};
+use crate::{HEAP, report, thread_cache};
+
+pub(crate) use quarantine::{after_fork, before_fork};
+
+/// What a defence found wrong with a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Misuse {
+    /// The heap refused the pointer.
+    Heap(HeapError),
+    /// A canary or the trailer was overwritten.
+    Overflow,
+    /// A quarantined block was written after it was freed.
+    WriteAfterFree,
+    /// `free_sized` was told another size.
+    WrongSize,
+}
+
+impl Misuse {
+    fn report(self, function: &str, ptr: *const c_void) {
+        match self {
+            Misuse::Heap(error) => report::bad_pointer(function, ptr, error),
+            Misuse::Overflow => {
+                report::misuse(function, ptr, "heap overflow (canary overwritten) at block")
+            }
+            Misuse::WriteAfterFree => report::misuse(
+                function,
+                ptr,
+                "write after free (quarantined block changed)",
+            ),
+            Misuse::WrongSize => report::misuse(function, ptr, "size differs from the block's"),
+        }
+    }
+}
+
+/// Whether every byte of `bytes` is `byte`: word by word, with no early
+/// exit inside the words, so the compiler vectorises it (the canary and
+/// quarantine checks read whole blocks).
+fn all_bytes_are(bytes: &[u8], byte: u8) -> bool {
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut differ = 0;
+    for word in &mut words {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        differ |= u64::from_ne_bytes(w) ^ pattern;
+    }
+    differ == 0 && words.remainder().iter().all(|&b| b == byte)
+}
+
+/// A per-process secret for the canary trailers and quarantine tags: the
+/// kernel's 16 random bytes (`AT_RANDOM`), read once.
+fn secret() -> usize {
+    static SECRET: AtomicUsize = AtomicUsize::new(0);
+    let known = SECRET.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    // SAFETY: getauxval has no preconditions; AT_RANDOM, when present,
+    // points at 16 bytes the kernel put on the initial stack for the
+    // process's lifetime.
+    let random = unsafe {
+        let at = libc::getauxval(libc::AT_RANDOM) as *const u8;
+        if at.is_null() {
+            0
+        } else {
+            at.add(8).cast::<usize>().read_unaligned()
+        }
+    };
+    // Never 0, which means "not read yet".
+    let value = random | 1;
+    SECRET.store(value, Ordering::Relaxed);
+    value
+}
+
+/// Allocates `size` bytes aligned to `align` with the defences of `config`
+/// (the canary's extra bytes). `None` when out of memory.
+pub(crate) fn allocate(
+    size: usize,
+    align: usize,
+    zeroed: bool,
+    config: Config,
+) -> Option<NonNull<u8>> {
+    allocate_reserving(size, size, align, zeroed, config)
+}
+
+/// [`allocate`], with room for `reserve >= size` bytes (`realloc`'s
+/// headroom).
+fn allocate_reserving(
+    size: usize,
+    reserve: usize,
+    align: usize,
+    zeroed: bool,
+    config: Config,
+) -> Option<NonNull<u8>> {
+    let canary = config.defences.has(Defences::CANARY);
+    let total = if canary {
+        reserve.checked_add(canary::EXTRA)?
+    } else {
+        reserve
+    };
+    let layout = crate::c_api::c_layout(total, align)?;
+    let block = if zeroed {
+        thread_cache::allocate_zeroed(layout)?
+    } else {
+        thread_cache::allocate(layout)?
+    };
+    if canary {
+        // The heap vouches for this block it just handed out.
+        let usable = HEAP.usable_size(block).unwrap_or(total);
+        // SAFETY: a fresh block of `usable >= size + EXTRA` bytes.
+        unsafe { canary::arm(block, size, usable) };
+    }
+    Some(block)
+}
+
+/// A live block's size for the program (the requested size when canaries
+/// are on) and its usable size, after every check that applies: the
+/// heap's, the quarantine's double free, the canary (all of its bytes, or
+/// the first `window`).
+fn checked(
+    block: NonNull<u8>,
+    config: Config,
+    window: Option<usize>,
+) -> Result<(usize, usize), Misuse> {
+    let usable = HEAP.usable_size(block).map_err(Misuse::Heap)?;
+    // SAFETY: the heap counts `block` as live: `usable` readable bytes.
+    if config.defences.has(Defences::QUARANTINE) && unsafe { quarantine::holds(block) } {
+        return Err(Misuse::Heap(HeapError::DoubleFree));
+    }
+    if config.defences.has(Defences::CANARY) {
+        // SAFETY: as above.
+        let size = unsafe { canary::check(block, usable, window) }.ok_or(Misuse::Overflow)?;
+        return Ok((size, usable));
+    }
+    Ok((usable, usable))
+}
+
+/// `malloc_usable_size` with the defences on: the requested size when
+/// canaries are on (the bytes after it are not the program's).
+pub(crate) fn usable_size(ptr: *mut c_void, config: Config) -> usize {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return 0;
+    };
+    match checked(block, config, None) {
+        Ok((size, _)) => size,
+        Err(misuse) => {
+            misuse.report("malloc_usable_size", ptr);
+            0
+        }
+    }
+}
+
+/// Frees `ptr` for `function` with the defences on, `expected` the size
+/// `free_sized` was told. Returns whether the pointer was accepted.
+pub(crate) fn release(
+    function: &str,
+    ptr: *mut c_void,
+    expected: Option<usize>,
+    config: Config,
+) -> bool {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return true;
+    };
+    let (size, usable) = match checked(block, config, None) {
+        Ok(sizes) => sizes,
+        Err(misuse) => {
+            misuse.report(function, ptr);
+            return false;
+        }
+    };
+    if let Some(expected) = expected
+        && config.defences.has(Defences::SIZED_CHECK)
+        && (expected > size || (config.defences.has(Defences::CANARY) && expected != size))
+    {
+        Misuse::WrongSize.report(function, ptr);
+        return false;
+    }
+    let large = usable > SMALL_MAX;
+    if config.defences.has(Defences::QUARANTINE) && !large {
+        // SAFETY: a live small block the program gave up, checked above not
+        // to be held already.
+        if let Some((old, old_usable)) = unsafe { quarantine::hold(block, usable) } {
+            // SAFETY: an evicted block: still live in the heap, ours.
+            if unsafe { quarantine::check_and_release(old, old_usable) } {
+                free_now(old);
+            } else {
+                // Kept out of reuse: whoever wrote to it may still.
+                Misuse::WriteAfterFree.report(function, old.as_ptr().cast());
+            }
+        }
+        return true;
+    }
+    let unmapped = large && crate::guard_pages::enabled();
+    // A run about to be unmapped needs no zeroing (it would only fault its
+    // untouched pages in).
+    if config.defences.has(Defences::ZERO_ON_FREE) && !unmapped {
+        // SAFETY: the block's `usable` bytes, which the program gave up.
+        unsafe { ptr::write_bytes(block.as_ptr(), 0, usable) };
+    }
+    free_now(block);
+    if unmapped {
+        // No freed LARGE run stays mapped: a later access faults.
+        HEAP.trim_large_cache();
+    }
+    true
+}
+
+/// Gives a checked block back to the heap.
+fn free_now(block: NonNull<u8>) {
+    // SAFETY: `deallocate` validates the pointer first.
+    if let Err(error) = unsafe { thread_cache::deallocate(block) } {
+        report::bad_pointer("free", block.as_ptr().cast(), error);
+    }
+}
+
+/// `realloc(ptr, size)` (`ptr` not NULL, `size` not 0) with the defences on.
+/// In place when the block has room (the canary re-armed); else a new block
+/// (a LARGE one with half again as much room, so a block grown a few bytes
+/// at a time moves O(log n) times: with guard pages there is no `mremap`),
+/// the old contents copied, the old block freed with every defence.
+/// `Err(())` when the old pointer was refused (and reported); `Ok(None)`
+/// when out of memory (the old block intact).
+pub(crate) fn reallocate(
+    function: &str,
+    ptr: *mut c_void,
+    size: usize,
+    config: Config,
+) -> Result<Option<NonNull<u8>>, ()> {
+    let old = NonNull::new(ptr.cast::<u8>()).ok_or(())?;
+    let (old_size, usable) = checked(old, config, Some(canary::REALLOC_WINDOW))
+        .map_err(|misuse| misuse.report(function, ptr))?;
+    let canary = config.defences.has(Defences::CANARY);
+    let Some(needed) = size.checked_add(if canary { canary::EXTRA } else { 0 }) else {
+        return Ok(None);
+    };
+    if needed <= usable {
+        if canary {
+            // SAFETY: a live block of `usable >= size + EXTRA` bytes, armed
+            // for `old_size` (just checked).
+            unsafe { canary::resize_in_place(old, old_size, size, usable) };
+        }
+        return Ok(Some(old));
+    }
+    let reserve = if size > SMALL_MAX {
+        size.saturating_add(size / 2)
+    } else {
+        size
+    };
+    let Some(new) = allocate_reserving(size, reserve, crate::c_api::DEFAULT_ALIGN, false, config)
+        .or_else(|| allocate(size, crate::c_api::DEFAULT_ALIGN, false, config))
+    else {
+        return Ok(None);
+    };
+    // SAFETY: both blocks are live and distinct; `min(old, new)` bytes fit
+    // in each.
+    unsafe { ptr::copy_nonoverlapping(old.as_ptr(), new.as_ptr(), old_size.min(size)) };
+    release(function, ptr, None, config);
+    Ok(Some(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_bytes_are;
+
+    #[test]
+    fn all_bytes_are_finds_one_changed_byte_anywhere() {
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 200] {
+            let mut bytes = [0xC5u8; 200];
+            let bytes = &mut bytes[..len];
+            assert!(all_bytes_are(bytes, 0xC5), "{len}");
+            for at in 0..len {
+                bytes[at] = 0xC4;
+                assert!(!all_bytes_are(bytes, 0xC5), "{len} {at}");
+                bytes[at] = 0xC5;
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Heap misuse, one C program per class (`tests/c/misuse/`), run in each
+//! mode with its exact expected outcome: killed by SIGABRT or SIGSEGV after
+//! the program's "misuse" marker (so at the misuse, not before), or
+//! survived with the heap intact (the program's heap check passed).
+//!
+//! Modes: the default (`FT_MALLOC_CHECK` unset: abort), `FT_MALLOC_CHECK=warn`,
+//! and `FT_MALLOC_HARDENED=1`. Each program also runs on glibc alone; its
+//! outcome there is printed next to ours (`--nocapture`), not asserted (it
+//! depends on glibc's version and heap layout).
+
+mod common;
+
+use common::{Run, command, compile_plain, preloaded, run};
+
+/// What a run of a misuse program ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// SIGABRT after the misuse marker.
+    Abort,
+    /// SIGSEGV after the misuse marker.
+    Segv,
+    /// Exit 0, heap check passed.
+    Survived,
+    /// Survived; the read after free saw the old contents.
+    Stale,
+    /// Survived; the read after free did not see the old contents.
+    Clean,
+    /// The program found no `free_sized` (glibc 2.36).
+    NoFreeSized,
+}
+use Outcome::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Glibc,
+    Default,
+    Warn,
+    Hardened,
+}
+
+/// Each program with its expected outcome by default, with `warn`, and
+/// hardened.
+const CLASSES: &[(&str, [Outcome; 3])] = &[
+    ("double_free", [Abort, Survived, Abort]),
+    ("invalid_free", [Abort, Survived, Abort]),
+    ("unaligned_free", [Abort, Survived, Abort]),
+    ("never_allocated_free", [Abort, Survived, Abort]),
+    ("overflow_next", [Survived, Survived, Abort]),
+    ("overflow_slack", [Survived, Survived, Abort]),
+    ("write_after_free", [Survived, Survived, Abort]),
+    ("read_after_free_small", [Stale, Stale, Clean]),
+    ("read_after_free_large", [Stale, Stale, Segv]),
+    ("write_after_free_large", [Survived, Survived, Segv]),
+    ("malloc0_write", [Survived, Survived, Abort]),
+    ("sized_free_mismatch", [Survived, Survived, Abort]),
+    ("realloc_freed", [Abort, Survived, Abort]),
+];
+
+fn run_in(program: &str, mode: Mode) -> Run {
+    let binary = compile_plain(&format!("misuse/{program}.c"));
+    let mut cmd = command(binary);
+    match mode {
+        Mode::Glibc => {}
+        Mode::Default => {
+            preloaded(&mut cmd);
+        }
+        Mode::Warn => {
+            preloaded(&mut cmd).env("FT_MALLOC_CHECK", "warn");
+        }
+        Mode::Hardened => {
+            preloaded(&mut cmd).env("FT_MALLOC_HARDENED", "1");
+        }
+    }
+    run(&mut cmd)
+}
+
+/// The outcome of a run, or a description of why it fits none.
+fn outcome(out: &Run) -> Result<Outcome, String> {
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    if lines == ["no free_sized"] && out.code == 0 {
+        return Ok(NoFreeSized);
+    }
+    if lines.first() != Some(&"misuse") {
+        return Err(format!("stopped before the misuse: {out:#?}"));
+    }
+    let survived = lines.last() == Some(&"survived");
+    match out.code {
+        0 if survived && lines.contains(&"stale") => Ok(Stale),
+        0 if survived && lines.contains(&"clean") => Ok(Clean),
+        0 if survived && lines.len() == 2 => Ok(Survived),
+        c if c == 128 + libc::SIGABRT && !survived => Ok(Abort),
+        c if c == 128 + libc::SIGSEGV && !survived => Ok(Segv),
+        _ => Err(format!("unexpected end: {out:#?}")),
+    }
+}
+
+/// Runs one class in every mode and checks ours.
+fn check_class(program: &str, expected: [Outcome; 3]) {
+    let glibc = outcome(&run_in(program, Mode::Glibc));
+    println!("{program}: glibc {glibc:?}, expected (default, warn, hardened) {expected:?}");
+    let modes = [Mode::Default, Mode::Warn, Mode::Hardened];
+    for (mode, want) in modes.into_iter().zip(expected) {
+        let out = run_in(program, mode);
+        let got = outcome(&out).unwrap_or_else(|e| panic!("{program} {mode:?}: {e}"));
+        assert_eq!(got, want, "{program} {mode:?}: {out:#?}");
+        let reports: Vec<&str> = out.stderr.lines().collect();
+        match got {
+            // Killed by our abort: one line saying what and where.
+            Abort => assert!(
+                reports.len() == 1 && reports[0].starts_with("ft_malloc: "),
+                "{program} {mode:?}: {}",
+                out.stderr
+            ),
+            // Survived in warn mode what the default mode catches: reported.
+            Survived | Stale if matches!(mode, Mode::Warn) && expected[0] == Abort => assert!(
+                reports.len() == 1 && reports[0].starts_with("ft_malloc: "),
+                "{program} warn: {}",
+                out.stderr
+            ),
+            _ => assert!(out.stderr.is_empty(), "{program} {mode:?}: {}", out.stderr),
+        }
+    }
+}
+
+macro_rules! misuse_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let (program, expected) = CLASSES
+                .iter()
+                .find(|(p, _)| *p == stringify!($name))
+                .expect("listed in CLASSES");
+            check_class(program, *expected);
+        }
+    )*};
+}
+
+misuse_tests!(
+    double_free,
+    invalid_free,
+    unaligned_free,
+    never_allocated_free,
+    overflow_next,
+    overflow_slack,
+    write_after_free,
+    read_after_free_small,
+    read_after_free_large,
+    write_after_free_large,
+    malloc0_write,
+    sized_free_mismatch,
+    realloc_freed,
+);
+
+/// Every program in `tests/c/misuse/` has a test above.
+#[test]
+fn every_misuse_program_is_listed() {
+    let dir = common::c_source("misuse");
+    let mut programs: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".c").map(str::to_string)
+        })
+        .collect();
+    programs.sort();
+    let mut listed: Vec<String> = CLASSES.iter().map(|(p, _)| p.to_string()).collect();
+    listed.sort();
+    assert_eq!(programs, listed);
+}
+
+/// Each defence alone catches its class (the variable that names it is
+/// enough, without `FT_MALLOC_HARDENED`).
+#[test]
+fn each_defence_alone_catches_its_class() {
+    for (variable, program, want) in [
+        ("FT_MALLOC_CANARY", "overflow_slack", Abort),
+        ("FT_MALLOC_CANARY", "malloc0_write", Abort),
+        ("FT_MALLOC_QUARANTINE", "write_after_free", Abort),
+        ("FT_MALLOC_GUARD_PAGES", "read_after_free_large", Segv),
+        ("FT_MALLOC_ZERO_ON_FREE", "read_after_free_small", Clean),
+        ("FT_MALLOC_SIZED_CHECK", "sized_free_mismatch", Abort),
+    ] {
+        let binary = compile_plain(&format!("misuse/{program}.c"));
+        let out = run(preloaded(&mut command(binary)).env(variable, "1"));
+        assert_eq!(outcome(&out), Ok(want), "{variable} {program}: {out:#?}");
+    }
+}
