@@ -70,7 +70,6 @@ impl Defences {
     }
 
     /// What `free` and `realloc` must do more than the heap does.
-    #[cfg(feature = "c-abi")]
     const ON_FREE: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::ZERO_ON_FREE;
 
     /// Whether allocations take the hardened path (canaries change what is
@@ -84,7 +83,6 @@ impl Defences {
     /// Whether `free`, `realloc` and `malloc_usable_size` take the hardened
     /// path (every defence but the sized check, which only `free_sized`
     /// asks about).
-    #[cfg(feature = "c-abi")]
     #[inline]
     pub(crate) fn on_free(self) -> bool {
         self.0 & Self::ON_FREE != 0
@@ -185,16 +183,19 @@ impl Config {
     }
 
     // Packed into one atomic word so that the hot path is a single load.
-    const LOADED: u64 = 1 << 40;
+    // The low byte is the fast paths' gate: exactly `LOADED` when the
+    // settings ask nothing of `malloc` and `free` (`plain`), so the check
+    // is one byte compare, with no 64-bit mask to build.
+    const LOADED: u64 = 1 << 0;
+    /// Scribbling, a trace or a defence on `free`: the fast paths step aside.
+    const SLOW: u64 = 1 << 1;
+    const FD_SHIFT: u32 = 8;
+    const FD_MASK: u64 = 0xFFFF_FFFF << Self::FD_SHIFT;
+    const SCRIBBLE: u64 = 1 << 40;
+    const SHOW_AT_EXIT: u64 = 1 << 41;
+    const CHECK_SHIFT: u32 = 42;
     const DEFENCES_SHIFT: u32 = 48;
     const DEFENCES_MASK: u64 = 0xFF << Self::DEFENCES_SHIFT;
-    /// The defences `malloc` and `free` must leave their fast paths for.
-    #[cfg(feature = "c-abi")]
-    const SLOW_PATH_DEFENCES: u64 = (Defences::ON_FREE as u64) << Self::DEFENCES_SHIFT;
-    const SCRIBBLE: u64 = 1 << 32;
-    const SHOW_AT_EXIT: u64 = 1 << 33;
-    const CHECK_SHIFT: u32 = 34;
-    const FD_MASK: u64 = 0xFFFF_FFFF;
 
     fn pack(self) -> u64 {
         let check = match self.check {
@@ -204,9 +205,11 @@ impl Config {
         };
         // The fd is stored plus one, so that 0 means "no trace".
         let fd = self.trace_fd.map_or(0, |fd| fd as u64 + 1);
+        let slow = self.scribble || fd != 0 || self.defences.on_free();
         Self::LOADED
+            | if slow { Self::SLOW } else { 0 }
             | (u64::from(self.defences.0) << Self::DEFENCES_SHIFT)
-            | fd
+            | (fd << Self::FD_SHIFT)
             | (check << Self::CHECK_SHIFT)
             | if self.scribble { Self::SCRIBBLE } else { 0 }
             | if self.show_at_exit {
@@ -225,7 +228,7 @@ impl Config {
             },
             scribble: word & Self::SCRIBBLE != 0,
             show_at_exit: word & Self::SHOW_AT_EXIT != 0,
-            trace_fd: match word & Self::FD_MASK {
+            trace_fd: match (word & Self::FD_MASK) >> Self::FD_SHIFT {
                 0 => None,
                 fd_plus_one => Some((fd_plus_one - 1) as i32),
             },
@@ -253,15 +256,13 @@ fn parse_fd(digits: &[u8]) -> Option<i32> {
 static PACKED: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the settings are loaded and ask nothing of `malloc` and `free`
-/// (no scribbling, no trace, no defence): one load and one compare, the only cost the
+/// (no scribbling, no trace, no defence): one byte compare, the only cost the
 /// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
 /// pointer is refused, and `FT_MALLOC_SHOW_AT_EXIT` at exit.
 #[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) fn plain() -> bool {
-    PACKED.load(Ordering::Relaxed)
-        & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK | Config::SLOW_PATH_DEFENCES)
-        == Config::LOADED
+    PACKED.load(Ordering::Relaxed) as u8 == Config::LOADED as u8
 }
 
 /// The settings. The first call after libc has set `environ` reads it; every
