@@ -182,8 +182,10 @@ mod kernel {
                 "bench-smp" => bench_smp::run(),
                 "trace" => trace::run(),
                 "no-shootdown" => {
-                    println!("no-shootdown: TLB shootdown IPIs off (the shootdown test must fail)");
-                    smp::shootdown::disable();
+                    println!(
+                        "no-shootdown: TLB shootdown IPIs off in the shootdown test (it must fail)"
+                    );
+                    smp::shootdown::turn_off_in_test();
                     true
                 }
                 _ => match word.strip_prefix("fail=") {

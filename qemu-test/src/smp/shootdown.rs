@@ -20,8 +20,8 @@
 //! Two initiators are ordered by `REQUEST_LOCK`; one spinning for it still
 //! acknowledges the other's NMI.
 //!
-//! `no-shootdown` on the kernel command line turns the IPIs off (the local
-//! flush stays), to show that the shootdown test then fails.
+//! `no-shootdown` on the kernel command line turns the IPIs off during the
+//! shootdown test (the local flush stays), to show that the test then fails.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -47,7 +47,8 @@ static REQUEST_START: AtomicU64 = AtomicU64::new(0);
 static REQUEST_PAGES: AtomicU64 = AtomicU64::new(0);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// Whether shootdowns are sent (`no-shootdown` clears it).
+/// Whether shootdowns are sent (cleared during the shootdown test under
+/// `no-shootdown`).
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Shootdowns started (one per retired batch, whatever the CPU count).
@@ -57,9 +58,24 @@ static IPIS: AtomicU64 = AtomicU64::new(0);
 /// Pages covered by those shootdowns.
 static PAGES: AtomicU64 = AtomicU64::new(0);
 
-/// Turns the shootdown IPIs off (`no-shootdown`).
-pub fn disable() {
-    ENABLED.store(false, Ordering::Release);
+/// Whether `no-shootdown` asked for the shootdown test to run without IPIs.
+static OFF_IN_TEST: AtomicBool = AtomicBool::new(false);
+
+/// `no-shootdown`: the shootdown test runs with the IPIs off. Only that test:
+/// stale translations anywhere else would corrupt the heap at a random
+/// moment, and the run would fail somewhere else than where it must.
+pub fn turn_off_in_test() {
+    OFF_IN_TEST.store(true, Ordering::Release);
+}
+
+/// Whether the shootdown test is to run without IPIs.
+pub fn off_in_test() -> bool {
+    OFF_IN_TEST.load(Ordering::Acquire)
+}
+
+/// Turns the shootdown IPIs off or on again (around the shootdown test).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Release);
 }
 
 /// Whether shootdowns are on.
