@@ -50,11 +50,11 @@ fn size_for(random: u64) -> usize {
     }
 }
 
-/// xorshift64*: small, seeded, the same on every run.
-struct Random(u64);
+/// xorshift64*: small, seeded, the same on every run (also `bench_smp`'s).
+pub(crate) struct Random(pub(crate) u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

@@ -31,6 +31,7 @@ use ft_malloc::{FrontCache, Heap, IrqSpinLock, PageProvider};
 use lock_api::{GuardNoSend, Mutex, RawMutex};
 use x86_64::instructions::interrupts;
 
+use crate::bench::Random;
 use crate::demand_paging::{BENCH_SMP_CORE, BENCH_SMP_PEERS};
 use crate::heap_provider::DemandPagedProvider;
 use crate::interrupts::{TIMER_VECTOR, WAKE_VECTOR};
@@ -119,18 +120,6 @@ static FINISHED: AtomicUsize = AtomicUsize::new(0);
 static ROUND_DONE: AtomicBool = AtomicBool::new(false);
 static END_TICKS: AtomicU64 = AtomicU64::new(0);
 static FAILED: AtomicUsize = AtomicUsize::new(0);
-
-/// xorshift64*: small, seeded, the same on every run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// 80% TINY (8..=128), 20% SMALL up to 4 KiB.
 fn size_for(random: u64) -> usize {

@@ -48,42 +48,61 @@ pub struct ExceptionFrame {
     pub ss: u64,
 }
 
-/// The #PF entry. The CPU pushed 6 words (error code included) on a 16-byte
-/// aligned IST stack; the 9 saved registers leave it 8 bytes off, hence the
-/// `sub rsp, 8` before the call. `cld`: the System V ABI wants DF clear, and
-/// the faulting code may have been a backwards `rep movs` (iretq restores
+/// Defines an entry that saves the registers a Rust function may clobber,
+/// calls `$handler(&ExceptionFrame)` and returns with `iretq`.
+///
+/// With `error_code`, the CPU pushed one (6 words, as for #PF); without, a
+/// zero is pushed in its place, so every frame and the stack alignment are
+/// the same (in long mode the CPU aligns RSP to 16 before pushing). The 9
+/// saved registers leave the stack 8 bytes off, hence the `sub rsp, 8`
+/// before the call. `cld`: the System V ABI wants DF clear, and the
+/// interrupted code may have been a backwards `rep movs` (iretq restores
 /// its flags).
-#[unsafe(naked)]
-extern "sysv64" fn page_fault_entry() {
-    core::arch::naked_asm!(
-        "cld",
-        "push rax",
-        "push rcx",
-        "push rdx",
-        "push rsi",
-        "push rdi",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "lea rdi, [rsp + 9 * 8]", // &ExceptionFrame
-        "sub rsp, 8",
-        "call {handler}",
-        "add rsp, 8",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rdi",
-        "pop rsi",
-        "pop rdx",
-        "pop rcx",
-        "pop rax",
-        "add rsp, 8", // the error code
-        "iretq",
-        handler = sym page_fault,
-    )
+macro_rules! exception_entry {
+    ($name:ident, $handler:path, error_code) => {
+        $crate::faults::exception_entry!(@emit $name, $handler, "");
+    };
+    ($name:ident, $handler:path) => {
+        $crate::faults::exception_entry!(@emit $name, $handler, "push 0");
+    };
+    (@emit $name:ident, $handler:path, $push_zero:literal) => {
+        #[unsafe(naked)]
+        extern "sysv64" fn $name() {
+            core::arch::naked_asm!(
+                $push_zero,
+                "cld",
+                "push rax",
+                "push rcx",
+                "push rdx",
+                "push rsi",
+                "push rdi",
+                "push r8",
+                "push r9",
+                "push r10",
+                "push r11",
+                "lea rdi, [rsp + 9 * 8]", // &ExceptionFrame
+                "sub rsp, 8",
+                "call {handler}",
+                "add rsp, 8",
+                "pop r11",
+                "pop r10",
+                "pop r9",
+                "pop r8",
+                "pop rdi",
+                "pop rsi",
+                "pop rdx",
+                "pop rcx",
+                "pop rax",
+                "add rsp, 8", // the error code, or the zero in its place
+                "iretq",
+                handler = sym $handler,
+            )
+        }
+    };
 }
+pub(crate) use exception_entry;
+
+exception_entry!(page_fault_entry, page_fault, error_code);
 
 /// The page-fault handler: demand paging for the heap windows, a report and
 /// a failed run for everything else. Allocates nothing; takes only the

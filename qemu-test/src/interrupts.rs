@@ -22,7 +22,7 @@ use core::sync::atomic::Ordering;
 use x86_64::instructions::interrupts;
 use x86_64::structures::idt::InterruptDescriptorTable;
 
-use crate::faults::{ExceptionFrame, address_of, fatal_exception};
+use crate::faults::{ExceptionFrame, address_of, exception_entry, fatal_exception};
 use crate::smp::lapic::{self, SPURIOUS_INTERRUPT_VECTOR};
 use crate::smp::percpu::this_cpu;
 
@@ -34,52 +34,10 @@ pub const WAKE_VECTOR: u8 = 0x31;
 /// Sizes the timer handler allocates, in turn: TINY and SMALL.
 const TIMER_BLOCK_SIZES: [usize; 2] = [64, 2000];
 
-/// Defines an entry that saves the registers a Rust function may clobber,
-/// calls `$handler(&ExceptionFrame)` and returns with `iretq`. For vectors
-/// without error code: a zero is pushed in its place, so the frame and the
-/// stack alignment match the page-fault entry's (in long mode the CPU
-/// aligns RSP to 16 before pushing).
-macro_rules! interrupt_entry {
-    ($name:ident, $handler:path) => {
-        #[unsafe(naked)]
-        extern "sysv64" fn $name() {
-            core::arch::naked_asm!(
-                "push 0",
-                "cld",
-                "push rax",
-                "push rcx",
-                "push rdx",
-                "push rsi",
-                "push rdi",
-                "push r8",
-                "push r9",
-                "push r10",
-                "push r11",
-                "lea rdi, [rsp + 9 * 8]", // &ExceptionFrame
-                "sub rsp, 8",
-                "call {handler}",
-                "add rsp, 8",
-                "pop r11",
-                "pop r10",
-                "pop r9",
-                "pop r8",
-                "pop rdi",
-                "pop rsi",
-                "pop rdx",
-                "pop rcx",
-                "pop rax",
-                "add rsp, 8", // the pushed zero
-                "iretq",
-                handler = sym $handler,
-            )
-        }
-    };
-}
-
-interrupt_entry!(nmi_entry, nmi);
-interrupt_entry!(timer_entry, timer);
-interrupt_entry!(spurious_entry, spurious);
-interrupt_entry!(wake_entry, wake);
+exception_entry!(nmi_entry, nmi);
+exception_entry!(timer_entry, timer);
+exception_entry!(spurious_entry, spurious);
+exception_entry!(wake_entry, wake);
 
 /// The NMI handler: the TLB shootdown IPI. Takes no lock.
 extern "sysv64" fn nmi(frame: &ExceptionFrame) {
