@@ -73,11 +73,11 @@ impl Defences {
     const ON_FREE: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::ZERO_ON_FREE;
 
     /// Whether allocations take the hardened path (canaries change what is
-    /// allocated).
+    /// allocated; with guard pages LARGE blocks start on a page).
     #[cfg(feature = "c-abi")]
     #[inline]
     pub(crate) fn on_alloc(self) -> bool {
-        self.has(Self::CANARY)
+        self.has(Self::CANARY | Self::GUARD_PAGES)
     }
 
     /// Whether `free`, `realloc` and `malloc_usable_size` take the hardened
@@ -263,6 +263,18 @@ static PACKED: AtomicU64 = AtomicU64::new(0);
 #[inline(always)]
 pub(crate) fn plain() -> bool {
     PACKED.load(Ordering::Relaxed) as u8 == Config::LOADED as u8
+}
+
+/// The defences that are on, when the settings are loaded and ask for
+/// nothing else of `malloc` and `free` (no scribbling, no trace): the
+/// hardened mode's entry, one load and a mask, without decoding the rest.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn defences_only() -> Option<Defences> {
+    let word = PACKED.load(Ordering::Relaxed);
+    (word & (Config::LOADED | Config::SCRIBBLE | Config::FD_MASK) == Config::LOADED).then_some(
+        Defences(((word & Config::DEFENCES_MASK) >> Config::DEFENCES_SHIFT) as u8),
+    )
 }
 
 /// The settings. The first call after libc has set `environ` reads it; every

@@ -55,6 +55,10 @@ use crate::os::ErrnoGuard;
 /// A thread's cache, as it sits in the pool or in use.
 struct ThreadCache {
     cache: FrontCache,
+    /// The thread's quarantine (hardened mode), beside its cache so that it
+    /// needs no lock (`hardened/quarantine.rs`).
+    #[cfg(feature = "c-abi")]
+    quarantine: crate::hardened::Ring,
     /// Next cache in the pool.
     next: *mut ThreadCache,
 }
@@ -144,6 +148,16 @@ fn current() -> Option<&'static mut FrontCache> {
         return Some(unsafe { &mut (*(value as *mut ThreadCache)).cache });
     }
     if value == 0 { set_up() } else { None }
+}
+
+/// The calling thread's quarantine ring, if it has a cache (not set up
+/// here: a thread frees after it has allocated).
+#[cfg(feature = "c-abi")]
+#[inline]
+pub(crate) fn quarantine() -> Option<&'static mut crate::hardened::Ring> {
+    let value = slot::get();
+    // SAFETY: as in `current`.
+    (value > GONE).then(|| unsafe { &mut (*(value as *mut ThreadCache)).quarantine })
 }
 
 // ---- the operations ----
@@ -254,6 +268,8 @@ fn map_cache() -> Option<*mut ThreadCache> {
     unsafe {
         cache.write(ThreadCache {
             cache: FrontCache::new(),
+            #[cfg(feature = "c-abi")]
+            quarantine: crate::hardened::Ring::new(),
             next: ptr::null_mut(),
         })
     };
@@ -266,8 +282,13 @@ extern "C" fn give_back(value: *mut libc::c_void) {
     let cache = value.cast::<ThreadCache>();
     slot::set(GONE);
     // SAFETY: the value stored by `set_up`: this thread's cache, unused now
-    // (the slot no longer points to it).
-    unsafe { (*cache).cache.flush(&HEAP) };
+    // (the slot no longer points to it). Its quarantined blocks are checked
+    // and freed to the heap (the slot is `GONE`: not into this cache).
+    unsafe {
+        #[cfg(feature = "c-abi")]
+        crate::hardened::drain(&mut (*cache).quarantine);
+        (*cache).cache.flush(&HEAP);
+    }
     let mut pool = POOL.lock();
     // SAFETY: as above; the pool owns it from now on.
     unsafe { (*cache).next = pool.free };

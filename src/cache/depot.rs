@@ -78,6 +78,19 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         )
     }
 
+    /// The block size of `ptr` when the front cache's lock-free check
+    /// vouches for it as a live TINY or SMALL block; `None` for anything
+    /// else (LARGE, freed, invalid: [`Heap::usable_size`] decides). For
+    /// callers that validate a block before freeing it (the hosted
+    /// hardened mode), without the class lock `usable_size` takes.
+    #[inline]
+    pub fn small_usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        match self.check_for_cache(ptr) {
+            Checked::Keep(class, _) => Some(class.block_size()),
+            Checked::Locked | Checked::DoubleFree => None,
+        }
+    }
+
     /// An empty magazine for a cache, or `None` if there is no memory.
     pub(crate) fn empty_magazine(&self) -> Option<NonNull<Magazine>> {
         self.magazines

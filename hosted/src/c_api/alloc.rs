@@ -29,6 +29,11 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn malloc_with_settings(size: usize) -> *mut c_void {
+    if let Some(defences) = config::defences_only()
+        && defences.on_alloc()
+    {
+        return or_enomem(hardened::allocate(size, DEFAULT_ALIGN, false, defences));
+    }
     let config = config::get();
     let block = or_enomem(allocate(size, DEFAULT_ALIGN, config));
     if let Some(fd) = config.trace_fd {
@@ -64,7 +69,7 @@ fn calloc_with_settings(count: usize, size: usize) -> *mut c_void {
     let config = config::get();
     let block = or_enomem(count.checked_mul(size).and_then(|bytes| {
         if config.defences.on_alloc() {
-            hardened::allocate(bytes, DEFAULT_ALIGN, true, config)
+            hardened::allocate(bytes, DEFAULT_ALIGN, true, config.defences)
         } else {
             thread_cache::allocate_zeroed(c_layout(bytes, DEFAULT_ALIGN)?)
         }
@@ -81,7 +86,7 @@ fn calloc_with_settings(count: usize, size: usize) -> *mut c_void {
 #[inline]
 pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool {
     if config.defences.on_free() {
-        return hardened::release(function, ptr, None, config);
+        return hardened::release(function, ptr, None, config.defences);
     }
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
@@ -130,6 +135,12 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 #[cold]
 #[inline(never)]
 fn free_with_settings(ptr: *mut c_void) {
+    if let Some(defences) = config::defences_only()
+        && defences.on_free()
+    {
+        hardened::release("free", ptr, None, defences);
+        return;
+    }
     let config = config::get();
     release("free", ptr, config);
     if let Some(fd) = config.trace_fd {
@@ -175,7 +186,7 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
         };
     }
     if config.defences.on_free() {
-        return match hardened::reallocate(function, ptr, size, config) {
+        return match hardened::reallocate(function, ptr, size, config.defences) {
             Ok(Some(new)) => Resized::Done(new.as_ptr().cast()),
             Ok(None) => Resized::OutOfMemory,
             Err(()) => Resized::Refused,
@@ -279,7 +290,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if !config::plain() {
         let config = config::get();
         if config.defences.on_free() {
-            return hardened::usable_size(ptr, config);
+            return hardened::usable_size(ptr, config.defences);
         }
     }
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {

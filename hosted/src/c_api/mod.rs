@@ -57,7 +57,7 @@ pub(crate) fn c_layout(size: usize, align: usize) -> Option<Layout> {
 #[inline]
 fn allocate(size: usize, align: usize, config: Config) -> Option<NonNull<u8>> {
     let block = if config.defences.on_alloc() {
-        crate::hardened::allocate(size, align, false, config)?
+        crate::hardened::allocate(size, align, false, config.defences)?
     } else {
         thread_cache::allocate(c_layout(size, align)?)?
     };

@@ -16,7 +16,7 @@ fn free_with_size(function: &str, ptr: *mut c_void, size: usize) {
     // ignores it): read the settings here.
     let config = config::get();
     if config.defences.has(Defences::SIZED_CHECK) {
-        hardened::release(function, ptr, Some(size), config);
+        hardened::release(function, ptr, Some(size), config.defences);
         if let Some(fd) = config.trace_fd {
             report::trace(fd, format_args!("{function}({ptr:p}, {size})"));
         }

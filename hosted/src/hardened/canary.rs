@@ -30,6 +30,11 @@ pub(crate) const EXTRA: usize = 1 + TRAILER;
 const SPAN: usize = 4096;
 /// What canary bytes hold.
 const CANARY_BYTE: u8 = 0xC5;
+/// Eight canary bytes.
+const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY_BYTE; 8]);
+/// Canaries up to this long (most TINY blocks') are written and checked as
+/// two words, not a `memset` and a loop.
+const WORDS_MAX: usize = 16;
 /// Mixed into the trailer with the process secret and the address.
 const TRAILER_SALT: usize = 0x7a11_e7c0_de5e_a1ed_u64 as usize;
 
@@ -50,13 +55,21 @@ fn encode(block: NonNull<u8>, size: usize) -> usize {
 /// `block` is a live block of `usable >= size + EXTRA` bytes, the caller's.
 pub(crate) unsafe fn arm(block: NonNull<u8>, size: usize, usable: usize) {
     let trailer = usable - TRAILER;
-    // SAFETY: `[size, usable)` lies in the block, per the contract.
+    let end = canary_end(size, trailer);
+    // SAFETY: `[size, usable)` lies in the block, per the contract; a short
+    // canary is two (overlapping) words in `[size, usable)`: `size + 8 <=
+    // usable` as there are `EXTRA` bytes at least. The trailer is written
+    // last, over what they put past the canary.
     unsafe {
-        ptr::write_bytes(
-            block.as_ptr().add(size),
-            CANARY_BYTE,
-            canary_end(size, trailer) - size,
-        );
+        let at = block.as_ptr().add(size);
+        if end - size <= WORDS_MAX {
+            at.cast::<u64>().write_unaligned(CANARY_WORD);
+            at.add((end - size).saturating_sub(8))
+                .cast::<u64>()
+                .write_unaligned(CANARY_WORD);
+        } else {
+            ptr::write_bytes(at, CANARY_BYTE, end - size);
+        }
         block
             .as_ptr()
             .add(trailer)
@@ -132,6 +145,29 @@ pub(crate) unsafe fn check(
     }
     let end = canary_end(size, trailer);
     let end = window.map_or(end, |w| end.min(size.saturating_add(w)));
+    if end - size <= WORDS_MAX {
+        // SAFETY: two words in `[size, usable)` (`size + 8 <= usable`, see
+        // `arm`). Read as little-endian, the first `n` canary bytes are the
+        // low `n` bytes of the first word.
+        let (first, last) = unsafe {
+            let at = block.as_ptr().add(size);
+            (
+                u64::from_le(at.cast::<u64>().read_unaligned()),
+                at.add((end - size).saturating_sub(8))
+                    .cast::<u64>()
+                    .read_unaligned(),
+            )
+        };
+        let n = end - size;
+        let mask = if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        };
+        let last_mask = if n > 8 { u64::MAX } else { 0 };
+        let differ = ((first ^ CANARY_WORD) & mask) | ((last ^ CANARY_WORD) & last_mask);
+        return (differ == 0).then_some(size);
+    }
     // SAFETY: `[size, end)` lies inside the block.
     let canary = unsafe { core::slice::from_raw_parts(block.as_ptr().add(size), end - size) };
     all_bytes_are(canary, CANARY_BYTE).then_some(size)

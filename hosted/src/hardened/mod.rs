@@ -20,18 +20,52 @@
 //! growth). Blocks handed out through Rust's `FtMalloc` are not hardened.
 
 mod canary;
+mod large_quarantine;
 mod quarantine;
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use ft_malloc::{HeapError, SMALL_MAX};
+use ft_malloc::{HeapError, SMALL_MAX, SizeClass};
 
-use crate::config::{Config, Defences};
+use crate::config::Defences;
 use crate::{HEAP, report, thread_cache};
 
-pub(crate) use quarantine::{after_fork, before_fork};
+pub(crate) use quarantine::Ring;
+
+/// Fork prepare: no thread may hold a quarantine's lock when the address
+/// space is copied.
+pub(crate) fn before_fork() {
+    quarantine::before_fork();
+    large_quarantine::before_fork();
+}
+
+/// Fork, parent and child: release the quarantines' locks.
+///
+/// # Safety
+///
+/// [`before_fork`] took them on this thread (or on the parent's thread this
+/// child is a copy of).
+pub(crate) unsafe fn after_fork() {
+    // SAFETY: per the contract.
+    unsafe {
+        large_quarantine::after_fork();
+        quarantine::after_fork();
+    }
+}
+
+/// Checks and frees every block of an exiting thread's quarantine.
+pub(crate) fn drain(ring: &mut Ring) {
+    for (block, usable) in ring.drain() {
+        // SAFETY: a held block: still live in the heap, ours.
+        if unsafe { quarantine::check_and_release(block, usable) } {
+            free_now(block);
+        } else {
+            Misuse::WriteAfterFree.report("free", block.as_ptr().cast());
+        }
+    }
+}
 
 /// What a defence found wrong with a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,15 +137,15 @@ fn secret() -> usize {
     value
 }
 
-/// Allocates `size` bytes aligned to `align` with the defences of `config`
+/// Allocates `size` bytes aligned to `align` with `defences`
 /// (the canary's extra bytes). `None` when out of memory.
 pub(crate) fn allocate(
     size: usize,
     align: usize,
     zeroed: bool,
-    config: Config,
+    defences: Defences,
 ) -> Option<NonNull<u8>> {
-    allocate_reserving(size, size, align, zeroed, config)
+    allocate_reserving(size, size, align, zeroed, defences)
 }
 
 /// [`allocate`], with room for `reserve >= size` bytes (`realloc`'s
@@ -121,13 +155,21 @@ fn allocate_reserving(
     reserve: usize,
     align: usize,
     zeroed: bool,
-    config: Config,
+    defences: Defences,
 ) -> Option<NonNull<u8>> {
-    let canary = config.defences.has(Defences::CANARY);
+    let canary = defences.has(Defences::CANARY);
     let total = if canary {
         reserve.checked_add(canary::EXTRA)?
     } else {
         reserve
+    };
+    let class = SizeClass::for_layout(total, align);
+    // A LARGE block starts on a page, so that it can be made inaccessible
+    // when freed without its run's header (`large_quarantine.rs`).
+    let align = if class.is_none() && crate::guard_pages::enabled() {
+        align.max(large_quarantine::PAGE)
+    } else {
+        align
     };
     let layout = crate::c_api::c_layout(total, align)?;
     let block = if zeroed {
@@ -136,8 +178,12 @@ fn allocate_reserving(
         thread_cache::allocate(layout)?
     };
     if canary {
-        // The heap vouches for this block it just handed out.
-        let usable = HEAP.usable_size(block).unwrap_or(total);
+        // The class's block size, or the heap's word for a LARGE block it
+        // just handed out.
+        let usable = class.map_or_else(
+            || HEAP.usable_size(block).unwrap_or(total),
+            |c| c.block_size(),
+        );
         // SAFETY: a fresh block of `usable >= size + EXTRA` bytes.
         unsafe { canary::arm(block, size, usable) };
     }
@@ -150,15 +196,26 @@ fn allocate_reserving(
 /// the first `window`).
 fn checked(
     block: NonNull<u8>,
-    config: Config,
+    defences: Defences,
     window: Option<usize>,
 ) -> Result<(usize, usize), Misuse> {
-    let usable = HEAP.usable_size(block).map_err(Misuse::Heap)?;
+    // The lock-free check first (a live TINY or SMALL block), the heap's
+    // locked one for the rest.
+    let usable = match HEAP.small_usable_size(block) {
+        Some(usable) => usable,
+        None => {
+            let usable = HEAP.usable_size(block).map_err(Misuse::Heap)?;
+            if usable > SMALL_MAX && large_quarantine::holds(block) {
+                return Err(Misuse::Heap(HeapError::DoubleFree));
+            }
+            usable
+        }
+    };
     // SAFETY: the heap counts `block` as live: `usable` readable bytes.
-    if config.defences.has(Defences::QUARANTINE) && unsafe { quarantine::holds(block) } {
+    if defences.has(Defences::QUARANTINE) && unsafe { quarantine::holds(block) } {
         return Err(Misuse::Heap(HeapError::DoubleFree));
     }
-    if config.defences.has(Defences::CANARY) {
+    if defences.has(Defences::CANARY) {
         // SAFETY: as above.
         let size = unsafe { canary::check(block, usable, window) }.ok_or(Misuse::Overflow)?;
         return Ok((size, usable));
@@ -168,11 +225,11 @@ fn checked(
 
 /// `malloc_usable_size` with the defences on: the requested size when
 /// canaries are on (the bytes after it are not the program's).
-pub(crate) fn usable_size(ptr: *mut c_void, config: Config) -> usize {
+pub(crate) fn usable_size(ptr: *mut c_void, defences: Defences) -> usize {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return 0;
     };
-    match checked(block, config, None) {
+    match checked(block, defences, None) {
         Ok((size, _)) => size,
         Err(misuse) => {
             misuse.report("malloc_usable_size", ptr);
@@ -187,12 +244,12 @@ pub(crate) fn release(
     function: &str,
     ptr: *mut c_void,
     expected: Option<usize>,
-    config: Config,
+    defences: Defences,
 ) -> bool {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
     };
-    let (size, usable) = match checked(block, config, None) {
+    let (size, usable) = match checked(block, defences, None) {
         Ok(sizes) => sizes,
         Err(misuse) => {
             misuse.report(function, ptr);
@@ -200,14 +257,14 @@ pub(crate) fn release(
         }
     };
     if let Some(expected) = expected
-        && config.defences.has(Defences::SIZED_CHECK)
-        && (expected > size || (config.defences.has(Defences::CANARY) && expected != size))
+        && defences.has(Defences::SIZED_CHECK)
+        && (expected > size || (defences.has(Defences::CANARY) && expected != size))
     {
         Misuse::WrongSize.report(function, ptr);
         return false;
     }
     let large = usable > SMALL_MAX;
-    if config.defences.has(Defences::QUARANTINE) && !large {
+    if defences.has(Defences::QUARANTINE) && !large {
         // SAFETY: a live small block the program gave up, checked above not
         // to be held already.
         if let Some((old, old_usable)) = unsafe { quarantine::hold(block, usable) } {
@@ -221,18 +278,30 @@ pub(crate) fn release(
         }
         return true;
     }
-    let unmapped = large && crate::guard_pages::enabled();
-    // A run about to be unmapped needs no zeroing (it would only fault its
-    // untouched pages in).
-    if config.defences.has(Defences::ZERO_ON_FREE) && !unmapped {
+    let zero = defences.has(Defences::ZERO_ON_FREE);
+    if large && crate::guard_pages::enabled() {
+        // Held inaccessible for a while; zeroed (if asked) when it leaves.
+        let give_back = |old: NonNull<u8>, old_usable: usize| {
+            if zero {
+                // SAFETY: a block out of the quarantine, accessible again, ours.
+                unsafe { ptr::write_bytes(old.as_ptr(), 0, old_usable) };
+            }
+            free_now(old);
+        };
+        // SAFETY: a live LARGE block the program gave up, checked above.
+        if !unsafe { large_quarantine::hold(block, usable, give_back) } {
+            // Not held: unmapped (no freed LARGE run stays mapped; an
+            // unmapped run needs no zeroing).
+            free_now(block);
+            HEAP.trim_large_cache();
+        }
+        return true;
+    }
+    if zero {
         // SAFETY: the block's `usable` bytes, which the program gave up.
         unsafe { ptr::write_bytes(block.as_ptr(), 0, usable) };
     }
     free_now(block);
-    if unmapped {
-        // No freed LARGE run stays mapped: a later access faults.
-        HEAP.trim_large_cache();
-    }
     true
 }
 
@@ -255,12 +324,12 @@ pub(crate) fn reallocate(
     function: &str,
     ptr: *mut c_void,
     size: usize,
-    config: Config,
+    defences: Defences,
 ) -> Result<Option<NonNull<u8>>, ()> {
     let old = NonNull::new(ptr.cast::<u8>()).ok_or(())?;
-    let (old_size, usable) = checked(old, config, Some(canary::REALLOC_WINDOW))
+    let (old_size, usable) = checked(old, defences, Some(canary::REALLOC_WINDOW))
         .map_err(|misuse| misuse.report(function, ptr))?;
-    let canary = config.defences.has(Defences::CANARY);
+    let canary = defences.has(Defences::CANARY);
     let Some(needed) = size.checked_add(if canary { canary::EXTRA } else { 0 }) else {
         return Ok(None);
     };
@@ -277,15 +346,15 @@ pub(crate) fn reallocate(
     } else {
         size
     };
-    let Some(new) = allocate_reserving(size, reserve, crate::c_api::DEFAULT_ALIGN, false, config)
-        .or_else(|| allocate(size, crate::c_api::DEFAULT_ALIGN, false, config))
+    let Some(new) = allocate_reserving(size, reserve, crate::c_api::DEFAULT_ALIGN, false, defences)
+        .or_else(|| allocate(size, crate::c_api::DEFAULT_ALIGN, false, defences))
     else {
         return Ok(None);
     };
     // SAFETY: both blocks are live and distinct; `min(old, new)` bytes fit
     // in each.
     unsafe { ptr::copy_nonoverlapping(old.as_ptr(), new.as_ptr(), old_size.min(size)) };
-    release(function, ptr, None, config);
+    release(function, ptr, None, defences);
     Ok(Some(new))
 }
 

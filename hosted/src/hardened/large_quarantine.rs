@@ -1,0 +1,134 @@
+//! Freed LARGE blocks with guard pages on (`FT_MALLOC_GUARD_PAGES`): made
+//! inaccessible (`mprotect(PROT_NONE)`) and held in a bounded FIFO
+//! ([`RUNS`] blocks, [`BYTES_MAX`] bytes) before the heap gets them back,
+//! so a read or write after free faults while the block is held. When one
+//! leaves it is made accessible again, zeroed if `FT_MALLOC_ZERO_ON_FREE`
+//! is on, and freed to the heap, whose LARGE cache may hand its pages out
+//! again without faulting them in (unmapping every freed run and faulting
+//! every page of the next one in was 17x the default mode's time on
+//! `large_churn`).
+//!
+//! Only blocks that start and end on a page qualify (the hardened `malloc`
+//! aligns LARGE blocks so, which puts the heap's run header on the page
+//! before; a LARGE block ends where its run does):
+//! the header stays readable, so the heap can still check a held pointer
+//! (a double free of a held block is found here, by address). Other LARGE
+//! blocks are unmapped at free as before.
+//!
+//! The FIFO's lock is a leaf taken around the bookkeeping only (the system
+//! calls run outside it); fork takes it like the small quarantine's.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use lock_api::Mutex;
+
+use crate::futex_mutex::FutexMutex;
+
+/// Blocks held at most.
+const RUNS: usize = 8;
+/// Bytes held at most (the pages stay resident while held).
+const BYTES_MAX: usize = 32 << 20;
+/// The page size the blocks are aligned to.
+pub(crate) const PAGE: usize = 4096;
+
+struct Fifo {
+    /// (address, bytes protected), oldest first.
+    runs: [(usize, usize); RUNS],
+    len: usize,
+    bytes: usize,
+}
+
+// SAFETY: addresses only, behind the lock.
+unsafe impl Send for Fifo {}
+
+static FIFO: Mutex<FutexMutex, Fifo> = Mutex::const_new(
+    FutexMutex::new(),
+    Fifo {
+        runs: [(0, 0); RUNS],
+        len: 0,
+        bytes: 0,
+    },
+);
+/// `FIFO.len`, readable without the lock: frees skip the lookup when 0.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether `block` is held here (a free of it is a double free).
+pub(crate) fn holds(block: NonNull<u8>) -> bool {
+    if HELD.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let fifo = FIFO.lock();
+    fifo.runs[..fifo.len]
+        .iter()
+        .any(|&(addr, _)| addr == block.as_ptr().addr())
+}
+
+/// Holds the freed LARGE `block` of `usable` bytes, inaccessible; calls
+/// `release` for each block pushed out (accessible again). Returns false,
+/// holding nothing, if the block does not qualify (see the module docs) or
+/// cannot be protected.
+///
+/// # Safety
+///
+/// `block` is a live LARGE block of `usable` bytes the program has just
+/// freed, not held yet; nothing but this module touches it until
+/// `release` gets it.
+pub(crate) unsafe fn hold(
+    block: NonNull<u8>,
+    usable: usize,
+    mut release: impl FnMut(NonNull<u8>, usize),
+) -> bool {
+    let len = usable;
+    if !block.as_ptr().addr().is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) || len > BYTES_MAX {
+        return false;
+    }
+    // SAFETY: the block's pages are the program's no more; the heap's
+    // header is on the page before.
+    if unsafe { libc::mprotect(block.as_ptr().cast(), len, libc::PROT_NONE) } != 0 {
+        return false;
+    }
+    let mut evicted = [(0, 0); RUNS];
+    let mut count = 0;
+    {
+        let mut fifo = FIFO.lock();
+        while fifo.len == RUNS || fifo.bytes + len > BYTES_MAX {
+            let oldest = fifo.runs[0];
+            fifo.runs.copy_within(1.., 0);
+            fifo.len -= 1;
+            fifo.bytes -= oldest.1;
+            evicted[count] = oldest;
+            count += 1;
+        }
+        let at = fifo.len;
+        fifo.runs[at] = (block.as_ptr().addr(), len);
+        fifo.len += 1;
+        fifo.bytes += len;
+        HELD.store(fifo.len, Ordering::Relaxed);
+    }
+    for &(addr, len) in &evicted[..count] {
+        let block = addr as *mut u8;
+        // SAFETY: a held block's pages, protected by `hold`; ours again.
+        unsafe { libc::mprotect(block.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
+        // SAFETY: only non-null addresses are held.
+        release(unsafe { NonNull::new_unchecked(block) }, len);
+    }
+    true
+}
+
+/// Fork prepare: no thread may hold the FIFO's lock when the address space
+/// is copied.
+pub(crate) fn before_fork() {
+    core::mem::forget(FIFO.lock());
+}
+
+/// Fork, parent and child: release the FIFO's lock.
+///
+/// # Safety
+///
+/// [`before_fork`] took it on this thread (or on the parent's thread this
+/// child is a copy of).
+pub(crate) unsafe fn after_fork() {
+    // SAFETY: per the contract.
+    unsafe { FIFO.force_unlock() };
+}
