@@ -1,5 +1,6 @@
-//! Freed LARGE blocks with guard pages on (`FT_MALLOC_GUARD_PAGES`): made
-//! inaccessible (`mprotect(PROT_NONE)`) and held in a bounded FIFO
+//! Freed LARGE blocks with guard pages on (`FT_MALLOC_GUARD_PAGES`): the
+//! pages of the bytes the program asked for made inaccessible
+//! (`mprotect(PROT_NONE)`), held in a bounded FIFO
 //! ([`RUNS`] blocks, [`BYTES_MAX`] bytes) before the heap gets them back,
 //! so a read or write after free faults while the block is held. When one
 //! leaves it is made accessible again, zeroed if `FT_MALLOC_ZERO_ON_FREE`
@@ -8,9 +9,8 @@
 //! every page of the next one in was 17x the default mode's time on
 //! `large_churn`).
 //!
-//! Only blocks that start and end on a page qualify (the hardened `malloc`
-//! aligns LARGE blocks so, which puts the heap's run header on the page
-//! before; a LARGE block ends where its run does):
+//! Only blocks that start on a page qualify (the hardened `malloc` aligns
+//! LARGE blocks so, which puts the heap's run header on the page before):
 //! the header stays readable, so the heap can still check a held pointer
 //! (a double free of a held block is found here, by address). Other LARGE
 //! blocks are unmapped at free as before.
@@ -64,8 +64,9 @@ pub(crate) fn holds(block: NonNull<u8>) -> bool {
         .any(|&(addr, _)| addr == block.as_ptr().addr())
 }
 
-/// Holds the freed LARGE `block` of `usable` bytes, inaccessible; calls
-/// `release` for each block pushed out (accessible again). Returns false,
+/// Holds the freed LARGE `block` of `usable` bytes, its first `len` (a
+/// multiple of the page) inaccessible; calls `release` with the block and
+/// its `len` for each block pushed out (accessible again). Returns false,
 /// holding nothing, if the block does not qualify (see the module docs) or
 /// cannot be protected.
 ///
@@ -76,11 +77,11 @@ pub(crate) fn holds(block: NonNull<u8>) -> bool {
 /// `release` gets it.
 pub(crate) unsafe fn hold(
     block: NonNull<u8>,
+    len: usize,
     usable: usize,
     mut release: impl FnMut(NonNull<u8>, usize),
 ) -> bool {
-    let len = usable;
-    if !block.as_ptr().addr().is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) || len > BYTES_MAX {
+    if !block.as_ptr().addr().is_multiple_of(PAGE) || len > usable || len > BYTES_MAX {
         return false;
     }
     // SAFETY: the block's pages are the program's no more; the heap's

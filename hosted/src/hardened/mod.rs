@@ -281,15 +281,19 @@ pub(crate) fn release(
     let zero = defences.has(Defences::ZERO_ON_FREE);
     if large && crate::guard_pages::enabled() {
         // Held inaccessible for a while; zeroed (if asked) when it leaves.
-        let give_back = |old: NonNull<u8>, old_usable: usize| {
+        // Only the pages of the bytes the program had (`size`): a reused
+        // run may be several times bigger, and each page protected costs.
+        let give_back = |old: NonNull<u8>, held: usize| {
             if zero {
-                // SAFETY: a block out of the quarantine, accessible again, ours.
-                unsafe { ptr::write_bytes(old.as_ptr(), 0, old_usable) };
+                // SAFETY: a block out of the quarantine, accessible again,
+                // `held <= usable` bytes, ours.
+                unsafe { ptr::write_bytes(old.as_ptr(), 0, held) };
             }
             free_now(old);
         };
+        let held = size.max(1).next_multiple_of(large_quarantine::PAGE);
         // SAFETY: a live LARGE block the program gave up, checked above.
-        if !unsafe { large_quarantine::hold(block, usable, give_back) } {
+        if !unsafe { large_quarantine::hold(block, held, usable, give_back) } {
             // Not held: unmapped (no freed LARGE run stays mapped; an
             // unmapped run needs no zeroing).
             free_now(block);
