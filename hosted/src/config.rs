@@ -7,7 +7,7 @@
 //! | `FT_MALLOC_TRACE`        | `stderr`, `stdout` or a file descriptor  | one line per call, e.g. `malloc(24) = 0x7f0c2a400010` |
 //! | `FT_MALLOC_SHOW_AT_EXIT` | unset or `0`: off; anything else: on     | `show_alloc_mem()` runs when the process exits |
 //! | `FT_MALLOC_HARDENED`     | unset or `0`: off; anything else: on     | every defence below (each one's own variable, set to `0`, still turns it off) |
-//! | `FT_MALLOC_CANARY`, `FT_MALLOC_QUARANTINE`, `FT_MALLOC_GUARD_PAGES`, `FT_MALLOC_ZERO_ON_FREE`, `FT_MALLOC_SIZED_CHECK` | `0`: off; anything else: on | one defence of the hardened mode (`hardened/mod.rs`) |
+//! | `FT_MALLOC_CANARY`, `FT_MALLOC_QUARANTINE`, `FT_MALLOC_GUARD_PAGES`, `FT_MALLOC_ZERO_ON_FREE`, `FT_MALLOC_SIZED_CHECK`, `FT_MALLOC_RANDOM_SLOTS` | `0`: off; anything else: on | one defence of the hardened mode (`hardened/mod.rs`) |
 //!
 //! Why `environ` and not `getenv` or `/proc/self/environ`: the variables are
 //! read by scanning the `environ` array directly, which is what `getenv` does
@@ -60,8 +60,11 @@ impl Defences {
     pub(crate) const ZERO_ON_FREE: u8 = 1 << 3;
     /// `FT_MALLOC_SIZED_CHECK`: `free_sized` checks the size.
     pub(crate) const SIZED_CHECK: u8 = 1 << 4;
+    /// `FT_MALLOC_RANDOM_SLOTS`: a small `malloc` picks a random cached
+    /// block.
+    pub(crate) const RANDOM_SLOTS: u8 = 1 << 5;
     /// What `FT_MALLOC_HARDENED` turns on.
-    pub(crate) const ALL: u8 = 0x1F;
+    pub(crate) const ALL: u8 = 0x3F;
 
     /// Whether the defence `bit` is on.
     #[inline]
@@ -69,15 +72,19 @@ impl Defences {
         self.0 & bit != 0
     }
 
+    /// What `malloc` must do more than the heap does.
+    const ON_ALLOC: u8 = Self::CANARY | Self::GUARD_PAGES | Self::RANDOM_SLOTS;
+
     /// What `free` and `realloc` must do more than the heap does.
     const ON_FREE: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::ZERO_ON_FREE;
 
     /// Whether allocations take the hardened path (canaries change what is
-    /// allocated; with guard pages LARGE blocks start on a page).
+    /// allocated; with guard pages LARGE blocks start on a page; random
+    /// slots choose the block).
     #[cfg(feature = "c-abi")]
     #[inline]
     pub(crate) fn on_alloc(self) -> bool {
-        self.has(Self::CANARY | Self::GUARD_PAGES)
+        self.has(Self::ON_ALLOC)
     }
 
     /// Whether `free`, `realloc` and `malloc_usable_size` take the hardened
@@ -123,6 +130,7 @@ impl DefenceVariables {
             b"FT_MALLOC_GUARD_PAGES" => Defences::GUARD_PAGES,
             b"FT_MALLOC_ZERO_ON_FREE" => Defences::ZERO_ON_FREE,
             b"FT_MALLOC_SIZED_CHECK" => Defences::SIZED_CHECK,
+            b"FT_MALLOC_RANDOM_SLOTS" => Defences::RANDOM_SLOTS,
             _ => return false,
         };
         if enabled {
@@ -187,7 +195,8 @@ impl Config {
     // settings ask nothing of `malloc` and `free` (`plain`), so the check
     // is one byte compare, with no 64-bit mask to build.
     const LOADED: u64 = 1 << 0;
-    /// Scribbling, a trace or a defence on `free`: the fast paths step aside.
+    /// Scribbling, a trace or a defence on `malloc` or `free`: the fast paths
+    /// step aside.
     const SLOW: u64 = 1 << 1;
     const FD_SHIFT: u32 = 8;
     const FD_MASK: u64 = 0xFFFF_FFFF << Self::FD_SHIFT;
@@ -205,7 +214,10 @@ impl Config {
         };
         // The fd is stored plus one, so that 0 means "no trace".
         let fd = self.trace_fd.map_or(0, |fd| fd as u64 + 1);
-        let slow = self.scribble || fd != 0 || self.defences.on_free();
+        let slow = self.scribble
+            || fd != 0
+            || self.defences.on_free()
+            || self.defences.0 & Defences::ON_ALLOC != 0;
         Self::LOADED
             | if slow { Self::SLOW } else { 0 }
             | (u64::from(self.defences.0) << Self::DEFENCES_SHIFT)

@@ -59,6 +59,10 @@ struct ThreadCache {
     /// needs no lock (`hardened/quarantine.rs`).
     #[cfg(feature = "c-abi")]
     quarantine: crate::hardened::Ring,
+    /// The thread's random state for the hardened mode's choice among free
+    /// slots (xorshift64; 0 until first used).
+    #[cfg(feature = "c-abi")]
+    random: u64,
     /// Next cache in the pool.
     next: *mut ThreadCache,
 }
@@ -158,6 +162,28 @@ pub(crate) fn quarantine() -> Option<&'static mut crate::hardened::Ring> {
     let value = slot::get();
     // SAFETY: as in `current`.
     (value > GONE).then(|| unsafe { &mut (*(value as *mut ThreadCache)).quarantine })
+}
+
+/// Makes the calling thread's next allocation of `class` a random one of
+/// its cached blocks (`FT_MALLOC_RANDOM_SLOTS`).
+#[cfg(feature = "c-abi")]
+#[inline]
+pub(crate) fn shuffle(class: ft_malloc::SizeClass) {
+    let value = slot::get();
+    if value <= GONE {
+        return;
+    }
+    // SAFETY: as in `current`.
+    let thread = unsafe { &mut *(value as *mut ThreadCache) };
+    let mut x = thread.random;
+    if x == 0 {
+        x = crate::hardened::seed(value);
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    thread.random = x;
+    thread.cache.shuffle(class, (x >> 32) as usize);
 }
 
 // ---- the operations ----
@@ -270,6 +296,8 @@ fn map_cache() -> Option<*mut ThreadCache> {
             cache: FrontCache::new(),
             #[cfg(feature = "c-abi")]
             quarantine: crate::hardened::Ring::new(),
+            #[cfg(feature = "c-abi")]
+            random: 0,
             next: ptr::null_mut(),
         })
     };

@@ -176,6 +176,20 @@ impl FrontCache {
         }
     }
 
+    /// Makes the block the next [`allocate`](Self::allocate) of `class`
+    /// hands out a random one of the loaded magazine's (`random` picks it),
+    /// not the last one freed: a hardened allocator's randomized choice
+    /// among free slots, so that where a block lands cannot be predicted
+    /// from the order of earlier frees and allocations.
+    pub fn shuffle(&mut self, class: SizeClass, random: usize) {
+        if let Some(magazine) = self.loaded(class)
+            && magazine.len > 1
+        {
+            let top = magazine.len - 1;
+            magazine.entries.swap(random % magazine.len, top);
+        }
+    }
+
     /// Allocates like [`Heap::allocate`], from this cache when it has a
     /// block of the class (no lock), or after an exchange with the class's
     /// depot. LARGE requests go to the heap.

@@ -7,6 +7,7 @@
 //! | `FT_MALLOC_QUARANTINE` | freed TINY/SMALL blocks held in a FIFO of 512, zero-filled, checked when they leave (`quarantine.rs`) | writes after free (while held); double frees of held blocks; delays reuse |
 //! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run; freed LARGE runs unmapped at once (`guard_pages.rs`) | reads/writes after free of LARGE blocks, overflows off a zone or LARGE run: SIGSEGV |
 //! | `FT_MALLOC_ZERO_ON_FREE` | freed blocks are zeroed | reads after free see zeros, not the old data |
+//! | `FT_MALLOC_RANDOM_SLOTS` | a TINY or SMALL `malloc` hands out a random one of the thread's cached blocks of the class, not the last freed | heap layouts an exploit relies on (the next block being the one just freed, or the neighbour of the last one) |
 //! | `FT_MALLOC_SIZED_CHECK` | `free_sized`/`free_aligned_sized` compare the size with the block's (exactly with canaries, else against its usable size) | a sized free with the wrong size |
 //!
 //! All of it runs in the C functions' cold path (`config::plain()` is false
@@ -137,6 +138,12 @@ fn secret() -> usize {
     value
 }
 
+/// A nonzero seed for a thread's random state, from the process secret and
+/// `salt` (its cache's address).
+pub(crate) fn seed(salt: usize) -> u64 {
+    ((secret() ^ salt.rotate_left(29)) as u64) | 1
+}
+
 /// Allocates `size` bytes aligned to `align` with `defences`
 /// (the canary's extra bytes). `None` when out of memory.
 pub(crate) fn allocate(
@@ -172,6 +179,11 @@ fn allocate_reserving(
         align
     };
     let layout = crate::c_api::c_layout(total, align)?;
+    if let Some(class) = class
+        && defences.has(Defences::RANDOM_SLOTS)
+    {
+        thread_cache::shuffle(class);
+    }
     let block = if zeroed {
         thread_cache::allocate_zeroed(layout)?
     } else {

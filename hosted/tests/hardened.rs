@@ -1,0 +1,61 @@
+//! The hardened mode's behaviours beyond catching each misuse class
+//! (`misuse.rs`): where blocks land, what a freed LARGE block costs, and a
+//! double free across threads with per-thread quarantines.
+
+mod common;
+
+use common::{command, compile_plain, preloaded, run};
+
+/// Runs `tests/c/hardened/<program>.c` preloaded with `env`.
+fn run_with(program: &str, env: &[(&str, &str)]) -> common::Run {
+    let binary = compile_plain(&format!("hardened/{program}.c"));
+    let mut cmd = command(binary);
+    preloaded(&mut cmd).envs(env.iter().copied());
+    run(&mut cmd)
+}
+
+/// The number a program printed.
+fn number(out: &common::Run) -> i64 {
+    assert_eq!(out.code, 0, "{out:#?}");
+    out.stdout.trim().parse().unwrap_or_else(|_| panic!("{out:#?}"))
+}
+
+/// `FT_MALLOC_RANDOM_SLOTS` (on in the hardened mode): of 255 consecutive
+/// mallocs of one size, few land next to the previous block; without it
+/// nearly all do (so the measure can tell).
+#[test]
+fn random_slots_scatter_consecutive_blocks() {
+    let ordered = number(&run_with(
+        "random_slots",
+        &[("FT_MALLOC_HARDENED", "1"), ("FT_MALLOC_RANDOM_SLOTS", "0")],
+    ));
+    assert!(ordered > 200, "without random slots: {ordered} of 255 near");
+    for env in [
+        &[("FT_MALLOC_RANDOM_SLOTS", "1")][..],
+        &[("FT_MALLOC_HARDENED", "1")][..],
+    ] {
+        let near = number(&run_with("random_slots", env));
+        assert!(near < 100, "{env:?}: {near} of 255 near");
+    }
+}
+
+/// With guard pages, a freed LARGE block faults on access while it is
+/// held (`misuse.rs`), then its run is reused: a malloc/touch/free cycle of
+/// 1 MiB does not fault its 256 pages in again each time.
+#[test]
+fn freed_large_runs_are_reused_after_the_quarantine() {
+    let default = number(&run_with("large_reuse", &[]));
+    let hardened = number(&run_with("large_reuse", &[("FT_MALLOC_HARDENED", "1")]));
+    println!("page faults per 1 MiB cycle: default {default}, hardened {hardened}");
+    assert!(hardened < 32, "hardened: {hardened} faults per cycle");
+}
+
+/// A block in one thread's quarantine freed again by another thread is a
+/// double free (the tag tells, whichever thread holds it).
+#[test]
+fn double_free_from_another_thread_is_caught() {
+    let out = run_with("double_free_other_thread", &[("FT_MALLOC_HARDENED", "1")]);
+    assert_eq!(out.stdout, "misuse\n", "{out:#?}");
+    assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
+    assert!(out.stderr.contains("double free"), "{out:#?}");
+}
