@@ -17,7 +17,10 @@ fn run_with(program: &str, env: &[(&str, &str)]) -> common::Run {
 /// The number a program printed.
 fn number(out: &common::Run) -> i64 {
     assert_eq!(out.code, 0, "{out:#?}");
-    out.stdout.trim().parse().unwrap_or_else(|_| panic!("{out:#?}"))
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out:#?}"))
 }
 
 /// `FT_MALLOC_RANDOM_SLOTS` (on in the hardened mode): of 255 consecutive

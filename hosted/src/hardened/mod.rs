@@ -190,12 +190,14 @@ fn allocate_reserving(
         thread_cache::allocate(layout)?
     };
     if canary {
-        // The class's block size, or the heap's word for a LARGE block it
-        // just handed out.
-        let usable = class.map_or_else(
-            || HEAP.usable_size(block).unwrap_or(total),
-            |c| c.block_size(),
-        );
+        // The heap's word for the block it just handed out (lock-free for
+        // a TINY or SMALL one): not the class of the request, as the heap
+        // may serve it from a bigger class, or a LARGE run, when zones are
+        // scarce.
+        let usable = HEAP
+            .small_usable_size(block)
+            .or_else(|| HEAP.usable_size(block).ok())
+            .unwrap_or(total);
         // SAFETY: a fresh block of `usable >= size + EXTRA` bytes.
         unsafe { canary::arm(block, size, usable) };
     }
