@@ -91,6 +91,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
     }
 
+    /// The block size of the TINY or SMALL zone the page map says holds
+    /// `ptr`, `None` if none does (a LARGE block). The block itself is not
+    /// checked: for a block the heap has just handed out (whose class may
+    /// be bigger than the request's when zones are scarce).
+    #[inline]
+    pub fn zone_block_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        let (_, class) = self.page_map.lookup_zone(ptr.as_ptr().addr())?;
+        Some(class.block_size())
+    }
+
     /// An empty magazine for a cache, or `None` if there is no memory.
     pub(crate) fn empty_magazine(&self) -> Option<NonNull<Magazine>> {
         self.magazines

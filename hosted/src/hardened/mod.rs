@@ -4,21 +4,26 @@
 //! | option | defence | catches |
 //! |---|---|---|
 //! | `FT_MALLOC_CANARY` | canary bytes and a keyed trailer after the requested size of every block (`canary.rs`), checked on `free`/`realloc` | overflows into the block's slack or the next block; any use of `malloc(0)`'s bytes |
-//! | `FT_MALLOC_QUARANTINE` | freed TINY/SMALL blocks held in a FIFO of 512, zero-filled, checked when they leave (`quarantine.rs`) | writes after free (while held); double frees of held blocks; delays reuse |
-//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run; freed LARGE runs unmapped at once (`guard_pages.rs`) | reads/writes after free of LARGE blocks, overflows off a zone or LARGE run: SIGSEGV |
-//! | `FT_MALLOC_ZERO_ON_FREE` | freed blocks are zeroed | reads after free see zeros, not the old data |
+//! | `FT_MALLOC_QUARANTINE` | freed TINY/SMALL blocks held in a per-thread FIFO of 512, zero-filled and tagged, checked when they leave (`quarantine.rs`) | writes after free (while held); double frees of held blocks (from any thread); delays reuse |
+//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run (`guard_pages.rs`); LARGE blocks start on a page, and a freed one is made inaccessible and held (8 blocks, 32 MiB at most) before its run is reused (`large_quarantine.rs`) | reads/writes after free of LARGE blocks (while held), overflows off a zone or LARGE run: SIGSEGV |
+//! | `FT_MALLOC_ZERO_ON_FREE` | freed blocks are zeroed (a held LARGE block when it leaves the quarantine: until then it cannot be read) | reads after free see zeros (or fault), not the old data |
 //! | `FT_MALLOC_RANDOM_SLOTS` | a TINY or SMALL `malloc` hands out a random one of the thread's cached blocks of the class, not the last freed | heap layouts an exploit relies on (the next block being the one just freed, or the neighbour of the last one) |
 //! | `FT_MALLOC_SIZED_CHECK` | `free_sized`/`free_aligned_sized` compare the size with the block's (exactly with canaries, else against its usable size) | a sized free with the wrong size |
 //!
 //! All of it runs in the C functions' cold path (`config::plain()` is false
 //! when any defence is on): the default mode's fast paths are unchanged.
+//! `malloc` and `free` enter it through `config::defences_only()` (one load
+//! and a mask, the settings not decoded), a TINY/SMALL block is validated
+//! once without a lock (`Heap::small_usable_size`), and the quarantine
+//! needs no lock (one FIFO per thread, next to its front cache).
 //! What a caught misuse does is `FT_MALLOC_CHECK`'s (abort by default). In
 //! `warn` or `quiet` mode a block whose canary or quarantine check failed is
 //! not freed (kept out of reuse, it leaks), so nothing is corrupted further.
 //!
-//! `realloc` of a guarded block is a new allocation, a copy and a hardened
-//! free of the old block (the old block gets every defence; no in-place
-//! growth). Blocks handed out through Rust's `FtMalloc` are not hardened.
+//! `realloc` of a guarded block stays in place when the block has room
+//! (the canary re-armed); else it is a new allocation, a copy and a
+//! hardened free of the old block (no `mremap`). Blocks handed out through
+//! Rust's `FtMalloc` are not hardened.
 
 mod canary;
 mod large_quarantine;
@@ -190,12 +195,12 @@ fn allocate_reserving(
         thread_cache::allocate(layout)?
     };
     if canary {
-        // The heap's word for the block it just handed out (lock-free for
-        // a TINY or SMALL one): not the class of the request, as the heap
-        // may serve it from a bigger class, or a LARGE run, when zones are
-        // scarce.
+        // The size of the block the heap just handed out (its zone's, from
+        // the page map, for a TINY or SMALL one): not the request's class,
+        // as the heap may serve it from a bigger class, or a LARGE run,
+        // when zones are scarce.
         let usable = HEAP
-            .small_usable_size(block)
+            .zone_block_size(block)
             .or_else(|| HEAP.usable_size(block).ok())
             .unwrap_or(total);
         // SAFETY: a fresh block of `usable >= size + EXTRA` bytes.
