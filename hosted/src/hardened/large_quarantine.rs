@@ -19,7 +19,7 @@
 //! The FIFO's lock is a leaf taken around the bookkeeping only (the system
 //! calls run outside it); fork takes it like the small quarantine's.
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use lock_api::Mutex;
@@ -141,6 +141,10 @@ unsafe fn make_inaccessible(block: *mut u8, len: usize) -> Option<usize> {
             len,
             len,
             libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
+            // The variadic new address, unused without `MREMAP_FIXED`, but
+            // read by the kernel all the same: left to chance it made
+            // some calls fail with EINVAL.
+            ptr::null_mut::<libc::c_void>(),
         )
     };
     let parked = if parked == libc::MAP_FAILED {
