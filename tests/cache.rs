@@ -309,3 +309,47 @@ fn blocks_of_a_class_the_owner_stopped_using_go_back_to_their_zones() {
     heap.trim();
     assert_eq!(heap.stats().cached_blocks, 0);
 }
+
+/// How many of 32 frees are followed by a malloc handing the block just
+/// freed back, with `FrontCache::shuffle` before each malloc (with
+/// `Some(seed)`) or without.
+fn comebacks(seed: Option<usize>) -> usize {
+    // Room for whole zones: in a scarce span a 40-byte request borrows a
+    // coarser class's zones, and its blocks are cached under that class.
+    let heap = arena_heap(16 << 20);
+    let mut cache = FrontCache::new();
+    let class = ft_malloc::SizeClass::for_size(40).unwrap();
+    let blocks: Vec<_> = (0..64)
+        .map(|_| cache.allocate(&heap, layout(40)).unwrap())
+        .collect();
+    for &b in &blocks[..32] {
+        unsafe { cache.deallocate(&heap, b) }.unwrap();
+    }
+    let mut live: Vec<_> = blocks[32..].to_vec();
+    let mut back = 0;
+    for i in 0..32 {
+        let freed = live[i];
+        unsafe { cache.deallocate(&heap, freed) }.unwrap();
+        if let Some(seed) = seed {
+            cache.shuffle(class, seed.wrapping_mul(i + 1) >> 7);
+        }
+        let got = cache.allocate(&heap, layout(40)).unwrap();
+        back += usize::from(got == freed);
+        assert!(!live.contains(&got) || got == freed, "handed out twice");
+        live[i] = got;
+    }
+    for b in live {
+        unsafe { cache.deallocate(&heap, b) }.unwrap();
+    }
+    cache.flush(&heap);
+    back
+}
+
+#[test]
+fn shuffle_hands_out_another_cached_block_never_a_live_one() {
+    let ordered = comebacks(None);
+    assert!(ordered >= 28, "without a shuffle: {ordered} of 32");
+    let shuffled = comebacks(Some(0x9e37_79b9_7f4a_7c15));
+    assert!(shuffled < 16, "{shuffled} of 32 came straight back");
+    println!("came straight back: {ordered} of 32 in order, {shuffled} shuffled");
+}

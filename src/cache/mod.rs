@@ -177,16 +177,30 @@ impl FrontCache {
     }
 
     /// Makes the block the next [`allocate`](Self::allocate) of `class`
-    /// hands out a random one of the loaded magazine's (`random` picks it),
-    /// not the last one freed: a hardened allocator's randomized choice
-    /// among free slots, so that where a block lands cannot be predicted
-    /// from the order of earlier frees and allocations.
+    /// hands out a random one (`random` picks it) of the blocks in the
+    /// class's two magazines, not the last one freed: a hardened
+    /// allocator's randomized choice among free slots, so that where a
+    /// block lands cannot be predicted from the order of earlier frees and
+    /// allocations. The pick is swapped to the top of the loaded magazine.
     pub fn shuffle(&mut self, class: SizeClass, random: usize) {
-        if let Some(magazine) = self.loaded(class)
-            && magazine.len > 1
-        {
-            let top = magazine.len - 1;
-            magazine.entries.swap(random % magazine.len, top);
+        let i = class.index();
+        // SAFETY: a class index is below `NUM_CLASSES`; non-null magazines
+        // are the cache's, valid, and the loaded and previous ones are two
+        // different magazines.
+        let (loaded, previous) = unsafe { (self.loaded[i].as_mut(), self.previous[i].as_mut()) };
+        let Some(loaded) = loaded.filter(|m| m.len > 0) else {
+            return;
+        };
+        let in_previous = previous.as_ref().map_or(0, |m| m.len);
+        let pick = random % (loaded.len + in_previous);
+        let top = loaded.len - 1;
+        if pick < loaded.len {
+            loaded.entries.swap(pick, top);
+        } else if let Some(previous) = previous {
+            core::mem::swap(
+                &mut loaded.entries[top],
+                &mut previous.entries[pick - loaded.len],
+            );
         }
     }
 
