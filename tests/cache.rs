@@ -349,7 +349,7 @@ fn comebacks(seed: Option<usize>) -> usize {
 fn shuffle_hands_out_another_cached_block_never_a_live_one() {
     let ordered = comebacks(None);
     assert!(ordered >= 28, "without a shuffle: {ordered} of 32");
-    let shuffled = comebacks(Some(0x9e37_79b9_7f4a_7c15));
+    let shuffled = comebacks(Some(0x9e37_79b9));
     assert!(shuffled < 16, "{shuffled} of 32 came straight back");
     println!("came straight back: {ordered} of 32 in order, {shuffled} shuffled");
 }
