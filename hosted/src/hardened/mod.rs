@@ -268,6 +268,22 @@ pub(crate) fn release(
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
     };
+    // A TINY or SMALL block no defence acts on (guard pages act on LARGE
+    // runs only; random slots on `malloc`): the cache's own free validates
+    // it, once.
+    if expected.is_none()
+        && !defences.has(Defences::CANARY | Defences::QUARANTINE | Defences::ZERO_ON_FREE)
+        && HEAP.zone_block_size(block).is_some()
+    {
+        // SAFETY: `deallocate` validates the pointer first.
+        return match unsafe { thread_cache::deallocate(block) } {
+            Ok(()) => true,
+            Err(error) => {
+                report::bad_pointer(function, ptr, error);
+                false
+            }
+        };
+    }
     let (size, usable) = match checked(block, defences, None) {
         Ok(sizes) => sizes,
         Err(misuse) => {
