@@ -145,10 +145,11 @@ fn fill_mixed(heap: &SmallHeap, seed: u64, refusals: usize) -> (usize, usize) {
 }
 
 /// Half of 64 KiB holds a mixed load once the heap is full (it refuses 64
-/// requests in a row): 64-69% over these seeds. At the *first* refusal
-/// less is live (28-45%): a zone of a page or more per coarse class is
-/// more than a 64 KiB heap can fill evenly. The test pins that lower
-/// figure too.
+/// requests in a row): 66-71% over these seeds. At the *first* refusal
+/// less is live (43-54%; 32-50% before the page map moved into the heap and
+/// trimmed zones kept the blocks their last page holds): a zone of a page
+/// or more per coarse class is more than a 64 KiB heap can fill evenly. The
+/// test pins that lower figure too.
 #[test]
 fn half_of_64_kib_holds_a_mixed_load() {
     // One seed under Miri (which interprets every access), eight natively.
@@ -158,7 +159,7 @@ fn half_of_64_kib_holds_a_mixed_load() {
         let (first, full) = fill_mixed(&heap, seed, 64);
         assert!(full >= 32 << 10, "seed {seed}: only {full} bytes live");
         assert!(
-            first >= 16 << 10,
+            first >= 26 << 10,
             "seed {seed}: only {first} bytes at the first refusal"
         );
     }
