@@ -57,7 +57,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Checks that `ptr` is a live block of `zone`, found by
     /// [`find`](Self::find) (which also returned `seen`) before the lock of
     /// `class` was taken. The caller holds that lock.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn validate_small(
         &self,
         zone: NonNull<ZoneHeader>,

@@ -506,8 +506,9 @@ pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
     z.free == 0 && unsafe { carved_count(zone) } == z.capacity
 }
 
-/// Caps the zone at the blocks it has carved, so the never-used pages after
-/// them can go back to the provider. Returns the zone's new length (a
+/// Caps the zone at the pages holding the blocks it has carved (and the
+/// blocks those pages have room for), so the never-used pages after them
+/// can go back to the provider. Returns the zone's new length (a
 /// multiple of `page`), or `None` if there is nothing to give back.
 ///
 /// The caller must then shrink the run to the returned length, or undo
@@ -527,7 +528,9 @@ pub(crate) unsafe fn cap_at_carved(zone: NonNull<ZoneHeader>, page: usize) -> Op
     if used >= z.run_len() {
         return None;
     }
-    z.capacity = carved;
+    // The last kept page may have room for more blocks than were carved
+    // (a scarce 1536-byte zone cut to one page still holds two): keep them.
+    z.capacity = ((used - g.blocks_offset) / g.block_size).min(g.capacity) as u32;
     Some(used)
 }
 
