@@ -617,3 +617,20 @@ fn a_poisoned_free_list_never_hands_a_block_out_twice() {
         unsafe { heap.deallocate(q) }.unwrap();
     }
 }
+
+/// glibc's adaptive mmap threshold: the first free of a LARGE run above
+/// 128 KiB unmaps it (a later access faults) and raises the threshold to
+/// its length, so the next run of that length is cached.
+#[test]
+fn the_first_big_free_unmaps_and_raises_the_cache_threshold() {
+    let heap = arena_heap(8 << 20);
+    let small_large = heap.allocate(layout(SMALL_MAX + 1)).unwrap();
+    unsafe { heap.deallocate(small_large).unwrap() };
+    assert!(heap.stats().large_cached_bytes > SMALL_MAX, "below 128 KiB");
+    heap.trim();
+    for cached in [false, true, true] {
+        let p = heap.allocate(layout(1 << 20)).unwrap();
+        unsafe { heap.deallocate(p).unwrap() };
+        assert_eq!(heap.stats().large_cached_bytes > 1 << 20, cached);
+    }
+}
