@@ -15,13 +15,42 @@
 //!
 //! A handed-out block whose caller wrote exactly its mark into its second
 //! word would be taken for free: with a 64-bit key mixed with the address,
-//! that does not happen by accident. (A hardened build would draw the key
-//! at random.)
+//! that does not happen by accident.
+//!
+//! The key is the process's ([`set_key`]): a constant by default (a kernel
+//! may pass boot-time entropy, RDRAND or the TSC, before its first
+//! allocation); the hosted library draws it from the kernel's `AT_RANDOM`
+//! bytes before its first block is marked.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// Mixed with the block's address.
-const KEY: usize = 0xf4ee_b10c_c0a5_7e11_u64 as usize;
+/// The key used until [`set_key`] is called.
+pub const DEFAULT_KEY: usize = 0xf4ee_b10c_c0a5_7e11_u64 as usize;
+
+/// Mixed with the block's address. Read with a relaxed load (a plain `mov`):
+/// it is written once, before any block is marked.
+static KEY: AtomicUsize = AtomicUsize::new(DEFAULT_KEY);
+
+/// Sets the key that free marks are derived from, for
+/// every heap of the program. Kernels pass boot-time entropy (RDRAND, the
+/// TSC); without a call, [`DEFAULT_KEY`] is used.
+///
+/// # Safety
+///
+/// No heap of this program may have handed out or marked a block yet (in a
+/// kernel: call it before the first allocation; the hosted library does it
+/// at its first call). A block armed or marked under the old key would read
+/// as handed out (its double free then missed).
+pub unsafe fn set_key(key: usize) {
+    KEY.store(key, Ordering::Relaxed);
+}
+
+/// The current key.
+#[inline(always)]
+pub(crate) fn key() -> usize {
+    KEY.load(Ordering::Relaxed)
+}
 
 #[inline(always)]
 fn word(block: NonNull<u8>) -> *mut usize {
@@ -31,7 +60,7 @@ fn word(block: NonNull<u8>) -> *mut usize {
 
 #[inline(always)]
 fn value(block: NonNull<u8>) -> usize {
-    KEY ^ block.as_ptr().addr()
+    key() ^ block.as_ptr().addr()
 }
 
 /// Marks `block` free.

@@ -185,3 +185,23 @@ fn each_defence_alone_catches_its_class() {
         assert_eq!(outcome(&out), Ok(want), "{variable} {program}: {out:#?}");
     }
 }
+
+/// The free mark's key (`ft_malloc::set_key`) is drawn per process from the
+/// kernel's `AT_RANDOM` bytes, not the core's default constant.
+#[test]
+fn each_process_draws_its_own_free_mark_key() {
+    let binary = compile_plain("free_mark_key.c");
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let out = run(preloaded(&mut command(&binary)));
+            assert_eq!(out.code, 0, "{out:#?}");
+            out.stdout.trim().to_owned()
+        })
+        .collect();
+    assert_ne!(
+        keys[0],
+        format!("{:#x}", ft_malloc::DEFAULT_KEY),
+        "{keys:?}"
+    );
+    assert_ne!(keys[0], keys[1]);
+}
