@@ -75,6 +75,7 @@ mod alloc;
 mod allocator_api;
 mod arena;
 pub mod cache;
+mod canary;
 mod error;
 mod free;
 mod free_mark;

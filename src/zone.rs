@@ -468,6 +468,37 @@ pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize
     let width = unsafe { geometry(zone) }.size_width;
     // SAFETY: live zone.
     let slot = unsafe { size_slot(zone, index) };
+    // SAFETY: per the contract.
+    unsafe { load_size(slot, width) }
+}
+
+/// The size recorded in the size slot of a block the caller holds: a
+/// plain read (only the holder writes the slot; introspection's reads do
+/// not race with it), which compiles to one load after the width test.
+///
+/// # Safety
+///
+/// As for [`store_size`], and the caller holds the block.
+#[inline(always)]
+pub(crate) unsafe fn load_own_size(slot: *mut u8, width: usize) -> usize {
+    // SAFETY: per the contract: inside the sizes array, aligned to its
+    // width, written by no one else meanwhile.
+    unsafe {
+        if width == 1 {
+            usize::from(slot.read())
+        } else {
+            usize::from(slot.cast::<u16>().read())
+        }
+    }
+}
+
+/// The size recorded in a block's size slot (see [`store_size`]).
+///
+/// # Safety
+///
+/// As for [`store_size`].
+#[inline(always)]
+pub(crate) unsafe fn load_size(slot: *mut u8, width: usize) -> usize {
     // SAFETY: as in `store_size`.
     unsafe {
         if width == 1 {
