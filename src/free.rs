@@ -234,14 +234,13 @@ pub(crate) unsafe fn check_canary(
     index: usize,
     ptr: NonNull<u8>,
 ) -> Result<(), HeapError> {
-    // SAFETY: per the contract: a live block of a live zone, its size slot
-    // written when it was handed out.
+    // SAFETY: per the contract: a live block of a live zone (its layout
+    // read once), its size slot written when it was handed out and
+    // written by no one else meanwhile (the caller frees or resizes it).
     let intact = unsafe {
-        canary::intact(
-            ptr,
-            zone::requested(zone, index),
-            zone::layout_of(zone).block_size,
-        )
+        let g = zone::layout_of(zone);
+        let requested = zone::load_own_size(zone::size_slot_in(zone, g, index), g.size_width);
+        canary::intact(ptr, requested, g.block_size)
     };
     if intact {
         Ok(())

@@ -403,7 +403,12 @@ pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<
 #[inline(always)]
 pub(crate) unsafe fn size_slot(zone: NonNull<ZoneHeader>, index: usize) -> *mut u8 {
     // SAFETY: per the contract.
-    let g = unsafe { geometry(zone) };
+    size_slot_in(zone, unsafe { geometry(zone) }, index)
+}
+
+/// [`size_slot`], for a caller that has read the zone's layout `g`.
+#[inline(always)]
+pub(crate) fn size_slot_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mut u8 {
     zone.as_ptr()
         .cast::<u8>()
         .wrapping_add(g.sizes_offset + index * g.size_width)
