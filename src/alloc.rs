@@ -6,6 +6,7 @@ use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
+use crate::canary;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::provider::PageProvider;
@@ -114,8 +115,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if popped.link_cut {
             self.report_corruption(popped.ptr);
         }
-        // SAFETY: the block is ours to hand out.
-        unsafe { free_mark::clear(popped.ptr) };
+        // SAFETY: the block is ours to hand out, of its zone's block size,
+        // and `size` fits it; the canary goes after the mark is cleared (it
+        // may lie in the mark's word).
+        unsafe {
+            free_mark::clear(popped.ptr);
+            canary::arm(popped.ptr, size, zone::layout_of(popped.zone).block_size);
+        }
         if zeroed && !popped.zeroed {
             // SAFETY: the block is ours and at least `size` bytes long.
             unsafe { ptr::write_bytes(popped.ptr.as_ptr(), 0, size) };
