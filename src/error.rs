@@ -18,6 +18,11 @@ pub enum HeapError {
     /// The heap's own metadata for this pointer failed a consistency check
     /// (for example a LARGE header overwritten by a buffer underflow).
     Corrupted,
+    /// The block's slack canary (the byte right after its requested size)
+    /// was overwritten: the program wrote past the end of its block. The
+    /// block is not freed (nor resized): it stays out of reuse, so nothing
+    /// the overflow reached is handed out again.
+    Overflow,
 }
 
 impl HeapError {
@@ -28,6 +33,7 @@ impl HeapError {
             HeapError::InvalidPointer => "invalid pointer",
             HeapError::DoubleFree => "double free",
             HeapError::Corrupted => "corrupted heap metadata",
+            HeapError::Overflow => "heap overflow past the requested size",
         }
     }
 }

@@ -9,6 +9,7 @@ use core::ptr::NonNull;
 
 use lock_api::RawMutex;
 
+use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES};
@@ -50,14 +51,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let mut state = self.class(class);
         let index = self.validate_small(zone, class, ptr, seen)?;
         // SAFETY: validated live block of a live zone; lock held.
-        unsafe { self.free_validated(&mut state, zone, index, ptr) };
+        unsafe {
+            check_canary(zone, index, ptr)?;
+            self.free_validated(&mut state, zone, index, ptr);
+        }
         Ok(())
     }
 
     /// Checks that `ptr` is a live block of `zone`, found by
     /// [`find`](Self::find) (which also returned `seen`) before the lock of
     /// `class` was taken. The caller holds that lock.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn validate_small(
         &self,
         zone: NonNull<ZoneHeader>,
@@ -176,10 +180,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             };
             let result = match self.find(ptr.as_ptr().addr()) {
                 (Some(Owner::Zone { base, class: c }), seen) if c == class => {
-                    self.validate_small(base.cast(), class, ptr, seen).map(|i| {
-                        // SAFETY: just validated under the lock.
-                        unsafe { self.free_validated(&mut state, base.cast(), i, ptr) }
-                    })
+                    self.validate_small(base.cast(), class, ptr, seen)
+                        .and_then(|i| {
+                            // SAFETY: just validated under the lock.
+                            unsafe { check_canary(base.cast(), i, ptr) }.map(|()| i)
+                        })
+                        .map(|i| {
+                            // SAFETY: just validated under the lock.
+                            unsafe { self.free_validated(&mut state, base.cast(), i, ptr) }
+                        })
                 }
                 _ => Err(HeapError::InvalidPointer),
             };
@@ -193,13 +202,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         first_error
     }
 
-    /// How many bytes the block at `ptr` can hold (at least what was asked).
+    /// How many bytes the block at `ptr` may hold: what was asked for a
+    /// TINY or SMALL block (the byte after it is the slack canary's, see
+    /// `canary.rs`), the whole run after the pointer for a LARGE one.
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
         match self.find(ptr.as_ptr().addr()) {
             (Some(Owner::Zone { base, class }), seen) => {
                 let _state = self.class(class);
-                self.validate_small(base.cast(), class, ptr, seen)?;
-                Ok(class.block_size())
+                let index = self.validate_small(base.cast(), class, ptr, seen)?;
+                // SAFETY: a validated block of a live zone, lock held.
+                Ok(unsafe { zone::requested(base.cast(), index) })
             }
             (Some(Owner::Large { base }), _) => {
                 let _state = self.large.lock();
@@ -207,5 +219,32 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             (None, _) => Err(HeapError::InvalidPointer),
         }
+    }
+}
+
+/// Refuses to free (or resize) a block whose slack canary was overwritten.
+///
+/// # Safety
+///
+/// `index`/`ptr` were validated by `validate_small` under the class lock,
+/// which is still held.
+#[inline(always)]
+pub(crate) unsafe fn check_canary(
+    zone: NonNull<ZoneHeader>,
+    index: usize,
+    ptr: NonNull<u8>,
+) -> Result<(), HeapError> {
+    // SAFETY: per the contract: a live block of a live zone (its layout
+    // read once), its size slot written when it was handed out and
+    // written by no one else meanwhile (the caller frees or resizes it).
+    let intact = unsafe {
+        let g = zone::layout_of(zone);
+        let requested = zone::load_own_size(zone::size_slot_in(zone, g, index), g.size_width);
+        canary::intact(ptr, requested, g.block_size)
+    };
+    if intact {
+        Ok(())
+    } else {
+        Err(HeapError::Overflow)
     }
 }

@@ -25,8 +25,21 @@ use crate::provider::PageProvider;
 pub(crate) const LARGE_HEADER_SIZE: usize = 32;
 /// Freed runs kept for reuse.
 pub(crate) const LARGE_CACHE_SLOTS: usize = 16;
-/// Runs above this size are never cached (glibc's largest mmap threshold).
+/// Runs above this size are never cached (glibc's largest mmap threshold,
+/// `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit), and the adaptive threshold
+/// stops rising here.
 pub(crate) const LARGE_CACHE_RUN_MAX: usize = 32 << 20;
+/// The adaptive cache threshold's start: glibc's `M_MMAP_THRESHOLD`
+/// default. A freed run longer than the threshold is unmapped, not cached,
+/// and raises the threshold to its length (capped at
+/// [`LARGE_CACHE_RUN_MAX`]), as glibc raises its mmap threshold when it
+/// frees an mmapped chunk: the first big buffer freed faults on a later
+/// access, like glibc's; a program that keeps freeing buffers of that size
+/// gets them cached from the second on. 128 KiB rather than `SMALL_MAX`:
+/// runs up to 128 KiB are what glibc keeps in its heap (readable after
+/// free there too), and the runs between `SMALL_MAX` and 128 KiB stay
+/// cheap to reuse.
+pub(crate) const LARGE_CACHE_THRESHOLD_START: usize = 128 << 10;
 /// Total bytes the cache may hold (glibc keeps up to 64 MiB of freed top).
 pub(crate) const LARGE_CACHE_BYTES_MAX: usize = 64 << 20;
 /// A cached run serves a request needing `n` bytes as it is if it has at
@@ -84,6 +97,9 @@ pub(crate) struct LargeState {
     pub(crate) cached_bytes: usize,
     /// Slot to evict next when the cache is full (round robin).
     victim: usize,
+    /// Freed runs longer than this are unmapped, not cached (and raise it):
+    /// see [`LARGE_CACHE_THRESHOLD_START`].
+    cache_threshold: usize,
 }
 
 // SAFETY: cached runs are owned by the heap and only touched under its lock.
@@ -97,6 +113,7 @@ impl LargeState {
             cache: [None; LARGE_CACHE_SLOTS],
             cached_bytes: 0,
             victim: 0,
+            cache_threshold: LARGE_CACHE_THRESHOLD_START,
         }
     }
 
@@ -313,7 +330,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         self.page_map
             .unregister(ptr.as_ptr().addr(), 1, Owner::Large { base: start });
         state.runs -= 1;
-        state.cache_run(self, start, block.run_len);
+        if block.run_len > state.cache_threshold {
+            // glibc's adaptive mmap threshold: see its constant.
+            state.cache_threshold = block.run_len.min(LARGE_CACHE_RUN_MAX);
+            // SAFETY: the run was just freed and is unregistered.
+            unsafe { self.unmap_cached(start, block.run_len) };
+        } else {
+            state.cache_run(self, start, block.run_len);
+        }
         Ok(())
     }
 

@@ -75,6 +75,7 @@ mod alloc;
 mod allocator_api;
 mod arena;
 pub mod cache;
+mod canary;
 mod error;
 mod free;
 mod free_mark;
@@ -94,6 +95,7 @@ mod zone;
 pub use arena::ArenaProvider;
 pub use cache::FrontCache;
 pub use error::{HeapError, ReallocError};
+pub use free_mark::{DEFAULT_KEY, set_key};
 pub use heap::{CorruptionHandler, Heap};
 pub use introspect::{BlockInfo, HeapVisitor, Stats, ZoneInfo};
 #[cfg(all(feature = "x86_64", target_arch = "x86_64"))]

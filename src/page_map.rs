@@ -6,13 +6,15 @@
 //! - **flat**: the provider knows its [`span`](PageProvider::span) (an
 //!   arena): one array of slots over the span, `slot[(addr - start) >> 12]`.
 //!   It costs one pointer per page of the span (1/512 of it on 64-bit
-//!   targets), a single page for a region of up to 2 MiB.
+//!   targets). A span of at most [`INLINE_SLOTS`] granules uses the array
+//!   inside the map itself (so inside the `Heap`): a 16 KiB region keeps all
+//!   its pages for blocks. A larger span's array comes from the provider.
 //! - **tree**: anywhere in the address space (`mmap`): a radix tree over the
 //!   granules of the 48-bit (64-bit targets: 3 levels of 4096 slots) or
 //!   32-bit (2 levels of 1024 slots) address space.
 //!
-//! Either way the top (the flat array or the tree's root) comes from the
-//! provider on first use, so a `static` heap holds no map at all. Every
+//! Otherwise the top (the flat array or the tree's root) comes from the
+//! provider on first use, so a `static` heap holds only the inline array. Every
 //! granule of a zone maps to the zone's start; a LARGE run maps only the granule holding its user pointer,
 //! the only address `free` may legitimately be given. An address nobody
 //! registered finds an empty slot, which is how invalid pointers are caught
@@ -77,6 +79,12 @@ const SLOT_BYTES: usize = core::mem::size_of::<usize>();
 /// Bytes of one tree node.
 const NODE_BYTES: usize = FANOUT * SLOT_BYTES;
 const TAG_MASK: usize = GRANULE - 1;
+/// Granules of the largest span whose flat array lives inside the map (a
+/// 512 KiB span: 1 KiB of slots on 64-bit targets). Sized so that a
+/// `static Heap<ArenaProvider>` stays within a page (`tests/small_heaps.rs`)
+/// and still covers blog_os's 100 KiB heap and the benchmark's smallest
+/// mixed-load regions.
+pub(crate) const INLINE_SLOTS: usize = 128;
 const TAG_LARGE: usize = TAG_MASK;
 
 /// Who owns a granule.
@@ -130,16 +138,22 @@ fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
 
 /// The map: its top (flat array or tree root) and the release counter.
 pub(crate) struct PageMap {
-    /// The flat slot array or the tree's root node; null until the first
-    /// registration maps it.
+    /// The provider-mapped flat slot array or the tree's root node; null
+    /// until the first registration maps it, and for an inline flat map.
     root: AtomicPtr<u8>,
     /// Flat layout: address of granule 0 and the slot count; 0 slots means
-    /// the tree. Stored before `root` is published (every writer stores the
-    /// same values: they follow from the provider's fixed span).
+    /// the tree (or nothing yet). `flat_len` is published last (Release),
+    /// after `flat_start` and `root`, so a reader that sees it sees them
+    /// (every writer stores the same values: they follow from the provider's
+    /// fixed span).
     flat_start: AtomicUsize,
     flat_len: AtomicUsize,
     /// Unregistrations so far (see the module's protocol).
     releases: AtomicUsize,
+    /// The flat array of a span of at most [`INLINE_SLOTS`] granules.
+    /// Addressed through `&self` on each lookup (never by a stored
+    /// pointer), so a heap may still be moved after use.
+    inline: [AtomicPtr<u8>; INLINE_SLOTS],
 }
 
 /// A registration of one granule creates at most one node per tree level
@@ -234,7 +248,18 @@ impl PageMap {
             flat_start: AtomicUsize::new(0),
             flat_len: AtomicUsize::new(0),
             releases: AtomicUsize::new(0),
+            inline: [const { AtomicPtr::new(ptr::null_mut()) }; INLINE_SLOTS],
         }
+    }
+
+    /// The array of a published flat map: the provider's run in `root`, or
+    /// the inline one (`root` stays null for it). A select, not a branch,
+    /// and both arms are non-null, so the lookup tests nothing more.
+    #[inline(always)]
+    fn flat_array(&self) -> *mut u8 {
+        let inline = self.inline.as_ptr().cast_mut().cast::<u8>();
+        let root = self.root.load(Ordering::Relaxed);
+        if root.is_null() { inline } else { root }
     }
 
     /// How many unregistrations have happened. Read it *before* a lock-free
@@ -249,17 +274,22 @@ impl PageMap {
     /// The slot of the granule holding `addr`, if its nodes exist.
     #[inline(always)]
     fn existing_slot(&self, addr: usize) -> Option<&AtomicPtr<u8>> {
+        // `flat_start` and the array were written before `flat_len` was
+        // published (Acquire here). A tree (or no map yet) has `flat_len`
+        // 0, which no granule index is below.
+        let flat_len = self.flat_len.load(Ordering::Acquire);
+        let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
+        if g < flat_len {
+            // SAFETY: the flat array has `flat_len` slots and lives as long
+            // as the map.
+            return Some(unsafe { slot_at(self.flat_array(), g) });
+        }
+        if flat_len != 0 {
+            return None;
+        }
         let root = self.root.load(Ordering::Acquire);
         if root.is_null() {
             return None;
-        }
-        // Written before `root` was published (Acquire above).
-        let flat_len = self.flat_len.load(Ordering::Relaxed);
-        if flat_len != 0 {
-            let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
-            // SAFETY: the flat array has `flat_len` slots and lives as long
-            // as the map.
-            return (g < flat_len).then(|| unsafe { slot_at(root, g) });
         }
         let g = addr >> GRANULE_SHIFT;
         let mut node = root;
@@ -328,7 +358,7 @@ impl PageMap {
         let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
         let last = (start + len - 1) >> GRANULE_SHIFT;
-        let Some(root) = self.root_for(provider, metadata_bytes) else {
+        let Some(root) = self.top_for(provider, metadata_bytes) else {
             return false;
         };
         // Create every node first so failure leaves nothing half-registered.
@@ -386,41 +416,58 @@ impl PageMap {
     /// Maps the map's top if it is missing; `false` if the provider refused.
     #[inline]
     pub(crate) fn prepare<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> bool {
-        !self.root.load(Ordering::Acquire).is_null() || self.root_for(provider, metadata).is_some()
+        self.flat_len.load(Ordering::Acquire) != 0
+            || !self.root.load(Ordering::Acquire).is_null()
+            || self.top_for(provider, metadata).is_some()
     }
 
-    /// The map's top (flat array or tree root), mapped and published if
-    /// missing. It never draws on a reserve: a registration that must not
+    /// The map's top (flat array or tree root), set up and published if
+    /// missing: the inline array for a small span, else a run from the
+    /// provider. It never draws on a reserve: a registration that must not
     /// fail follows an earlier one, which made it.
-    fn root_for<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> Option<*mut u8> {
-        let root = self.root.load(Ordering::Acquire);
-        if !root.is_null() {
-            return Some(root);
+    fn top_for<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> Option<*mut u8> {
+        let flat_len = self.flat_len.load(Ordering::Acquire);
+        if flat_len != 0 {
+            return Some(self.flat_array());
         }
         let (start, slots) = flat_extent(provider).unwrap_or((0, 0));
-        let bytes = if slots == 0 {
-            NODE_BYTES
-        } else {
-            slots * SLOT_BYTES
-        };
-        let fresh = Self::new_run(provider, bytes, metadata)?;
-        self.flat_start.store(start, Ordering::Relaxed);
-        self.flat_len.store(slots, Ordering::Relaxed);
-        match self.root.compare_exchange(
-            ptr::null_mut(),
-            fresh.as_ptr(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => Some(fresh.as_ptr()),
-            Err(winner) => {
-                let len = run_len(provider, bytes);
-                // SAFETY: `fresh` is a zeroed run nobody else refers to.
-                unsafe { provider.unmap(fresh, len) };
-                metadata.fetch_sub(len, Ordering::Relaxed);
-                Some(winner)
-            }
+        if slots != 0 && slots <= INLINE_SLOTS {
+            self.flat_start.store(start, Ordering::Relaxed);
+            self.flat_len.store(slots, Ordering::Release);
+            return Some(self.flat_array());
         }
+        let mut top = self.root.load(Ordering::Acquire);
+        if top.is_null() {
+            let bytes = if slots == 0 {
+                NODE_BYTES
+            } else {
+                slots * SLOT_BYTES
+            };
+            let fresh = Self::new_run(provider, bytes, metadata)?;
+            top = match self.root.compare_exchange(
+                ptr::null_mut(),
+                fresh.as_ptr(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => fresh.as_ptr(),
+                Err(winner) => {
+                    let len = run_len(provider, bytes);
+                    // SAFETY: `fresh` is a zeroed run nobody else refers to.
+                    unsafe { provider.unmap(fresh, len) };
+                    metadata.fetch_sub(len, Ordering::Relaxed);
+                    winner
+                }
+            };
+        }
+        if slots != 0 {
+            // Published after the array (Release), by every thread that gets
+            // here (the winner may not have yet): a reader that sees the
+            // slot count sees the array and its start.
+            self.flat_start.store(start, Ordering::Relaxed);
+            self.flat_len.store(slots, Ordering::Release);
+        }
+        Some(top)
     }
 
     /// The tree leaf covering granule `g`, created if missing.
@@ -499,20 +546,21 @@ impl PageMap {
     /// Calls `f` with every registered granule's address and owner, in
     /// increasing address order (of the granule index).
     pub(crate) fn for_each(&self, mut f: impl FnMut(usize, Owner)) {
-        let root = self.root.load(Ordering::Acquire);
-        if root.is_null() {
-            return;
-        }
-        let flat_len = self.flat_len.load(Ordering::Relaxed);
+        let flat_len = self.flat_len.load(Ordering::Acquire);
         if flat_len != 0 {
             let start = self.flat_start.load(Ordering::Relaxed);
+            let array = self.flat_array();
             for g in 0..flat_len {
                 // SAFETY: the flat array has `flat_len` slots.
-                let slot = unsafe { slot_at(root, g) }.load(Ordering::Acquire);
+                let slot = unsafe { slot_at(array, g) }.load(Ordering::Acquire);
                 if let Some(owner) = Owner::decode(slot) {
                     f(start + (g << GRANULE_SHIFT), owner);
                 }
             }
+            return;
+        }
+        let root = self.root.load(Ordering::Acquire);
+        if root.is_null() {
             return;
         }
         let mut visit = |g: usize, slot: *mut u8| {
@@ -532,10 +580,11 @@ impl PageMap {
     /// No other thread may use the map, now or later.
     pub(crate) unsafe fn release_nodes<P: PageProvider>(&mut self, provider: &P) {
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
+        let flat_len = self.flat_len.swap(0, Ordering::Relaxed);
+        // An inline array (or no map) has nothing of the provider's.
         let Some(root) = NonNull::new(root) else {
             return;
         };
-        let flat_len = self.flat_len.load(Ordering::Relaxed);
         let bytes = if flat_len != 0 {
             flat_len * SLOT_BYTES
         } else {

@@ -7,7 +7,9 @@ use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
+use crate::canary;
 use crate::error::{HeapError, ReallocError};
+use crate::free::check_canary;
 use crate::heap::Heap;
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
@@ -68,12 +70,19 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 .validate_small(zone, class, ptr, seen)
                 .map_err(ReallocError::Invalid)?;
             // SAFETY: validated block of a live zone, lock held.
+            unsafe { check_canary(zone, index, ptr) }.map_err(ReallocError::Invalid)?;
+            // SAFETY: as above.
             let old_size = unsafe { zone::requested(zone, index) };
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align()))
             {
-                // SAFETY: as above; the new size fits the block.
-                unsafe { zone::set_requested(zone, index, new_size) };
+                // SAFETY: as above; the new size fits the block. The canary
+                // moves to the new end (a shrink leaves the old one among
+                // the slack, unchecked).
+                unsafe {
+                    zone::set_requested(zone, index, new_size);
+                    canary::arm(ptr, new_size, zone::layout_of(zone).block_size);
+                }
                 return Ok(ptr);
             }
             old_size

@@ -403,7 +403,12 @@ pub(crate) unsafe fn push(zone: NonNull<ZoneHeader>, index: usize, ptr: NonNull<
 #[inline(always)]
 pub(crate) unsafe fn size_slot(zone: NonNull<ZoneHeader>, index: usize) -> *mut u8 {
     // SAFETY: per the contract.
-    let g = unsafe { geometry(zone) };
+    size_slot_in(zone, unsafe { geometry(zone) }, index)
+}
+
+/// [`size_slot`], for a caller that has read the zone's layout `g`.
+#[inline(always)]
+pub(crate) fn size_slot_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mut u8 {
     zone.as_ptr()
         .cast::<u8>()
         .wrapping_add(g.sizes_offset + index * g.size_width)
@@ -468,6 +473,37 @@ pub(crate) unsafe fn requested(zone: NonNull<ZoneHeader>, index: usize) -> usize
     let width = unsafe { geometry(zone) }.size_width;
     // SAFETY: live zone.
     let slot = unsafe { size_slot(zone, index) };
+    // SAFETY: per the contract.
+    unsafe { load_size(slot, width) }
+}
+
+/// The size recorded in the size slot of a block the caller holds: a
+/// plain read (only the holder writes the slot; introspection's reads do
+/// not race with it), which compiles to one load after the width test.
+///
+/// # Safety
+///
+/// As for [`store_size`], and the caller holds the block.
+#[inline(always)]
+pub(crate) unsafe fn load_own_size(slot: *mut u8, width: usize) -> usize {
+    // SAFETY: per the contract: inside the sizes array, aligned to its
+    // width, written by no one else meanwhile.
+    unsafe {
+        if width == 1 {
+            usize::from(slot.read())
+        } else {
+            usize::from(slot.cast::<u16>().read())
+        }
+    }
+}
+
+/// The size recorded in a block's size slot (see [`store_size`]).
+///
+/// # Safety
+///
+/// As for [`store_size`].
+#[inline(always)]
+pub(crate) unsafe fn load_size(slot: *mut u8, width: usize) -> usize {
     // SAFETY: as in `store_size`.
     unsafe {
         if width == 1 {
@@ -506,8 +542,9 @@ pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
     z.free == 0 && unsafe { carved_count(zone) } == z.capacity
 }
 
-/// Caps the zone at the blocks it has carved, so the never-used pages after
-/// them can go back to the provider. Returns the zone's new length (a
+/// Caps the zone at the pages holding the blocks it has carved (and the
+/// blocks those pages have room for), so the never-used pages after them
+/// can go back to the provider. Returns the zone's new length (a
 /// multiple of `page`), or `None` if there is nothing to give back.
 ///
 /// The caller must then shrink the run to the returned length, or undo
@@ -527,7 +564,9 @@ pub(crate) unsafe fn cap_at_carved(zone: NonNull<ZoneHeader>, page: usize) -> Op
     if used >= z.run_len() {
         return None;
     }
-    z.capacity = carved;
+    // The last kept page may have room for more blocks than were carved
+    // (a scarce 1536-byte zone cut to one page still holds two): keep them.
+    z.capacity = ((used - g.blocks_offset) / g.block_size).min(g.capacity) as u32;
     Some(used)
 }
 

@@ -310,6 +310,31 @@ fn blocks_of_a_class_the_owner_stopped_using_go_back_to_their_zones() {
     assert_eq!(heap.stats().cached_blocks, 0);
 }
 
+/// The slack canary on the cache's lock-free free path: an overwritten
+/// canary is refused (the block stays live, out of every cache); a block
+/// written up to its requested size goes into the cache.
+#[test]
+fn an_overwritten_canary_is_refused_by_the_cache() {
+    let heap = arena_heap(1 << 20);
+    let mut cache = FrontCache::new();
+    for size in [0, 24, 500] {
+        let p = cache.allocate(&heap, layout(size)).unwrap();
+        let q = cache.allocate(&heap, layout(size)).unwrap();
+        unsafe { p.as_ptr().write_bytes(0xaa, size) };
+        unsafe { q.as_ptr().write_bytes(0xaa, size + 1) };
+        assert_eq!(
+            unsafe { cache.deallocate(&heap, q) },
+            Err(HeapError::Overflow)
+        );
+        unsafe { cache.deallocate(&heap, p) }.unwrap();
+        // The cached block comes back armed again, the refused one stays.
+        let r = cache.allocate(&heap, layout(size)).unwrap();
+        assert_eq!(r, p);
+        assert_ne!(cache.allocate(&heap, layout(size)), Some(q));
+    }
+    cache.flush(&heap);
+}
+
 /// How many of 32 frees are followed by a malloc handing the block just
 /// freed back, with `FrontCache::shuffle` before each malloc (with
 /// `Some(seed)`) or without.

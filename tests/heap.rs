@@ -617,3 +617,67 @@ fn a_poisoned_free_list_never_hands_a_block_out_twice() {
         unsafe { heap.deallocate(q) }.unwrap();
     }
 }
+
+/// The slack canary: one byte written just past the requested size of a
+/// TINY or SMALL block (an off-by-one NUL, a write through a 0-byte block)
+/// makes `deallocate` and `reallocate` refuse the block, which stays live
+/// and out of reuse; writing every byte `usable_size` grants never does.
+#[test]
+fn a_write_past_the_requested_size_is_refused_and_the_block_kept() {
+    let heap = arena_heap(1 << 20);
+    for size in [0, 1, 24, 100, 1000, SMALL_MAX - 1] {
+        let before = heap.stats().live_blocks;
+        let p = heap.allocate(layout(size)).unwrap();
+        assert_eq!(heap.usable_size(p), Ok(size));
+        fill(p, size, 7);
+        let q = heap.allocate(layout(size)).unwrap();
+        unsafe { q.as_ptr().add(size).write(0) };
+        assert_eq!(
+            unsafe { heap.reallocate(q, layout(size + 1)) },
+            Err(ReallocError::Invalid(HeapError::Overflow)),
+            "{size}"
+        );
+        assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::Overflow));
+        assert_eq!(heap.stats().live_blocks, before + 2, "kept out of reuse");
+        unsafe { heap.deallocate(p).unwrap() };
+    }
+    // A request that fills its block has no canary.
+    let full = heap.allocate(layout(TINY_MAX)).unwrap();
+    fill(full, TINY_MAX, 1);
+    unsafe { heap.deallocate(full).unwrap() };
+}
+
+/// Resized in place, a block's canary moves to its new end; zeroed
+/// allocations keep theirs past the zeros.
+#[test]
+fn the_canary_follows_in_place_resizes_and_zeroed_blocks() {
+    let heap = arena_heap(1 << 20);
+    let p = heap.allocate(layout(20)).unwrap();
+    fill(p, 20, 3);
+    let p = unsafe { heap.reallocate(p, layout(28)) }.unwrap();
+    check(p, 20, 3);
+    fill(p, 28, 4);
+    let p = unsafe { heap.reallocate(p, layout(17)) }.unwrap();
+    unsafe { p.as_ptr().add(17).write(b'x') };
+    assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::Overflow));
+    let z = heap.allocate_zeroed(layout(40)).unwrap();
+    assert!((0..40).all(|i| unsafe { z.as_ptr().add(i).read() } == 0));
+    unsafe { heap.deallocate(z).unwrap() };
+}
+
+/// glibc's adaptive mmap threshold: the first free of a LARGE run above
+/// 128 KiB unmaps it (a later access faults) and raises the threshold to
+/// its length, so the next run of that length is cached.
+#[test]
+fn the_first_big_free_unmaps_and_raises_the_cache_threshold() {
+    let heap = arena_heap(8 << 20);
+    let small_large = heap.allocate(layout(SMALL_MAX + 1)).unwrap();
+    unsafe { heap.deallocate(small_large).unwrap() };
+    assert!(heap.stats().large_cached_bytes > SMALL_MAX, "below 128 KiB");
+    heap.trim();
+    for cached in [false, true, true] {
+        let p = heap.allocate(layout(1 << 20)).unwrap();
+        unsafe { heap.deallocate(p).unwrap() };
+        assert_eq!(heap.stats().large_cached_bytes > 1 << 20, cached);
+    }
+}

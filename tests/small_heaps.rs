@@ -60,6 +60,7 @@ fn check(p: NonNull<u8>, size: usize, tag: u8) {
 #[test]
 fn a_static_heap_costs_at_most_a_page() {
     let size = core::mem::size_of::<Heap<ArenaProvider>>();
+    println!("Heap<ArenaProvider>: {size} bytes");
     assert!(size <= 4096, "Heap<ArenaProvider> is {size} bytes");
 }
 
@@ -80,11 +81,11 @@ fn half_of_16_kib_holds_16_byte_blocks() {
     assert_eq!(heap.stats().live_blocks, 0);
 }
 
-/// The largest block a fresh 16 KiB region can hold: its 4 pages less the
-/// page map's one (the map's top is a page of its own), less a LARGE run's
+/// The largest block a fresh 16 KiB region can hold: all its 4 pages (the
+/// page map of so small a span lives inside the `Heap`), less a LARGE run's
 /// 32-byte header. Larger requests cannot fit, whatever the heap does with
 /// its classes: that is what "every class works" can mean in 16 KiB.
-const LARGEST_IN_16_KIB: usize = 3 * MIN_PAGE_SIZE - 32;
+const LARGEST_IN_16_KIB: usize = 4 * MIN_PAGE_SIZE - 32;
 
 /// Every class works in a fresh 16 KiB region up to that bound: the
 /// smallest and the largest request of each class (cut at the bound), each
@@ -105,13 +106,18 @@ fn every_size_that_fits_works_in_a_fresh_16_kib_region() {
         let p = heap.allocate(layout(size)).unwrap_or_else(|| {
             panic!("{size} bytes refused: {:?}", heap.stats());
         });
-        let size = size.max(1);
-        touch(p, size, size as u8);
-        check(p, size, size as u8);
+        // (A 0-byte block has no byte to write: its first is the slack
+        // canary.)
+        if size > 0 {
+            touch(p, size, size as u8);
+            check(p, size, size as u8);
+        }
         unsafe { heap.deallocate(p).unwrap() };
     }
     let heap = small_heap(16 << 10);
     assert!(heap.allocate(layout(LARGEST_IN_16_KIB + 1)).is_none());
+    // The page map took nothing from the region.
+    assert_eq!(heap.stats().metadata_bytes, 0);
 }
 
 /// Allocates mixed 16..2048-byte blocks (`Rng::mixed_size`) until the heap
@@ -142,21 +148,29 @@ fn fill_mixed(heap: &SmallHeap, seed: u64, refusals: usize) -> (usize, usize) {
 }
 
 /// Half of 64 KiB holds a mixed load once the heap is full (it refuses 64
-/// requests in a row): 64-69% over these seeds. At the *first* refusal
-/// less is live (28-45%): a zone of a page or more per coarse class is
-/// more than a 64 KiB heap can fill evenly. The test pins that lower
-/// figure too.
+/// requests in a row): 64-71% over these seeds. At the *first* refusal
+/// less is live: at least half on 7 of the 8 seeds, 43% on the worst (on
+/// main: 5 of 8, worst 32%). A zone of a page or more per coarse class is
+/// more than a 64 KiB heap can fill evenly. The test pins both figures.
 #[test]
 fn half_of_64_kib_holds_a_mixed_load() {
     // One seed under Miri (which interprets every access), eight natively.
     let seeds = if cfg!(miri) { 1 } else { 8 };
+    let mut half_at_first = 0;
     for seed in 1..=seeds {
         let heap = small_heap(64 << 10);
         let (first, full) = fill_mixed(&heap, seed, 64);
         assert!(full >= 32 << 10, "seed {seed}: only {full} bytes live");
         assert!(
-            first >= 16 << 10,
+            first >= 26 << 10,
             "seed {seed}: only {first} bytes at the first refusal"
+        );
+        half_at_first += usize::from(first >= 32 << 10);
+    }
+    if !cfg!(miri) {
+        assert!(
+            half_at_first >= 7,
+            "half the region live at the first refusal on {half_at_first} seeds of 8"
         );
     }
 }

@@ -138,6 +138,13 @@ pub(crate) fn ensure() {
 
 #[cold]
 fn register() {
+    // The key before anything is marked or armed, and before the flag lets
+    // other callers past `ensure`: every caller derives the same value, so
+    // racing first calls agree.
+    // SAFETY: no block has been handed out yet: every path into the heap
+    // (the C functions through `config::load`, `FtMalloc`) calls `ensure`
+    // first, and only this function sets the flag.
+    unsafe { ft_malloc::set_key(random_key()) };
     // Claim first: if `pthread_atfork` itself allocates, the nested `malloc`
     // sees the flag set and does not recurse.
     if FORK_HANDLERS.swap(true, Ordering::Relaxed) {
@@ -156,6 +163,28 @@ fn register() {
             Some(after_fork_in_child),
         );
     }
+}
+
+/// The heap's key for free marks and slack canaries (`ft_malloc::set_key`):
+/// the kernel's 16 random bytes for this process (`AT_RANDOM`), mixed
+/// (SplitMix64's finaliser) so that the key does not give away those bytes,
+/// which glibc also uses (stack protector, pointer guard). The core's
+/// default key if the kernel gave none.
+fn random_key() -> usize {
+    // SAFETY: getauxval has no preconditions; AT_RANDOM, when present,
+    // points at 16 bytes the kernel put on the initial stack for the
+    // process's lifetime.
+    let (a, b) = unsafe {
+        let at = libc::getauxval(libc::AT_RANDOM) as *const u64;
+        if at.is_null() {
+            return ft_malloc::DEFAULT_KEY;
+        }
+        (at.read_unaligned(), at.add(1).read_unaligned())
+    };
+    let mut z = a ^ b.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as usize
 }
 
 #[cfg(feature = "c-abi")]

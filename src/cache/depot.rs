@@ -17,6 +17,7 @@ use lock_api::RawMutex;
 use super::Entry;
 use super::bins::BOUNDS;
 use super::magazine::Magazine;
+use crate::canary;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
@@ -26,10 +27,13 @@ use crate::zone::{self, ZoneHeader};
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
-    /// A handed-out block of this class: keep it.
-    Keep(SizeClass, Entry),
+    /// A handed-out block of this class: keep it (marked with the mark
+    /// given, `free_mark::value` of the block).
+    Keep(SizeClass, Entry, usize),
     /// A block that is free already.
     DoubleFree,
+    /// A handed-out block whose slack canary was overwritten.
+    Overflow,
     /// Not something the check can vouch for (LARGE, not a block boundary,
     /// beyond the carved blocks as far as the check can see, a bad header):
     /// the locked path decides, and reports.
@@ -64,37 +68,52 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if index * g.block_size != offset || index >= carved {
             return Checked::Locked;
         }
+        let mark = free_mark::value(ptr);
         // SAFETY: a carved block of a mapped zone.
-        if unsafe { free_mark::is_set(ptr) } {
+        if unsafe { free_mark::is_set_to(ptr, mark) } {
             return Checked::DoubleFree;
+        }
+        // SAFETY: as above.
+        let size_slot = unsafe { zone::size_slot(zone, index) };
+        // SAFETY: the slot of a handed-out block of this zone (its holder
+        // is freeing it); the block is `g.block_size` bytes.
+        let requested = unsafe { zone::load_own_size(size_slot, g.size_width) };
+        // SAFETY: as above.
+        if !unsafe { canary::intact_for(ptr, requested, g.block_size, mark) } {
+            return Checked::Overflow;
         }
         Checked::Keep(
             class,
             Entry {
                 block: ptr,
-                // SAFETY: as above.
-                size_slot: unsafe { zone::size_slot(zone, index) },
+                size_slot,
             },
+            mark,
         )
     }
 
-    /// The block size of `ptr` when the front cache's lock-free check
-    /// vouches for it as a live TINY or SMALL block; `None` for anything
-    /// else (LARGE, freed, invalid: [`Heap::usable_size`] decides). For
+    /// What [`Heap::usable_size`] answers for `ptr` (the requested size),
+    /// when the front cache's lock-free check vouches for it as a live TINY
+    /// or SMALL block with its slack canary intact; `None` for anything
+    /// else (LARGE, freed, overflowed, invalid: `usable_size` decides). For
     /// callers that validate a block before freeing it (the hosted
     /// hardened mode), without the class lock `usable_size` takes.
     #[inline]
     pub fn small_usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         match self.check_for_cache(ptr) {
-            Checked::Keep(class, _) => Some(class.block_size()),
-            Checked::Locked | Checked::DoubleFree => None,
+            // SAFETY: the slot of a handed-out block the caller holds.
+            Checked::Keep(class, entry, _) => {
+                Some(unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) })
+            }
+            Checked::Locked | Checked::DoubleFree | Checked::Overflow => None,
         }
     }
 
     /// The block size of the TINY or SMALL zone the page map says holds
     /// `ptr`, `None` if none does (a LARGE block). The block itself is not
     /// checked: for a block the heap has just handed out (whose class may
-    /// be bigger than the request's when zones are scarce).
+    /// be bigger than the request's when zones are scarce), or to tell a
+    /// small block from a LARGE one cheaply.
     #[inline]
     pub fn zone_block_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         let (_, class) = self.page_map.lookup_zone(ptr.as_ptr().addr())?;

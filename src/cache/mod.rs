@@ -91,6 +91,7 @@ use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
+use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
@@ -255,9 +256,9 @@ impl FrontCache {
         ptr: NonNull<u8>,
     ) -> Result<(), HeapError> {
         match heap.check_for_cache(ptr) {
-            Checked::Keep(class, entry) => {
-                // SAFETY: a valid block the caller gave up.
-                unsafe { free_mark::set(ptr) };
+            Checked::Keep(class, entry, mark) => {
+                // SAFETY: a valid block the caller gave up; its mark.
+                unsafe { free_mark::set_to(ptr, mark) };
                 if !self.push(class, entry) {
                     self.push_slow(heap, class, entry);
                 }
@@ -266,6 +267,7 @@ impl FrontCache {
             // SAFETY: per the contract.
             Checked::Locked => unsafe { heap.deallocate(ptr) },
             Checked::DoubleFree => Err(heap.count_error(HeapError::DoubleFree)),
+            Checked::Overflow => Err(heap.count_error(HeapError::Overflow)),
         }
     }
 
@@ -341,14 +343,25 @@ impl FrontCache {
         true
     }
 
-    /// Records the requested size and clears the free mark of a cached block.
+    /// Records the requested size, clears the free mark and arms the slack
+    /// canary of a cached block.
     #[inline(always)]
     fn hand_out(entry: Entry, class: SizeClass, size: usize) -> NonNull<u8> {
+        let g = class.geometry();
         // SAFETY: the entry's size slot belongs to its block, which the
-        // cache holds and now hands out.
+        // cache holds (marked free) and now hands out; `size` fits the
+        // class. The canary, derived from the mark (no second read of the
+        // key), goes after the mark is cleared (it may lie in its word). A
+        // mark overwritten after free makes a wrong canary: the block is
+        // refused when freed.
         unsafe {
-            zone::store_size(entry.size_slot, class.geometry().size_width, size);
-            free_mark::clear(entry.block);
+            zone::store_size(entry.size_slot, g.size_width, size);
+            if size < g.block_size {
+                let mark = free_mark::take(entry.block);
+                canary::arm_past(entry.block, size, mark);
+            } else {
+                free_mark::clear(entry.block);
+            }
         }
         entry.block
     }

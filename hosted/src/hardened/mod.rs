@@ -195,14 +195,15 @@ fn allocate_reserving(
         thread_cache::allocate(layout)?
     };
     if canary {
-        // The size of the block the heap just handed out (its zone's, from
-        // the page map, for a TINY or SMALL one): not the request's class,
-        // as the heap may serve it from a bigger class, or a LARGE run,
-        // when zones are scarce.
-        let usable = HEAP
-            .zone_block_size(block)
-            .or_else(|| HEAP.usable_size(block).ok())
-            .unwrap_or(total);
+        // What `usable_size` will answer for the block: the request for a
+        // TINY or SMALL block (the core's slack canary follows it), the
+        // run's usable bytes for a LARGE one (the heap may serve a small
+        // request with a LARGE run when zones are scarce).
+        let usable = if HEAP.zone_block_size(block).is_some() {
+            total
+        } else {
+            HEAP.usable_size(block).unwrap_or(total)
+        };
         // SAFETY: a fresh block of `usable >= size + EXTRA` bytes.
         unsafe { canary::arm(block, size, usable) };
     }

@@ -72,27 +72,36 @@ pub fn run(ctx: &Context) -> Result<String, String> {
     // Freed LARGE runs wait in the heap's cache and would serve the walls
     // from anywhere: start from fresh runs, placed first fit.
     ctx.heap.trim();
-    let a = ctx
+    let mut a = ctx
         .heap
         .allocate(layout(a_size)?)
         .ok_or("allocate failed")?;
-    // SAFETY: a fresh block.
-    unsafe { fill(a.as_ptr(), a_size, 11) };
-    // The run ends at the page boundary after the block; first-fit fills
-    // earlier holes first, so keep placing 64 KiB blocks until one sits
-    // right there.
-    let a_run_end = (a.as_ptr() as usize + a_size).next_multiple_of(PAGE);
+    // The run ends at the page boundary after the block. Placed first fit,
+    // `a` took the first hole it fits in, so a block of the same size goes
+    // right after it if the rest of that hole holds one, or else further
+    // on: then that one is the new `a` and the old one stays as a wall.
+    // (How fragmented the window is depends on the earlier tests, and on
+    // whether their freed runs were cached or unmapped.)
+    let mut a_run_end = (a.as_ptr() as usize + a_size).next_multiple_of(PAGE);
     while walls.len() < MAX_WALLS
         && walls
             .last()
             .is_none_or(|w| w.as_ptr() as usize & !(PAGE - 1) != a_run_end)
     {
-        walls.push(
-            ctx.heap
-                .allocate(layout(64 * 1024)?)
-                .ok_or("allocate failed")?,
-        );
+        let next = ctx
+            .heap
+            .allocate(layout(a_size)?)
+            .ok_or("allocate failed")?;
+        if next.as_ptr() as usize & !(PAGE - 1) != a_run_end {
+            walls.push(a);
+            a = next;
+            a_run_end = (a.as_ptr() as usize + a_size).next_multiple_of(PAGE);
+        } else {
+            walls.push(next);
+        }
     }
+    // SAFETY: a fresh block.
+    unsafe { fill(a.as_ptr(), a_size, 11) };
     ensure!(
         walls
             .last()
