@@ -73,7 +73,8 @@ impl Defences {
     }
 
     /// What `malloc` must do more than the heap does.
-    const ON_ALLOC: u8 = Self::CANARY | Self::GUARD_PAGES | Self::RANDOM_SLOTS;
+    /// (The quarantine: every request at least a word, for its tag.)
+    const ON_ALLOC: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::RANDOM_SLOTS;
 
     /// What `free` and `realloc` must do more than the heap does.
     const ON_FREE: u8 = Self::CANARY | Self::QUARANTINE | Self::GUARD_PAGES | Self::ZERO_ON_FREE;

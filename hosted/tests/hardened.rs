@@ -62,3 +62,24 @@ fn double_free_from_another_thread_is_caught() {
     assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
     assert!(out.stderr.contains("double free"), "{out:#?}");
 }
+
+/// The quarantine alone (no canaries) holds blocks of 0 to 16 bytes: each
+/// request gets room for the tag, and a write into a freed 4-byte block is
+/// caught when it leaves.
+#[test]
+fn the_quarantine_alone_holds_tiny_blocks() {
+    let quarantine = [("FT_MALLOC_QUARANTINE", "1")];
+    let out = run_with("tiny_blocks", &quarantine);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "survived\n"),
+        "{out:#?}"
+    );
+    assert!(out.stderr.is_empty(), "{out:#?}");
+    let binary = compile_plain("hardened/tiny_blocks.c");
+    let mut cmd = command(binary);
+    preloaded(&mut cmd).envs(quarantine).arg("waf");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
+    assert!(out.stderr.contains("write after free"), "{out:#?}");
+}

@@ -172,6 +172,10 @@ fn allocate_reserving(
     let canary = defences.has(Defences::CANARY);
     let total = if canary {
         reserve.checked_add(canary::EXTRA)?
+    } else if defences.has(Defences::QUARANTINE) {
+        // Room for the quarantine's tag within the request (the core's
+        // slack canary follows the request).
+        reserve.max(quarantine::TAG_BYTES)
     } else {
         reserve
     };
@@ -300,7 +304,9 @@ pub(crate) fn release(
         return false;
     }
     let large = usable > SMALL_MAX;
-    if defences.has(Defences::QUARANTINE) && !large {
+    // A block too small for the tag (allocated before the settings were
+    // read) is not held.
+    if defences.has(Defences::QUARANTINE) && !large && usable >= quarantine::TAG_BYTES {
         // SAFETY: a live small block the program gave up, checked above not
         // to be held already.
         if let Some((old, old_usable)) = unsafe { quarantine::hold(block, usable) } {

@@ -36,6 +36,9 @@ use crate::futex_mutex::FutexMutex;
 /// freed blocks are small).
 pub(crate) const SLOTS: usize = 512;
 const _: () = assert!(SLOTS.is_power_of_two());
+/// Bytes of a held block's tag (its first word): a block shorter than
+/// this cannot be held.
+pub(crate) const TAG_BYTES: usize = size_of::<usize>();
 /// Mixed into the tag with the process secret and the address.
 const TAG_SALT: usize = 0x9ba7_7e1d_4e1d_0f4e_u64 as usize;
 
