@@ -61,7 +61,9 @@ stress:
 ## it added 1.5 min to a CI run near its 30 min budget.
 # Miri interprets one thread at a time: the heap tests (about half of the
 # time) run beside the unit and cache tests, one on each core.
-MIRI = MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
+# (`env -u MAKEFLAGS`: cargo would look for make's jobserver, whose
+# descriptors a recipe does not inherit.)
+MIRI = env -u MAKEFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
 miri:
 	$(MIRI) --no-run --lib --test heap --test cache
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache

@@ -276,16 +276,14 @@ impl PageMap {
     fn existing_slot(&self, addr: usize) -> Option<&AtomicPtr<u8>> {
         // `flat_start` and the array were written before `flat_len` was
         // published (Acquire here). A tree (or no map yet) has `flat_len`
-        // 0, which no granule index is below.
+        // 0; testing that first keeps the tree's lookup (the hosted heap's)
+        // as short as before there was an inline array.
         let flat_len = self.flat_len.load(Ordering::Acquire);
-        let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
-        if g < flat_len {
+        if flat_len != 0 {
+            let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
             // SAFETY: the flat array has `flat_len` slots and lives as long
             // as the map.
-            return Some(unsafe { slot_at(self.flat_array(), g) });
-        }
-        if flat_len != 0 {
-            return None;
+            return (g < flat_len).then(|| unsafe { slot_at(self.flat_array(), g) });
         }
         let root = self.root.load(Ordering::Acquire);
         if root.is_null() {
