@@ -183,7 +183,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     self.validate_small(base.cast(), class, ptr, seen)
                         .and_then(|i| {
                             // SAFETY: just validated under the lock.
-                            unsafe { check_canary(base.cast(), i, ptr) }.map(|()| i)
+                            unsafe { check_canary(base.cast(), i, ptr) }.map(|_| i)
                         })
                         .map(|i| {
                             // SAFETY: just validated under the lock.
@@ -222,7 +222,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 }
 
-/// Refuses to free (or resize) a block whose slack canary was overwritten.
+/// Refuses to free (or resize) a block whose slack canary was overwritten;
+/// else returns the block's requested size (read for the check, so a
+/// resize need not read it again).
 ///
 /// # Safety
 ///
@@ -233,17 +235,17 @@ pub(crate) unsafe fn check_canary(
     zone: NonNull<ZoneHeader>,
     index: usize,
     ptr: NonNull<u8>,
-) -> Result<(), HeapError> {
+) -> Result<usize, HeapError> {
     // SAFETY: per the contract: a live block of a live zone (its layout
     // read once), its size slot written when it was handed out and
     // written by no one else meanwhile (the caller frees or resizes it).
-    let intact = unsafe {
+    let (requested, intact) = unsafe {
         let g = zone::layout_of(zone);
         let requested = zone::load_own_size(zone::size_slot_in(zone, g, index), g.size_width);
-        canary::intact(ptr, requested, g.block_size)
+        (requested, canary::intact(ptr, requested, g.block_size))
     };
     if intact {
-        Ok(())
+        Ok(requested)
     } else {
         Err(HeapError::Overflow)
     }

@@ -70,9 +70,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 .validate_small(zone, class, ptr, seen)
                 .map_err(ReallocError::Invalid)?;
             // SAFETY: validated block of a live zone, lock held.
-            unsafe { check_canary(zone, index, ptr) }.map_err(ReallocError::Invalid)?;
-            // SAFETY: as above.
-            let old_size = unsafe { zone::requested(zone, index) };
+            let old_size =
+                unsafe { check_canary(zone, index, ptr) }.map_err(ReallocError::Invalid)?;
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align()))
             {
