@@ -43,7 +43,7 @@ setup-demo:
 ## the examples run, then the core under Miri.
 test: setup all
 	$(CARGO) test --workspace
-	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test model --test small_heaps --test cache
+	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test model --test small_heaps --test cache --test spans
 	$(CARGO) run -q --example arena_global
 	$(CARGO) run -q --example kernel_provider
 	$(CARGO) run -q -p ft_malloc_hosted --example hosted_global
@@ -61,16 +61,16 @@ stress:
 ## it added 1.5 min to a CI run near its 30 min budget.
 # Miri interprets one thread at a time: the heap tests (about half of the
 # time) run beside the unit and cache tests, one on each core.
-# (`env -u MAKEFLAGS`: cargo would look for make's jobserver, whose
+# (`env -u MAKEFLAGS -u MFLAGS`: cargo would look for make's jobserver, whose
 # descriptors a recipe does not inherit.)
-MIRI = env -u MAKEFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
+MIRI = env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
 miri:
-	$(MIRI) --no-run --lib --test heap --test cache
+	$(MIRI) --no-run --lib --test heap --test cache --test spans
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache
 miri-heap:
 	$(MIRI) --test heap
 miri-lib-cache:
-	$(MIRI) --lib --test cache
+	$(MIRI) --lib --test cache --test spans
 
 ## Formatting, lints, the core built for bare metal, its docs, and what its
 ## crates.io package holds.

@@ -38,8 +38,8 @@ fn byte(mark: usize) -> u8 {
 ///
 /// # Safety
 ///
-/// `block` is a TINY or SMALL block of `block_size` bytes the caller holds,
-/// `requested <= block_size`.
+/// `block` is a TINY or SMALL block (or a span of blocks, `span.rs`) of
+/// `block_size` bytes the caller holds, `requested <= block_size`.
 #[inline(always)]
 pub(crate) unsafe fn arm(block: NonNull<u8>, requested: usize, block_size: usize) {
     if requested < block_size {
@@ -67,8 +67,8 @@ pub(crate) unsafe fn arm_past(block: NonNull<u8>, requested: usize, mark: usize)
 ///
 /// # Safety
 ///
-/// `block` is a live TINY or SMALL block of `block_size` bytes, armed for
-/// `requested <= block_size` bytes; its holder is not writing it
+/// `block` is a live TINY or SMALL block (or span) of `block_size` bytes,
+/// armed for `requested <= block_size` bytes; its holder is not writing it
 /// concurrently (it is being freed or reallocated).
 #[inline(always)]
 pub(crate) unsafe fn intact(block: NonNull<u8>, requested: usize, block_size: usize) -> bool {

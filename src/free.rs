@@ -16,6 +16,7 @@ use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES};
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
+use crate::span;
 use crate::zone::{self, ZoneHeader};
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
@@ -52,8 +53,33 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let index = self.validate_small(zone, class, ptr, seen)?;
         // SAFETY: validated live block of a live zone; lock held.
         unsafe {
-            check_canary(zone, index, ptr)?;
-            self.free_validated(&mut state, zone, index, ptr);
+            let sizes = check_canary(zone, index, ptr)?;
+            self.free_checked(&mut state, zone, index, ptr, sizes)
+        }
+    }
+
+    /// Returns a block validated and checked by `check_canary`, which read
+    /// its requested size; a span (a size above the block size) is checked
+    /// as one first.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free_validated`](Self::free_validated).
+    #[inline(always)]
+    pub(crate) unsafe fn free_checked(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        index: usize,
+        ptr: NonNull<u8>,
+        (requested, block_size): (usize, usize),
+    ) -> Result<(), HeapError> {
+        // SAFETY: per the contract.
+        unsafe {
+            if requested > block_size {
+                return self.free_span(state, zone, index, ptr, requested);
+            }
+            self.free_validated(state, zone, index, ptr);
         }
         Ok(())
     }
@@ -116,6 +142,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: per the contract.
         unsafe {
             zone::push(zone, index, ptr);
+            self.after_free(state, zone);
+        }
+    }
+
+    /// Lists a zone that has room again, and handles it if it is empty.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is live, of the class locked through `state`, and a block of
+    /// it was just pushed back.
+    #[inline(always)]
+    pub(crate) unsafe fn after_free(&self, state: &mut ClassState, zone: NonNull<ZoneHeader>) {
+        // SAFETY: per the contract.
+        unsafe {
             if !zone::state(zone).listed {
                 state.link_front(zone);
             }
@@ -183,11 +223,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     self.validate_small(base.cast(), class, ptr, seen)
                         .and_then(|i| {
                             // SAFETY: just validated under the lock.
-                            unsafe { check_canary(base.cast(), i, ptr) }.map(|_| i)
+                            unsafe { check_canary(base.cast(), i, ptr) }.map(|sizes| (i, sizes))
                         })
-                        .map(|i| {
-                            // SAFETY: just validated under the lock.
-                            unsafe { self.free_validated(&mut state, base.cast(), i, ptr) }
+                        .and_then(|(i, sizes)| {
+                            // SAFETY: just validated and checked under the lock.
+                            unsafe { self.free_checked(&mut state, base.cast(), i, ptr, sizes) }
                         })
                 }
                 _ => Err(HeapError::InvalidPointer),
@@ -211,7 +251,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 let _state = self.class(class);
                 let index = self.validate_small(base.cast(), class, ptr, seen)?;
                 // SAFETY: a validated block of a live zone, lock held.
-                Ok(unsafe { zone::requested(base.cast(), index) })
+                let requested = unsafe { zone::requested(base.cast(), index) };
+                if requested > class.block_size() {
+                    // SAFETY: as above.
+                    unsafe { span::check_head(base.cast(), index, requested) }?;
+                }
+                Ok(requested)
             }
             (Some(Owner::Large { base }), _) => {
                 let _state = self.large.lock();
@@ -223,8 +268,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 }
 
 /// Refuses to free (or resize) a block whose slack canary was overwritten;
-/// else returns the block's requested size (read for the check, so a
-/// resize need not read it again).
+/// else returns the block's requested size and its zone's block size (read
+/// for the check, so a free or resize need not read them again).
+///
+/// A size above the block size is a span's head or follower, which this
+/// check passes unchecked (so the common path has no call in it): the
+/// caller hands it to `span::check_span` before it frees or moves it.
 ///
 /// # Safety
 ///
@@ -235,17 +284,21 @@ pub(crate) unsafe fn check_canary(
     zone: NonNull<ZoneHeader>,
     index: usize,
     ptr: NonNull<u8>,
-) -> Result<usize, HeapError> {
+) -> Result<(usize, usize), HeapError> {
     // SAFETY: per the contract: a live block of a live zone (its layout
     // read once), its size slot written when it was handed out and
     // written by no one else meanwhile (the caller frees or resizes it).
-    let (requested, intact) = unsafe {
+    let (requested, block_size, intact) = unsafe {
         let g = zone::layout_of(zone);
         let requested = zone::load_own_size(zone::size_slot_in(zone, g, index), g.size_width);
-        (requested, canary::intact(ptr, requested, g.block_size))
+        (
+            requested,
+            g.block_size,
+            canary::intact(ptr, requested, g.block_size),
+        )
     };
     if intact {
-        Ok(requested)
+        Ok((requested, block_size))
     } else {
         Err(HeapError::Overflow)
     }

@@ -18,6 +18,7 @@ use crate::heap::Heap;
 use crate::page_map::{GRANULE_SHIFT, Owner};
 use crate::provider::PageProvider;
 use crate::size_class::{Kind, SizeClass};
+use crate::span;
 use crate::zone::{self, ZoneHeader};
 
 /// Counters of a heap at one moment.
@@ -328,10 +329,16 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
             if cached_at(index) {
                 return;
             }
+            let requested = zone::requested(zone, index);
+            if requested == span::FOLLOWER {
+                // Part of the span reported at its head.
+                return;
+            }
+            let block_size = class.block_size();
             let block = BlockInfo {
                 start: zone::block_addr(zone, index),
-                requested: zone::requested(zone, index),
-                usable: class.block_size(),
+                requested,
+                usable: span::blocks_for(requested, block_size) * block_size,
                 index,
             };
             visitor.block(&info, &block);

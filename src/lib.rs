@@ -90,6 +90,7 @@ mod page_map;
 mod provider;
 mod realloc;
 mod size_class;
+mod span;
 mod zone;
 
 pub use arena::ArenaProvider;

@@ -15,6 +15,7 @@ use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
+use crate::span;
 use crate::zone;
 
 /// A block stays in its class when the new size still fits and would not
@@ -70,19 +71,28 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 .validate_small(zone, class, ptr, seen)
                 .map_err(ReallocError::Invalid)?;
             // SAFETY: validated block of a live zone, lock held.
-            let old_size =
+            let (old_size, block_size) =
                 unsafe { check_canary(zone, index, ptr) }.map_err(ReallocError::Invalid)?;
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
-            if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align()))
+            // A span (`span.rs`) always moves: its blocks go back together.
+            let one_block = old_size <= block_size;
+            if aligned
+                && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align()))
+                && one_block
             {
                 // SAFETY: as above; the new size fits the block. The canary
                 // moves to the new end (a shrink leaves the old one among
                 // the slack, unchecked).
                 unsafe {
                     zone::set_requested(zone, index, new_size);
-                    canary::arm(ptr, new_size, zone::layout_of(zone).block_size);
+                    canary::arm(ptr, new_size, block_size);
                 }
                 return Ok(ptr);
+            }
+            if !one_block {
+                // SAFETY: as above; checked as a whole before it moves.
+                unsafe { span::check_span(zone, index, ptr, old_size) }
+                    .map_err(ReallocError::Invalid)?;
             }
             old_size
         };

@@ -21,7 +21,9 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::size_class::{DIV_SHIFT, SizeClass, ZoneGeometry};
 
+mod runs;
 mod sizes;
+pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
     layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, store_size,
 };

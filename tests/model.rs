@@ -39,7 +39,7 @@ enum Op {
     },
 }
 
-fn size() -> impl Strategy<Value = usize> {
+fn size() -> impl Strategy<Value = usize> + Clone {
     prop_oneof![
         6 => 0usize..=128,
         5 => 129usize..=4096,
@@ -48,11 +48,25 @@ fn size() -> impl Strategy<Value = usize> {
     ]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Sizes for a heap of a few pages: mostly SMALL, so it fills, and its
+/// full classes take spans of smaller blocks (`src/span.rs`).
+fn small_heap_size() -> impl Strategy<Value = usize> + Clone {
     prop_oneof![
-        8 => (size(), prop_oneof![4 => Just(0u32), 1 => 0u32..=13], any::<bool>())
+        3 => 0usize..=128,
+        6 => 129usize..=2048,
+        1 => 2049usize..=8192,
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    op_of(size())
+}
+
+fn op_of(size: impl Strategy<Value = usize> + Clone) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (size.clone(), prop_oneof![4 => Just(0u32), 1 => 0u32..=13], any::<bool>())
             .prop_map(|(size, align_log, zeroed)| Op::Alloc { size, align_log, zeroed }),
-        3 => (any::<usize>(), size()).prop_map(|(pick, size)| Op::Realloc { pick, size }),
+        3 => (any::<usize>(), size).prop_map(|(pick, size)| Op::Realloc { pick, size }),
         6 => any::<usize>().prop_map(|pick| Op::Free { pick }),
         1 => (any::<usize>(), 1usize..4096).prop_map(|(pick, offset)| Op::InteriorFree { pick, offset }),
         1 => any::<usize>().prop_map(|pick| Op::DoubleFree { pick }),
@@ -320,6 +334,21 @@ proptest! {
     #[test]
     fn arena_heap_matches_the_model(ops in prop::collection::vec(op(), 1..OPS)) {
         let mut region = vec![0u8; if cfg!(miri) { 8 << 20 } else { 64 << 20 }];
+        // SAFETY: `region` outlives the provider and the heap below.
+        let provider = Counting::new(unsafe { ArenaProvider::new(region.as_mut_ptr(), region.len()) });
+        {
+            let heap = Heap::new(&provider);
+            run(&heap, &ops)?;
+        }
+        prop_assert_eq!(provider.held(), 0, "dropping the heap returns every page");
+        drop(region);
+    }
+
+    /// 96 KiB: full after a few dozen blocks, then churning at the edge
+    /// (refusals, spans, LARGE runs of small requests).
+    #[test]
+    fn small_arena_heap_matches_the_model(ops in prop::collection::vec(op_of(small_heap_size()), 1..OPS)) {
+        let mut region = vec![0u8; 96 << 10];
         // SAFETY: `region` outlives the provider and the heap below.
         let provider = Counting::new(unsafe { ArenaProvider::new(region.as_mut_ptr(), region.len()) });
         {

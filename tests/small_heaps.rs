@@ -147,31 +147,60 @@ fn fill_mixed(heap: &SmallHeap, seed: u64, refusals: usize) -> (usize, usize) {
     (at_first.unwrap_or(live), live)
 }
 
-/// Half of 64 KiB holds a mixed load once the heap is full (it refuses 64
-/// requests in a row): 64-71% over these seeds. At the *first* refusal
-/// less is live: at least half on 7 of the 8 seeds, 43% on the worst (on
-/// main: 5 of 8, worst 32%). A zone of a page or more per coarse class is
-/// more than a 64 KiB heap can fill evenly. The test pins both figures.
+/// Half of 64 KiB holds a mixed load at the heap's *first* refusal, on
+/// every seed (60-70% over these seeds), and 67-73% once it is full (it
+/// refuses 64 requests in a row). Before spans (`src/span.rs`) the first
+/// refusal came at 43-64%, under half on one seed of these 8: a full
+/// class's request found no page, while free blocks of smaller classes lay
+/// side by side.
 #[test]
 fn half_of_64_kib_holds_a_mixed_load() {
     // One seed under Miri (which interprets every access), eight natively.
     let seeds = if cfg!(miri) { 1 } else { 8 };
-    let mut half_at_first = 0;
     for seed in 1..=seeds {
         let heap = small_heap(64 << 10);
         let (first, full) = fill_mixed(&heap, seed, 64);
-        assert!(full >= 32 << 10, "seed {seed}: only {full} bytes live");
         assert!(
-            first >= 26 << 10,
+            first >= 32 << 10,
             "seed {seed}: only {first} bytes at the first refusal"
         );
-        half_at_first += usize::from(first >= 32 << 10);
+        assert!(full >= 42 << 10, "seed {seed}: only {full} bytes live");
     }
-    if !cfg!(miri) {
-        assert!(
-            half_at_first >= 7,
-            "half the region live at the first refusal on {half_at_first} seeds of 8"
-        );
+}
+
+/// The benchmark's minimum-region load (`--min-region`, BENCHMARKS.md):
+/// 256 KiB of mixed requests live, 20,000 steps of churn, here with this
+/// file's generator. It runs in 384 KiB on every seed (these seeds need
+/// 372-380 KiB; talc needs 312 KiB on the benchmark's, and 1.25x that is
+/// 390). Before spans it needed 396-408 KiB.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn the_minimum_region_load_runs_in_384_kib() {
+    for seed in 1..=4 {
+        let heap = small_heap(384 << 10);
+        let mut rng = Rng(seed);
+        let mut blocks: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
+        let mut live = 0;
+        for step in 0..20_000 {
+            if live < 256 << 10 || blocks.is_empty() {
+                let size = rng.mixed_size();
+                let p = heap
+                    .allocate(layout(size))
+                    .unwrap_or_else(|| panic!("seed {seed}: {size} bytes refused at step {step}"));
+                touch(p, size, step as u8);
+                blocks.push((p, size, step as u8));
+                live += size;
+            } else {
+                let (p, size, tag) = blocks.swap_remove(rng.below(blocks.len()));
+                check(p, size, tag);
+                unsafe { heap.deallocate(p).unwrap() };
+                live -= size;
+            }
+        }
+        for (p, size, tag) in blocks {
+            check(p, size, tag);
+            unsafe { heap.deallocate(p).unwrap() };
+        }
     }
 }
 
@@ -202,7 +231,8 @@ fn a_100_kib_heap_runs_a_mixed_load_in_zones() {
     }
     let stats = heap.stats();
     let calls = stats.map_calls + stats.unmap_calls + stats.resize_calls;
-    assert!(calls < 1000, "{calls} provider calls");
+    // 26 calls: zones, mostly kept.
+    assert!(calls < 100, "{calls} provider calls");
     for (p, size, tag) in blocks {
         check(p, size, tag);
         unsafe { heap.deallocate(p).unwrap() };

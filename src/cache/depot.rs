@@ -78,7 +78,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: the slot of a handed-out block of this zone (its holder
         // is freeing it); the block is `g.block_size` bytes.
         let requested = unsafe { zone::load_own_size(size_slot, g.size_width) };
-        // SAFETY: as above.
+        if requested > g.block_size {
+            // A span's head or follower (`span.rs`): the locked path frees
+            // all its blocks, or refuses.
+            return Checked::Locked;
+        }
+        // SAFETY: as above, and `requested <= g.block_size`.
         if !unsafe { canary::intact_for(ptr, requested, g.block_size, mark) } {
             return Checked::Overflow;
         }
@@ -112,8 +117,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// The block size of the TINY or SMALL zone the page map says holds
     /// `ptr`, `None` if none does (a LARGE block). The block itself is not
     /// checked: for a block the heap has just handed out (whose class may
-    /// be bigger than the request's when zones are scarce), or to tell a
-    /// small block from a LARGE one cheaply.
+    /// be bigger than the request's when zones are scarce, or smaller for a
+    /// span of blocks, `span.rs`), or to tell a small block from a LARGE
+    /// one cheaply.
     #[inline]
     pub fn zone_block_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         let (_, class) = self.page_map.lookup_zone(ptr.as_ptr().addr())?;

@@ -115,8 +115,14 @@ impl<const N: usize> Cells<N> {
     pub(crate) fn block(&mut self, zone: &ZoneInfo, block: &BlockInfo) {
         if zone.kind == Kind::Large {
             self.requested = block.requested;
-        } else if let Some(count) = self.live.get_mut(block.index / Self::per_cell(zone)) {
-            *count += 1;
+        } else {
+            // A span (`span.rs`) is live in each block it joins.
+            let blocks = (block.usable / zone.block_size.max(1)).max(1);
+            for index in block.index..block.index + blocks {
+                if let Some(count) = self.live.get_mut(index / Self::per_cell(zone)) {
+                    *count += 1;
+                }
+            }
         }
     }
 
