@@ -8,7 +8,7 @@ mod common;
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
-use common::{Counting, OwnedArena, arena_aligned};
+use common::{Counting, OwnedArena, Rng, arena_aligned};
 use ft_malloc::NUM_CLASSES;
 use ft_malloc::{ArenaProvider, Heap, MIN_PAGE_SIZE, SizeClass};
 
@@ -21,25 +21,6 @@ fn small_heap(bytes: usize) -> SmallHeap {
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 16).unwrap()
-}
-
-/// xorshift64: the same sequence on every run and target.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-    /// A request size in `16..2048`, drawn as the benchmark draws them
-    /// (talc's method, `bench/src/draw.rs`): a cap `U[17, 2048)`, then the
-    /// size `U[16, cap)`, so small sizes are more frequent than large ones.
-    fn mixed_size(&mut self) -> usize {
-        let cap = 17 + self.below(2048 - 17);
-        16 + self.below(cap - 16)
-    }
 }
 
 /// Writes the block's first and last byte, so overlapping blocks show.
@@ -168,6 +149,44 @@ fn half_of_64_kib_holds_a_mixed_load() {
     }
 }
 
+/// A live block from [`churn`]: address, size, and the tag at its ends.
+type Tagged = (NonNull<u8>, usize, u8);
+
+/// Runs `steps` steps of churn: below `target` live requested bytes it
+/// allocates a mixed size, else frees a random block (its ends checked).
+/// Panics on a refusal, naming the seed and the step. Returns the blocks
+/// still live.
+fn churn(heap: &SmallHeap, seed: u64, target: usize, steps: usize) -> Vec<Tagged> {
+    let mut rng = Rng(seed);
+    let mut blocks: Vec<Tagged> = Vec::new();
+    let mut live = 0;
+    for step in 0..steps {
+        if live < target || blocks.is_empty() {
+            let size = rng.mixed_size();
+            let p = heap
+                .allocate(layout(size))
+                .unwrap_or_else(|| panic!("seed {seed}: {size} bytes refused at step {step}"));
+            touch(p, size, step as u8);
+            blocks.push((p, size, step as u8));
+            live += size;
+        } else {
+            let (p, size, tag) = blocks.swap_remove(rng.below(blocks.len()));
+            check(p, size, tag);
+            unsafe { heap.deallocate(p).unwrap() };
+            live -= size;
+        }
+    }
+    blocks
+}
+
+/// Frees blocks from [`churn`], checking their ends.
+fn free_churned(heap: &SmallHeap, blocks: Vec<Tagged>) {
+    for (p, size, tag) in blocks {
+        check(p, size, tag);
+        unsafe { heap.deallocate(p).unwrap() };
+    }
+}
+
 /// The benchmark's minimum-region load (`--min-region`, BENCHMARKS.md):
 /// 256 KiB of mixed requests live, 20,000 steps of churn, here with this
 /// file's generator. It runs in 384 KiB on every seed (these seeds need
@@ -178,29 +197,8 @@ fn half_of_64_kib_holds_a_mixed_load() {
 fn the_minimum_region_load_runs_in_384_kib() {
     for seed in 1..=4 {
         let heap = small_heap(384 << 10);
-        let mut rng = Rng(seed);
-        let mut blocks: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
-        let mut live = 0;
-        for step in 0..20_000 {
-            if live < 256 << 10 || blocks.is_empty() {
-                let size = rng.mixed_size();
-                let p = heap
-                    .allocate(layout(size))
-                    .unwrap_or_else(|| panic!("seed {seed}: {size} bytes refused at step {step}"));
-                touch(p, size, step as u8);
-                blocks.push((p, size, step as u8));
-                live += size;
-            } else {
-                let (p, size, tag) = blocks.swap_remove(rng.below(blocks.len()));
-                check(p, size, tag);
-                unsafe { heap.deallocate(p).unwrap() };
-                live -= size;
-            }
-        }
-        for (p, size, tag) in blocks {
-            check(p, size, tag);
-            unsafe { heap.deallocate(p).unwrap() };
-        }
+        let blocks = churn(&heap, seed, 256 << 10, 20_000);
+        free_churned(&heap, blocks);
     }
 }
 
@@ -209,34 +207,14 @@ fn the_minimum_region_load_runs_in_384_kib() {
 #[test]
 fn a_100_kib_heap_runs_a_mixed_load_in_zones() {
     let heap = small_heap(100 << 10);
-    let mut rng = Rng(7);
-    let mut blocks: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
-    let mut live = 0;
+    // Keep about 24 KiB live: allocate below it, else free.
     let steps = if cfg!(miri) { 2_000 } else { 20_000 };
-    for step in 0..steps {
-        // Keep about 24 KiB live: allocate below it, else free.
-        if live < 24 << 10 || blocks.is_empty() {
-            let size = rng.mixed_size();
-            let p = heap.allocate(layout(size)).expect("24 KiB fit in 100 KiB");
-            let tag = step as u8;
-            touch(p, size, tag);
-            blocks.push((p, size, tag));
-            live += size;
-        } else {
-            let (p, size, tag) = blocks.swap_remove(rng.below(blocks.len()));
-            check(p, size, tag);
-            unsafe { heap.deallocate(p).unwrap() };
-            live -= size;
-        }
-    }
+    let blocks = churn(&heap, 7, 24 << 10, steps);
     let stats = heap.stats();
     let calls = stats.map_calls + stats.unmap_calls + stats.resize_calls;
     // 26 calls: zones, mostly kept.
     assert!(calls < 100, "{calls} provider calls");
-    for (p, size, tag) in blocks {
-        check(p, size, tag);
-        unsafe { heap.deallocate(p).unwrap() };
-    }
+    free_churned(&heap, blocks);
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
-use common::{OwnedArena, arena_aligned};
+use common::{OwnedArena, Rng, arena_aligned};
 use ft_malloc::{BlockInfo, FrontCache, Heap, HeapError, HeapVisitor, MIN_PAGE_SIZE, ZoneInfo};
 
 type SmallHeap = Heap<OwnedArena>;
@@ -105,7 +105,9 @@ fn a_request_no_class_can_serve_joins_two_free_neighbours() {
     // The picture shows both of the span's blocks live: no free cell left.
     let mut picture = String::new();
     heap.write_text_picture(&mut picture, false).unwrap();
-    let bars = picture.lines().filter_map(|l| Some(&l[l.find('[')? + 1..l.find(']')?]));
+    let bars = picture
+        .lines()
+        .filter_map(|l| Some(&l[l.find('[')? + 1..l.find(']')?]));
     assert!(bars.clone().count() > 1, "{picture}");
     assert!(bars.clone().all(|bar| !bar.contains('.')), "{picture}");
     // A request of the same size now finds nothing.
@@ -216,18 +218,6 @@ fn a_front_cache_hands_a_span_back_to_its_zone() {
     unsafe { cache.deallocate(&heap, again) }.unwrap();
     cache.flush(&heap);
     free_all(&heap, &blocks, (0, 0));
-}
-
-/// xorshift64: the same sequence on every run and target.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 /// Spans counted in a walk of the heap: blocks of more than their zone's

@@ -212,3 +212,22 @@ unsafe impl PageProvider for OwnedArena {
         unsafe { self.provider.resize(run, old, new, may_move) }
     }
 }
+
+/// xorshift64: the same sequence on every run and target.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+    /// A request size in `16..2048`, drawn as the benchmark draws them
+    /// (talc's method, `bench/src/draw.rs`): a cap `U[17, 2048)`, then the
+    /// size `U[16, cap)`, so small sizes are more frequent than large ones.
+    pub fn mixed_size(&mut self) -> usize {
+        let cap = 17 + self.below(2048 - 17);
+        16 + self.below(cap - 16)
+    }
+}
