@@ -131,12 +131,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let block_size = unsafe { zone::layout_of(zone) }.block_size;
         for i in index..index + bytes / block_size {
             // SAFETY: `check_span` proved every block of the span live and
-            // ours; each goes back as a block of its own.
-            unsafe {
-                let block = zone::block_ptr(zone, i);
-                zone::set_requested(zone, i, 0);
-                zone::push(zone, i, block);
-            }
+            // ours; each goes back as a block of its own (its size slot is
+            // written again when it is next handed out).
+            unsafe { zone::push(zone, i, zone::block_ptr(zone, i)) };
         }
         // SAFETY: per the contract.
         unsafe { self.after_free(state, zone) };
