@@ -11,7 +11,7 @@ use core::ptr::NonNull;
 
 use super::{
     FreeLink, ZoneHeader, bit_is_set, bitmap_word, block_ptr, carved_count, geometry, set_carved,
-    state_mut,
+    state, state_mut,
 };
 use crate::free_mark;
 
@@ -28,7 +28,7 @@ pub(crate) unsafe fn find_free_run(
     align: usize,
 ) -> Option<usize> {
     // SAFETY: live zone, lock held.
-    let (g, capacity) = unsafe { (geometry(zone), state_mut(zone).capacity as usize) };
+    let (g, capacity) = unsafe { (geometry(zone), state(zone).capacity as usize) };
     // Blocks never carved have their bit clear (bits are set when a block
     // is handed out, and cleared when it comes back or its zone resets):
     // a clear bit below the capacity is a free block.
