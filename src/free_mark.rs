@@ -15,7 +15,10 @@
 //!
 //! A handed-out block whose caller wrote exactly its mark into its second
 //! word would be taken for free: with a 64-bit key mixed with the address,
-//! that does not happen by accident.
+//! that does not happen by accident. The heap's own leftovers are the one
+//! way it could: every block is cleared when it is handed out, LARGE ones
+//! included when their run may hold old bytes ([`clear`]), so no mark
+//! reaches the program's bytes at the address it was made for.
 //!
 //! The key is the process's ([`set_key`]): a constant by default (a kernel
 //! may pass boot-time entropy, RDRAND or the TSC, before its first
@@ -92,9 +95,16 @@ pub(crate) unsafe fn set_to(block: NonNull<u8>, mark: usize) {
 
 /// Clears the mark of a block about to be handed out.
 ///
+/// A LARGE block is cleared too when its run may hold old bytes: a zone
+/// block that started at the same address may have left its mark there
+/// when its zone went back to the provider, and a realloc that copies the
+/// program's uninitialized bytes would carry that mark along, until a
+/// block at that address read as free (`tests/heap.rs`,
+/// `uninitialized_bytes_never_make_a_live_block_read_as_free`).
+///
 /// # Safety
 ///
-/// `block` is a TINY or SMALL block the caller holds.
+/// `block` is a block the caller holds, at least two words long.
 #[inline(always)]
 pub(crate) unsafe fn clear(block: NonNull<u8>) {
     // SAFETY: per the contract.

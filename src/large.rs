@@ -17,6 +17,7 @@ use core::sync::atomic::Ordering;
 use lock_api::RawMutex;
 
 use crate::error::HeapError;
+use crate::free_mark;
 use crate::heap::Heap;
 use crate::page_map::{NodeReserve, Owner};
 use crate::provider::PageProvider;
@@ -215,9 +216,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         drop(state);
         // SAFETY: inside the run.
         let user = unsafe { start.add(user_offset) };
-        if zeroed && !fresh {
-            // SAFETY: `size` bytes from `user` are inside the run, ours.
-            unsafe { ptr::write_bytes(user.as_ptr(), 0, size) };
+        if !fresh {
+            // SAFETY: `size` bytes from `user` are inside the run, ours, and
+            // so are its first two words (the run ends on a page boundary
+            // past `user`, a multiple of 16).
+            unsafe {
+                free_mark::clear(user);
+                if zeroed {
+                    ptr::write_bytes(user.as_ptr(), 0, size);
+                }
+            }
         }
         Some(user)
     }

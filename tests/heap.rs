@@ -681,3 +681,32 @@ fn the_first_big_free_unmaps_and_raises_the_cache_threshold() {
         assert_eq!(heap.stats().large_cached_bytes > 1 << 20, cached);
     }
 }
+
+/// A free block's mark (its address mixed with the key, `free_mark.rs`)
+/// stays in memory after its zone goes back to a provider that does not
+/// zero, and a LARGE run later mapped there starts its user bytes at the
+/// same address. Those bytes are the program's, uninitialized: a realloc
+/// that copies them must not make a block at that address read as free
+/// (a free refused as a double free, the block leaked). Found by the
+/// small-arena model test.
+#[test]
+fn uninitialized_bytes_never_make_a_live_block_read_as_free() {
+    let heap: Heap<_> = Heap::new(common::arena_aligned(64 << 10, 4096));
+    let aligned = |size| Layout::from_size_align(size, 2048).unwrap();
+    // A block freed, its zone given back: its mark stays in the arena.
+    let a = heap.allocate(aligned(2000)).unwrap();
+    unsafe { heap.deallocate(a) }.unwrap();
+    heap.trim();
+    // A LARGE run over the same pages, its user bytes at the same address.
+    let large = heap.allocate(aligned(40_000)).unwrap();
+    assert_eq!(large, a, "the scenario needs the run where the zone was");
+    // Its first bytes move to a small block, the run goes back ...
+    let small = unsafe { heap.reallocate(large, layout(100)) }.unwrap();
+    heap.trim();
+    // ... and come back to a block at the first address.
+    let back = unsafe { heap.reallocate(small, aligned(1790)) }.unwrap();
+    assert_eq!(back, a, "the scenario needs the block where it was");
+    assert_eq!(heap.usable_size(back), Ok(1790));
+    assert_eq!(unsafe { heap.deallocate(back) }, Ok(()));
+    assert_eq!(heap.stats().live_blocks, 0);
+}
