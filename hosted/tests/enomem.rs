@@ -14,7 +14,7 @@ fn enomem_under_an_address_space_limit() {
     assert_eq!(out.code, 0, "{out:#?}");
     assert_eq!(
         out.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        7
+        13
     );
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{command, compile_plain, preloaded, run};
+use common::{command, compile, compile_plain, preloaded, run};
 
 /// `malloc_stats`' lines with each number (and the padding before it)
 /// replaced by `N`.
@@ -34,6 +34,24 @@ fn mallinfo_malloc_info_trim_mallopt_stats_match_glibc() {
         glibc.stderr
     );
     assert!(ours.stderr.starts_with("Arena 0:\nsystem bytes     = "));
+}
+
+/// No entry point is a cancellation point (glibc's
+/// `tst-malloc-stats-cancellation`): with a cancel pending, `malloc_stats`,
+/// `malloc_info`, `show_alloc_mem` and a refused `free` (its report) each
+/// print and return.
+#[test]
+fn no_entry_point_is_a_cancellation_point() {
+    let out = run(preloaded(&mut command(compile("no_cancellation.c"))));
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(out.stdout.lines().last(), Some("returned"), "{out:#?}");
+    assert!(out.stderr.contains("Arena 0:"), "malloc_stats printed: {}", out.stderr);
+    assert!(out.stderr.contains("<malloc version="), "malloc_info printed: {}", out.stderr);
+    assert!(
+        out.stderr.contains("ft_malloc: free(): invalid pointer 0x"),
+        "the report printed: {}",
+        out.stderr
+    );
 }
 
 /// `mallopt(M_CHECK_ACTION, 1)` is `FT_MALLOC_CHECK=warn`, 0 is `quiet`

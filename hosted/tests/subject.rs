@@ -55,6 +55,56 @@ fn realloc_16_mib_to_128_mib_in_place_and_moving() {
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 
+/// The subject's six test programs (test0 to test5, test3 bis included),
+/// built with `gcc -L. -lft_malloc` and run with nothing but
+/// `LD_LIBRARY_PATH` and `LD_PRELOAD` (no `FT_MALLOC_*` setting), behave as
+/// the subject shows: test4's interior pointer is refused with one line on
+/// stderr per call, and the program goes on to print `Bonjours`.
+#[test]
+fn the_subject_test_programs_behave_as_the_subject_shows() {
+    for program in ["subject_test0.c", "subject_test1.c", "subject_test2.c"] {
+        let out = run(preloaded(&mut command(compile(program))));
+        assert_eq!(out.code, 0, "{program}: {out:#?}");
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{program}: {out:#?}");
+    }
+    for program in ["subject_test3.c", "subject_test3bis.c"] {
+        let out = run(preloaded(&mut command(compile(program))));
+        assert_eq!(out.code, 0, "{program}: {out:#?}");
+        assert_eq!(out.stdout, "Bonjours\nBonjours\n", "{program}");
+        assert!(out.stderr.is_empty(), "{program}: {}", out.stderr);
+    }
+
+    let out = run(preloaded(&mut command(compile("subject_test4.c"))));
+    assert_eq!(out.code, 0, "test4 must survive its bad pointers: {out:#?}");
+    assert_eq!(out.stdout, "Bonjours\n");
+    let reports: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(reports.len(), 2, "one line per refused call: {}", out.stderr);
+    assert!(reports[0].starts_with("ft_malloc: free(): invalid pointer 0x"));
+    assert!(reports[1].starts_with("ft_malloc: realloc(): invalid pointer 0x"));
+
+    let out = run(preloaded(&mut command(compile("subject_test5.c")))).success();
+    println!("{}", out.stdout);
+    let lines: Vec<Line> = out.stdout.lines().map(parse).collect();
+    let mut kind = "";
+    let mut listed = Vec::new();
+    for line in &lines {
+        match line {
+            Line::Zone { kind: k, .. } => kind = k,
+            Line::Block { size, .. } => listed.push((kind, *size)),
+            Line::Total(_) => {}
+        }
+    }
+    for size in [1024, 32 << 10, 1 << 20, 16 << 20, 128 << 20] {
+        assert!(
+            listed.contains(&(kind_of(size), size)),
+            "{size} bytes under {}: {}",
+            kind_of(size),
+            out.stdout
+        );
+    }
+    assert!(matches!(lines.last(), Some(Line::Total(_))), "{}", out.stdout);
+}
+
 #[test]
 fn bad_pointers_are_reported_and_survived_under_check_warn() {
     let out =

@@ -2,7 +2,9 @@
  * request the kernel cannot map fails with NULL + ENOMEM, the heap keeps
  * working, and smaller requests still succeed, also once the limit is
  * nearly exhausted. Exit status = failures. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,30 @@ int main(void)
 	errno = 0;
 	char *grown = realloc(keep, 512 * MIB);
 	check("realloc to 512 MiB NULL + ENOMEM, block kept",
+	      grown == NULL && errno == ENOMEM && strcmp(keep, "kept") == 0);
+	/* Every allocating entry point sets errno = ENOMEM when it fails (glibc
+	 * does; tst-malloc-thread-fail checks it after posix_memalign), even
+	 * posix_memalign, which also returns the code. */
+	void *aligned = (void *)1;
+	errno = 0;
+	int code = posix_memalign(&aligned, 64, 1024 * MIB);
+	check("posix_memalign(1 GiB) ENOMEM, errno ENOMEM, *out untouched",
+	      code == ENOMEM && errno == ENOMEM && aligned == (void *)1);
+	errno = 0;
+	aligned = memalign(4096, 1024 * MIB);
+	check("memalign(1 GiB) NULL + ENOMEM", aligned == NULL && errno == ENOMEM);
+	errno = 0;
+	aligned = aligned_alloc(64, 1024 * MIB);
+	check("aligned_alloc(1 GiB) NULL + ENOMEM", aligned == NULL && errno == ENOMEM);
+	errno = 0;
+	aligned = valloc(1024 * MIB);
+	check("valloc(1 GiB) NULL + ENOMEM", aligned == NULL && errno == ENOMEM);
+	errno = 0;
+	aligned = pvalloc(1024 * MIB);
+	check("pvalloc(1 GiB) NULL + ENOMEM", aligned == NULL && errno == ENOMEM);
+	errno = 0;
+	grown = reallocarray(keep, 512, MIB);
+	check("reallocarray to 512 MiB NULL + ENOMEM, block kept",
 	      grown == NULL && errno == ENOMEM && strcmp(keep, "kept") == 0);
 	void *small = malloc(1024), *medium = malloc(20000), *tiny = malloc(16);
 	check("smaller requests still succeed", small && medium && tiny);
