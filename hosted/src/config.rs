@@ -2,7 +2,7 @@
 //!
 //! | variable                 | values                                   | effect |
 //! |--------------------------|------------------------------------------|--------|
-//! | `FT_MALLOC_CHECK`        | `abort` (default), `warn`, `quiet`       | what detected heap misuse (a bad `free`/`realloc` pointer, a corrupt free list) does: one line on stderr then `abort()`, as glibc does; the line and the call is ignored; or nothing |
+//! | `FT_MALLOC_CHECK`        | unset (default), `abort`, `warn`, `quiet` | what a caught misuse does (`policy.rs`): by default a pointer never handed out is refused with one line on stderr and the program goes on, damage (double free, overflow, corrupt free list) aborts; `abort`: every misuse aborts (the default under `FT_MALLOC_HARDENED`); `warn`: the line, the call refused, no abort; `quiet`: refused silently |
 //! | `FT_MALLOC_SCRIBBLE`     | unset or `0`: off; anything else: on     | new blocks are filled with `0xAA`, freed blocks with `0x55` (calloc memory stays zero) |
 //! | `FT_MALLOC_TRACE`        | `stderr`, `stdout` or a file descriptor  | one line per call, e.g. `malloc(24) = 0x7f0c2a400010` |
 //! | `FT_MALLOC_SHOW_AT_EXIT` | unset or `0`: off; anything else: on     | `show_alloc_mem()` runs when the process exits |
@@ -26,17 +26,18 @@ unsafe extern "C" {
     static mut environ: *const *const c_char;
 }
 
-/// What detected heap misuse (a bad pointer given to `free`, `realloc` or
-/// `malloc_usable_size`, a corrupt free list) does.
+/// What a caught misuse does (the table in `policy.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckMode {
-    /// Print one line on stderr, then `abort()` (the default: glibc kills
-    /// the process on the misuse it detects, and going on after a heap
-    /// corruption is what exploits count on).
+    /// The default: print one line on stderr; then `abort()` if memory was
+    /// damaged (or is about to be), else refuse the call and go on.
+    AbortOnDamage,
+    /// Print the line, then `abort()` on every misuse (`FT_MALLOC_CHECK=abort`,
+    /// and the default under `FT_MALLOC_HARDENED`).
     Abort,
-    /// Print the line and ignore the call; nothing in the heap is changed.
+    /// Print the line and refuse the call; nothing in the heap is changed.
     Warn,
-    /// Ignore the call silently.
+    /// Refuse the call silently.
     Quiet,
 }
 
@@ -152,15 +153,33 @@ impl DefenceVariables {
 
 impl Config {
     pub(crate) const DEFAULT: Config = Config {
-        check: CheckMode::Abort,
+        check: CheckMode::AbortOnDamage,
         scribble: false,
         show_at_exit: false,
         trace_fd: None,
         defences: Defences::NONE,
     };
 
-    /// Updates the settings from one `NAME=value` environment entry.
-    fn apply(&mut self, entry: &[u8], defences: &mut DefenceVariables) {
+    /// The settings that `NAME=value` environment entries ask for.
+    fn decode<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Config {
+        let mut config = Config::DEFAULT;
+        let mut defences = DefenceVariables::default();
+        let mut check_set = false;
+        for entry in entries {
+            config.apply(entry, &mut defences, &mut check_set);
+        }
+        config.defences = defences.resolve();
+        // A program run hardened treats every caught misuse as an attack
+        // unless told otherwise (`policy.rs`).
+        if defences.hardened && !check_set {
+            config.check = CheckMode::Abort;
+        }
+        config
+    }
+
+    /// Updates the settings from one `NAME=value` environment entry;
+    /// `check_set` records whether `FT_MALLOC_CHECK` was given.
+    fn apply(&mut self, entry: &[u8], defences: &mut DefenceVariables, check_set: &mut bool) {
         let Some(eq) = entry.iter().position(|&b| b == b'=') else {
             return;
         };
@@ -171,11 +190,14 @@ impl Config {
         }
         match name {
             b"FT_MALLOC_CHECK" => {
+                // A misspelt value means the default, never a weaker mode.
                 self.check = match value {
+                    b"abort" => CheckMode::Abort,
                     b"warn" => CheckMode::Warn,
                     b"quiet" => CheckMode::Quiet,
-                    _ => CheckMode::Abort,
-                }
+                    _ => CheckMode::AbortOnDamage,
+                };
+                *check_set = !value.is_empty();
             }
             b"FT_MALLOC_SCRIBBLE" => self.scribble = enabled,
             b"FT_MALLOC_SHOW_AT_EXIT" => self.show_at_exit = enabled,
@@ -209,9 +231,10 @@ impl Config {
 
     fn pack(self) -> u64 {
         let check = match self.check {
-            CheckMode::Abort => 0,
+            CheckMode::AbortOnDamage => 0,
             CheckMode::Warn => 1,
             CheckMode::Quiet => 2,
+            CheckMode::Abort => 3,
         };
         // The fd is stored plus one, so that 0 means "no trace".
         let fd = self.trace_fd.map_or(0, |fd| fd as u64 + 1);
@@ -235,6 +258,7 @@ impl Config {
     fn unpack(word: u64) -> Config {
         Config {
             check: match (word >> Self::CHECK_SHIFT) & 3 {
+                0 => CheckMode::AbortOnDamage,
                 1 => CheckMode::Warn,
                 2 => CheckMode::Quiet,
                 _ => CheckMode::Abort,
@@ -307,25 +331,11 @@ fn load() -> Config {
     // The first call into the library is also where fork handlers get
     // registered if the load-time constructor has not run yet.
     crate::lifecycle::ensure();
-    // SAFETY: reading the pointer value of libc's `environ` (no reference to
-    // the static is formed).
-    let env = unsafe { (&raw const environ).read() };
-    if env.is_null() {
+    let Some(entries) = environment() else {
         // Too early: libc has not set up the environment yet. Try again later.
         return Config::DEFAULT;
-    }
-    let mut config = Config::DEFAULT;
-    let mut defences = DefenceVariables::default();
-    let mut cursor = env;
-    // SAFETY: `environ` is a null-terminated array of pointers to
-    // NUL-terminated strings, as libc maintains it.
-    unsafe {
-        while !(*cursor).is_null() {
-            config.apply(core::ffi::CStr::from_ptr(*cursor).to_bytes(), &mut defences);
-            cursor = cursor.add(1);
-        }
-    }
-    config.defences = defences.resolve();
+    };
+    let config = Config::decode(entries);
     if config.defences.has(Defences::GUARD_PAGES) {
         crate::guard_pages::request();
     }
@@ -358,27 +368,39 @@ pub(crate) fn set_scribble(scribble: bool) {
     update(|c| c.scribble = scribble);
 }
 
+/// The entries of the environment (`NAME=value`), or `None` while libc has
+/// not set `environ` up yet.
+fn environment() -> Option<impl Iterator<Item = &'static [u8]>> {
+    // SAFETY: reading the pointer value of libc's `environ` (no reference to
+    // the static is formed).
+    let env = unsafe { (&raw const environ).read() };
+    if env.is_null() {
+        return None;
+    }
+    Some(
+        (0..)
+            // SAFETY: `environ` is a null-terminated array of pointers to
+            // NUL-terminated strings, as libc maintains it; the walk stops at
+            // the null one.
+            .map(move |i| unsafe { *env.add(i) })
+            .take_while(|entry| !entry.is_null())
+            // SAFETY: as above: each entry is a NUL-terminated string.
+            .map(|entry| unsafe { core::ffi::CStr::from_ptr(entry) }.to_bytes()),
+    )
+}
+
 #[cfg(feature = "c-abi")]
 /// Whether the environment variable `name` is set to a non-empty value
 /// (read now, not latched: only `show_alloc_mem_ex` asks, for `NO_COLOR`).
 pub(crate) fn is_set(name: &[u8]) -> bool {
-    // SAFETY: as in `load`.
-    let env = unsafe { (&raw const environ).read() };
-    if env.is_null() {
-        return false;
-    }
-    let mut cursor = env;
-    // SAFETY: as in `load`.
-    unsafe {
-        while !(*cursor).is_null() {
-            let entry = core::ffi::CStr::from_ptr(*cursor).to_bytes();
-            if let Some(value) = entry.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")) {
-                return !value.is_empty();
-            }
-            cursor = cursor.add(1);
-        }
-    }
-    false
+    environment().is_some_and(|mut entries| {
+        entries.any(|entry| {
+            entry
+                .strip_prefix(name)
+                .and_then(|v| v.strip_prefix(b"="))
+                .is_some_and(|value| !value.is_empty())
+        })
+    })
 }
 
 #[cfg(test)]
@@ -386,13 +408,7 @@ mod tests {
     use super::*;
 
     fn parse(entries: &[&str]) -> Config {
-        let mut config = Config::DEFAULT;
-        let mut defences = DefenceVariables::default();
-        for entry in entries {
-            config.apply(entry.as_bytes(), &mut defences);
-        }
-        config.defences = defences.resolve();
-        Config::unpack(config.pack())
+        Config::unpack(Config::decode(entries.iter().map(|e| e.as_bytes())).pack())
     }
 
     #[test]
@@ -410,6 +426,13 @@ mod tests {
             parse(&["FT_MALLOC_HARDENED=1", "FT_MALLOC_CHECK=warn"]).check,
             CheckMode::Warn
         );
+        // Hardened, every caught misuse is fatal unless FT_MALLOC_CHECK says.
+        assert_eq!(parse(&["FT_MALLOC_HARDENED=1"]).check, CheckMode::Abort);
+        assert_eq!(
+            parse(&["FT_MALLOC_CANARY=1"]).check,
+            CheckMode::AbortOnDamage
+        );
+        assert_eq!(parse(&[]).check, CheckMode::AbortOnDamage);
     }
 
     #[test]
@@ -444,7 +467,10 @@ mod tests {
         ]);
         assert_eq!(c, Config::DEFAULT);
         // A misspelt value must not weaken the default.
-        assert_eq!(parse(&["FT_MALLOC_CHECK=bogus"]).check, CheckMode::Abort);
+        assert_eq!(
+            parse(&["FT_MALLOC_CHECK=bogus"]).check,
+            CheckMode::AbortOnDamage
+        );
         assert_eq!(parse(&["FT_MALLOC_TRACE=1234567890"]).trace_fd, None);
     }
 }

@@ -5,7 +5,8 @@ use core::ptr::{self, NonNull};
 
 use ft_malloc::ReallocError;
 
-use crate::{HEAP, lifecycle, report, thread_cache};
+use crate::policy::Misuse;
+use crate::{HEAP, lifecycle, thread_cache};
 
 /// Routes a Rust program's allocations to the process heap that also serves
 /// the C functions of this library:
@@ -21,7 +22,7 @@ use crate::{HEAP, lifecycle, report, thread_cache};
 /// registered them already.)
 ///
 /// A pointer the heap refuses in `dealloc`/`realloc` (which safe Rust cannot
-/// produce) is reported like a bad `free`, per `FT_MALLOC_CHECK`.
+/// produce) is reported like a bad `free`, per `the misuse policy (`policy.rs`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FtMalloc;
 
@@ -48,7 +49,7 @@ unsafe impl GlobalAlloc for FtMalloc {
         };
         // SAFETY: `deallocate` validates the pointer before using it.
         if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-            report::bad_pointer("dealloc", ptr.cast(), error);
+            Misuse::Heap(error).report("dealloc", ptr.cast());
         }
     }
 
@@ -66,7 +67,7 @@ unsafe impl GlobalAlloc for FtMalloc {
             Ok(new) => new.as_ptr(),
             Err(ReallocError::OutOfMemory) => ptr::null_mut(),
             Err(ReallocError::Invalid(error)) => {
-                report::bad_pointer("realloc", ptr.cast(), error);
+                Misuse::Heap(error).report("realloc", ptr.cast());
                 ptr::null_mut()
             }
         }

@@ -52,6 +52,7 @@ mod hardened;
 mod lifecycle;
 mod map_limits;
 mod os;
+mod policy;
 mod provider;
 mod report;
 mod thread_cache;

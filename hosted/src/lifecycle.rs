@@ -152,7 +152,7 @@ fn register() {
     }
     // The heap reports the corruption it finds (a poisoned free list) the
     // way the library reports a bad pointer.
-    HEAP.set_corruption_handler(crate::report::heap_corrupted);
+    HEAP.set_corruption_handler(crate::policy::heap_corrupted);
     let _errno = crate::os::ErrnoGuard::save();
     // SAFETY: the handlers are `extern "C" fn()` living as long as the
     // process (this library is never unloaded while in use as the malloc).

@@ -43,11 +43,24 @@ pub(crate) fn set_errno(value: i32) {
 /// Writes all of `bytes` to `fd`, retrying short writes and `EINTR`, giving up
 /// on any other error. Returns whether everything was written (most callers
 /// have nobody to tell; `show_alloc_mem_svg` returns it).
+///
+/// The system call is made with `syscall(SYS_write)`, not libc's `write`:
+/// `write` is a cancellation point, and no allocator entry point may be one
+/// (a thread with a cancel pending that reports a bad `free` or calls
+/// `malloc_stats` must return from it, as glibc's malloc does). `syscall`
+/// is not a cancellation point.
 pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) -> bool {
     let _errno = ErrnoGuard::save();
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable slice for its length.
-        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        let written = unsafe {
+            libc::syscall(
+                libc::SYS_write,
+                libc::c_long::from(fd),
+                bytes.as_ptr(),
+                bytes.len(),
+            )
+        };
         if written > 0 {
             bytes = &bytes[written as usize..];
         } else if written < 0 && errno() == libc::EINTR {
@@ -94,4 +107,39 @@ pub(crate) fn page_size() -> usize {
     };
     PAGE_SIZE.store(size, Ordering::Relaxed);
     size
+}
+
+/// Holds off thread cancellation while alive (`pthread_setcancelstate`), for
+/// the entry points that must call a libc function that is a cancellation
+/// point (`malloc_info`'s `fwrite`).
+#[cfg(feature = "c-abi")]
+pub(crate) struct NoCancel(libc::c_int);
+
+// Not in the `libc` crate: POSIX's, as glibc declares it (`<pthread.h>`).
+#[cfg(feature = "c-abi")]
+unsafe extern "C" {
+    fn pthread_setcancelstate(state: libc::c_int, old: *mut libc::c_int) -> libc::c_int;
+}
+/// glibc's `PTHREAD_CANCEL_DISABLE` (`PTHREAD_CANCEL_ENABLE` is 0).
+#[cfg(feature = "c-abi")]
+const PTHREAD_CANCEL_DISABLE: libc::c_int = 1;
+
+#[cfg(feature = "c-abi")]
+impl NoCancel {
+    pub(crate) fn hold() -> Self {
+        let mut old = 0;
+        // SAFETY: `old` is a valid out-pointer; the call has no other
+        // precondition and does not allocate.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel(old)
+    }
+}
+
+#[cfg(feature = "c-abi")]
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: as in `hold`; restores the state `hold` found.
+        unsafe { pthread_setcancelstate(self.0, &mut ignored) };
+    }
 }

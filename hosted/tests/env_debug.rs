@@ -23,16 +23,10 @@ fn assert_reported_then_aborted(out: &Run) {
     assert!(!out.stdout.contains("survived"), "{}", out.stdout);
 }
 
-#[test]
-fn check_aborts_by_default() {
-    assert_reported_then_aborted(&run(preloaded(&mut command(compile("leak_at_exit.c")))));
-}
-
-#[test]
-fn check_warn_warns_and_continues() {
-    let out =
-        run(preloaded(&mut command(compile("leak_at_exit.c"))).env("FT_MALLOC_CHECK", "warn"))
-            .success();
+/// The bad free (a pointer never handed out: nothing damaged) was reported
+/// in one line, and the program went on.
+fn assert_reported_then_survived(out: &Run) {
+    assert_eq!(out.code, 0, "{out:#?}");
     assert!(out.stdout.ends_with("survived\n"), "{}", out.stdout);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
@@ -41,6 +35,31 @@ fn check_warn_warns_and_continues() {
         "{}",
         lines[0]
     );
+}
+
+/// By default a pointer never handed out is refused and the program goes on
+/// (the misuse policy: nothing was damaged); damage aborts (`misuse.rs`).
+#[test]
+fn check_reports_and_survives_a_harmless_misuse_by_default() {
+    assert_reported_then_survived(&run(preloaded(&mut command(compile("leak_at_exit.c")))));
+}
+
+/// The hardened mode makes every caught misuse fatal unless told otherwise.
+#[test]
+fn check_aborts_on_every_misuse_when_hardened() {
+    assert_reported_then_aborted(&run(
+        preloaded(&mut command(compile("leak_at_exit.c"))).env("FT_MALLOC_HARDENED", "1")
+    ));
+    assert_reported_then_survived(&run(preloaded(&mut command(compile("leak_at_exit.c")))
+        .env("FT_MALLOC_HARDENED", "1")
+        .env("FT_MALLOC_CHECK", "warn")));
+}
+
+#[test]
+fn check_warn_warns_and_continues() {
+    assert_reported_then_survived(&run(
+        preloaded(&mut command(compile("leak_at_exit.c"))).env("FT_MALLOC_CHECK", "warn")
+    ));
 }
 
 #[test]

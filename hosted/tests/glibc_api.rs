@@ -45,8 +45,16 @@ fn no_entry_point_is_a_cancellation_point() {
     let out = run(preloaded(&mut command(compile("no_cancellation.c"))));
     assert_eq!(out.code, 0, "{out:#?}");
     assert_eq!(out.stdout.lines().last(), Some("returned"), "{out:#?}");
-    assert!(out.stderr.contains("Arena 0:"), "malloc_stats printed: {}", out.stderr);
-    assert!(out.stderr.contains("<malloc version="), "malloc_info printed: {}", out.stderr);
+    assert!(
+        out.stderr.contains("Arena 0:"),
+        "malloc_stats printed: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("<malloc version="),
+        "malloc_info printed: {}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("ft_malloc: free(): invalid pointer 0x"),
         "the report printed: {}",

@@ -59,8 +59,14 @@ const MODES: [Mode; 5] = [
 const CLASSES: &[(&str, [Outcome; 5])] = &[
     // Nothing damaged: the pointer was never handed out.
     ("invalid_free", [Survived, Abort, Survived, Survived, Abort]),
-    ("unaligned_free", [Survived, Abort, Survived, Survived, Abort]),
-    ("never_allocated_free", [Survived, Abort, Survived, Survived, Abort]),
+    (
+        "unaligned_free",
+        [Survived, Abort, Survived, Survived, Abort],
+    ),
+    (
+        "never_allocated_free",
+        [Survived, Abort, Survived, Survived, Abort],
+    ),
     // Damage, done or about to be.
     ("double_free", [Abort, Abort, Survived, Survived, Abort]),
     ("overflow_next", [Abort, Abort, Survived, Survived, Abort]),
@@ -68,8 +74,14 @@ const CLASSES: &[(&str, [Outcome; 5])] = &[
     ("malloc0_write", [Abort, Abort, Survived, Survived, Abort]),
     ("realloc_freed", [Abort, Abort, Survived, Survived, Abort]),
     // Caught only by a hardened defence.
-    ("write_after_free", [Survived, Survived, Survived, Survived, Abort]),
-    ("sized_free_mismatch", [Survived, Survived, Survived, Survived, Abort]),
+    (
+        "write_after_free",
+        [Survived, Survived, Survived, Survived, Abort],
+    ),
+    (
+        "sized_free_mismatch",
+        [Survived, Survived, Survived, Survived, Abort],
+    ),
     ("read_after_free_small", [Stale, Stale, Stale, Stale, Clean]),
     // The pages are gone: the kernel catches it.
     ("read_after_free_large", [Segv, Segv, Segv, Segv, Segv]),

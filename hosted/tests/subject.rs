@@ -65,7 +65,10 @@ fn the_subject_test_programs_behave_as_the_subject_shows() {
     for program in ["subject_test0.c", "subject_test1.c", "subject_test2.c"] {
         let out = run(preloaded(&mut command(compile(program))));
         assert_eq!(out.code, 0, "{program}: {out:#?}");
-        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{program}: {out:#?}");
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{program}: {out:#?}"
+        );
     }
     for program in ["subject_test3.c", "subject_test3bis.c"] {
         let out = run(preloaded(&mut command(compile(program))));
@@ -78,7 +81,12 @@ fn the_subject_test_programs_behave_as_the_subject_shows() {
     assert_eq!(out.code, 0, "test4 must survive its bad pointers: {out:#?}");
     assert_eq!(out.stdout, "Bonjours\n");
     let reports: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(reports.len(), 2, "one line per refused call: {}", out.stderr);
+    assert_eq!(
+        reports.len(),
+        2,
+        "one line per refused call: {}",
+        out.stderr
+    );
     assert!(reports[0].starts_with("ft_malloc: free(): invalid pointer 0x"));
     assert!(reports[1].starts_with("ft_malloc: realloc(): invalid pointer 0x"));
 
@@ -102,7 +110,11 @@ fn the_subject_test_programs_behave_as_the_subject_shows() {
             out.stdout
         );
     }
-    assert!(matches!(lines.last(), Some(Line::Total(_))), "{}", out.stdout);
+    assert!(
+        matches!(lines.last(), Some(Line::Total(_))),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -70,21 +70,26 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 
 /// `posix_memalign(3)`: returns `EINVAL` unless `align` is a power-of-two
 /// multiple of `sizeof(void *)`, `ENOMEM` when out of memory, 0 with the block
-/// in `*out` otherwise. `errno` is never changed; `*out` only on success.
+/// in `*out` otherwise. `*out` is written only on success. Like glibc's, it
+/// also sets `errno = ENOMEM` when out of memory (glibc's
+/// `tst-malloc-thread-fail` checks it; every failing allocation sets it), and
+/// leaves `errno` alone otherwise.
 ///
 /// # Safety
 ///
 /// `out` must be valid for writing a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    let _errno = ErrnoGuard::save();
     let config = config::get();
     let word = size_of::<*mut c_void>();
     let result = if !align.is_multiple_of(word) || !(align / word).is_power_of_two() {
         libc::EINVAL
     } else {
+        let errno = ErrnoGuard::save();
         let block = memalign_like(align, size, config);
         if block.is_null() {
+            // Out of memory: `memalign_like` set `errno = ENOMEM`; keep it.
+            core::mem::forget(errno);
             libc::ENOMEM
         } else {
             // SAFETY: the caller gives a writable `out`.

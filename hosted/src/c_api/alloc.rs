@@ -8,6 +8,7 @@ use ft_malloc::ReallocError;
 
 use super::{DEFAULT_ALIGN, SCRIBBLE_FREED, allocate, c_layout, or_enomem};
 use crate::config::{self, Config};
+use crate::policy::Misuse;
 use crate::{HEAP, hardened, os, report, thread_cache};
 
 /// `malloc(3)`. `malloc(0)` returns a unique pointer that can be freed.
@@ -102,7 +103,7 @@ pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool 
     match unsafe { thread_cache::deallocate(block) } {
         Ok(()) => true,
         Err(error) => {
-            report::bad_pointer(function, ptr, error);
+            Misuse::Heap(error).report(function, ptr);
             false
         }
     }
@@ -126,7 +127,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     };
     // SAFETY: `deallocate` validates the pointer before touching anything.
     if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-        report::bad_pointer("free", ptr, error);
+        Misuse::Heap(error).report("free", ptr);
     }
 }
 
@@ -201,7 +202,7 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
         Ok(new) => Resized::Done(new.as_ptr().cast()),
         Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
         Err(ReallocError::Invalid(error)) => {
-            report::bad_pointer(function, ptr, error);
+            Misuse::Heap(error).report(function, ptr);
             Resized::Refused
         }
     }
@@ -299,7 +300,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     match HEAP.usable_size(block) {
         Ok(usable) => usable,
         Err(error) => {
-            report::bad_pointer("malloc_usable_size", ptr, error);
+            Misuse::Heap(error).report("malloc_usable_size", ptr);
             0
         }
     }

@@ -209,6 +209,8 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut c_void) -> c_int {
     if options != 0 {
         return MALLOC_INFO_EINVAL;
     }
+    // `fwrite` is a cancellation point; no entry point may be one.
+    let _no_cancel = crate::os::NoCancel::hold();
     // The walk first, with the locks; stdio (which may allocate) after.
     let s = Summary::now();
     let mut out = StdioWriter {

@@ -16,7 +16,8 @@
 //! and a mask, the settings not decoded), a TINY/SMALL block is validated
 //! once without a lock (`Heap::small_usable_size`), and the quarantine
 //! needs no lock (one FIFO per thread, next to its front cache).
-//! What a caught misuse does is `FT_MALLOC_CHECK`'s (abort by default). In
+//! What a caught misuse does is the policy's (`policy.rs`: abort by default
+//! in the hardened mode). In
 //! `warn` or `quiet` mode a block whose canary or quarantine check failed is
 //! not freed (kept out of reuse, it leaks), so nothing is corrupted further.
 //!
@@ -36,7 +37,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use ft_malloc::{HeapError, SMALL_MAX, SizeClass};
 
 use crate::config::Defences;
-use crate::{HEAP, report, thread_cache};
+use crate::policy::Misuse;
+use crate::{HEAP, thread_cache};
 
 pub(crate) use quarantine::Ring;
 
@@ -69,36 +71,6 @@ pub(crate) fn drain(ring: &mut Ring) {
             free_now(block);
         } else {
             Misuse::WriteAfterFree.report("free", block.as_ptr().cast());
-        }
-    }
-}
-
-/// What a defence found wrong with a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Misuse {
-    /// The heap refused the pointer.
-    Heap(HeapError),
-    /// A canary or the trailer was overwritten.
-    Overflow,
-    /// A quarantined block was written after it was freed.
-    WriteAfterFree,
-    /// `free_sized` was told another size.
-    WrongSize,
-}
-
-impl Misuse {
-    fn report(self, function: &str, ptr: *const c_void) {
-        match self {
-            Misuse::Heap(error) => report::bad_pointer(function, ptr, error),
-            Misuse::Overflow => {
-                report::misuse(function, ptr, "heap overflow (canary overwritten) at block")
-            }
-            Misuse::WriteAfterFree => report::misuse(
-                function,
-                ptr,
-                "write after free (quarantined block changed)",
-            ),
-            Misuse::WrongSize => report::misuse(function, ptr, "size differs from the block's"),
         }
     }
 }
@@ -284,7 +256,7 @@ pub(crate) fn release(
         return match unsafe { thread_cache::deallocate(block) } {
             Ok(()) => true,
             Err(error) => {
-                report::bad_pointer(function, ptr, error);
+                Misuse::Heap(error).report(function, ptr);
                 false
             }
         };
@@ -355,7 +327,7 @@ pub(crate) fn release(
 fn free_now(block: NonNull<u8>) {
     // SAFETY: `deallocate` validates the pointer first.
     if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-        report::bad_pointer("free", block.as_ptr().cast(), error);
+        Misuse::Heap(error).report("free", block.as_ptr().cast());
     }
 }
 
