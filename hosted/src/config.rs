@@ -9,6 +9,10 @@
 //! | `FT_MALLOC_HARDENED`     | unset or `0`: off; anything else: on     | every defence below (each one's own variable, set to `0`, still turns it off) |
 //! | `FT_MALLOC_CANARY`, `FT_MALLOC_QUARANTINE`, `FT_MALLOC_GUARD_PAGES`, `FT_MALLOC_ZERO_ON_FREE`, `FT_MALLOC_SIZED_CHECK`, `FT_MALLOC_RANDOM_SLOTS` | `0`: off; anything else: on | one defence of the hardened mode (`hardened/mod.rs`) |
 //!
+//! This module only reads and holds the settings; the entry points load
+//! them through `lifecycle::settings`, whose first call also readies the
+//! process (key, fork handlers) before any block is handed out.
+//!
 //! Why `environ` and not `getenv` or `/proc/self/environ`: the variables are
 //! read by scanning the `environ` array directly, which is what `getenv` does
 //! anyway, without depending on libc's internals and without any system call.
@@ -314,32 +318,35 @@ pub(crate) fn defences_only() -> Option<Defences> {
     )
 }
 
-/// The settings. The first call after libc has set `environ` reads it; every
-/// later call is one relaxed load.
-#[inline]
-pub(crate) fn get() -> Config {
+/// The settings if they have been loaded (one relaxed load), else `None`.
+#[inline(always)]
+pub(crate) fn loaded() -> Option<Config> {
     let word = PACKED.load(Ordering::Relaxed);
-    if word & Config::LOADED != 0 {
-        Config::unpack(word)
-    } else {
-        load()
-    }
+    (word & Config::LOADED != 0).then(|| Config::unpack(word))
 }
 
+/// The settings as they stand: the loaded ones, or the defaults before the
+/// environment has been read. Never reads it (entry points load it through
+/// `lifecycle::settings`, which first makes the process ready for its first
+/// block).
+#[inline]
+pub(crate) fn current() -> Config {
+    loaded().unwrap_or(Config::DEFAULT)
+}
+
+/// Reads the environment and latches the settings (after libc has set
+/// `environ`; before, the defaults are returned and nothing is latched, so a
+/// later call reads the real values). Racing first callers read the same
+/// environment and store the same word.
 #[cold]
-fn load() -> Config {
-    // The first call into the library is also where fork handlers get
-    // registered if the load-time constructor has not run yet.
-    crate::lifecycle::ensure();
+pub(crate) fn load() -> Config {
     let Some(entries) = environment() else {
-        // Too early: libc has not set up the environment yet. Try again later.
         return Config::DEFAULT;
     };
     let config = Config::decode(entries);
     if config.defences.has(Defences::GUARD_PAGES) {
         crate::guard_pages::request();
     }
-    // Racing first callers read the same environment and store the same word.
     PACKED.store(config.pack(), Ordering::Relaxed);
     config
 }
@@ -348,7 +355,9 @@ fn load() -> Config {
 /// environment is read first if it has not been, so it cannot undo this.
 #[cfg(feature = "c-abi")]
 fn update(change: impl Fn(&mut Config)) {
-    get();
+    if loaded().is_none() {
+        load();
+    }
     let _ = PACKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
         let mut config = Config::unpack(word);
         change(&mut config);

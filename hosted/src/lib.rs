@@ -49,6 +49,8 @@ mod global;
 mod guard_pages;
 #[cfg(feature = "c-abi")]
 mod hardened;
+#[cfg(feature = "c-abi")]
+mod layout;
 mod lifecycle;
 mod map_limits;
 mod os;

@@ -1,12 +1,11 @@
-//! Process life events: load (fork handlers), `fork`, and exit
-//! (`FT_MALLOC_SHOW_AT_EXIT`).
+//! Process life events: the first call into the library ([`settings`],
+//! [`ensure`]: the heap's key, the fork handlers, the settings) and `fork`.
+//! (The C library's load-time constructor and exit-time destructor are in
+//! `c_api/hooks.rs`.)
 //!
-//! The hooks are plain ELF `.init_array` / `.fini_array` entries, which the
-//! dynamic loader runs when the library is loaded and at exit: no `atexit`
-//! (glibc's may call `calloc`), no Rust runtime. The heap itself needs no
-//! initialisation (it is a `const` static), so `malloc` works before the
-//! constructor runs; only the fork handlers wait for it, and [`ensure`] also
-//! registers them at the first allocation in case a program forks before our
+//! The heap itself needs no initialisation (it is a `const` static), so
+//! `malloc` works before any constructor runs; [`ensure`] readies the rest at
+//! the first call in case a program allocates or forks before the library's
 //! constructor ran.
 //!
 //! # Fork
@@ -63,14 +62,13 @@
 //! registering at load time means ours runs after those of libraries loaded
 //! later, which may still allocate in theirs.
 
-#[cfg(feature = "c-abi")]
-use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::config;
+#[cfg(feature = "c-abi")]
+use crate::config::Config;
 use crate::futex_mutex::single_threaded;
-use crate::thread_cache;
-#[cfg_attr(not(feature = "c-abi"), allow(unused_imports))]
-use crate::{HEAP, config};
+use crate::{HEAP, thread_cache};
 
 /// Whether the fork handlers have been registered (or are being).
 static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
@@ -128,7 +126,25 @@ extern "C" fn after_fork_in_child() {
     }
 }
 
-/// Registers the fork handlers once. Cheap after the first call.
+/// The settings, for an entry point. The first call into the library (made
+/// before the load-time constructor ran, or before libc set `environ` up)
+/// readies the process first ([`ensure`]), so that no block is handed out
+/// before the key is drawn. After that, one relaxed load.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn settings() -> Config {
+    config::loaded().unwrap_or_else(first_call)
+}
+
+#[cfg(feature = "c-abi")]
+#[cold]
+fn first_call() -> Config {
+    ensure();
+    config::load()
+}
+
+/// Readies the process once: the heap's key, the corruption handler, the
+/// fork handlers, and the settings read. Cheap after the first call.
 #[inline]
 pub(crate) fn ensure() {
     if !FORK_HANDLERS.load(Ordering::Relaxed) {
@@ -142,8 +158,8 @@ fn register() {
     // other callers past `ensure`: every caller derives the same value, so
     // racing first calls agree.
     // SAFETY: no block has been handed out yet: every path into the heap
-    // (the C functions through `config::load`, `FtMalloc`) calls `ensure`
-    // first, and only this function sets the flag.
+    // (the C functions through `settings`, `FtMalloc`) calls `ensure` first,
+    // and only this function sets the flag.
     unsafe { ft_malloc::set_key(random_key()) };
     // Claim first: if `pthread_atfork` itself allocates, the nested `malloc`
     // sees the flag set and does not recurse.
@@ -163,6 +179,8 @@ fn register() {
             Some(after_fork_in_child),
         );
     }
+    // A Rust program's `FtMalloc` reads `FT_MALLOC_CHECK` too.
+    config::load();
 }
 
 /// The heap's key for free marks and slack canaries (`ft_malloc::set_key`):
@@ -186,50 +204,3 @@ fn random_key() -> usize {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) as usize
 }
-
-#[cfg(feature = "c-abi")]
-/// Load-time constructor: fork handlers, settings, and the heap's first-use
-/// set-up.
-///
-/// The warm-up allocation makes the heap's one-time costs (its static state,
-/// the first page-map nodes, the first zone) happen when the library loads,
-/// as jemalloc's constructor does, instead of inside the program's first
-/// `malloc`. Nearly every program allocates during start-up anyway; the ones
-/// that measure their own allocations (the subject's page-fault test) then
-/// see only what those allocations cost.
-extern "C" fn on_load() {
-    ensure();
-    let _ = config::get();
-    // Touch every lock (the pages of the heap's static state).
-    HEAP.lock_all();
-    // SAFETY: this thread has just taken every lock.
-    unsafe { HEAP.unlock_all() };
-    // Through the thread cache: the main thread's cache and the first
-    // magazines are one-time costs too.
-    if let Some(block) = thread_cache::allocate(WARM_UP) {
-        // SAFETY: just allocated from this heap, not used.
-        let _ = unsafe { thread_cache::deallocate(block) };
-    }
-}
-
-#[cfg(feature = "c-abi")]
-/// The warm-up request: the smallest class, the one start-up code uses most.
-const WARM_UP: Layout = Layout::new::<u8>();
-
-#[cfg(feature = "c-abi")]
-/// Exit-time destructor: `FT_MALLOC_SHOW_AT_EXIT`.
-extern "C" fn on_exit() {
-    if config::get().show_at_exit {
-        crate::c_api::show_alloc_mem();
-    }
-}
-
-#[cfg(feature = "c-abi")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static ON_LOAD: extern "C" fn() = on_load;
-
-#[cfg(feature = "c-abi")]
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static ON_EXIT: extern "C" fn() = on_exit;

@@ -104,7 +104,7 @@ pub(crate) fn is_fatal(check: CheckMode, misuse: Misuse) -> bool {
 /// unchanged and refuses the call when this returns.
 #[cold]
 pub(crate) fn refuse(function: &str, ptr: *const c_void, misuse: Misuse) {
-    let check = config::get().check;
+    let check = config::current().check;
     if check != CheckMode::Quiet {
         report::misuse_line(function, misuse.what(function), ptr);
     }

@@ -54,12 +54,12 @@ fn symbols(lib: &Path, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Whether the load-time constructor (`lifecycle::on_load`, placed in
+/// Whether the load-time constructor (`c_api::hooks::on_load`, placed in
 /// `.init_array`) is in the library.
 fn has_load_hook(lib: &Path) -> bool {
     symbols(lib, &[])
         .iter()
-        .any(|s| s.contains("lifecycle") && s.contains("on_load"))
+        .any(|s| s.contains("hooks") && s.contains("on_load"))
 }
 
 /// Builds the cdylib with default features in a target directory of its

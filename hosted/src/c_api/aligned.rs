@@ -4,9 +4,9 @@
 use core::ffi::c_void;
 
 use super::{DEFAULT_ALIGN, allocate, or_enomem};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::os::{self, ErrnoGuard};
-use crate::report;
+use crate::{lifecycle, report};
 
 /// Largest alignment `memalign` rounds to; above it no power of two exists
 /// (glibc's `SIZE_MAX / 2 + 1` check).
@@ -35,7 +35,7 @@ fn memalign_like(align: usize, size: usize, config: Config) -> *mut c_void {
 /// None beyond C's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = memalign_like(align, size, config);
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("memalign({align}, {size}) = {block:p}"));
@@ -52,7 +52,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// None beyond C's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = if align.is_power_of_two() {
         memalign_like(align, size, config)
     } else {
@@ -80,7 +80,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// `out` must be valid for writing a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    let config = config::get();
+    let config = lifecycle::settings();
     let word = size_of::<*mut c_void>();
     let result = if !align.is_multiple_of(word) || !(align / word).is_power_of_two() {
         libc::EINVAL
@@ -113,7 +113,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// None beyond C's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = memalign_like(os::page_size(), size, config);
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("valloc({size}) = {block:p}"));
@@ -129,7 +129,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// None beyond C's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let page = os::page_size();
     let block = match size.max(1).checked_next_multiple_of(page) {
         Some(rounded) => memalign_like(page, rounded, config),

@@ -9,7 +9,7 @@ use ft_malloc::ReallocError;
 use super::{DEFAULT_ALIGN, SCRIBBLE_FREED, allocate, c_layout, or_enomem};
 use crate::config::{self, Config};
 use crate::policy::Misuse;
-use crate::{HEAP, hardened, os, report, thread_cache};
+use crate::{HEAP, hardened, lifecycle, os, report, thread_cache};
 
 /// `malloc(3)`. `malloc(0)` returns a unique pointer that can be freed.
 /// Sizes above `PTRDIFF_MAX` fail with `ENOMEM`.
@@ -35,7 +35,7 @@ fn malloc_with_settings(size: usize) -> *mut c_void {
     {
         return or_enomem(hardened::allocate(size, DEFAULT_ALIGN, false, defences));
     }
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = or_enomem(allocate(size, DEFAULT_ALIGN, config));
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("malloc({size}) = {block:p}"));
@@ -67,7 +67,7 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn calloc_with_settings(count: usize, size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = or_enomem(count.checked_mul(size).and_then(|bytes| {
         if config.defences.on_alloc() {
             hardened::allocate(bytes, DEFAULT_ALIGN, true, config.defences)
@@ -142,7 +142,7 @@ fn free_with_settings(ptr: *mut c_void) {
         hardened::release("free", ptr, None, defences);
         return;
     }
-    let config = config::get();
+    let config = lifecycle::settings();
     release("free", ptr, config);
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("free({ptr:p})"));
@@ -230,7 +230,7 @@ fn resized_to_c(outcome: Resized) -> *mut c_void {
 /// On success `ptr` must not be used any more.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = resized_to_c(resize("realloc", ptr, size, config));
     if let Some(fd) = config.trace_fd {
         report::trace(fd, format_args!("realloc({ptr:p}, {size}) = {block:p}"));
@@ -246,7 +246,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
 /// As [`realloc`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let block = resized_to_c(match count.checked_mul(size) {
         Some(bytes) => resize("reallocarray", ptr, bytes, config),
         None => Resized::OutOfMemory,
@@ -268,7 +268,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usiz
 /// `ptr` must not be used after the call unless it was refused.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn reallocf(ptr: *mut c_void, size: usize) -> *mut c_void {
-    let config = config::get();
+    let config = lifecycle::settings();
     let outcome = resize("reallocf", ptr, size, config);
     if matches!(outcome, Resized::OutOfMemory) {
         release("reallocf", ptr, config);
@@ -289,7 +289,7 @@ pub unsafe extern "C" fn reallocf(ptr: *mut c_void, size: usize) -> *mut c_void 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if !config::plain() {
-        let config = config::get();
+        let config = lifecycle::settings();
         if config.defences.on_free() {
             return hardened::usable_size(ptr, config.defences);
         }

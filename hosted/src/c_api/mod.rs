@@ -13,6 +13,7 @@
 mod aligned;
 mod alloc;
 mod heap_summary;
+mod hooks;
 mod info;
 mod show;
 mod sized;
@@ -25,31 +26,18 @@ pub use show::{show_alloc_mem, show_alloc_mem_ex, show_alloc_mem_svg};
 pub use sized::{free_aligned_sized, free_sized};
 pub use tuning::{malloc_trim, mallopt};
 
-use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use crate::config::Config;
+pub(crate) use crate::layout::{DEFAULT_ALIGN, c_layout};
 use crate::os;
 use crate::thread_cache;
 
-/// The alignment `malloc` guarantees (`alignof(max_align_t)` on x86_64).
-pub(crate) const DEFAULT_ALIGN: usize = ft_malloc::DEFAULT_ALIGN;
 /// `FT_MALLOC_SCRIBBLE` fill for new blocks: garbage that is easy to spot.
 pub(crate) const SCRIBBLE_NEW: u8 = 0xAA;
 /// `FT_MALLOC_SCRIBBLE` fill for freed blocks, so use-after-free reads 0x55.
 pub(crate) const SCRIBBLE_FREED: u8 = 0x55;
-
-/// The layout of a C request, or `None` when the size is impossible: larger
-/// than `PTRDIFF_MAX`, as glibc refuses (pointer differences inside the block
-/// must be representable).
-#[inline]
-pub(crate) fn c_layout(size: usize, align: usize) -> Option<Layout> {
-    if size > isize::MAX as usize {
-        return None;
-    }
-    Layout::from_size_align(size, align).ok()
-}
 
 /// Allocates `size` bytes aligned to `align` (a power of two), scribbling if
 /// asked, with the hardened mode's defences if on. Leaves `errno` alone:

@@ -7,14 +7,14 @@
 use core::ffi::c_void;
 
 use super::alloc::free;
-use crate::config::{self, Defences};
-use crate::{hardened, report};
+use crate::config::Defences;
+use crate::{hardened, lifecycle, report};
 
 /// The sized free: checked if asked, else plain `free`.
 fn free_with_size(function: &str, ptr: *mut c_void, size: usize) {
     // The sized check is not in `config::plain()`'s mask (plain `free`
     // ignores it): read the settings here.
-    let config = config::get();
+    let config = lifecycle::settings();
     if config.defences.has(Defences::SIZED_CHECK) {
         hardened::release(function, ptr, Some(size), config.defences);
         if let Some(fd) = config.trace_fd {

@@ -20,8 +20,8 @@
 
 use core::ffi::c_int;
 
-use crate::HEAP;
 use crate::config::{self, CheckMode};
+use crate::{HEAP, lifecycle};
 
 /// glibc's `mallopt` parameter numbers (`<malloc.h>`).
 const M_MXFAST: c_int = 1;
@@ -54,6 +54,9 @@ pub unsafe extern "C" fn malloc_trim(pad: usize) -> c_int {
 /// None.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
+    // Settings are changed after they are read (and the process readied),
+    // so the environment cannot undo this.
+    let _ = lifecycle::settings();
     match param {
         M_MXFAST => c_int::from((0..=MXFAST_MAX).contains(&value)),
         M_CHECK_ACTION => {

@@ -159,7 +159,7 @@ fn allocate_reserving(
     } else {
         align
     };
-    let layout = crate::c_api::c_layout(total, align)?;
+    let layout = crate::layout::c_layout(total, align)?;
     if let Some(class) = class
         && defences.has(Defences::RANDOM_SLOTS)
     {
@@ -364,8 +364,9 @@ pub(crate) fn reallocate(
     } else {
         size
     };
-    let Some(new) = allocate_reserving(size, reserve, crate::c_api::DEFAULT_ALIGN, false, defences)
-        .or_else(|| allocate(size, crate::c_api::DEFAULT_ALIGN, false, defences))
+    let Some(new) =
+        allocate_reserving(size, reserve, crate::layout::DEFAULT_ALIGN, false, defences)
+            .or_else(|| allocate(size, crate::layout::DEFAULT_ALIGN, false, defences))
     else {
         return Ok(None);
     };
