@@ -93,7 +93,7 @@ mod size_class;
 mod span;
 mod zone;
 
-pub use arena::ArenaProvider;
+pub use arena::{ArenaProvider, MAX_REGIONS, RegionError};
 pub use cache::FrontCache;
 pub use error::{HeapError, ReallocError};
 pub use free_mark::{DEFAULT_KEY, set_key};
