@@ -158,8 +158,6 @@ enum Span {
     Anywhere,
 }
 
-const NO_PAGES: UnsafeCell<MaybeUninit<Pages>> = UnsafeCell::new(MaybeUninit::uninit());
-
 /// Why [`ArenaProvider::add_region`] refused a region. The region is not
 /// used: it is the caller's again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +229,7 @@ impl ArenaProvider {
             span: Span::FirstRegion { start, len },
             lock: spin::Mutex::new(true),
             slots: AtomicUsize::new(1 << CLAIMED_SHIFT),
-            pages: [NO_PAGES; MAX_REGIONS],
+            pages: [const { UnsafeCell::new(MaybeUninit::uninit()) }; MAX_REGIONS],
         }
     }
 
@@ -256,7 +254,7 @@ impl ArenaProvider {
             span: Span::Anywhere,
             lock: spin::Mutex::new(false),
             slots: AtomicUsize::new(0),
-            pages: [NO_PAGES; MAX_REGIONS],
+            pages: [const { UnsafeCell::new(MaybeUninit::uninit()) }; MAX_REGIONS],
         }
     }
 
