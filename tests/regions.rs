@@ -275,3 +275,47 @@ fn regions_added_while_threads_allocate() {
         nulls.load(Ordering::Relaxed)
     );
 }
+
+/// A region over 1 MiB keeps its bitmap in its own first page; runs of
+/// each region are resized and given back in that region, whichever
+/// region was added first.
+#[test]
+fn big_and_small_regions_keep_their_runs_apart() {
+    let arena = ArenaProvider::empty();
+    let (small, big) = (mmap(64 << 10), mmap(2 << 20));
+    // SAFETY: fresh mappings, given to `arena` alone.
+    unsafe {
+        arena.add_region(small, 64 << 10).unwrap();
+        arena.add_region(big, 2 << 20).unwrap();
+    }
+    assert_eq!(arena.capacity_bytes(), (64 << 10) + (2 << 20) - 4096);
+    // The small region fills first, then runs go to the big one.
+    let a = arena.map(64 << 10, 4096).unwrap();
+    assert_eq!(a.as_ptr(), small);
+    let b = arena.map(8192, 4096).unwrap();
+    assert_eq!(
+        b.as_ptr().addr(),
+        big.addr() + 4096,
+        "after the bitmap page"
+    );
+    // SAFETY: `b` is a live run of 2 pages, written then resized.
+    unsafe {
+        b.as_ptr().write_bytes(0x5a, 8192);
+        let grown = arena.resize(b, 8192, 1 << 20, true).unwrap();
+        assert_eq!(grown, b, "grown in place into the big region's free pages");
+        assert!(
+            std::slice::from_raw_parts(grown.as_ptr(), 8192)
+                .iter()
+                .all(|&x| x == 0x5a)
+        );
+        assert_eq!(arena.used_bytes(), (64 << 10) + (1 << 20));
+        arena.unmap(a, 64 << 10);
+        arena.unmap(grown, 1 << 20);
+    }
+    assert_eq!(arena.used_bytes(), 0);
+    assert_eq!(
+        arena.map(64 << 10, 4096).unwrap().as_ptr(),
+        small,
+        "freed pages reused"
+    );
+}
