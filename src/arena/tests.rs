@@ -117,3 +117,78 @@ fn too_small_region_maps_nothing() {
     assert!(a.map(PAGE, PAGE).is_none());
     assert_eq!(a.capacity_bytes(), 0);
 }
+
+/// A buffer of `pages` whole pages plus one, for a region given later.
+fn buffer(pages: usize) -> std::vec::Vec<u8> {
+    vec![0u8; pages * PAGE + PAGE]
+}
+
+#[test]
+fn an_empty_provider_maps_nothing_until_regions_come() {
+    let a = ArenaProvider::empty();
+    assert!(a.map(PAGE, PAGE).is_none());
+    assert_eq!((a.capacity_bytes(), a.regions(), a.span()), (0, 0, None));
+    let (mut small, mut big) = (buffer(4), buffer(300));
+    // SAFETY: the buffers outlive `a` and nothing else uses them.
+    unsafe {
+        a.add_region(small.as_mut_ptr(), small.len()).unwrap();
+        a.add_region(big.as_mut_ptr(), big.len()).unwrap();
+    }
+    // 4 pages, then 300 less the big region's bitmap page.
+    assert_eq!(a.capacity_bytes(), (4 + 299) * PAGE);
+    let r1 = a.map(4 * PAGE, PAGE).unwrap();
+    let r2 = a.map(2 * PAGE, PAGE).unwrap();
+    let in_big = |p: NonNull<u8>| {
+        (big.as_ptr().addr()..big.as_ptr().addr() + big.len()).contains(&p.as_ptr().addr())
+    };
+    assert!(!in_big(r1) && in_big(r2), "the first region fills first");
+    // SAFETY: live runs of `a`, each given back once.
+    unsafe {
+        let r2 = a.resize(r2, 2 * PAGE, 8 * PAGE, true).unwrap();
+        a.unmap(r1, 4 * PAGE);
+        a.unmap(r2, 8 * PAGE);
+    }
+    assert_eq!(a.used_bytes(), 0);
+    drop(a);
+}
+
+/// The protocol under a data-race checker (Miri runs this too): one thread
+/// adds regions while another maps and unmaps.
+#[test]
+fn regions_added_while_another_thread_maps() {
+    let a = ArenaProvider::empty();
+    let mut bufs: std::vec::Vec<_> = (0..MAX_REGIONS).map(|_| buffer(2)).collect();
+    std::thread::scope(|s| {
+        let a = &a;
+        let mapper = s.spawn(move || {
+            let mut mapped = 0;
+            for _ in 0..200 {
+                if let Some(run) = a.map(PAGE, PAGE) {
+                    // SAFETY: a fresh run of `a`, written then given back.
+                    unsafe {
+                        run.as_ptr().write(7);
+                        a.unmap(run, PAGE);
+                    }
+                    mapped += 1;
+                }
+                std::thread::yield_now();
+            }
+            mapped
+        });
+        for b in bufs.iter_mut() {
+            // SAFETY: each buffer outlives `a`, is given once, and is used
+            // by nothing else.
+            unsafe { a.add_region(b.as_mut_ptr(), b.len()) }.unwrap();
+            std::thread::yield_now();
+        }
+        mapper.join().unwrap();
+    });
+    assert_eq!(a.regions(), MAX_REGIONS);
+    assert_eq!(a.used_bytes(), 0);
+    let mut extra = buffer(1);
+    // SAFETY: as above; refused, so not used.
+    assert_eq!(
+        unsafe { a.add_region(extra.as_mut_ptr(), extra.len()) },
+        Err(RegionError::Full)
+    );
+}
