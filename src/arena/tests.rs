@@ -149,7 +149,6 @@ fn an_empty_provider_maps_nothing_until_regions_come() {
         a.unmap(r2, 8 * PAGE);
     }
     assert_eq!(a.used_bytes(), 0);
-    drop(a);
 }
 
 /// The protocol under a data-race checker (Miri runs this too): one thread
