@@ -8,7 +8,7 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use ft_malloc::{ArenaProvider, Heap, MAX_REGIONS, PageProvider, RegionError};
+use ft_malloc::{ArenaProvider, FrontCache, Heap, MAX_REGIONS, PageProvider, RegionError};
 
 /// `len` bytes of fresh anonymous memory, never unmapped: the regions of
 /// these tests live as long as the process, as a kernel's do.
@@ -55,6 +55,11 @@ fn a_static_empty_heap_returns_null_until_its_region_comes() {
     assert!(HEAP.allocate(layout(1 << 20)).is_none());
     // SAFETY: a valid layout; null is the expected answer.
     assert!(unsafe { GlobalAlloc::alloc(&HEAP, layout(64)) }.is_null());
+    // SAFETY: as above.
+    assert!(unsafe { GlobalAlloc::alloc_zeroed(&HEAP, layout(64)) }.is_null());
+    // Through a front cache (a kernel's per-CPU path) too.
+    let mut cache = FrontCache::new();
+    assert!(cache.allocate(&HEAP, layout(32)).is_none());
     assert_eq!(HEAP.stats().live_blocks, 0);
 
     // The tree map takes its first nodes (96 KiB on 64-bit) from the
@@ -74,6 +79,13 @@ fn a_static_empty_heap_returns_null_until_its_region_comes() {
         // SAFETY: from HEAP, freed once.
         unsafe { HEAP.deallocate(p) }.unwrap();
     }
+    let p = cache
+        .allocate(&HEAP, layout(32))
+        .expect("the cache gets blocks now");
+    // SAFETY: from HEAP through the cache, freed once.
+    unsafe { cache.deallocate(&HEAP, p) }.unwrap();
+    cache.flush(&HEAP);
+    assert_eq!(HEAP.stats().live_blocks, 0);
 }
 
 /// blog_os's set-up: a window of 100 KiB at a fixed address, empty at
