@@ -38,12 +38,14 @@ setup:
 setup-demo:
 	@$(SETUP) --demo
 
-## The tests: host tests of every crate (the core's unit, model and thread
-## tests; the hosted library under real programs; the QEMU kernel booted),
-## the examples run, then the core under Miri.
+## The tests: host tests of every crate (the core's unit, heap and thread
+## tests; its shadow model and loom model in workspace-tests/; the hosted library
+## under real programs; the QEMU kernel booted), the examples run, then the
+## core under Miri.
 test: setup all
 	$(CARGO) test --workspace
-	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test model --test small_heaps --test cache --test spans
+	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test small_heaps --test cache --test spans --test regions
+	$(CARGO) test -p ft_malloc_workspace_tests --target i686-unknown-linux-gnu --test model
 	$(CARGO) run -q --example arena_global
 	$(CARGO) run -q --example kernel_provider
 	$(CARGO) run -q -p ft_malloc_hosted --example hosted_global
@@ -57,7 +59,7 @@ stress:
 		stress_harness_mixed_load -- --nocapture
 
 ## The core under Miri: unit, heap and front-cache tests. The model test
-## (proptest against a reference) runs natively in `cargo test`; under Miri
+## (proptest against a reference, workspace-tests/) runs natively in `cargo test`; under Miri
 ## it added 1.5 min to a CI run near its 30 min budget.
 # Miri interprets one thread at a time: the heap tests (about half of the
 # time) run beside the unit and cache tests, one on each core.

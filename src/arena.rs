@@ -1,45 +1,130 @@
-//! A [`PageProvider`] over one fixed region of memory (documented on
-//! [`ArenaProvider`], where `cargo doc` shows it).
+//! A [`PageProvider`] over caller-given regions of memory (documented on
+//! [`ArenaProvider`], where `cargo doc` shows it); one region's bitmap and
+//! search live in `arena/pages.rs`.
 //!
-//! The page bitmap lives inside the provider for regions of up to
-//! [`INLINE_PAGES`] pages (so a small region loses no page to it) and in the
-//! region's own first pages beyond that.
+//! # Protocol: regions added while the heap runs
+//!
+//! A kernel hands its heap regions at any time, from any CPU, possibly while
+//! other CPUs allocate and with interrupts on. So adding a region never
+//! waits for anything:
+//!
+//! - **Slots.** The provider holds [`MAX_REGIONS`] slots and one atomic
+//!   word, `slots`: the count of claimed slots above [`CLAIMED_SHIFT`], one
+//!   *ready* bit per slot below. `add_region` sets up the region's bitmap
+//!   privately, claims the next slot by raising the count (a slot is
+//!   claimed once, never given back), writes the bitmap there, and only
+//!   then sets the slot's ready bit (Release).
+//! - **Readers.** Every other operation (`map`, `unmap`, `resize`, the
+//!   byte counts) takes the provider's one lock and uses the slots whose
+//!   ready bit it reads as set (Acquire): it sees the bitmap that
+//!   `add_region` wrote. Once ready, a slot's bitmap is only touched under
+//!   the lock; before, only by the `add_region` that claimed it.
+//! - **Lock order.** The heap calls the provider under its own locks; the
+//!   provider's lock is innermost and nothing is called while it is held.
+//!   `add_region` takes no lock, so a CPU may call it with interrupts on
+//!   even if an interrupt handler allocates: it cannot deadlock with itself.
+//! - **Liveness.** A region, once added, stays until the provider is
+//!   dropped; a `map` that started before the region was ready may miss it
+//!   and fail (the heap reports an allocation failure), the next one finds
+//!   it.
+//!
+//! The region given to [`ArenaProvider::new`] takes slot 0 at construction
+//! and is set up under the lock by the first operation that needs it (a
+//! `const` constructor cannot write to it).
 
+use core::cell::UnsafeCell;
 use core::fmt;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::provider::{MIN_PAGE_SIZE, PageProvider};
+use crate::provider::PageProvider;
 
-const PAGE: usize = MIN_PAGE_SIZE;
-const BITS: usize = u64::BITS as usize;
-/// Bitmap words kept inside the provider.
-const INLINE_WORDS: usize = 4;
-/// Regions of up to this many pages (1 MiB) keep their bitmap inline.
-const INLINE_PAGES: usize = INLINE_WORDS * BITS;
-/// Once this many eighths of the pages are handed out (half), `map` and a
-/// moving `resize` take the
-/// smallest hole that fits instead of the lowest: the big holes stay for
-/// big runs (first fit splits them for small ones). Below that, first fit
-/// is enough and does not scan the whole bitmap.
-const BEST_FIT_FILL_EIGHTHS: usize = 4;
+mod pages;
+use pages::{PAGE, Pages, extent};
 
-/// Page runs carved from one caller-given region: for kernels before paging
-/// is up, embedded targets without an MMU, tests and benchmarks.
+/// The most regions one [`ArenaProvider`] takes (the region given to
+/// [`ArenaProvider::new`] counts as one).
+/// (Four keep a `static Heap<ArenaProvider>` within a page.)
+pub const MAX_REGIONS: usize = 4;
+/// `slots` holds the claimed count from this bit up, ready bits below.
+const CLAIMED_SHIFT: u32 = 8;
+const _: () = assert!(MAX_REGIONS <= CLAIMED_SHIFT as usize);
+
+/// Page runs carved from caller-given regions: for kernels (before or after
+/// paging is up), embedded targets without an MMU, tests and benchmarks.
 ///
-/// The region is cut into 4 KiB pages; a bitmap, kept in the region's own
-/// first pages (one bit per page: 32 bytes per MiB), says which are handed
-/// out. `map` is first fit from the lowest page that may be free, which
-/// keeps runs packed at the bottom of the region, and best fit once half
-/// the pages are handed out; `resize` grows a run in place when the pages
-/// after it are free, always shrinks in place, and, when it may move, takes
-/// the place `map` would choose counting the run's own pages as free (so
-/// the free pages before and after it join) and copies the contents there
-/// (`memmove`). Freshly mapped pages are not zeroed (`zeroed_on_map` is
-/// false): the region may hold anything. A region that is not page aligned
-/// loses its first partial page.
+/// Each region is cut into 4 KiB pages; a bitmap (one bit per page: 32
+/// bytes per MiB) says which are handed out, kept inside the provider for a
+/// region of up to 1 MiB and in the region's own first pages beyond. `map`
+/// is first fit from the lowest page that may be free, which keeps runs
+/// packed at the bottom of a region, and best fit once half of the region's
+/// pages are handed out; regions are tried in the order they were added.
+/// `resize` grows a run in place when the pages after it are free, always
+/// shrinks in place, and, when it may move, takes the place `map` would
+/// choose in the same region counting the run's own pages as free (so the
+/// free pages before and after it join) and copies the contents there.
+/// Freshly mapped pages are not zeroed (`zeroed_on_map` is false): a region
+/// may hold anything. A region that is not page aligned loses its first
+/// partial page.
 ///
-/// The bookkeeping sits behind a spin lock of its own, taken briefly inside
-/// the heap's locks; the region can be any size up to the address space.
+/// # Three ways to start
+///
+/// | constructor | regions | [`span`](PageProvider::span) (fixed for life) | the heap's page map |
+/// |---|---|---|---|
+/// | [`new(start, len)`](Self::new) | that one, set up on first use | the region | flat, inside the `Heap` up to 512 KiB; else 1/512 of the region, taken from it |
+/// | [`empty_in(start, len)`](Self::empty_in) | added later, inside the window | the window | the same, over the window |
+/// | [`empty()`](Self::empty) | added later, anywhere | none | the radix tree: 3 nodes of 32 KiB (64-bit targets) to start, one more per 16 MiB area used |
+///
+/// The span is what the heap sizes itself by (its page map and its
+/// zones, and the small-heap rules of `SizeClass::prefers_full_zone`), so it
+/// must be known before any region is: a kernel that maps its heap at a
+/// fixed virtual window (blog_os's `HEAP_START`) names that window with
+/// `empty_in`. Keep the window close to the memory it will get: a flat map
+/// costs one pointer per page of the window, and a heap in a window much
+/// larger than its regions sizes its zones for room it does not have.
+/// `empty()` suits regions scattered over the physical memory map, a
+/// megabyte and up each: the tree's first 96 KiB come from the first region.
+///
+/// # Before any region
+///
+/// Every `map` fails, so the heap's allocations return null (`None` from
+/// [`Heap::allocate`](crate::Heap::allocate)); nothing faults. Once
+/// [`add_region`](Self::add_region) returns, the next allocation can use
+/// the region, even if other threads or CPUs are allocating meanwhile
+/// (`src/arena.rs` has the protocol).
+///
+/// ```
+/// use core::alloc::Layout;
+/// use core::mem::MaybeUninit;
+/// use ft_malloc::{ArenaProvider, Heap};
+///
+/// const WINDOW: usize = 256 << 10;
+/// #[repr(align(4096))]
+/// struct Window([MaybeUninit<u8>; WINDOW]);
+/// static mut MEMORY: Window = Window([MaybeUninit::uninit(); WINDOW]);
+///
+/// // In a kernel the window is a constant (blog_os: HEAP_START, HEAP_SIZE);
+/// // here the memory behind it is a static, so its address is only known
+/// // at run time.
+/// let start = (&raw mut MEMORY).cast::<u8>();
+/// let heap: Heap<ArenaProvider> = Heap::new(ArenaProvider::empty_in(start.addr(), WINDOW));
+/// let layout = Layout::new::<u64>();
+/// assert!(heap.allocate(layout).is_none(), "no region yet: null, not a fault");
+///
+/// // Two regions, added at any time (here: the two halves of the window).
+/// // SAFETY: MEMORY is used by nothing but this heap.
+/// unsafe {
+///     heap.provider().add_region(start, WINDOW / 2).unwrap();
+///     heap.provider().add_region(start.add(WINDOW / 2), WINDOW / 2).unwrap();
+/// }
+/// let block = heap.allocate(layout).unwrap();
+/// // SAFETY: `block` came from `heap` and is not used afterwards.
+/// unsafe { heap.deallocate(block).unwrap() };
+/// assert_eq!(heap.provider().capacity_bytes(), WINDOW);
+/// ```
+///
+/// A region given at construction:
 ///
 /// ```
 /// use core::mem::MaybeUninit;
@@ -48,57 +133,92 @@ const BEST_FIT_FILL_EIGHTHS: usize = 4;
 /// static mut REGION: [MaybeUninit<u8>; 256 << 10] = [MaybeUninit::uninit(); 256 << 10];
 /// // SAFETY: REGION is used by nothing else.
 /// let arena = unsafe { ArenaProvider::new((&raw mut REGION).cast(), 256 << 10) };
-/// // Less the bitmap page and, the region being byte aligned, a partial page.
-/// assert!(arena.capacity_bytes() >= 248 << 10);
+/// // Less, the region being byte aligned, a partial page.
+/// assert!(arena.capacity_bytes() >= 252 << 10);
 /// ```
 pub struct ArenaProvider {
-    region: *mut u8,
-    region_len: usize,
-    state: spin::Mutex<Option<Pages>>,
+    span: Span,
+    /// Serialises every use of a ready slot's bitmap. Holds whether the
+    /// region given to [`new`](Self::new) is still to be set up (in slot 0).
+    lock: spin::Mutex<bool>,
+    /// Claimed count and ready bits (see the module's protocol).
+    slots: AtomicUsize,
+    /// Each region's bitmap, written once by whoever claimed the slot.
+    pages: [UnsafeCell<MaybeUninit<Pages>>; MAX_REGIONS],
 }
 
-// SAFETY: the region is owned by the provider (per `new`'s contract) and all
-// bookkeeping is behind the spin lock.
+/// Where every run will lie (see [`ArenaProvider`]'s table).
+#[derive(Clone, Copy, Debug)]
+enum Span {
+    /// The region given to `new`.
+    FirstRegion { start: *mut u8, len: usize },
+    /// `[start, end)`, from `empty_in`.
+    Window { start: usize, end: usize },
+    /// Anywhere: `empty()`.
+    Anywhere,
+}
+
+/// Why [`ArenaProvider::add_region`] refused a region. The region is not
+/// used: it is the caller's again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegionError {
+    /// The region does not lie inside the provider's span (the window of
+    /// [`ArenaProvider::empty_in`], or the region of
+    /// [`ArenaProvider::new`]).
+    OutsideSpan,
+    /// The region holds no whole page (beyond its bitmap's).
+    TooSmall,
+    /// The provider already has [`MAX_REGIONS`] regions.
+    Full,
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegionError::OutsideSpan => "region outside the provider's span",
+            RegionError::TooSmall => "region holds no whole page",
+            RegionError::Full => "the provider has no slot for another region",
+        })
+    }
+}
+
+impl core::error::Error for RegionError {}
+
+// SAFETY: the regions are owned by the provider (per the constructors' and
+// `add_region`'s contracts) and every bitmap is behind the lock or private
+// to the `add_region` that sets it up (see the module's protocol).
 unsafe impl Send for ArenaProvider {}
 // SAFETY: as above.
 unsafe impl Sync for ArenaProvider {}
 
-/// The region and, without waiting for the lock, how much is handed out.
+/// The span, the region count and, without waiting for the lock, how much
+/// is handed out.
 impl fmt::Debug for ArenaProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ArenaProvider");
-        d.field("region", &self.region)
-            .field("region_len", &self.region_len);
+        d.field("span", &self.span())
+            .field("regions", &self.ready_slots().count());
         // `try_lock`: a Debug print must not wait (or deadlock) on a heap
         // that is in the middle of mapping.
-        if let Some(state) = self.state.try_lock()
-            && let Some(pages) = state.as_ref()
-        {
-            d.field("used_bytes", &((pages.used - pages.bitmap_pages()) * PAGE));
+        if let Some(guard) = self.lock.try_lock() {
+            let used: usize = self
+                .ready_slots()
+                .map(|p| {
+                    // SAFETY: ready, and the lock is held (`guard`).
+                    unsafe { &*p }.used_and_capacity().0
+                })
+                .sum();
+            drop(guard);
+            d.field("used_bytes", &used);
         }
         d.finish_non_exhaustive()
     }
 }
 
-/// The page bitmap, set up on first use.
-struct Pages {
-    /// First page-aligned byte of the region.
-    base: *mut u8,
-    /// Pages in the region, including the bitmap's own.
-    count: usize,
-    /// One bit per page, set when handed out (or used by the bitmap): the
-    /// region's first pages if it has more than [`INLINE_PAGES`] pages...
-    bitmap: *mut u64,
-    /// ... or else these words.
-    inline: [u64; INLINE_WORDS],
-    used: usize,
-    /// No page below this index is free.
-    first_free: usize,
-}
-
 impl ArenaProvider {
-    /// A provider over `[start, start + len)`. Nothing is written until the
-    /// first `map`.
+    /// A provider over `[start, start + len)`, whose span is that region.
+    /// Nothing is written until the first `map`.
     ///
     /// # Safety
     ///
@@ -106,235 +226,185 @@ impl ArenaProvider {
     /// else for as long as the provider (and any heap over it) lives.
     pub const unsafe fn new(start: *mut u8, len: usize) -> Self {
         ArenaProvider {
-            region: start,
-            region_len: len,
-            state: spin::Mutex::new(None),
+            span: Span::FirstRegion { start, len },
+            lock: spin::Mutex::new(true),
+            slots: AtomicUsize::new(1 << CLAIMED_SHIFT),
+            pages: [const { UnsafeCell::new(MaybeUninit::uninit()) }; MAX_REGIONS],
         }
     }
 
-    /// Bytes currently handed out (the bitmap's own pages excluded).
+    /// A provider with no region yet, whose regions will all lie in the
+    /// address window `[start, start + len)`: the heap sizes itself to the
+    /// window (see the table above). Until a region is added, every `map`
+    /// fails.
+    pub const fn empty_in(start: usize, len: usize) -> Self {
+        let mut arena = Self::empty();
+        arena.span = Span::Window {
+            start,
+            end: start.saturating_add(len),
+        };
+        arena
+    }
+
+    /// A provider with no region yet, whose regions may lie anywhere (the
+    /// heap then uses its radix-tree page map: see the table above). Until a
+    /// region is added, every `map` fails.
+    pub const fn empty() -> Self {
+        ArenaProvider {
+            span: Span::Anywhere,
+            lock: spin::Mutex::new(false),
+            slots: AtomicUsize::new(0),
+            pages: [const { UnsafeCell::new(MaybeUninit::uninit()) }; MAX_REGIONS],
+        }
+    }
+
+    /// Gives the provider the region `[start, start + len)`, usable by the
+    /// next `map`. May be called at any time, from any thread or CPU, while
+    /// the heap over the provider is in use; it takes no lock and never
+    /// waits. A region of more than 1 MiB loses its first page(s) to its
+    /// bitmap (written here); a smaller one loses nothing but a partial
+    /// first page if it is not page aligned.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError`]: the region is outside the span, too small, or the
+    /// provider is full. The provider did not take the region.
+    ///
+    /// # Safety
+    ///
+    /// The region must be valid for reads and writes (mapped, in a kernel),
+    /// must not overlap any other region of this provider, and must be used
+    /// by nothing else for as long as the provider (and any heap over it)
+    /// lives, unless this returns an error.
+    pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), RegionError> {
+        let (base, count) = extent(start, len).ok_or(RegionError::TooSmall)?;
+        if count == 0 {
+            return Err(RegionError::TooSmall);
+        }
+        if let Some((lo, hi)) = self.span() {
+            let end = base.addr().checked_add(count * PAGE);
+            if base.addr() < lo || end.is_none_or(|end| end > hi) {
+                return Err(RegionError::OutsideSpan);
+            }
+        }
+        let claimed = |word: usize| word >> CLAIMED_SHIFT;
+        if claimed(self.slots.load(Ordering::Relaxed)) >= MAX_REGIONS {
+            return Err(RegionError::Full);
+        }
+        // SAFETY: the caller gives us the region (the contract).
+        let pages = unsafe { Pages::init(start, len) }.ok_or(RegionError::TooSmall)?;
+        let word = self
+            .slots
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (claimed(w) < MAX_REGIONS).then_some(w + (1 << CLAIMED_SHIFT))
+            })
+            .map_err(|_| RegionError::Full)?;
+        // SAFETY: the slot was claimed just now, by this call alone, and is
+        // not ready: nobody else reads or writes its bitmap.
+        unsafe { self.publish(claimed(word), pages) };
+        Ok(())
+    }
+
+    /// Bytes currently handed out, over every region (bitmap pages
+    /// excluded).
     pub fn used_bytes(&self) -> usize {
-        let mut state = self.state.lock();
-        self.pages(&mut state)
-            .map_or(0, |p| (p.used - p.bitmap_pages()) * PAGE)
+        self.sum(|p| p.used_and_capacity().0)
     }
 
-    /// Bytes that can be handed out in total.
+    /// Bytes that can be handed out in total, over every region added so
+    /// far.
     pub fn capacity_bytes(&self) -> usize {
-        let mut state = self.state.lock();
-        self.pages(&mut state)
-            .map_or(0, |p| (p.count - p.bitmap_pages()) * PAGE)
+        self.sum(|p| p.used_and_capacity().1)
     }
 
-    /// Page-aligned start and page count of the region.
-    fn extent(region: *mut u8, len: usize) -> Option<(*mut u8, usize)> {
-        let pad = region.addr().next_multiple_of(PAGE) - region.addr();
-        Some((region.wrapping_add(pad), len.checked_sub(pad)? / PAGE))
+    /// Regions added so far (the one given to [`new`](Self::new) included,
+    /// once set up).
+    pub fn regions(&self) -> usize {
+        let _set_up = self.locked();
+        self.ready_slots().count()
     }
 
-    fn pages<'a>(&self, state: &'a mut Option<Pages>) -> Option<&'a mut Pages> {
-        if state.is_none() {
-            *state = Pages::init(self.region, self.region_len);
+    fn sum(&self, f: impl Fn(&Pages) -> usize) -> usize {
+        let _guard = self.locked();
+        // SAFETY: ready slots, under the lock.
+        self.ready_slots().map(|p| f(unsafe { &*p })).sum()
+    }
+
+    /// Writes slot `index`'s bitmap, then sets its ready bit.
+    ///
+    /// # Safety
+    ///
+    /// The caller claimed the slot and it is not ready yet.
+    unsafe fn publish(&self, index: usize, pages: Pages) {
+        // SAFETY: per the contract, nobody else reads or writes the slot.
+        unsafe { (*self.pages[index].get()).write(pages) };
+        self.slots.fetch_or(1 << index, Ordering::Release);
+    }
+
+    /// The bitmaps of the ready slots. Dereferencing one requires the lock.
+    fn ready_slots(&self) -> impl Iterator<Item = *mut Pages> + '_ {
+        let ready = self.slots.load(Ordering::Acquire);
+        (0..MAX_REGIONS)
+            .filter(move |i| ready & (1 << i) != 0)
+            .map(|i| self.pages[i].get().cast::<Pages>())
+    }
+
+    /// Takes the lock, setting up `new`'s region first if it is still
+    /// waiting.
+    fn locked(&self) -> spin::MutexGuard<'_, bool> {
+        let mut pending = self.lock.lock();
+        if *pending {
+            *pending = false;
+            if let Span::FirstRegion { start, len } = self.span
+                // SAFETY: `new`'s contract gives us the region.
+                && let Some(pages) = unsafe { Pages::init(start, len) }
+            {
+                // SAFETY: slot 0 was claimed by `new` for this region, and
+                // only here, under the lock, is it published.
+                unsafe { self.publish(0, pages) };
+            }
         }
-        state.as_mut()
+        pending
+    }
+
+    /// The first `Some` that `f` returns over the ready regions, in the
+    /// order they were added, under the lock.
+    fn find_region<T>(&self, mut f: impl FnMut(&mut Pages) -> Option<T>) -> Option<T> {
+        let _guard = self.locked();
+        // SAFETY: each is ready, and only touched under the lock we hold.
+        self.ready_slots().find_map(|p| f(unsafe { &mut *p }))
     }
 }
 
-impl Pages {
-    fn init(region: *mut u8, len: usize) -> Option<Pages> {
-        let (base, count) = ArenaProvider::extent(region, len)?;
-        let bitmap_pages = Self::bitmap_pages_for(count);
-        if count <= bitmap_pages {
-            return None;
-        }
-        let mut pages = Pages {
-            base,
-            count,
-            bitmap: base.cast(),
-            inline: [0; INLINE_WORDS],
-            used: 0,
-            first_free: 0,
-        };
-        if bitmap_pages > 0 {
-            // SAFETY: the bitmap's pages are the first of the region, which
-            // the caller of `ArenaProvider::new` gave us.
-            unsafe { core::ptr::write_bytes(pages.bitmap, 0, count.div_ceil(BITS)) };
-        }
-        pages.set(0, bitmap_pages, true);
-        pages.first_free = bitmap_pages;
-        Some(pages)
-    }
-
-    const fn bitmap_pages_for(count: usize) -> usize {
-        if count <= INLINE_PAGES {
-            0
-        } else {
-            (count.div_ceil(BITS) * 8).div_ceil(PAGE)
-        }
-    }
-
-    fn bitmap_pages(&self) -> usize {
-        Self::bitmap_pages_for(self.count)
-    }
-
-    /// The bitmap's words (chosen once per search, not per word).
-    fn words(&self) -> &[u64] {
-        if self.count <= INLINE_PAGES {
-            return &self.inline;
-        }
-        // SAFETY: the bitmap's words live in the region's first pages, are
-        // only touched under the provider's lock, and `&self` is its guard.
-        unsafe { core::slice::from_raw_parts(self.bitmap, self.count.div_ceil(BITS)) }
-    }
-
-    fn word(&self, i: usize) -> u64 {
-        self.words()[i]
-    }
-
-    fn set_word(&mut self, i: usize, value: u64) {
-        debug_assert!(i < self.count.div_ceil(BITS));
-        if self.count <= INLINE_PAGES {
-            self.inline[i] = value;
-            return;
-        }
-        // SAFETY: as in `word`; `&mut self` is the lock's guard.
-        unsafe { self.bitmap.add(i).write(value) }
-    }
-
-    /// Marks pages `[from, from + n)` used or free.
-    fn set(&mut self, from: usize, n: usize, used: bool) {
-        let mut page = from;
-        let end = from + n;
-        while page < end {
-            let bit = page % BITS;
-            let take = (BITS - bit).min(end - page);
-            let mask = if take == BITS {
-                u64::MAX
-            } else {
-                ((1u64 << take) - 1) << bit
-            };
-            let word = self.word(page / BITS);
-            if used {
-                debug_assert_eq!(word & mask, 0);
-                self.set_word(page / BITS, word | mask);
-            } else {
-                debug_assert_eq!(word & mask, mask);
-                self.set_word(page / BITS, word & !mask);
-            }
-            page += take;
-        }
-        if used {
-            self.used += n;
-        } else {
-            self.used -= n;
-            self.first_free = self.first_free.min(from);
-        }
-    }
-
-    /// First page at or after `from` (and before `to`) with the given state.
-    fn find(&self, from: usize, to: usize, used: bool) -> Option<usize> {
-        let words = self.words();
-        let mut page = from;
-        while page < to {
-            let raw = words[page / BITS];
-            let bits = (if used { raw } else { !raw }) >> (page % BITS);
-            if bits != 0 {
-                let hit = page + bits.trailing_zeros() as usize;
-                return (hit < to).then_some(hit);
-            }
-            page = (page / BITS + 1) * BITS;
-        }
-        None
-    }
-
-    /// Where a run of `n` pages aligned to `align` goes: first fit while
-    /// the region has room, best fit once it is [`BEST_FIT_FILL_EIGHTHS`]
-    /// full (see there).
-    fn fit(&self, n: usize, align: usize) -> Option<usize> {
-        let best = self.used * 8 >= self.count * BEST_FIT_FILL_EIGHTHS;
-        self.search(n, align, best)
-    }
-
-    /// The lowest run of `n` free pages whose address is a multiple of
-    /// `align` (first fit) or, if `best_fit`, the one in the smallest hole
-    /// (lowest among equals; an exact fit ends the search).
-    fn search(&self, n: usize, align: usize, best_fit: bool) -> Option<usize> {
-        let align_pages = align / PAGE;
-        // Page index of the first `align`-aligned address.
-        let phase = (self.base.addr().next_multiple_of(align) - self.base.addr()) / PAGE;
-        let align_up = |i: usize| {
-            if i <= phase {
-                phase
-            } else {
-                phase + (i - phase).next_multiple_of(align_pages)
-            }
-        };
-        let mut start = align_up(self.first_free);
-        let mut best: Option<(usize, usize)> = None;
-        loop {
-            let Some(end) = start.checked_add(n).filter(|&e| e <= self.count) else {
-                return best.map(|b| b.0);
-            };
-            match self.find(start, end, true) {
-                None if !best_fit => return Some(start),
-                None => {
-                    let hole_end = self.find(end, self.count, true).unwrap_or(self.count);
-                    let len = hole_end - start;
-                    if len == n {
-                        return Some(start);
-                    }
-                    if best.is_none_or(|b| len < b.1) {
-                        best = Some((start, len));
-                    }
-                    let Some(next) = self.find(hole_end, self.count, false) else {
-                        return best.map(|b| b.0);
-                    };
-                    start = align_up(next);
-                }
-                Some(used) => {
-                    let Some(next) = self.find(used, self.count, false) else {
-                        return best.map(|b| b.0);
-                    };
-                    start = align_up(next);
-                }
-            }
-        }
-    }
-}
-
-// SAFETY: runs are disjoint page ranges of the caller-given region, aligned
-// as asked (the search only accepts aligned starts), and stay handed out
-// until `unmap`. `resize` keeps contents: in place, or (only if allowed to
-// move) copied to the new place.
+// SAFETY: runs are disjoint page ranges of the caller-given regions, aligned
+// as asked (the search only accepts aligned starts), inside the span (a
+// region outside it is refused), and stay handed out until `unmap`.
+// `resize` keeps contents: in place, or (only if allowed to move) copied to
+// the new place.
 unsafe impl PageProvider for ArenaProvider {
     fn page_size(&self) -> usize {
         PAGE
     }
 
     fn span(&self) -> Option<(usize, usize)> {
-        let (base, count) = ArenaProvider::extent(self.region, self.region_len)?;
-        Some((base.addr(), base.addr() + count * PAGE))
+        match self.span {
+            Span::FirstRegion { start, len } => {
+                let (base, count) = extent(start, len)?;
+                Some((base.addr(), base.addr() + count * PAGE))
+            }
+            Span::Window { start, end } => Some((start, end)),
+            Span::Anywhere => None,
+        }
     }
 
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
-        let mut state = self.state.lock();
-        let pages = self.pages(&mut state)?;
-        let n = len.div_ceil(PAGE);
-        let start = pages.fit(n, align.max(PAGE))?;
-        pages.set(start, n, true);
-        if start == pages.first_free {
-            pages.first_free = pages
-                .find(start + n, pages.count, false)
-                .unwrap_or(pages.count);
-        }
-        NonNull::new(pages.base.wrapping_add(start * PAGE))
+        self.find_region(|pages| pages.map(len, align))
+            .and_then(NonNull::new)
     }
 
     unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
-        let mut state = self.state.lock();
-        let Some(pages) = state.as_mut() else { return };
-        let start = (run.as_ptr().addr() - pages.base.addr()) / PAGE;
-        pages.set(start, len.div_ceil(PAGE), false);
+        let run = run.as_ptr();
+        self.find_region(|pages| pages.contains(run.addr()).then(|| pages.unmap(run, len)));
     }
 
     unsafe fn resize(
@@ -344,182 +414,25 @@ unsafe impl PageProvider for ArenaProvider {
         new_len: usize,
         may_move: bool,
     ) -> Option<NonNull<u8>> {
-        let mut state = self.state.lock();
-        let pages = state.as_mut()?;
-        let start = (run.as_ptr().addr() - pages.base.addr()) / PAGE;
-        let (old, new) = (old_len.div_ceil(PAGE), new_len.div_ceil(PAGE));
-        if new <= old {
-            pages.set(start + new, old - new, false);
-            return Some(run);
-        }
-        if pages.grow_in_place(start, old, new) {
-            return Some(run);
-        }
-        if !may_move {
-            return None;
-        }
-        let to = pages.move_run(start, old, new)?;
-        let moved = pages.base.wrapping_add(to * PAGE);
-        // SAFETY: both runs lie in the region; the old one is the caller's
-        // (per the contract) and the new one was just taken for it, so no
-        // one else reads or writes either. `copy` allows the overlap.
-        unsafe { core::ptr::copy(run.as_ptr(), moved, old * PAGE) };
-        NonNull::new(moved)
-    }
-}
-
-impl Pages {
-    /// Takes pages `[start + old, start + new)` if they are free.
-    fn grow_in_place(&mut self, start: usize, old: usize, new: usize) -> bool {
-        let end = start + new;
-        if end > self.count || self.find(start + old, end, true).is_some() {
-            return false;
-        }
-        self.set(start + old, new - old, true);
-        if (start + old..end).contains(&self.first_free) {
-            self.first_free = self.find(end, self.count, false).unwrap_or(self.count);
-        }
-        true
-    }
-
-    /// Where a run of `old` pages at `start` grows to `new` pages when it
-    /// may move: the place [`fit`](Self::fit) chooses counting its own pages
-    /// as free, so the free pages before it and after it can join. Marks the new pages used and
-    /// the rest of the old ones free; the caller copies the contents.
-    fn move_run(&mut self, start: usize, old: usize, new: usize) -> Option<usize> {
-        let first_free = self.first_free;
-        self.set(start, old, false);
-        let Some(to) = self.fit(new, PAGE) else {
-            // Nothing fits: the run stays where it was.
-            self.set(start, old, true);
-            self.first_free = first_free;
-            return None;
-        };
-        self.set(to, new, true);
-        if to <= self.first_free {
-            self.first_free = self.find(to, self.count, false).unwrap_or(self.count);
-        }
-        Some(to)
+        let old = run.as_ptr();
+        let new = self.find_region(|pages| {
+            if !pages.contains(old.addr()) {
+                return None;
+            }
+            let (new, moved) = pages.resize(old, old_len, new_len, may_move)?;
+            if moved {
+                // SAFETY: both runs lie in this region; the old one is the
+                // caller's (per the contract) and the new one was just taken
+                // for it; the old pages the new run does not cover are free
+                // again, so the copy runs under the lock, before any `map`
+                // can hand them out. `copy` allows the overlap.
+                unsafe { core::ptr::copy(old, new, old_len.next_multiple_of(PAGE)) };
+            }
+            Some(new)
+        })?;
+        NonNull::new(new)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    extern crate std;
-    use std::vec;
-
-    fn arena(pages: usize) -> (std::vec::Vec<u8>, ArenaProvider) {
-        let mut buf = vec![0u8; pages * PAGE + PAGE];
-        // SAFETY: the buffer outlives the provider in each test (returned
-        // together, dropped after).
-        let p = unsafe { ArenaProvider::new(buf.as_mut_ptr(), buf.len()) };
-        (buf, p)
-    }
-
-    #[test]
-    fn maps_disjoint_aligned_runs_and_reuses_freed_pages() {
-        let (_buf, a) = arena(64);
-        let cap = a.capacity_bytes();
-        assert!(cap >= 63 * PAGE);
-        let r1 = a.map(3 * PAGE, PAGE).unwrap();
-        let r2 = a.map(PAGE, 8 * PAGE).unwrap();
-        assert_eq!(r2.as_ptr().addr() % (8 * PAGE), 0);
-        assert!(
-            r1.as_ptr().addr() + 3 * PAGE <= r2.as_ptr().addr()
-                || r2.as_ptr().addr() + PAGE <= r1.as_ptr().addr()
-        );
-        assert_eq!(a.used_bytes(), 4 * PAGE);
-        unsafe { a.unmap(r1, 3 * PAGE) };
-        let r3 = a.map(2 * PAGE, PAGE).unwrap();
-        assert_eq!(r3, r1, "first fit reuses the lowest hole");
-        unsafe {
-            a.unmap(r3, 2 * PAGE);
-            a.unmap(r2, PAGE);
-        }
-        assert_eq!(a.used_bytes(), 0);
-        assert!(a.map(cap + PAGE, PAGE).is_none());
-        let all = a.map(cap, PAGE).unwrap();
-        assert!(a.map(PAGE, PAGE).is_none());
-        unsafe { a.unmap(all, cap) };
-    }
-
-    #[test]
-    fn resizes_in_place_unless_allowed_to_move() {
-        let (_buf, a) = arena(32);
-        let r = a.map(2 * PAGE, PAGE).unwrap();
-        let blocker = a.map(PAGE, PAGE).unwrap();
-        unsafe {
-            assert_eq!(a.resize(r, 2 * PAGE, PAGE, true), Some(r));
-            assert_eq!(a.resize(r, PAGE, 2 * PAGE, false), Some(r));
-            assert_eq!(
-                a.resize(r, 2 * PAGE, 3 * PAGE, false),
-                None,
-                "blocked by the next run"
-            );
-            a.unmap(blocker, PAGE);
-            assert_eq!(a.resize(r, 2 * PAGE, 5 * PAGE, false), Some(r));
-            a.unmap(r, 5 * PAGE);
-        }
-        assert_eq!(a.used_bytes(), 0);
-    }
-
-    /// A run that may move grows into the free pages before it and after
-    /// it together, its contents copied; with nothing free around it, it
-    /// moves to a hole elsewhere; with no hole anywhere, it stays.
-    #[test]
-    fn a_moving_resize_joins_the_free_pages_around_the_run() {
-        let (_buf, a) = arena(16);
-        let cap = a.capacity_bytes();
-        let before = a.map(2 * PAGE, PAGE).unwrap();
-        let r = a.map(2 * PAGE, PAGE).unwrap();
-        let after = a.map(PAGE, PAGE).unwrap();
-        let rest = a.map(cap - 5 * PAGE, PAGE).unwrap();
-        unsafe {
-            for i in 0..2 * PAGE {
-                r.as_ptr().add(i).write(i as u8 ^ 0x5a);
-            }
-            a.unmap(before, 2 * PAGE);
-            a.unmap(after, PAGE);
-            // 2 pages before + 2 of its own + 1 after: 5 fit, 6 do not.
-            assert_eq!(a.resize(r, 2 * PAGE, 6 * PAGE, true), None);
-            assert_eq!(a.used_bytes(), cap - 3 * PAGE);
-            let moved = a.resize(r, 2 * PAGE, 5 * PAGE, true).unwrap();
-            assert_eq!(moved, before, "the lowest fit, overlapping the old run");
-            for i in 0..2 * PAGE {
-                assert_eq!(moved.as_ptr().add(i).read(), i as u8 ^ 0x5a);
-            }
-            assert_eq!(a.used_bytes(), cap);
-            a.unmap(moved, 5 * PAGE);
-            a.unmap(rest, cap - 5 * PAGE);
-        }
-        assert_eq!(a.used_bytes(), 0);
-    }
-
-    /// Once half of the pages are handed out, a run goes to the
-    /// smallest hole that fits, not the lowest: the bigger hole stays whole.
-    #[test]
-    fn a_full_region_maps_into_the_smallest_hole() {
-        let (_buf, a) = arena(16);
-        let cap = a.capacity_bytes();
-        let wide = a.map(3 * PAGE, PAGE).unwrap();
-        let _fence = a.map(PAGE, PAGE).unwrap();
-        let narrow = a.map(PAGE, PAGE).unwrap();
-        let _rest = a.map(cap - 5 * PAGE, PAGE).unwrap();
-        unsafe {
-            a.unmap(wide, 3 * PAGE);
-            a.unmap(narrow, PAGE);
-        }
-        // 4 of 16 or 17 pages free: at least half used.
-        assert_eq!(a.map(PAGE, PAGE), Some(narrow));
-        assert_eq!(a.map(3 * PAGE, PAGE), Some(wide));
-    }
-
-    #[test]
-    fn too_small_region_maps_nothing() {
-        let mut buf = [0u8; 100];
-        let a = unsafe { ArenaProvider::new(buf.as_mut_ptr(), buf.len()) };
-        assert!(a.map(PAGE, PAGE).is_none());
-        assert_eq!(a.capacity_bytes(), 0);
-    }
-}
+mod tests;

@@ -45,6 +45,86 @@ pub const MIN_PAGE_SIZE: usize = 4096;
 ///   same provider, kept until the heap is dropped; dropping a heap gives
 ///   every run back.
 ///
+/// # Which `align` values come, and when
+///
+/// `align` is a power of two, never below the page size, and `len` a
+/// multiple of the page size:
+///
+/// - **The page size**, for nearly every call: a zone (its size fixed by
+///   its class, 64 KiB to about 3 MiB, less in a small span), a LARGE
+///   block's run of ordinary alignment, the page map's nodes or flat array,
+///   and the front caches' magazine chunks (64 KiB).
+/// - **More than a page** only for a LARGE run whose `Layout` asks for it:
+///   a request aligned to more than 4 KiB (`Layout::from_size_align(n,
+///   1 << 21)` gives `align == 2 MiB`) is LARGE whatever its size, and its
+///   run is mapped with `align = layout.align()`. A provider that cannot
+///   align that far returns `None`, and that one allocation fails.
+///
+/// So a provider that only hands out page-aligned runs serves every
+/// ordinary program; aligning beyond a page is needed only by callers that
+/// ask for it.
+///
+/// # Example
+///
+/// A provider that carves runs off a static region from the bottom up and
+/// never reuses them: the least a provider can be (for a real one, with
+/// reuse, see [`ArenaProvider`](crate::ArenaProvider)).
+///
+/// ```
+/// use core::alloc::Layout;
+/// use core::ptr::NonNull;
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+/// use ft_malloc::{Heap, PageProvider};
+///
+/// #[repr(align(4096))]
+/// struct Region([u8; 1 << 20]);
+/// static mut REGION: Region = Region([0; 1 << 20]);
+///
+/// struct Bump {
+///     next: AtomicUsize,
+/// }
+///
+/// // SAFETY: runs are disjoint (the offset only grows), aligned as asked,
+/// // inside REGION, which only this provider hands out.
+/// unsafe impl PageProvider for Bump {
+///     fn page_size(&self) -> usize {
+///         4096
+///     }
+///     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+///         let base = (&raw mut REGION).cast::<u8>();
+///         let mut start = 0;
+///         self.next
+///             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+///                 // `align` is the page size, or more for an over-aligned
+///                 // LARGE block: align the address, not the offset.
+///                 let addr = (base.addr() + next).next_multiple_of(align);
+///                 start = addr - base.addr();
+///                 let end = start.checked_add(len)?;
+///                 (end <= 1 << 20).then_some(end)
+///             })
+///             .ok()?;
+///         // SAFETY: `start + len` is within the region.
+///         NonNull::new(unsafe { base.add(start) })
+///     }
+///     unsafe fn unmap(&self, _run: NonNull<u8>, _len: usize) {
+///         // Never reused: the region is spent once.
+///     }
+///     fn zeroed_on_map(&self) -> bool {
+///         true // a static starts zeroed and no run is handed out twice
+///     }
+/// }
+///
+/// let heap = Heap::<Bump>::new(Bump { next: AtomicUsize::new(0) });
+/// let page_aligned = heap.allocate(Layout::from_size_align(100, 8).unwrap()).unwrap();
+/// let over_aligned = heap.allocate(Layout::from_size_align(100, 64 << 10).unwrap()).unwrap();
+/// assert_eq!(over_aligned.as_ptr().addr() % (64 << 10), 0);
+/// // SAFETY: both came from `heap` and are not used afterwards.
+/// unsafe {
+///     heap.deallocate(page_aligned).unwrap();
+///     heap.deallocate(over_aligned).unwrap();
+/// }
+/// ```
+///
 /// # Safety
 ///
 /// Implementors promise that:
@@ -66,7 +146,9 @@ pub unsafe trait PageProvider {
     fn page_size(&self) -> usize;
 
     /// Maps a run of `len` bytes (a non-zero multiple of the page size) whose
-    /// start is aligned to `align` (a power of two; at least the page size).
+    /// start is aligned to `align` (a power of two; at least the page size;
+    /// more only for an over-aligned LARGE block: see "Which `align` values
+    /// come" above).
     ///
     /// Returns `None` when memory is exhausted; the allocator then reports an
     /// allocation failure and carries on.
@@ -103,6 +185,11 @@ pub unsafe trait PageProvider {
     /// arena knows its region). The heap sizes its page map and its zones
     /// to it: a small span gets a small map and small zones. The default,
     /// `None`, means "anywhere in the address space".
+    ///
+    /// The heap may ask before the provider has any memory (a kernel heap
+    /// that starts empty): the answer must already be the final one, such
+    /// as the virtual window the heap will be mapped at
+    /// ([`ArenaProvider::empty_in`](crate::ArenaProvider::empty_in)).
     fn span(&self) -> Option<(usize, usize)> {
         None
     }

@@ -17,6 +17,7 @@
 //!   0x0000_3880_0000_0000 .. +32 MiB     SMP benchmark: linked_list_allocator and talc
 //!   0x0000_4000_0000_0000 .. +16 MiB     shared window: pages every CPU faults on at once,
 //!                                        the TLB shootdown test
+//!   0x0000_4444_4444_0000 .. +100 KiB    `blog-heap`: blog_os's heap window, mapped eagerly
 //!   0x0000_5000_0000_0000                never mapped: the deliberate stray access
 //!   0x0000_6000_0000_0000 .. +260 KiB    kernel stack of CPU 0, with an unmapped guard page below it;
 //!                                        CPU i's the same, KERNEL_STACK_STRIDE * i higher
@@ -172,6 +173,12 @@ pub const BENCH_SMP_PEERS_WINDOW: WindowLayout = WindowLayout {
     start: 0x0000_3880_0000_0000,
     len: 32 << 20,
 };
+
+/// `blog-heap`'s window: blog_os's `HEAP_START` and `HEAP_SIZE`, mapped
+/// whole before the heap gets it (not demand-paged).
+pub const BLOG_HEAP_START: u64 = 0x0000_4444_4444_0000;
+/// See [`BLOG_HEAP_START`].
+pub const BLOG_HEAP_SIZE: u64 = 100 * 1024;
 
 /// An address in no window and no mapping: `fail=outside-heap` writes there.
 pub const STRAY_ADDRESS: u64 = 0x0000_5000_0000_0040;

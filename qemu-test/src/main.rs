@@ -22,7 +22,9 @@
 //! The kernel command line (QEMU's `-append`) picks what runs: `tests`
 //! (the kernel tests, `tests/`, on every CPU), `bench` (ft_malloc against
 //! linked_list_allocator), `bench-smp` (1, 2, 4 … CPUs allocating at once,
-//! `bench_smp`), `trace`, `no-shootdown` (TLB shootdown IPIs off,
+//! `bench_smp`), `trace`, `blog-heap` (a static empty heap given a 100 KiB
+//! region later, as a blog_os-style kernel sets it up, `blog_heap`),
+//! `no-shootdown` (TLB shootdown IPIs off,
 //! to show that the shootdown test then fails), or a deliberate failure
 //! `fail=...` (`deliberate`). No command line means `tests bench`. The result leaves
 //! through the isa-debug-exit device (`exit`).
@@ -40,6 +42,8 @@ mod bench;
 mod bench_smp;
 #[cfg(target_os = "none")]
 mod bitmap;
+#[cfg(target_os = "none")]
+mod blog_heap;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
@@ -94,7 +98,8 @@ mod kernel {
     use crate::heap_provider::DemandPagedProvider;
     use crate::memory_map::{BootInfo, RegionKind};
     use crate::{
-        bench, bench_smp, boot, deliberate, kernel_stack, println, serial, smp, tests, trace,
+        bench, bench_smp, blog_heap, boot, deliberate, kernel_stack, println, serial, smp, tests,
+        trace,
     };
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
@@ -181,6 +186,7 @@ mod kernel {
                 "bench" => bench::run(),
                 "bench-smp" => bench_smp::run(),
                 "trace" => trace::run(),
+                "blog-heap" => blog_heap::run(),
                 "no-shootdown" => {
                     println!(
                         "no-shootdown: TLB shootdown IPIs off in the shootdown test (it must fail)"
@@ -192,7 +198,7 @@ mod kernel {
                     Some(how) => deliberate::fail(how),
                     None => {
                         println!(
-                            "unknown command-line word {word:?} (expected tests, bench, bench-smp, trace, no-shootdown or fail=...)"
+                            "unknown command-line word {word:?} (expected tests, bench, bench-smp, trace, blog-heap, no-shootdown or fail=...)"
                         );
                         false
                     }

@@ -220,6 +220,31 @@ fn the_shootdown_test_fails_without_shootdowns() {
     );
 }
 
+/// A blog_os-style heap: a static empty heap answers null (no fault) until
+/// its 100 KiB region is mapped and handed over, then passes blog_os's heap
+/// tests (many boxes, a long-lived box, a large vector).
+#[test]
+fn a_static_empty_heap_gets_its_100_kib_region_late_as_in_blog_os() {
+    let boot = boot(&["blog-heap"], 120);
+    assert!(boot.passed, "blog-heap failed:\n{}", boot.output);
+    for line in [
+        "blog-heap: allocation_before_the_region_is_null ... ok",
+        "blog-heap: init_heap mapped 25 pages and handed them over (100 KiB usable)",
+        "blog-heap: simple_allocation ... ok",
+        "blog-heap: large_vec ... ok",
+        "blog-heap: many_boxes ... ok",
+        "blog-heap: many_boxes_long_lived ... ok",
+        "blog-heap: all_freed ... ok",
+        "blog-heap: all passed",
+    ] {
+        assert!(
+            boot.output.contains(line),
+            "{line:?} missing:\n{}",
+            boot.output
+        );
+    }
+}
+
 #[test]
 fn trace_shows_the_page_fault_sequence_with_real_values() {
     let boot = boot(&["trace"], 120);

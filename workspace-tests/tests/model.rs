@@ -3,6 +3,8 @@
 //! against a model of the live ranges, over the arena provider and real
 //! `mmap`.
 
+// The core's test helpers (real `mmap`, counting providers).
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::alloc::Layout;
