@@ -27,8 +27,8 @@ use crate::zone::{self, ZoneHeader};
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
-    /// A handed-out block of this class: keep it (marked with the mark
-    /// given, `free_mark::value` of the block).
+    /// A handed-out block of this class: keep it once claimed with the
+    /// mark given (`free_mark::value` of the block; `free_mark::claim`).
     Keep(SizeClass, Entry, usize),
     /// A block that is free already.
     DoubleFree,
@@ -85,6 +85,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // SAFETY: as above, and `requested <= g.block_size`.
         if !unsafe { canary::intact_for(ptr, requested, g.block_size, mark) } {
+            // A racing free's mark may be what broke it (`free_mark.rs`).
+            // SAFETY: as above.
+            if unsafe { free_mark::is_set_to(ptr, mark) } {
+                return Checked::DoubleFree;
+            }
             return Checked::Overflow;
         }
         Checked::Keep(
