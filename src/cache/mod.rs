@@ -256,7 +256,7 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Result<(), HeapError> {
-        match heap.check_for_cache(ptr) {
+        match heap.check_for_cache::<false>(ptr) {
             Checked::Keep(class, entry, mark) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
