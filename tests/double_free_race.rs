@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::Mmap;
 use ft_malloc::{FrontCache, Heap, HeapError};
 
-
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
 }
@@ -138,7 +137,7 @@ fn race(second: Second, size: usize, rounds: usize) {
         (0, 0),
         "(rounds where both racing frees were accepted, blocks handed out twice)"
     );
-    assert_eq!(heap.stats().errors as usize, rounds, "one refusal per round");
+    assert_eq!(heap.stats().errors, rounds, "one refusal per round");
 }
 
 #[test]

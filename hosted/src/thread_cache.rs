@@ -35,7 +35,7 @@
 //! gets no destructor call. A thread whose first `malloc` happens in a
 //! destructor of that round sets up a cache whose key destructor never runs:
 //! the mapped cache and every block lent to it were lost (5,000 such threads
-//! took a program from 6.5 to 120 MiB, `tests/thread_exit.rs`).
+//! took a program from about 7 to 120 MiB, `tests/thread_exit.rs`).
 //!
 //! So every cache in use is also on the pool's in-use list, with its owner:
 //! the thread's kernel id and the process it was set up in. When a thread
