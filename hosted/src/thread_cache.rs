@@ -39,11 +39,13 @@
 //!
 //! So every cache in use is also on the pool's in-use list, with its owner:
 //! the thread's kernel id and the process it was set up in. When a thread
-//! needs a cache and the pool has none, and the in-use list has doubled
-//! since it was last looked through, each cache of this process whose
-//! thread the kernel no longer knows (`tgkill(pid, tid, 0)` fails with
-//! `ESRCH`) is flushed and goes back to the pool. Doubling makes the cost
-//! one `tgkill` per cache set up, amortised. An exited thread's id may
+//! needs a cache and the pool has none, and at least half the in-use list
+//! (and [`SCAN_MIN`]) was set up since it was last looked through, each
+//! cache of this process whose thread the kernel no longer knows
+//! (`tgkill(pid, tid, 0)` fails with `ESRCH`) is flushed and goes back to
+//! the pool. So a look costs at most two `tgkill` per cache set up since
+//! the last, and caches left behind grow to about as many as the live
+//! threads' (or [`SCAN_MIN`]) at most before they are looked for. An exited thread's id may
 //! already name a new thread: its cache then waits for that one to exit
 //! too (a delay, never a wrong reclaim: a thread that exists keeps its id).
 //! Caches set up before a `fork` name the parent: the child never reclaims
@@ -311,11 +313,11 @@ struct Pool {
     /// back: "Caches set up too late").
     in_use: *mut ThreadCache,
     in_use_count: usize,
-    /// Look through the in-use list again once it holds this many caches.
-    scan_at: usize,
+    /// Caches put on the in-use list since it was last looked through.
+    linked_since_scan: usize,
 }
 
-/// The in-use list is looked through no sooner than at this length.
+/// The in-use list is looked through after at least this many set-ups.
 const SCAN_MIN: usize = 8;
 
 impl Pool {
@@ -355,6 +357,7 @@ impl Pool {
         }
         self.in_use = cache;
         self.in_use_count += 1;
+        self.linked_since_scan += 1;
     }
 
     /// Takes `cache` off the in-use list.
@@ -378,13 +381,15 @@ impl Pool {
     }
 
     /// Flushes the caches of exited threads (set up too late for the key's
-    /// destructor) into the pool, if the in-use list has doubled since it
-    /// was last looked through.
+    /// destructor) into the pool, if at least half the in-use list (and
+    /// [`SCAN_MIN`]) was set up since it was last looked through.
     #[cold]
     fn reclaim_exited(&mut self) {
-        if self.in_use_count < self.scan_at {
+        let since = self.linked_since_scan;
+        if since < SCAN_MIN || 2 * since < self.in_use_count {
             return;
         }
+        self.linked_since_scan = 0;
         // SAFETY: a plain system call.
         let pid = unsafe { libc::getpid() };
         let mut cursor = self.in_use;
@@ -401,7 +406,6 @@ impl Pool {
                 }
             }
         }
-        self.scan_at = (2 * self.in_use_count).max(SCAN_MIN);
     }
 }
 
@@ -415,7 +419,7 @@ static POOL: Mutex<FutexMutex, Pool> = Mutex::const_new(
         key: None,
         in_use: ptr::null_mut(),
         in_use_count: 0,
-        scan_at: SCAN_MIN,
+        linked_since_scan: 0,
     },
 );
 
