@@ -97,7 +97,7 @@ fn racing_frees_are_one_free_and_one_double_free_hardened() {
 
 /// The bar: 100 of 100 processes clean in every mode.
 #[test]
-#[ignore = "about a minute: run with --ignored"]
+#[ignore = "400 processes, minutes: run with --ignored"]
 fn a_hundred_processes_are_clean_in_every_mode() {
     survives(&[], 100);
     aborts(&[], 100);
