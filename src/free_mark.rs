@@ -22,7 +22,7 @@
 //! what was there, so the heap is unchanged. Of two frees racing for one
 //! block, exactly one wins, whatever their paths:
 //!
-//! - a front cache's free (no lock) checks the block first (boundary, mark,
+//! - a front cache's free (no lock) checks the block first (boundary, size,
 //!   slack canary: `cache/depot.rs`), then claims it, then keeps it;
 //! - the zone path (`free.rs`, under the class lock) validates the block,
 //!   then claims it, then pushes it on the free list. The class lock
@@ -30,11 +30,14 @@
 //!   the claim does. A span (`span.rs`) is never taken by a cache, so its
 //!   frees are all under the lock and need no claim.
 //!
-//! The early mark checks (before the claim) only refuse a plain double free
-//! sooner; the claim is what decides. A racing winner's mark can land in
-//! the loser's canary check (a block of fewer than 16 bytes has its canary
-//! in the mark's word): a broken canary is reported as a double free when
-//! the mark is there.
+//! The zone path's early mark check (in its validation, before the claim)
+//! only refuses a plain double free sooner; the claim is what decides. The
+//! front cache's free has no early check: the claim refuses a marked block
+//! at no extra cost. A racing winner's mark can land in the loser's canary
+//! check (a block of fewer than 16 bytes has its canary in the mark's
+//! word), and a plain double free of a cached block may find its canary
+//! changed: a broken canary is reported as a double free when the mark is
+//! there.
 //!
 //! Everything else is the holder's alone, so plain (relaxed) loads and
 //! stores suffice: marking a block the zone pushes or lends ([`set`]), and
@@ -101,8 +104,11 @@ pub(crate) fn key() -> usize {
 /// a zone that stays mapped while the reference is used.
 #[inline(always)]
 unsafe fn word<'a>(block: NonNull<u8>) -> &'a AtomicUsize {
-    // SAFETY: per the contract the word is mapped and aligned; every
-    // access the heap makes to it goes through this atomic.
+    // SAFETY: per the contract the word is mapped and aligned. Every read
+    // or write of the mark goes through this atomic; the slack canary of a
+    // block under 16 bytes is written there byte by byte, by the block's
+    // holder, after `take` (a free racing that is the program's use after
+    // free of a block handed out again).
     unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>().wrapping_add(1)) }
 }
 
