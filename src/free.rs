@@ -77,7 +77,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: per the contract.
         unsafe {
             if requested > block_size {
+                // Spans are freed under the class lock only: no claim.
                 return self.free_span(state, zone, index, ptr, requested);
+            }
+            // The class lock does not keep a front cache's free of the same
+            // block out: the claim decides (`free_mark.rs`).
+            if !free_mark::claim(ptr, free_mark::value(ptr)) {
+                return Err(HeapError::DoubleFree);
             }
             self.free_validated(state, zone, index, ptr);
         }
@@ -299,6 +305,10 @@ pub(crate) unsafe fn check_canary(
     };
     if intact {
         Ok((requested, block_size))
+    // A racing free's mark may be what broke it (`free_mark.rs`).
+    // SAFETY: a carved block of a live zone.
+    } else if unsafe { free_mark::is_set(ptr) } {
+        Err(HeapError::DoubleFree)
     } else {
         Err(HeapError::Overflow)
     }

@@ -13,6 +13,44 @@
 //!   bit is set there: the zone only knows it lent the block out);
 //! - introspection tells cached blocks from handed-out ones.
 //!
+//! # Two frees of one block at once: the claim
+//!
+//! A free decides that the block is its own with **one atomic swap** of the
+//! mark's word ([`claim`]): it writes the mark and reads what was there.
+//! The free that reads something else than the mark has taken the block;
+//! the one that reads the mark lost (a double free), and what it wrote is
+//! what was there, so the heap is unchanged. Of two frees racing for one
+//! block, exactly one wins, whatever their paths:
+//!
+//! - a front cache's free (no lock) checks the block first (boundary, size,
+//!   slack canary: `cache/depot.rs`), then claims it, then keeps it;
+//! - the zone path (`free.rs`, under the class lock) validates the block,
+//!   then claims it, then pushes it on the free list. The class lock
+//!   serialises zone frees among themselves, not against a cache's free:
+//!   the claim does. A span (`span.rs`) is never taken by a cache, so its
+//!   frees are all under the lock and need no claim.
+//!
+//! The zone path's early mark check (in its validation, before the claim)
+//! only refuses a plain double free sooner; the claim is what decides. The
+//! front cache's free has no early check: the claim refuses a marked block
+//! at no extra cost. A racing winner's mark can land in the loser's canary
+//! check (a block of fewer than 16 bytes has its canary in the mark's
+//! word), and a plain double free of a cached block may find its canary
+//! changed: a broken canary is reported as a double free when the mark is
+//! there.
+//!
+//! Everything else is the holder's alone, so plain (relaxed) loads and
+//! stores suffice: marking a block the zone pushes or lends ([`set`]), and
+//! clearing it when the block is handed out ([`take`], [`clear`]). A swap
+//! racing with a hand-out reads either the mark (lost: the block is still
+//! free) or the cleared word (won: the block was handed out again first, so
+//! this free is the new holder's, as far as the heap can tell). The claim
+//! is `Relaxed`: it decides who owns the block, and the block's bytes reach
+//! another thread only through a lock (the depot's, the class's) after it.
+//!
+//! Cost: an `xchg` instead of a `mov` on each free (the instruction counts
+//! are the same; measured in INTERNALS.md, "The free mark").
+//!
 //! A handed-out block whose caller wrote exactly its mark into its second
 //! word would be taken for free: with a 64-bit key mixed with the address,
 //! that does not happen by accident. The heap's own leftovers are the one
@@ -57,10 +95,21 @@ pub(crate) fn key() -> usize {
     KEY.load(Ordering::Relaxed)
 }
 
+/// The mark's word of `block`, as an atomic: a racing free may swap it
+/// while another thread reads it.
+///
+/// # Safety
+///
+/// `block` is a TINY or SMALL block (at least two words, word aligned) of
+/// a zone that stays mapped while the reference is used.
 #[inline(always)]
-fn word(block: NonNull<u8>) -> *mut usize {
-    // Every class is at least two words long and word aligned.
-    block.as_ptr().cast::<usize>().wrapping_add(1)
+unsafe fn word<'a>(block: NonNull<u8>) -> &'a AtomicUsize {
+    // SAFETY: per the contract the word is mapped and aligned. Every read
+    // or write of the mark goes through this atomic; the slack canary of a
+    // block under 16 bytes is written there byte by byte, by the block's
+    // holder, after `take` (a free racing that is the program's use after
+    // free of a block handed out again).
+    unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>().wrapping_add(1)) }
 }
 
 /// The mark of `block`: its address mixed with the key. (The slack canary
@@ -70,7 +119,9 @@ pub(crate) fn value(block: NonNull<u8>) -> usize {
     key() ^ block.as_ptr().addr()
 }
 
-/// Marks `block` free.
+/// Marks `block` free, when it is the caller's already: a block the zone
+/// lends to a cache, one a zone free has claimed ([`claim`]), the blocks of
+/// a span (freed under the class lock only).
 ///
 /// # Safety
 ///
@@ -78,19 +129,24 @@ pub(crate) fn value(block: NonNull<u8>) -> usize {
 #[inline(always)]
 pub(crate) unsafe fn set(block: NonNull<u8>) {
     // SAFETY: per the contract.
-    unsafe { set_to(block, value(block)) }
+    unsafe { word(block).store(value(block), Ordering::Relaxed) }
 }
 
-/// Marks `block` free with its mark `mark` (`value(block)`, computed by
-/// the caller already).
+/// Claims `block` for a free: marks it with `mark` (`value(block)`) in one
+/// atomic swap and returns whether this free took it, i.e. the word did not
+/// hold the mark already. `false` is a double free: another free holds (or
+/// has just taken) the block, and the word is unchanged. See the module
+/// documentation.
 ///
 /// # Safety
 ///
-/// As for [`set`], and `mark == value(block)`.
+/// `block` is a carved TINY or SMALL block of a zone that cannot be
+/// released meanwhile (it lends this block, or its class lock is held),
+/// and `mark == value(block)`.
 #[inline(always)]
-pub(crate) unsafe fn set_to(block: NonNull<u8>, mark: usize) {
-    // SAFETY: per the contract, the block's first two words are ours.
-    unsafe { word(block).write(mark) }
+pub(crate) unsafe fn claim(block: NonNull<u8>, mark: usize) -> bool {
+    // SAFETY: per the contract.
+    unsafe { word(block).swap(mark, Ordering::Relaxed) != mark }
 }
 
 /// Clears the mark of a block about to be handed out.
@@ -108,11 +164,13 @@ pub(crate) unsafe fn set_to(block: NonNull<u8>, mark: usize) {
 #[inline(always)]
 pub(crate) unsafe fn clear(block: NonNull<u8>) {
     // SAFETY: per the contract.
-    unsafe { word(block).write(0) }
+    unsafe { word(block).store(0, Ordering::Relaxed) }
 }
 
 /// Clears the mark of a free block about to be handed out and returns it
-/// (the block's [`value`]: a block that is free carries it).
+/// (the block's [`value`]: a block that is free carries it). A load and a
+/// store, not a swap: a double free racing in between reads the mark and
+/// loses (module documentation).
 ///
 /// # Safety
 ///
@@ -121,8 +179,9 @@ pub(crate) unsafe fn clear(block: NonNull<u8>) {
 pub(crate) unsafe fn take(block: NonNull<u8>) -> usize {
     // SAFETY: per the contract.
     unsafe {
-        let mark = word(block).read();
-        word(block).write(0);
+        let word = word(block);
+        let mark = word.load(Ordering::Relaxed);
+        word.store(0, Ordering::Relaxed);
         mark
     }
 }
@@ -147,7 +206,8 @@ pub(crate) unsafe fn is_set(block: NonNull<u8>) -> bool {
 /// As for [`is_set`].
 #[inline(always)]
 pub(crate) unsafe fn is_set_to(block: NonNull<u8>, mark: usize) -> bool {
-    // SAFETY: per the contract the word is mapped; volatile, because a
-    // handed-out block's holder may write it concurrently.
-    unsafe { word(block).read_volatile() == mark }
+    // SAFETY: per the contract the word is mapped; atomic, because a racing
+    // free may claim it (a handed-out block's holder may also write it,
+    // which only introspection reads through).
+    unsafe { word(block).load(Ordering::Relaxed) == mark }
 }

@@ -15,10 +15,11 @@
 //! # A thread's cache, from first malloc to exit
 //!
 //! - **Null**: the thread has not allocated yet. Its first call takes a
-//!   cache from the pool (or maps a new one), registers the pool's
-//!   `pthread_key` destructor for it, and stores it. While that happens the
-//!   slot holds `BUSY`, so an allocation made meanwhile (by
-//!   `pthread_setspecific`, say) uses the heap directly.
+//!   cache from the pool (reclaiming those of exited threads first if it is
+//!   empty, see below, or else mapping a new one), puts it on the pool's
+//!   in-use list, registers the pool's `pthread_key` destructor for it, and
+//!   stores it. While that happens the slot holds `BUSY`, so an allocation
+//!   made meanwhile (by `pthread_setspecific`, say) uses the heap directly.
 //! - **A cache**: allocations and frees go through it.
 //! - **`GONE`**: the thread is exiting. The key's destructor has flushed
 //!   the cache back to the heap and returned it to the pool; whatever other
@@ -27,14 +28,57 @@
 //! A thread that allocates and exits 10,000 times over reuses the same few
 //! caches: the footprint stays flat.
 //!
+//! # Caches set up too late: reclaimed from exited threads
+//!
+//! glibc runs `pthread_key` destructors in rounds, at most
+//! `PTHREAD_DESTRUCTOR_ITERATIONS` (4); a value set during the last round
+//! gets no destructor call. A thread whose first `malloc` happens in a
+//! destructor of that round sets up a cache whose key destructor never runs:
+//! the mapped cache and every block lent to it were lost (5,000 such threads
+//! took a program from about 7 to 120 MiB, `tests/thread_exit.rs`).
+//!
+//! So every cache in use is also on the pool's in-use list, with its owner:
+//! the thread's kernel id and the process it was set up in. When a thread
+//! needs a cache and the pool has none, and at least half the in-use list
+//! (and [`SCAN_MIN`]) was set up since it was last looked through, each
+//! cache of this process whose thread the kernel no longer knows
+//! (`tgkill(pid, tid, 0)` fails with `ESRCH`) is flushed and goes back to
+//! the pool. So a look costs at most two `tgkill` per cache set up since
+//! the last, and caches left behind grow to about as many as the live
+//! threads' (or [`SCAN_MIN`]) at most before they are looked for. An exited thread's id may
+//! already name a new thread: its cache then waits for that one to exit
+//! too (a delay, never a wrong reclaim: a thread that exists keeps its id).
+//! Caches set up before a `fork` name the parent: the child never reclaims
+//! them (the forking thread still uses its own; the others are abandoned,
+//! see below).
+//!
+//! We chose this over the alternatives:
+//! - a `__cxa_thread_atexit_impl` destructor runs *before* the key
+//!   destructors (glibc's `start_thread`: `__call_tls_dtors`, then
+//!   `__nptl_deallocate_tsd`), and one registered during them is never run;
+//! - running such a thread without a cache (as `GONE` does) needs to know
+//!   that the key destructors are running, in their last round: glibc says
+//!   so nowhere public (its own tcache is freed by `__libc_thread_freeres`,
+//!   a hook we cannot use);
+//! - a robust mutex per cache (`EOWNERDEAD` once its thread dies) is also
+//!   exact, but a `fork` child inherits the forking thread's mutex held by
+//!   a thread id it does not have, which its next owner would wait on.
+//!
 //! # Fork
 //!
 //! In the child only the forking thread exists. Its cache is intact (that
 //! thread was in `fork`, not in `malloc`). The caches of the other threads
 //! were copied mid-use, possibly half updated: they are abandoned, and the
 //! blocks they held stay lent (glibc abandons other threads' tcaches the
-//! same way). The pool's lock is taken in the fork prepare handler, so the
+//! same way; they stay on the in-use list, never reclaimed: they name the
+//! parent). The pool's lock is taken in the fork prepare handler, so the
 //! child never inherits it held.
+//!
+//! # Locks
+//!
+//! The pool's lock is taken before the heap's: reclaiming flushes caches
+//! into the heap with it held, and the fork prepare handler takes it first
+//! too. Nothing takes it with a heap lock held.
 //!
 //! # What shows
 //!
@@ -63,8 +107,44 @@ struct ThreadCache {
     /// slots (xorshift64; 0 until first used).
     #[cfg(feature = "c-abi")]
     random: u64,
-    /// Next cache in the pool.
+    /// Next cache in the pool, or on the in-use list.
     next: *mut ThreadCache,
+    /// Previous cache on the in-use list.
+    prev: *mut ThreadCache,
+    /// The thread using it (while on the in-use list).
+    owner: Owner,
+}
+
+/// The thread a cache is set up for, as the kernel names it.
+#[derive(Clone, Copy)]
+struct Owner {
+    /// The process it was set up in (a `fork` child is another).
+    pid: libc::pid_t,
+    tid: libc::pid_t,
+}
+
+impl Owner {
+    /// The calling thread.
+    fn current() -> Owner {
+        // SAFETY: plain system calls without arguments.
+        let (pid, tid) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid)) };
+        Owner {
+            pid,
+            tid: tid as libc::pid_t,
+        }
+    }
+
+    /// Whether the thread has exited for sure: the kernel knows no thread
+    /// of this process (`pid`) by its id any more. A thread that exists
+    /// keeps its id, so `true` means it runs no more code; an id already
+    /// reused reads as alive (the cache waits). Leaves `errno` changed.
+    fn has_exited(self, pid: libc::pid_t) -> bool {
+        // SAFETY: signal 0 sends nothing, it only checks that the thread
+        // exists.
+        self.pid == pid
+            && unsafe { libc::syscall(libc::SYS_tgkill, pid, self.tid, 0) } == -1
+            && crate::os::errno() == libc::ESRCH
+    }
 }
 
 /// The slot holds no cache: the thread is setting one up.
@@ -224,11 +304,109 @@ pub(crate) unsafe fn deallocate(ptr: NonNull<u8>) -> Result<(), HeapError> {
 
 // ---- setting up, exit, fork ----
 
-/// Caches of exited threads, ready for new ones.
+/// Caches of exited threads, ready for new ones, and the caches in use.
 struct Pool {
     free: *mut ThreadCache,
     /// The `pthread_key` whose destructor gives a thread's cache back.
     key: Option<libc::pthread_key_t>,
+    /// Every cache a thread uses (or used, if it exited without giving it
+    /// back: "Caches set up too late").
+    in_use: *mut ThreadCache,
+    in_use_count: usize,
+    /// Caches put on the in-use list since it was last looked through.
+    linked_since_scan: usize,
+}
+
+/// The in-use list is looked through after at least this many set-ups.
+const SCAN_MIN: usize = 8;
+
+impl Pool {
+    /// A cache from the pool, if it has one.
+    fn take_free(&mut self) -> Option<*mut ThreadCache> {
+        let cache = NonNull::new(self.free)?;
+        // SAFETY: pooled caches are valid and owned by the pool.
+        self.free = unsafe { cache.as_ref().next };
+        Some(cache.as_ptr())
+    }
+
+    /// Gives `cache`, flushed and off the in-use list, to the pool.
+    ///
+    /// # Safety
+    ///
+    /// `cache` is valid, flushed, and used by no thread.
+    unsafe fn give(&mut self, cache: *mut ThreadCache) {
+        // SAFETY: per the contract.
+        unsafe { (*cache).next = self.free };
+        self.free = cache;
+    }
+
+    /// Puts `cache` on the in-use list for `owner`.
+    ///
+    /// # Safety
+    ///
+    /// `cache` is valid and on no list.
+    unsafe fn link(&mut self, cache: *mut ThreadCache, owner: Owner) {
+        // SAFETY: per the contract; listed caches are valid.
+        unsafe {
+            (*cache).owner = owner;
+            (*cache).prev = ptr::null_mut();
+            (*cache).next = self.in_use;
+            if let Some(head) = self.in_use.as_mut() {
+                head.prev = cache;
+            }
+        }
+        self.in_use = cache;
+        self.in_use_count += 1;
+        self.linked_since_scan += 1;
+    }
+
+    /// Takes `cache` off the in-use list.
+    ///
+    /// # Safety
+    ///
+    /// `cache` is on the in-use list.
+    unsafe fn unlink(&mut self, cache: *mut ThreadCache) {
+        // SAFETY: per the contract; listed caches are valid.
+        unsafe {
+            let (prev, next) = ((*cache).prev, (*cache).next);
+            match prev.as_mut() {
+                Some(prev) => prev.next = next,
+                None => self.in_use = next,
+            }
+            if let Some(next) = next.as_mut() {
+                next.prev = prev;
+            }
+        }
+        self.in_use_count -= 1;
+    }
+
+    /// Flushes the caches of exited threads (set up too late for the key's
+    /// destructor) into the pool, if at least half the in-use list (and
+    /// [`SCAN_MIN`]) was set up since it was last looked through.
+    #[cold]
+    fn reclaim_exited(&mut self) {
+        let since = self.linked_since_scan;
+        if since < SCAN_MIN || 2 * since < self.in_use_count {
+            return;
+        }
+        self.linked_since_scan = 0;
+        // SAFETY: a plain system call.
+        let pid = unsafe { libc::getpid() };
+        let mut cursor = self.in_use;
+        // SAFETY: listed caches are valid; an exited thread's is used by
+        // no one (`has_exited`), so it is ours to flush.
+        while let Some(cache) = unsafe { cursor.as_mut() } {
+            cursor = cache.next;
+            if cache.owner.has_exited(pid) {
+                // SAFETY: as above.
+                unsafe {
+                    self.unlink(cache);
+                    flush(cache);
+                    self.give(cache);
+                }
+            }
+        }
+    }
 }
 
 // SAFETY: the pool's caches are owned by the pool, behind its lock.
@@ -239,6 +417,9 @@ static POOL: Mutex<FutexMutex, Pool> = Mutex::const_new(
     Pool {
         free: ptr::null_mut(),
         key: None,
+        in_use: ptr::null_mut(),
+        in_use_count: 0,
+        linked_since_scan: 0,
     },
 );
 
@@ -263,20 +444,21 @@ fn set_up() -> Option<&'static mut FrontCache> {
             key
         }
     };
-    let cache = match NonNull::new(pool.free) {
-        Some(cache) => {
-            // SAFETY: pooled caches are valid and owned by the pool.
-            pool.free = unsafe { cache.as_ref().next };
-            cache.as_ptr()
-        }
-        None => match map_cache() {
-            Some(cache) => cache,
-            None => {
-                slot::set(0);
-                return None;
+    let cache = match pool.take_free() {
+        Some(cache) => cache,
+        None => {
+            pool.reclaim_exited();
+            match pool.take_free().or_else(map_cache) {
+                Some(cache) => cache,
+                None => {
+                    slot::set(0);
+                    return None;
+                }
             }
-        },
+        }
     };
+    // SAFETY: a valid cache, on no list.
+    unsafe { pool.link(cache, Owner::current()) };
     drop(pool);
     // SAFETY: `key` is ours; the value is the destructor's argument.
     unsafe { libc::pthread_setspecific(key, cache.cast()) };
@@ -299,6 +481,8 @@ fn map_cache() -> Option<*mut ThreadCache> {
             #[cfg(feature = "c-abi")]
             random: 0,
             next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            owner: Owner { pid: 0, tid: 0 },
         })
     };
     Some(cache.as_ptr())
@@ -310,17 +494,30 @@ extern "C" fn give_back(value: *mut libc::c_void) {
     let cache = value.cast::<ThreadCache>();
     slot::set(GONE);
     // SAFETY: the value stored by `set_up`: this thread's cache, unused now
-    // (the slot no longer points to it). Its quarantined blocks are checked
-    // and freed to the heap (the slot is `GONE`: not into this cache).
+    // (the slot no longer points to it).
+    unsafe { flush(cache) };
+    let mut pool = POOL.lock();
+    // SAFETY: as above, on the in-use list; the pool owns it from now on.
+    unsafe {
+        pool.unlink(cache);
+        pool.give(cache);
+    }
+}
+
+/// Gives back every block `cache` holds: its quarantined blocks are checked
+/// and freed to the heap (the calling thread's slot is `GONE` or `BUSY`:
+/// not into a cache), then its magazines.
+///
+/// # Safety
+///
+/// `cache` is valid and used by no thread.
+unsafe fn flush(cache: *mut ThreadCache) {
+    // SAFETY: per the contract.
     unsafe {
         #[cfg(feature = "c-abi")]
         crate::hardened::drain(&mut (*cache).quarantine);
         (*cache).cache.flush(&HEAP);
     }
-    let mut pool = POOL.lock();
-    // SAFETY: as above; the pool owns it from now on.
-    unsafe { (*cache).next = pool.free };
-    pool.free = cache;
 }
 
 /// Fork prepare: no thread may hold the pool's lock when the address space

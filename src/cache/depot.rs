@@ -27,8 +27,8 @@ use crate::zone::{self, ZoneHeader};
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
-    /// A handed-out block of this class: keep it (marked with the mark
-    /// given, `free_mark::value` of the block).
+    /// A handed-out block of this class: keep it once claimed with the
+    /// mark given (`free_mark::value` of the block; `free_mark::claim`).
     Keep(SizeClass, Entry, usize),
     /// A block that is free already.
     DoubleFree,
@@ -43,8 +43,14 @@ pub(crate) enum Checked {
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Checks, without a lock, that `ptr` is a TINY or SMALL block this heap
     /// handed out (see the front cache's module documentation).
+    ///
+    /// `MARK_FIRST`: refuse a block that carries the free mark before
+    /// anything else. A free may skip it (`false`): the claim that follows
+    /// the check refuses a marked block anyway (`free_mark.rs`), and a
+    /// canary found broken is checked against the mark. A check that
+    /// claims nothing (`small_usable_size`) must not.
     #[inline(always)]
-    pub(crate) fn check_for_cache(&self, ptr: NonNull<u8>) -> Checked {
+    pub(crate) fn check_for_cache<const MARK_FIRST: bool>(&self, ptr: NonNull<u8>) -> Checked {
         let addr = ptr.as_ptr().addr();
         let Some((base, class)) = self.page_map.lookup_zone(addr) else {
             return Checked::Locked;
@@ -70,7 +76,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         let mark = free_mark::value(ptr);
         // SAFETY: a carved block of a mapped zone.
-        if unsafe { free_mark::is_set_to(ptr, mark) } {
+        if MARK_FIRST && unsafe { free_mark::is_set_to(ptr, mark) } {
             return Checked::DoubleFree;
         }
         // SAFETY: as above.
@@ -85,6 +91,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // SAFETY: as above, and `requested <= g.block_size`.
         if !unsafe { canary::intact_for(ptr, requested, g.block_size, mark) } {
+            // A racing free's mark may be what broke it (`free_mark.rs`).
+            // SAFETY: as above.
+            if unsafe { free_mark::is_set_to(ptr, mark) } {
+                return Checked::DoubleFree;
+            }
             return Checked::Overflow;
         }
         Checked::Keep(
@@ -105,7 +116,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// hardened mode), without the class lock `usable_size` takes.
     #[inline]
     pub fn small_usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        match self.check_for_cache(ptr) {
+        match self.check_for_cache::<true>(ptr) {
             // SAFETY: the slot of a handed-out block the caller holds.
             Checked::Keep(class, entry, _) => {
                 Some(unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) })

@@ -242,7 +242,8 @@ impl FrontCache {
 
     /// Frees like [`Heap::deallocate`]: a valid TINY or SMALL block goes
     /// into this cache without a lock. A double free is refused without a
-    /// lock, even when another owner's cache (or a depot) holds the block;
+    /// lock, even when another owner's cache (or a depot) holds the block,
+    /// or another thread frees it at the same instant (`free_mark.rs`);
     /// anything else the lock-free check cannot vouch for goes through the
     /// heap, which refuses what it did not hand out.
     ///
@@ -255,10 +256,14 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Result<(), HeapError> {
-        match heap.check_for_cache(ptr) {
+        match heap.check_for_cache::<false>(ptr) {
             Checked::Keep(class, entry, mark) => {
-                // SAFETY: a valid block the caller gave up; its mark.
-                unsafe { free_mark::set_to(ptr, mark) };
+                // SAFETY: a checked block of a zone that lends it (so the
+                // zone stays); its mark. Of two frees racing for it, one
+                // takes it (`free_mark.rs`).
+                if !unsafe { free_mark::claim(ptr, mark) } {
+                    return Err(heap.count_error(HeapError::DoubleFree));
+                }
                 if !self.push(class, entry) {
                     self.push_slow(heap, class, entry);
                 }
@@ -431,8 +436,10 @@ impl FrontCache {
         }
         if !self.push(class, entry) {
             // No magazine could be had (no memory): the block goes back to
-            // its zone. It was checked and marked: the locked path refuses a
-            // marked block, so undo the mark first.
+            // its zone. It was checked and claimed: the locked path claims
+            // it again, so undo the mark first. (A double free racing in
+            // between takes it instead: then the zone path refuses it, and
+            // the block has one holder still.)
             // SAFETY: the block is the caller's freed block.
             unsafe { free_mark::clear(entry.block) };
             // SAFETY: as for `deallocate`.

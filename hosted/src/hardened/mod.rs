@@ -213,7 +213,15 @@ fn checked(
     }
     if defences.has(Defences::CANARY) {
         // SAFETY: as above.
-        let size = unsafe { canary::check(block, usable, window) }.ok_or(Misuse::Overflow)?;
+        let Some(size) = (unsafe { canary::check(block, usable, window) }) else {
+            // A racing free that claimed the block zero-fills it: then its
+            // tag is there, and this is a double free (`quarantine.rs`).
+            // SAFETY: as above.
+            if defences.has(Defences::QUARANTINE) && unsafe { quarantine::holds(block) } {
+                return Err(Misuse::Heap(HeapError::DoubleFree));
+            }
+            return Err(Misuse::Overflow);
+        };
         return Ok((size, usable));
     }
     Ok((usable, usable))
@@ -279,8 +287,13 @@ pub(crate) fn release(
     // A block too small for the tag (allocated before the settings were
     // read) is not held.
     if defences.has(Defences::QUARANTINE) && !large && usable >= quarantine::TAG_BYTES {
-        // SAFETY: a live small block the program gave up, checked above not
-        // to be held already.
+        // Of two frees racing for the block, one claims it.
+        // SAFETY: a live small block the program gave up.
+        if !unsafe { quarantine::claim(block) } {
+            Misuse::Heap(HeapError::DoubleFree).report(function, ptr);
+            return false;
+        }
+        // SAFETY: a live small block the program gave up, claimed above.
         if let Some((old, old_usable)) = unsafe { quarantine::hold(block, usable) } {
             // SAFETY: an evicted block: still live in the heap, ours.
             if unsafe { quarantine::check_and_release(old, old_usable) } {

@@ -18,6 +18,17 @@
 //!
 //! # Concurrency
 //!
+//! Two frees of one block at the same instant: each checks the block
+//! (`holds` says no to both), then [`claim`]s it with one atomic swap of
+//! the tag into its first word. Exactly one reads something else than the
+//! tag and holds the block; the other read the tag, wrote it back (nothing
+//! changed) and reports a double free. The heap's own free mark works the
+//! same way (`src/free_mark.rs` in the core). One race is left: a second
+//! free that starts while the block's *first* free leaves the ring (the
+//! tag cleared, the heap's mark not yet set) is held again instead of
+//! refused: it needs the same block freed twice with [`SLOTS`] frees of
+//! the same thread in between, meeting in a window of a few instructions.
+//!
 //! The shared FIFO's lock (a [`FutexMutex`]) is a leaf: nothing is called
 //! with it held (the evicted block is checked and freed after it is
 //! released), so it orders before no other lock. The fork prepare handler
@@ -25,6 +36,7 @@
 //! inherits it held.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use lock_api::Mutex;
 
@@ -91,6 +103,19 @@ fn tag(block: NonNull<u8>) -> usize {
     secret() ^ TAG_SALT ^ block.as_ptr().addr()
 }
 
+/// The tag's word of `block`, as an atomic: two racing frees may claim it
+/// at once (module documentation).
+///
+/// # Safety
+///
+/// `block` is a block the heap counts as live, at least a word long.
+#[inline]
+unsafe fn tag_word<'a>(block: NonNull<u8>) -> &'a AtomicUsize {
+    // SAFETY: per the contract, the first word is mapped; blocks are word
+    // aligned.
+    unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
+}
+
 /// Whether `block` (a live block, readable) is held in a quarantine: a free
 /// of it is a double free.
 ///
@@ -99,24 +124,39 @@ fn tag(block: NonNull<u8>) -> usize {
 /// `block` is a block the heap counts as live, at least a word long.
 #[inline]
 pub(crate) unsafe fn holds(block: NonNull<u8>) -> bool {
-    // SAFETY: per the contract, the first word is readable.
-    unsafe { block.as_ptr().cast::<usize>().read() == tag(block) }
+    // SAFETY: per the contract.
+    unsafe { tag_word(block).load(Ordering::Relaxed) == tag(block) }
 }
 
-/// Holds `block` (`usable` bytes, freed by the program) in the calling
-/// thread's ring (or the shared one): zero-fills and tags it. Returns the
-/// block pushed out, if the ring was full, for the caller to
+/// Claims `block` for the quarantine: swaps the tag into its first word.
+/// `false` if the tag was there already (a double free: another free holds
+/// the block, or has just claimed it), with the word unchanged.
+///
+/// # Safety
+///
+/// `block` is a live TINY or SMALL block at least [`TAG_BYTES`] long, which
+/// the program has just freed.
+#[inline]
+pub(crate) unsafe fn claim(block: NonNull<u8>) -> bool {
+    let tag = tag(block);
+    // SAFETY: per the contract.
+    unsafe { tag_word(block).swap(tag, Ordering::Relaxed) != tag }
+}
+
+/// Holds `block` (`usable` bytes, freed by the program, [`claim`]ed) in the
+/// calling thread's ring (or the shared one): zero-fills it after its tag.
+/// Returns the block pushed out, if the ring was full, for the caller to
 /// [`check_and_release`] and free.
 ///
 /// # Safety
 ///
 /// `block` is a live TINY or SMALL block of `usable` bytes that the program
-/// has just freed and that is not held yet.
+/// has just freed and that this call's caller claimed.
 pub(crate) unsafe fn hold(block: NonNull<u8>, usable: usize) -> Option<(NonNull<u8>, usize)> {
-    // SAFETY: the block's `usable` bytes are ours now.
+    // SAFETY: the block's `usable` bytes are ours now; the first word is
+    // the tag (claimed).
     unsafe {
-        core::ptr::write_bytes(block.as_ptr(), 0, usable);
-        block.as_ptr().cast::<usize>().write(tag(block));
+        core::ptr::write_bytes(block.as_ptr().add(TAG_BYTES), 0, usable - TAG_BYTES);
     }
     let held = (block.as_ptr().addr(), usable);
     let evicted = match crate::thread_cache::quarantine() {
@@ -136,13 +176,16 @@ pub(crate) unsafe fn hold(block: NonNull<u8>, usable: usize) -> Option<(NonNull<
 ///
 /// `block` is a block [`hold`] returned as evicted (or [`Ring::drain`]).
 pub(crate) unsafe fn check_and_release(block: NonNull<u8>, usable: usize) -> bool {
-    // SAFETY: the block is still live in the heap, `usable` bytes.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(block.as_ptr(), usable) };
-    let word = size_of::<usize>();
-    let tagged = bytes[..word] == tag(block).to_ne_bytes();
-    let clean = all_bytes_are(&bytes[word..], 0);
-    bytes[..word].fill(0);
-    tagged && clean
+    // SAFETY: the block is still live in the heap, `usable` bytes; its
+    // first word is read and cleared as an atomic (a racing double free may
+    // swap it, `claim`).
+    unsafe {
+        let tagged = tag_word(block).load(Ordering::Relaxed) == tag(block);
+        let rest = core::slice::from_raw_parts(block.as_ptr().add(TAG_BYTES), usable - TAG_BYTES);
+        let clean = all_bytes_are(rest, 0);
+        tag_word(block).store(0, Ordering::Relaxed);
+        tagged && clean
+    }
 }
 
 /// Fork prepare: no thread may hold the shared FIFO's lock when the
