@@ -15,7 +15,7 @@
 //! The old protocol (a plain load, then a plain store after the checks) is
 //! modelled too, and loom must find the interleaving where both frees keep
 //! the block. This is a model of the protocol, not the code itself: the
-//! real word lives in a block that loom cannot track; `double_free_race.rs`
+//! real word lives in a block that loom cannot track; the core's `tests/double_free_race.rs`
 //! races the real code.
 
 use loom::sync::atomic::AtomicUsize;
