@@ -198,6 +198,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zeroed: bool,
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
+        // A small region serves SMALL requests from its pool (`coalesce/`).
+        if self.pool_serves(class) {
+            return self
+                .pool_alloc(layout, zeroed)
+                .or_else(|| self.oom_retry(layout, zeroed, oom_hook));
+        }
         // Where zones are scarce, a class between the coarse steps borrows
         // its step's zones (see `size_class`).
         let class = if class.prefers_full_zone(self.span_bytes()) {
