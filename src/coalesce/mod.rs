@@ -61,7 +61,7 @@ const fn first_small_zone_bytes() -> usize {
 
 /// A new segment is at least this share of the span (or what the request
 /// needs, if more): few segments, so few boundaries that no block crosses.
-const SEGMENT_SPAN_DIVISOR: usize = 4;
+const SEGMENT_SPAN_DIVISOR: usize = 2;
 
 /// The pool's state, under the pool lock.
 pub(crate) struct PoolState {
@@ -105,11 +105,42 @@ fn placement(h: usize, size: usize, need: usize, align: usize) -> Option<usize> 
 }
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
-    /// Whether the pool serves requests of `class` in this heap: SMALL
-    /// classes when the provider's span is shorter than [`POOL_SPAN_MAX`].
+    /// Whether this heap has a pool: its provider's span is shorter than
+    /// [`POOL_SPAN_MAX`].
+    #[inline]
+    fn has_pool(&self) -> bool {
+        self.span_bytes().is_some_and(|s| s < POOL_SPAN_MAX)
+    }
+
+    /// Whether the pool serves every request of `class` in this heap:
+    /// SMALL classes, in a heap with a pool.
     #[inline]
     pub(crate) fn pool_serves(&self, class: SizeClass) -> bool {
-        class.kind() == Kind::Small && self.span_bytes().is_some_and(|s| s < POOL_SPAN_MAX)
+        class.kind() == Kind::Small && self.has_pool()
+    }
+
+    /// The pool's answer for a request of `class` that found no zone block
+    /// (`alloc_small_slow`), or `None` if the zones are to serve it: every
+    /// SMALL request of a heap with a pool, and a TINY one once the pool
+    /// has a segment (rather than a page for a TINY zone that would mostly
+    /// stay empty). A heap of TINY blocks alone keeps them in zones, where
+    /// a 16-byte block costs 16 bytes (32 in the pool).
+    pub(crate) fn pool_route(
+        &self,
+        class: SizeClass,
+        layout: Layout,
+        zeroed: bool,
+    ) -> Option<Option<NonNull<u8>>> {
+        if !self.has_pool() {
+            return None;
+        }
+        if class.kind() == Kind::Small {
+            return Some(self.pool_alloc(layout, zeroed, true));
+        }
+        if self.pool.lock().segments == 0 {
+            return None;
+        }
+        self.pool_alloc(layout, zeroed, true).map(Some)
     }
 
     /// The header pointer of the block at `addr` (an offset turned back
@@ -123,15 +154,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// A block for `layout` from the pool (a new segment if no free block
-    /// fits); `None` when the provider has no room.
-    pub(crate) fn pool_alloc(&self, layout: Layout, zeroed: bool) -> Option<NonNull<u8>> {
+    /// fits and `may_map`); `None` when the provider has no room.
+    fn pool_alloc(&self, layout: Layout, zeroed: bool, may_map: bool) -> Option<NonNull<u8>> {
         let page = self.page_size();
         if layout.align() >= page && layout.size().is_multiple_of(page) && layout.size() != 0 {
             return self.bare_alloc(layout, zeroed);
         }
-        let user = self.pool_take(layout).or_else(|| {
+        let user = self.pool_take(layout, may_map).or_else(|| {
             // Empty zones and cached runs hold pages a segment could use.
-            (self.trim() > 0).then(|| self.pool_take(layout)).flatten()
+            (may_map && self.trim() > 0)
+                .then(|| self.pool_take(layout, may_map))
+                .flatten()
         })?;
         // SAFETY: a block of at least `layout.size()` bytes (and a grain),
         // ours to hand out.
@@ -144,12 +177,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(user)
     }
 
-    fn pool_take(&self, layout: Layout) -> Option<NonNull<u8>> {
+    fn pool_take(&self, layout: Layout, may_map: bool) -> Option<NonNull<u8>> {
         let need = block_bytes(layout.size());
         let align = layout.align().max(GRAIN);
         let mut pool = self.pool.lock();
         let mut found = self.pool_find(&pool, need, align);
-        if found.is_none() {
+        if found.is_none() && may_map {
             drop(pool);
             self.new_segment(need, align)?;
             pool = self.pool.lock();
