@@ -1,7 +1,7 @@
 //! Spans (`src/span.rs`): in a full small heap, a request whose classes
 //! have no block and for which no page is left takes adjacent free blocks
 //! of a smaller class as one block. Each test builds that state on purpose:
-//! a 64 KiB region filled with 512-byte requests, then two neighbours freed.
+//! a 4 MiB region filled with 512-byte requests, then two neighbours freed.
 
 mod common;
 
@@ -13,7 +13,9 @@ use ft_malloc::{BlockInfo, FrontCache, Heap, HeapError, HeapVisitor, MIN_PAGE_SI
 
 type SmallHeap = Heap<OwnedArena>;
 
-const REGION: usize = 64 << 10;
+/// Large enough for SMALL zones: a smaller span serves SMALL requests from
+/// its pool (`src/coalesce/`), where freed neighbours join without spans.
+const REGION: usize = 4 << 20;
 /// The filler's class (a coarse class: its zones are its own).
 const FILL: usize = 512;
 /// A request of the next coarse class (1024), which has no zone.
@@ -248,7 +250,7 @@ fn assert_holds(p: NonNull<u8>, size: usize, tag: u8) {
     );
 }
 
-/// A mixed load churning at the edge of a 64 KiB heap: requests are
+/// A mixed load churning at the edge of a 4 MiB heap: requests are
 /// refused now and then, spans form and are freed, and every block keeps
 /// its bytes.
 #[test]
