@@ -14,6 +14,7 @@ mod breakdown;
 mod clock;
 mod draw;
 mod heap_efficiency;
+mod fill;
 mod min_region;
 mod options;
 mod peers;
@@ -48,6 +49,10 @@ fn main() {
     };
 
     arena::prefault();
+    if options.fill {
+        print!("{}", fill::table(&options.peers));
+        return;
+    }
     if options.min_region {
         print_min_regions(&options);
         return;
