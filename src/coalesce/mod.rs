@@ -166,13 +166,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 .then(|| self.pool_take(layout, may_map))
                 .flatten()
         })?;
-        // SAFETY: a block of at least `layout.size()` bytes (and a grain),
-        // ours to hand out.
-        unsafe {
-            free_mark::clear(user);
-            if zeroed {
-                ptr::write_bytes(user.as_ptr(), 0, layout.size());
-            }
+        if zeroed {
+            // SAFETY: a block of at least `layout.size()` bytes, ours.
+            unsafe { ptr::write_bytes(user.as_ptr(), 0, layout.size()) };
         }
         Some(user)
     }
@@ -258,6 +254,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             block::write_live(live, live_size, gap != 0, requested);
             let user = NonNull::new_unchecked(live.add(HEADER));
             segment::set_live(base, user.as_ptr().addr(), true);
+            // No free mark from the pages' past reaches the program; the
+            // canary goes after it (it may lie in the mark's word).
+            free_mark::clear(user);
             canary::arm(user, requested, live_size - HEADER);
             user
         }
