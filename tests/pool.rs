@@ -112,7 +112,11 @@ fn a_full_pool_under_churn_keeps_every_byte() {
     for step in 0..steps {
         if blocks.is_empty() || rng.below(3) < 2 {
             let size = rng.mixed_size();
-            let align = if rng.below(8) == 0 { 64 << rng.below(4) } else { 16 };
+            let align = if rng.below(8) == 0 {
+                64 << rng.below(4)
+            } else {
+                16
+            };
             let Some(p) = heap.allocate(Layout::from_size_align(size, align).unwrap()) else {
                 refused += 1;
                 continue;

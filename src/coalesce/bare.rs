@@ -68,7 +68,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// The size of the bare run at `ptr`.
-    pub(crate) fn bare_usable(&self, base: NonNull<u8>, ptr: NonNull<u8>) -> Result<usize, HeapError> {
+    pub(crate) fn bare_usable(
+        &self,
+        base: NonNull<u8>,
+        ptr: NonNull<u8>,
+    ) -> Result<usize, HeapError> {
         let _pool = self.pool.lock();
         self.bare_validate(base, ptr)
     }

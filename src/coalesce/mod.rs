@@ -276,12 +276,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             least += page;
         }
         let span = self.span_bytes()?;
-        let mut len = (span / SEGMENT_SPAN_DIVISOR).next_multiple_of(page).max(least);
+        let mut len = (span / SEGMENT_SPAN_DIVISOR)
+            .next_multiple_of(page)
+            .max(least);
         let mut pool = self.pool.lock();
         let base = loop {
-            if let Some(base) =
-                self.map_run(len, page, 0, len, |base| Owner::Pool { base })
-            {
+            if let Some(base) = self.map_run(len, page, 0, len, |base| Owner::Pool { base }) {
                 break base;
             }
             if len == least {
@@ -481,7 +481,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// The requested size of the pool block at `ptr`.
-    pub(crate) fn pool_usable(&self, base: NonNull<u8>, ptr: NonNull<u8>) -> Result<usize, HeapError> {
+    pub(crate) fn pool_usable(
+        &self,
+        base: NonNull<u8>,
+        ptr: NonNull<u8>,
+    ) -> Result<usize, HeapError> {
         let _pool = self.pool.lock();
         Ok(self.pool_validate(base, ptr)?.2.requested())
     }
@@ -497,7 +501,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let new_size = new_layout.size();
         let old_size = {
             let _pool = self.pool.lock();
-            let (_, h, hd) = self.pool_validate(base, ptr).map_err(ReallocError::Invalid)?;
+            let (_, h, hd) = self
+                .pool_validate(base, ptr)
+                .map_err(ReallocError::Invalid)?;
             let payload = hd.size as usize - HEADER;
             // SAFETY: a validated live block, lock held.
             if !unsafe { canary::intact(ptr, hd.requested(), payload) } {
