@@ -147,7 +147,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
         }
         // Pool segments and bare runs count as SMALL zones.
-        s.small_zones += self.pool.lock().segments;
+        s.small_zones += self.pool.lock().segments as usize;
         let large = self.large.lock();
         s.large_runs = large.runs;
         s.large_cached_bytes = large.cached_bytes;

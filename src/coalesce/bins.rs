@@ -9,9 +9,11 @@
 
 use crate::coalesce::block::{self, MIN_BLOCK, NONE};
 
-/// Bins: two per doubling from 32 bytes; the last takes every larger block.
-pub(crate) const BINS: usize = 40;
-const _: () = assert!(BINS <= u64::BITS as usize);
+/// Bins: two per doubling from 32 bytes (up to 128 KiB, past every SMALL
+/// request); the last takes every larger block. Few, because they live in
+/// the `Heap` (a `static` heap stays within a page, `tests/small_heaps.rs`).
+pub(crate) const BINS: usize = 24;
+const _: () = assert!(BINS <= u32::BITS as usize);
 
 /// The bin of a free block of `size` bytes (`size >= MIN_BLOCK`).
 pub(crate) fn bin_of(size: usize) -> usize {
@@ -24,7 +26,7 @@ pub(crate) fn bin_of(size: usize) -> usize {
 /// The heads of the bins and the mask of non-empty ones.
 pub(crate) struct Bins {
     pub(crate) heads: [u32; BINS],
-    pub(crate) mask: u64,
+    pub(crate) mask: u32,
 }
 
 impl Bins {
@@ -105,7 +107,7 @@ impl Bins {
         at: impl Fn(u32) -> *mut u8,
         mut fits: impl FnMut(*mut u8) -> bool,
     ) -> Option<(u32, *mut u8)> {
-        let mut mask = self.mask & (!0u64 << bin_of(size));
+        let mut mask = self.mask & (!0u32 << bin_of(size));
         while mask != 0 {
             let bin = mask.trailing_zeros() as usize;
             mask &= mask - 1;

@@ -29,6 +29,8 @@ mod bare;
 mod bins;
 mod block;
 mod segment;
+#[cfg(test)]
+mod tests;
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -71,7 +73,7 @@ pub(crate) struct PoolState {
     /// An empty segment kept for reuse (at most one), or null.
     kept_empty: *mut u8,
     /// Segments and bare runs mapped.
-    pub(crate) segments: usize,
+    pub(crate) segments: u32,
 }
 
 // SAFETY: the pointers are only followed under the pool lock.
@@ -143,14 +145,30 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         self.pool_alloc(layout, zeroed, true).map(Some)
     }
 
-    /// The header pointer of the block at `addr` (an offset turned back
-    /// into an address): the page map holds its segment's pointer.
+    /// The header pointer of the free block at `addr` (a link turned back
+    /// into an address): the page map holds its segment's pointer. A link
+    /// that is not an intact free block's means a free block's header was
+    /// overwritten (by an overflow past the canary): the heap stops rather
+    /// than hand out a live block twice, as glibc does on a corrupt list.
     fn pool_at(&self, addr: usize) -> *mut u8 {
-        match self.page_map.lookup(addr) {
-            Some(Owner::Pool { base }) => base.as_ptr().with_addr(addr),
-            // Only the pool writes links, to its own blocks.
-            _ => panic!("ft_malloc: a pool link left the pool"),
+        if let Some(Owner::Pool { base }) = self.page_map.lookup(addr)
+            && addr.is_multiple_of(GRAIN)
+            // SAFETY: a registered segment, under the pool lock (every
+            // caller holds it); `addr` is 16-aligned inside it.
+            && let Some(len) = unsafe { segment::len(base) }
+            && addr >= base.as_ptr().addr() + segment::blocks_offset(len)
+        {
+            let h = base.as_ptr().with_addr(addr);
+            // SAFETY: as above.
+            if unsafe { block::intact(h, base.as_ptr().addr() + len) }
+                .is_some_and(|hd| !hd.is_live())
+            {
+                return h;
+            }
         }
+        panic!(
+            "ft_malloc: the pool's free list is corrupted (a free block's header was overwritten)"
+        );
     }
 
     /// A block for `layout` from the pool (a new segment if no free block
