@@ -527,9 +527,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !unsafe { canary::intact(ptr, hd.requested(), payload) } {
                 return Err(ReallocError::Invalid(HeapError::Overflow));
             }
-            let still_pool = SizeClass::for_layout(new_size, new_layout.align())
-                .is_some_and(|c| self.pool_serves(c));
-            if still_pool
+            // Any TINY or SMALL request may stay: the pool serves both.
+            let not_large = SizeClass::for_layout(new_size, new_layout.align()).is_some();
+            if not_large
                 && ptr.as_ptr().addr().is_multiple_of(new_layout.align())
                 && new_size <= payload
                 && block_bytes(new_size) * 2 >= hd.size as usize
