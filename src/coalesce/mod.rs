@@ -293,13 +293,26 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         while !fits(least) {
             least += page;
         }
-        let span = self.span_bytes()?;
-        let mut len = (span / SEGMENT_SPAN_DIVISOR)
+        let (span_start, span_end) = self.provider.span()?;
+        let mut len = ((span_end - span_start) / SEGMENT_SPAN_DIVISOR)
             .next_multiple_of(page)
             .max(least);
         let mut pool = self.pool.lock();
+        // The first segment fixes the origin of the links (0: none yet).
+        if pool.origin == 0 {
+            pool.origin = span_start;
+        }
+        let origin = pool.origin;
         let base = loop {
             if let Some(base) = self.map_run(len, page, 0, len, |base| Owner::Pool { base }) {
+                // Links are 32-bit offsets from the origin: a provider whose
+                // span moved (it breaks its contract) gets no segment there.
+                let start = base.as_ptr().addr();
+                if start < origin || start + len - origin > NONE as usize {
+                    // SAFETY: just mapped and registered, nothing in it.
+                    unsafe { self.unmap_run(base, len, 0, len, Owner::Pool { base }) };
+                    return None;
+                }
                 break base;
             }
             if len == least {
@@ -307,11 +320,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             len = (len / 2).next_multiple_of(page).max(least);
         };
-        if pool.segments == 0 {
-            pool.origin = self.provider.span()?.0;
-        }
         pool.segments += 1;
-        let origin = pool.origin;
         // SAFETY: a fresh run of `len` bytes (under `POOL_SPAN_MAX`, so it
         // fits a `u32`), registered, ours; the lock is held.
         unsafe {

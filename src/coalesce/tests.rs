@@ -138,3 +138,27 @@ fn whole_pages_at_page_alignment_take_bare_runs() {
     }
     assert_eq!(heap.stats().mapped_bytes, 0);
 }
+
+#[test]
+fn a_bare_run_before_any_segment_leaves_the_links_right() {
+    let mut buf = buffer(8);
+    let heap = heap(&mut buf);
+    let page = heap.allocate(layout(PAGE, PAGE)).unwrap();
+    // Free blocks are linked by offsets from the origin the first segment
+    // sets, even after a bare run came first.
+    let blocks: Vec<_> = (0..6)
+        .map(|i| heap.allocate(layout(200 + 100 * i, 16)).unwrap())
+        .collect();
+    for &p in blocks.iter().step_by(2) {
+        unsafe { heap.deallocate(p).unwrap() };
+    }
+    let again = heap.allocate(layout(150, 16)).unwrap();
+    unsafe {
+        heap.deallocate(again).unwrap();
+        for &p in blocks.iter().skip(1).step_by(2) {
+            heap.deallocate(p).unwrap();
+        }
+        heap.deallocate(page).unwrap();
+    }
+    assert_eq!(heap.stats().live_blocks, 0);
+}
