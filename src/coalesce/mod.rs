@@ -15,7 +15,8 @@
 //!   alone decides whether a pointer is a live block;
 //! - `bins.rs`: the free lists;
 //! - `bare.rs`: whole pages at page alignment, in runs of their own that
-//!   only the page map records (a page-aligned page costs one page).
+//!   only the page map records (a page-aligned page costs one page);
+//! - `visit.rs`: what `Heap::visit` reports of a segment.
 //!
 //! # Protocol
 //!
@@ -31,6 +32,7 @@ mod block;
 mod segment;
 #[cfg(test)]
 mod tests;
+mod visit;
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -41,7 +43,6 @@ use crate::canary;
 use crate::error::{HeapError, ReallocError};
 use crate::free_mark;
 use crate::heap::Heap;
-use crate::introspect::{BlockInfo, HeapVisitor, ZoneInfo};
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
 use crate::size_class::{Kind, SizeClass, ZONE_SPAN_SHARE};
@@ -561,47 +562,5 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let _ = self.deallocate(ptr);
         }
         Ok(new)
-    }
-
-    /// Reports a segment and its live blocks (`visit`, every lock held).
-    pub(crate) fn visit_pool(&self, base: NonNull<u8>, visitor: &mut impl HeapVisitor) {
-        // SAFETY: a registered segment; every lock is held.
-        let Some(len) = (unsafe { segment::len(base) }) else {
-            return;
-        };
-        let start = base.as_ptr().addr();
-        let info = ZoneInfo {
-            kind: Kind::Small,
-            start,
-            len,
-            block_size: GRAIN,
-            capacity: len / GRAIN,
-            carved: len / GRAIN,
-            // SAFETY: as above.
-            live: unsafe { segment::live(base) },
-            cached: 0,
-        };
-        visitor.zone(&info);
-        let end = start + len;
-        let mut h = base.as_ptr().wrapping_add(segment::blocks_offset(len));
-        while h.addr() < end {
-            // SAFETY: blocks tile the segment; a broken header ends the walk.
-            let Some(hd) = (unsafe { block::intact(h, end) }) else {
-                return;
-            };
-            if hd.is_live() {
-                let user = h.addr() + HEADER;
-                visitor.block(
-                    &info,
-                    &BlockInfo {
-                        start: user,
-                        requested: hd.requested(),
-                        usable: hd.size as usize - HEADER,
-                        index: (user - start) / GRAIN,
-                    },
-                );
-            }
-            h = h.wrapping_add(hd.size as usize);
-        }
     }
 }
