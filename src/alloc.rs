@@ -198,6 +198,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zeroed: bool,
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
+        // A small region's pool (`coalesce/`) serves its SMALL requests,
+        // and TINY ones it has a free block for.
+        if let Some(served) = self.pool_route(class, layout, zeroed) {
+            // A request the pool cannot place (a region too small for a
+            // segment around it) may still fit a LARGE run's tighter header.
+            return served
+                .or_else(|| self.alloc_large(layout.size(), layout.align(), zeroed))
+                .or_else(|| self.oom_retry(layout, zeroed, oom_hook));
+        }
         // Where zones are scarce, a class between the coarse steps borrows
         // its step's zones (see `size_class`).
         let class = if class.prefers_full_zone(self.span_bytes()) {

@@ -36,6 +36,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 self.free_small(base.cast(), class, ptr, seen)
             }
             (Some(Owner::Large { base }), _) => self.free_large(base, ptr),
+            (Some(Owner::Pool { base }), _) => self.pool_free(base, ptr),
+            (Some(Owner::Bare { base }), _) => self.bare_free(base, ptr),
             (None, _) => Err(HeapError::InvalidPointer),
         };
         result.map_err(|e| self.count_error(e))
@@ -268,6 +270,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 let _state = self.large.lock();
                 Ok(self.large_block(base, ptr)?.usable())
             }
+            (Some(Owner::Pool { base }), _) => self.pool_usable(base, ptr),
+            (Some(Owner::Bare { base }), _) => self.bare_usable(base, ptr),
             (None, _) => Err(HeapError::InvalidPointer),
         }
     }

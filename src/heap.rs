@@ -48,6 +48,8 @@ pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
     pub(crate) large: Mutex<R, LargeState>,
     /// Magazines for front caches (a leaf lock: taken under class locks).
     pub(crate) magazines: Mutex<R, MagazinePool>,
+    /// The small-region pool (`coalesce/`): SMALL requests of a small span.
+    pub(crate) pool: Mutex<R, crate::coalesce::PoolState>,
     pub(crate) page_map: PageMap,
     pub(crate) counters: Counters,
     /// A `CorruptionHandler`, or null (see `set_corruption_handler`).
@@ -174,6 +176,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 NUM_CLASSES],
             large: Mutex::const_new(R::INIT, LargeState::new()),
             magazines: Mutex::const_new(R::INIT, MagazinePool::new()),
+            pool: Mutex::const_new(R::INIT, crate::coalesce::PoolState::new()),
             page_map: PageMap::new(),
             counters: Counters {
                 map_calls: AtomicUsize::new(0),
@@ -209,6 +212,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         core::mem::forget(self.large.lock());
         core::mem::forget(self.magazines.lock());
+        core::mem::forget(self.pool.lock());
     }
 
     /// Releases the locks taken by [`lock_all`](Self::lock_all).
@@ -220,6 +224,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub unsafe fn unlock_all(&self) {
         // SAFETY: the contract says each lock is held and unused elsewhere.
         unsafe {
+            self.pool.force_unlock();
             self.magazines.force_unlock();
             self.large.force_unlock();
             for slot in self.classes.iter().rev() {
@@ -435,7 +440,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 cursor = next;
             }
         }
-        released + self.trim_large_cache()
+        released + self.trim_large_cache() + self.trim_pool()
     }
 
     /// Gives the never-carved pages at the end of a zone back to the
@@ -529,6 +534,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             // SAFETY: a registered LARGE run; we own the heap.
             Owner::Large { base } => unsafe { heap.release_large_at(base) },
+            // Pool runs register every granule: release each at its first.
+            Owner::Pool { base } | Owner::Bare { base } => {
+                if base.as_ptr().addr() >> GRANULE_SHIFT == granule >> GRANULE_SHIFT {
+                    // SAFETY: a registered pool run; we own the heap.
+                    unsafe { heap.release_pool_owner(owner) };
+                }
+            }
         });
     }
 }

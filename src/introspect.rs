@@ -146,6 +146,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 _ => s.small_zones += state.zones as usize,
             }
         }
+        // Pool segments and bare runs count as SMALL zones.
+        s.small_zones += self.pool.lock().segments as usize;
         let large = self.large.lock();
         s.large_runs = large.runs;
         s.large_cached_bytes = large.cached_bytes;
@@ -240,6 +242,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 }
             }
             Owner::Large { base } => self.visit_large(base, visitor),
+            // Pool runs register every granule: report each at its first.
+            Owner::Pool { base } | Owner::Bare { base }
+                if base.as_ptr().addr() >> GRANULE_SHIFT == granule >> GRANULE_SHIFT =>
+            {
+                match owner {
+                    Owner::Pool { .. } => self.visit_pool(base, visitor),
+                    _ => self.visit_bare(base, visitor),
+                }
+            }
+            Owner::Pool { .. } | Owner::Bare { .. } => {}
         });
     }
 

@@ -9,6 +9,7 @@ mod allocator_api;
 mod arena;
 pub mod cache;
 mod canary;
+mod coalesce;
 mod error;
 mod free;
 mod free_mark;

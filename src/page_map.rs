@@ -86,6 +86,11 @@ const TAG_MASK: usize = GRANULE - 1;
 /// mixed-load regions.
 pub(crate) const INLINE_SLOTS: usize = 128;
 const TAG_LARGE: usize = TAG_MASK;
+/// A segment of the small-region pool (`coalesce/`).
+const TAG_POOL: usize = TAG_MASK - 1;
+/// A bare page run of the small-region pool (`coalesce/bare.rs`).
+const TAG_BARE: usize = TAG_MASK - 2;
+const _: () = assert!(TAG_BARE > crate::size_class::NUM_CLASSES);
 
 /// Who owns a granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +99,12 @@ pub(crate) enum Owner {
     Zone { base: NonNull<u8>, class: SizeClass },
     /// A LARGE run starting at `base`.
     Large { base: NonNull<u8> },
+    /// A segment of the small-region pool starting at `base` (every
+    /// granule of it is registered).
+    Pool { base: NonNull<u8> },
+    /// A bare page run of the small-region pool starting at `base`, which is
+    /// also its block (every granule of it is registered).
+    Bare { base: NonNull<u8> },
 }
 
 impl Owner {
@@ -101,6 +112,8 @@ impl Owner {
         match self {
             Owner::Zone { base, class } => base.as_ptr().map_addr(|a| a | (class.index() + 1)),
             Owner::Large { base } => base.as_ptr().map_addr(|a| a | TAG_LARGE),
+            Owner::Pool { base } => base.as_ptr().map_addr(|a| a | TAG_POOL),
+            Owner::Bare { base } => base.as_ptr().map_addr(|a| a | TAG_BARE),
         }
     }
 
@@ -109,6 +122,10 @@ impl Owner {
         let base = NonNull::new(slot.map_addr(|a| a & !TAG_MASK))?;
         if tag == TAG_LARGE {
             Some(Owner::Large { base })
+        } else if tag == TAG_POOL {
+            Some(Owner::Pool { base })
+        } else if tag == TAG_BARE {
+            Some(Owner::Bare { base })
         } else {
             let class = SizeClass::from_index(tag.checked_sub(1)?)?;
             Some(Owner::Zone { base, class })
@@ -117,7 +134,10 @@ impl Owner {
 
     pub(crate) fn base(self) -> NonNull<u8> {
         match self {
-            Owner::Zone { base, .. } | Owner::Large { base } => base,
+            Owner::Zone { base, .. }
+            | Owner::Large { base }
+            | Owner::Pool { base }
+            | Owner::Bare { base } => base,
         }
     }
 }

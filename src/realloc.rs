@@ -47,6 +47,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 self.realloc_small(base, class, ptr, seen, new_layout)
             }
             (Some(Owner::Large { base }), _) => self.realloc_large(base, ptr, new_layout),
+            (Some(Owner::Pool { base }), _) => self.pool_realloc(base, ptr, new_layout),
+            (Some(Owner::Bare { base }), _) => self.bare_realloc(base, ptr, new_layout),
             (None, _) => Err(ReallocError::Invalid(HeapError::InvalidPointer)),
         };
         if let Err(ReallocError::Invalid(_)) = result {

@@ -2,18 +2,30 @@
 //! have no block and for which no page is left takes adjacent free blocks
 //! of a smaller class as one block. Each test builds that state on purpose:
 //! a 64 KiB region filled with 512-byte requests, then two neighbours freed.
+//! The provider reports a 4 MiB span (`common::WideSpan`): a span under
+//! 2 MiB would serve SMALL requests from its pool (`src/coalesce/`), where
+//! freed neighbours join without spans; spans serve heaps with zones.
 
 mod common;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
-use common::{OwnedArena, Rng, arena_aligned};
+use common::{OwnedArena, Rng, WideSpan, arena_aligned};
 use ft_malloc::{BlockInfo, FrontCache, Heap, HeapError, HeapVisitor, MIN_PAGE_SIZE, ZoneInfo};
 
-type SmallHeap = Heap<OwnedArena>;
+type SmallHeap = Heap<WideSpan<OwnedArena>>;
 
 const REGION: usize = 64 << 10;
+/// The span the provider reports: one with SMALL zones.
+const SPAN: usize = 4 << 20;
+
+fn small_heap() -> SmallHeap {
+    Heap::new(WideSpan {
+        inner: arena_aligned(REGION, MIN_PAGE_SIZE),
+        wide: SPAN,
+    })
+}
 /// The filler's class (a coarse class: its zones are its own).
 const FILL: usize = 512;
 /// A request of the next coarse class (1024), which has no zone.
@@ -27,7 +39,7 @@ fn layout(size: usize) -> Layout {
 /// with two neighbours in one zone freed; returns the heap, the live
 /// blocks, and the freed pair's lower address.
 fn full_with_a_hole() -> (SmallHeap, Vec<NonNull<u8>>, NonNull<u8>) {
-    let heap = Heap::new(arena_aligned(REGION, MIN_PAGE_SIZE));
+    let heap = small_heap();
     let mut blocks = Vec::new();
     while let Some(p) = heap.allocate(layout(FILL)) {
         unsafe { p.as_ptr().write_bytes(0xa5, FILL) };
@@ -253,7 +265,7 @@ fn assert_holds(p: NonNull<u8>, size: usize, tag: u8) {
 /// its bytes.
 #[test]
 fn a_full_heap_under_churn_forms_spans_and_keeps_every_byte() {
-    let heap: SmallHeap = Heap::new(arena_aligned(REGION, MIN_PAGE_SIZE));
+    let heap: SmallHeap = small_heap();
     let mut rng = Rng(0x5ba7_5eed);
     let mut blocks: Vec<(NonNull<u8>, usize, u8)> = Vec::new();
     let (mut spans_seen, mut refused) = (0, 0);

@@ -13,6 +13,7 @@ mod blocks;
 mod breakdown;
 mod clock;
 mod draw;
+mod fill;
 mod heap_efficiency;
 mod min_region;
 mod options;
@@ -48,6 +49,10 @@ fn main() {
     };
 
     arena::prefault();
+    if options.fill {
+        print!("{}", fill::table(&options.peers));
+        return;
+    }
     if options.min_region {
         print_min_regions(&options);
         return;

@@ -30,6 +30,8 @@ pub struct Options {
     pub min_region: bool,
     /// Only heap efficiency, with the core's breakdown (`breakdown.rs`).
     pub breakdown: bool,
+    /// Only the small-region fill table (`fill.rs`).
+    pub fill: bool,
 }
 
 /// The options that together decide the measured budget.
@@ -79,6 +81,9 @@ Options:
   --seed N            base seed of the action sequences
   --min-region        instead: the smallest region on which each allocator
                       runs a fixed mixed 16..2048-byte workload (bisection)
+  --fill              instead: the share of a 100 KiB region random
+                      16..2048-byte blocks fill before the first refusal
+                      (seeds 1-5), and the page-aligned 4 KiB blocks it fits
   --breakdown         instead: heap efficiency only (--he-rounds rounds) and,
                       for the core, where the arena went when each round ended
   --help              this text
@@ -103,6 +108,7 @@ impl Default for Options {
             csv: false,
             min_region: false,
             breakdown: false,
+            fill: false,
         }
     }
 }
@@ -131,6 +137,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--csv" => options.csv = true,
             "--min-region" => options.min_region = true,
             "--breakdown" => options.breakdown = true,
+            "--fill" => options.fill = true,
             "--quick" => {
                 options.trials = spec::QUICK_TRIALS;
                 budget.duration = spec::QUICK_DURATION;

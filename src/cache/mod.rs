@@ -383,6 +383,11 @@ impl FrontCache {
         class: SizeClass,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
+        // A small region's pool serves SMALL requests (`coalesce/`): a
+        // magazine of them would cost zones the region cannot afford.
+        if heap.pool_serves(class) {
+            return heap.allocate(layout);
+        }
         let i = class.index();
         self.tick(heap, i);
         // SAFETY: non-null magazines are the cache's, valid.

@@ -231,3 +231,40 @@ impl Rng {
         16 + self.below(cap - 16)
     }
 }
+
+/// A provider whose span is reported `wide` bytes long from the inner
+/// span's start, though only the inner one's pages are ever handed out (a
+/// wider span still holds every run, as the contract asks). The heap then
+/// sizes itself for the wide span: a small region that still gets SMALL
+/// zones (a span under 2 MiB would serve SMALL requests from its pool).
+pub struct WideSpan<P> {
+    pub inner: P,
+    pub wide: usize,
+}
+
+// SAFETY: forwards to a provider that keeps the contract; the span only
+// grows, so every run still lies in it.
+unsafe impl<P: PageProvider> PageProvider for WideSpan<P> {
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
+    }
+    fn span(&self) -> Option<(usize, usize)> {
+        let (start, end) = self.inner.span()?;
+        Some((start, end.max(start + self.wide)))
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        self.inner.map(len, align)
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        unsafe { self.inner.unmap(run, len) }
+    }
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        unsafe { self.inner.resize(run, old, new, may_move) }
+    }
+}
