@@ -80,11 +80,12 @@ const SLOT_BYTES: usize = core::mem::size_of::<usize>();
 const NODE_BYTES: usize = FANOUT * SLOT_BYTES;
 const TAG_MASK: usize = GRANULE - 1;
 /// Granules of the largest span whose flat array lives inside the map (a
-/// 512 KiB span: 1 KiB of slots on 64-bit targets). Sized so that a
+/// 448 KiB span: 896 bytes of slots on 64-bit targets). Sized so that a
 /// `static Heap<ArenaProvider>` stays within a page (`tests/small_heaps.rs`)
-/// and still covers blog_os's 100 KiB heap and the benchmark's smallest
-/// mixed-load regions.
-pub(crate) const INLINE_SLOTS: usize = 128;
+/// with the small-region pool and the arena's four region slots, and still
+/// covers blog_os's 100 KiB heap and the benchmark's smallest mixed-load
+/// regions (320-336 KiB).
+pub(crate) const INLINE_SLOTS: usize = 112;
 const TAG_LARGE: usize = TAG_MASK;
 /// A segment of the small-region pool (`coalesce/`).
 const TAG_POOL: usize = TAG_MASK - 1;
