@@ -27,7 +27,11 @@ pub(crate) fn bad_pointer(function: &str, ptr: *const c_void, error: HeapError) 
     // "double free" describes only a second free; elsewhere (realloc,
     // malloc_usable_size) the pointer is simply stale.
     let what = match error {
-        HeapError::DoubleFree if !function.starts_with("free") => "pointer already freed",
+        HeapError::DoubleFree
+            if !function.starts_with("free") && !function.starts_with("operator delete") =>
+        {
+            "pointer already freed"
+        }
         _ => error.as_str(),
     };
     misuse(function, ptr, what);

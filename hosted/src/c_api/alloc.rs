@@ -121,12 +121,18 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if !config::plain() {
         return free_with_settings(ptr);
     }
+    free_plain("free", ptr);
+}
+
+/// `free` when [`config::plain`] holds; `function` names it in reports.
+#[inline(always)]
+pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return;
     };
     // SAFETY: `deallocate` validates the pointer before touching anything.
     if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-        report::bad_pointer("free", ptr, error);
+        report::bad_pointer(function, ptr, error);
     }
 }
 
