@@ -26,12 +26,29 @@
 //! a producer/consumer pair moves every block through the class lock once
 //! per batch, in both directions.
 //!
-//! **Idle classes go back.** A cached block is lent, so its zone never
-//! empties while the block waits in a cache. Each cache counts its
-//! slow-path events and, every [`DECAY_PERIOD`] of them, gives back the
-//! magazines (and drains the depot) of classes without a slow-path event
-//! among the last [`IDLE_EVENTS`]: a program whose objects grow through the
-//! classes does not pin every class it passed.
+//! **Idle classes go back, busy ones never do.** A cached block is lent, so
+//! its zone never empties while the block waits in a cache. Each cache
+//! counts its slow-path events (its clock: they come with the owner's
+//! allocation traffic, and cost nothing on the fast paths) and, every
+//! [`DECAY_PERIOD`] of them, scans the classes it holds:
+//! - a class is *active* if it had a slow-path event since the last scan,
+//!   or if the blocks its magazines hold changed in number (fast-path use,
+//!   seen without a counter on the fast path);
+//! - a class with no activity for its *patience* (at first [`IDLE_EVENTS`]
+//!   events) is idle: its magazines' blocks go back to their zones, its
+//!   depot is drained, and the zones that leaves empty give their pages
+//!   back;
+//! - a class that comes back soon after being shed was in use after all
+//!   (a low-rate class in a steady loop): its patience doubles, up to
+//!   [`IDLE_EVENTS_MAX`], so a steady load stops paying for the decay after
+//!   a few rounds (no lock, no `madvise`);
+//! - each scan also visits one class's depot, in turn: one that nobody
+//!   exchanged a magazine with for a whole round of visits is drained (the
+//!   magazines of threads that exited, of classes no cache holds), with
+//!   `try_lock`, never waiting.
+//!
+//! A program that stops calling the allocator altogether keeps what it
+//! holds: there is no clock without calls (and no thread of our own).
 //!
 //! **Blocks stay out of the blocks.** A magazine is an array, not a list
 //! threaded through free blocks, so a use-after-free write cannot poison
@@ -102,7 +119,7 @@ use crate::zone;
 use bins::BOUNDS;
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, IDLE_EVENTS,
-    MAGAZINE_MAX_BYTES,
+    IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
 };
 pub(crate) use depot::Checked;
 pub(crate) use magazine::Magazine;
@@ -136,13 +153,70 @@ pub struct FrontCache {
     /// barely uses borrows a couple of blocks, a busy one a full magazine
     /// (`bins::refill_blocks`).
     refills: [u8; NUM_CLASSES],
+    /// The idle-class decay's state (see the module documentation).
+    decay: Decay,
+}
+
+/// What the idle-class decay knows, per class, in a cache.
+struct Decay {
     /// Slow-path events so far (wrapping): the cache's clock for idleness.
     clock: u16,
-    /// Per class, the clock at its last slow-path event.
-    last_slow: [u16; NUM_CLASSES],
+    /// Per class, the clock when it was last seen active.
+    last_active: [u16; NUM_CLASSES],
+    /// Per class, the blocks its magazines held at the last scan.
+    seen_blocks: [u16; NUM_CLASSES],
+    /// Per class, events without activity before it is idle, as a shift of
+    /// `IDLE_EVENTS`: grows when a shed class comes back soon.
+    patience: [u8; NUM_CLASSES],
+    /// Per class, the clock when it was last shed.
+    shed_at: [u16; NUM_CLASSES],
+    /// Bit `i`: class `i` was shed and has not come back yet.
+    shed: [u64; 2],
+    /// Per class, the depot's stamp at this cache's last sweep visit.
+    depot_seen: [u16; NUM_CLASSES],
+    /// The class whose depot the next scan visits.
+    sweep: u8,
     /// Bit `i`: class `i` may hold magazines (set where a slow path gets
     /// one from the heap), so the idle scan visits only those.
     held: [u64; 2],
+}
+
+impl Decay {
+    const fn new() -> Self {
+        Decay {
+            clock: 0,
+            last_active: [0; NUM_CLASSES],
+            seen_blocks: [0; NUM_CLASSES],
+            patience: [0; NUM_CLASSES],
+            shed_at: [0; NUM_CLASSES],
+            shed: [0; 2],
+            depot_seen: [0; NUM_CLASSES],
+            sweep: 0,
+            held: [0; 2],
+        }
+    }
+
+    /// Events without activity after which class `i` is idle.
+    fn idle_after(&self, i: usize) -> u16 {
+        IDLE_EVENTS << self.patience[i]
+    }
+
+    fn bit(set: &mut [u64; 2], i: usize) -> (&mut u64, u64) {
+        (&mut set[i / 64], 1 << (i % 64))
+    }
+
+    /// Class `i` had a slow-path event after being shed: if that came
+    /// sooner than twice the idleness that shed it, it was in use after
+    /// all, so it must wait longer before the next shed.
+    #[cold]
+    #[inline(never)]
+    fn came_back(&mut self, i: usize) {
+        let (word, bit) = Self::bit(&mut self.shed, i);
+        *word &= !bit;
+        if self.clock.wrapping_sub(self.shed_at[i]) < 2 * self.idle_after(i) {
+            self.patience[i] = (self.patience[i] + 1).min(bins::PATIENCE_MAX_SHIFT);
+        }
+    }
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -171,9 +245,7 @@ impl FrontCache {
             loaded: [ptr::null_mut(); NUM_CLASSES],
             previous: [ptr::null_mut(); NUM_CLASSES],
             refills: [0; NUM_CLASSES],
-            clock: 0,
-            last_slow: [0; NUM_CLASSES],
-            held: [0; 2],
+            decay: Decay::new(),
         }
     }
 
@@ -274,7 +346,7 @@ impl FrontCache {
     /// Gives every cached block back to the heap (to the depots, or to the
     /// zones beyond the depots' bounds).
     pub fn flush<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        self.held = [0; 2];
+        self.decay.held = [0; 2];
         for class in SizeClass::all() {
             let i = class.index();
             for magazine in [&mut self.loaded[i], &mut self.previous[i]] {
@@ -388,7 +460,7 @@ impl FrontCache {
             // one becomes the previous, and a full one is loaded.
             let spare = NonNull::new(core::mem::replace(&mut self.previous[i], self.loaded[i]));
             self.loaded[i] = ptr::null_mut();
-            self.held[i / 64] |= 1 << (i % 64);
+            self.decay.held[i / 64] |= 1 << (i % 64);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
             match heap.full_magazine(class, spare, want) {
@@ -421,7 +493,7 @@ impl FrontCache {
         if previous.is_some_and(|m| m.len == 0) {
             core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
         } else {
-            self.held[i / 64] |= 1 << (i % 64);
+            self.decay.held[i / 64] |= 1 << (i % 64);
             let empty = match NonNull::new(self.previous[i]) {
                 Some(full) => heap.take_full(class, full),
                 None => heap.empty_magazine(),
@@ -444,27 +516,46 @@ impl FrontCache {
     /// what the cache holds of classes it stopped using.
     #[inline(always)]
     fn tick<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>, i: usize) {
-        self.clock = self.clock.wrapping_add(1);
-        self.last_slow[i] = self.clock;
-        if self.clock.is_multiple_of(bins::DECAY_PERIOD) {
+        let d = &mut self.decay;
+        d.clock = d.clock.wrapping_add(1);
+        d.last_active[i] = d.clock;
+        if d.shed[i / 64] & (1 << (i % 64)) != 0 {
+            d.came_back(i);
+        }
+        if d.clock.is_multiple_of(bins::DECAY_PERIOD) {
             self.shed_idle_classes(heap);
         }
     }
 
-    /// Classes without a slow-path event among the last
-    /// [`IDLE_EVENTS`](bins::IDLE_EVENTS): their blocks go back to their
-    /// zones (and their depots are drained) through [`Heap::shed_class`],
-    /// and their refills start small again.
+    /// Blocks the magazines of class `i` hold.
+    fn held_blocks(&self, i: usize) -> u16 {
+        // SAFETY: non-null magazines are the cache's, valid.
+        let len = |m: *mut Magazine| unsafe { m.as_ref() }.map_or(0, |m| m.len);
+        (len(self.loaded[i]) + len(self.previous[i])) as u16
+    }
+
+    /// The decay's scan (see the module documentation): classes idle for
+    /// their patience go back to their zones through [`Heap::shed_class`]
+    /// (and their refills start small again); then one class's depot is
+    /// visited.
     #[cold]
     #[inline(never)]
     fn shed_idle_classes<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        for word in 0..self.held.len() {
-            let mut held = self.held[word];
+        for word in 0..self.decay.held.len() {
+            let mut held = self.decay.held[word];
             while held != 0 {
                 let bit = held.trailing_zeros() as usize;
                 held &= held - 1;
                 let i = word * 64 + bit;
-                if self.clock.wrapping_sub(self.last_slow[i]) < bins::IDLE_EVENTS {
+                let blocks = self.held_blocks(i);
+                let d = &mut self.decay;
+                if blocks != d.seen_blocks[i] {
+                    // Used through the fast paths since the last scan.
+                    d.seen_blocks[i] = blocks;
+                    d.last_active[i] = d.clock;
+                    continue;
+                }
+                if d.clock.wrapping_sub(d.last_active[i]) < d.idle_after(i) {
                     continue;
                 }
                 let magazines = [
@@ -474,8 +565,26 @@ impl FrontCache {
                 let class = SizeClass::from_index(i).expect("a held class");
                 heap.shed_class(class, magazines);
                 self.refills[i] = 0;
-                self.held[word] &= !(1 << bit);
+                let d = &mut self.decay;
+                d.seen_blocks[i] = 0;
+                d.shed_at[i] = d.clock;
+                d.shed[word] |= 1 << bit;
+                d.held[word] &= !(1 << bit);
             }
         }
+        self.sweep_one_depot(heap);
+    }
+
+    /// Visits the depot of the next class in turn, unless this cache holds
+    /// that class (its own scan judges it).
+    fn sweep_one_depot<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
+        let d = &mut self.decay;
+        let i = usize::from(d.sweep);
+        d.sweep = if i + 1 == NUM_CLASSES { 0 } else { d.sweep + 1 };
+        if d.held[i / 64] & (1 << (i % 64)) != 0 {
+            return;
+        }
+        let class = SizeClass::from_index(i).expect("a class index");
+        d.depot_seen[i] = heap.sweep_depot(class, d.depot_seen[i]);
     }
 }
