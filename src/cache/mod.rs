@@ -581,6 +581,10 @@ impl FrontCache {
         let d = &mut self.decay;
         let i = usize::from(d.sweep);
         d.sweep = if i + 1 == NUM_CLASSES { 0 } else { d.sweep + 1 };
+        if i + 1 == NUM_CLASSES {
+            // A whole round: the LARGE cache's ageing tick too.
+            heap.decay_large_cache();
+        }
         if d.held[i / 64] & (1 << (i % 64)) != 0 {
             return;
         }
