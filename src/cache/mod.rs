@@ -101,6 +101,7 @@
 mod bins;
 mod depot;
 mod magazine;
+mod realloc;
 
 use core::alloc::Layout;
 use core::fmt;

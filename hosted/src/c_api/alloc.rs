@@ -203,7 +203,7 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
     };
     // SAFETY: `reallocate` validates the pointer first and leaves the old
     // block untouched on any error.
-    match unsafe { HEAP.reallocate(block, layout) } {
+    match unsafe { thread_cache::reallocate(block, layout) } {
         Ok(new) => Resized::Done(new.as_ptr().cast()),
         Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
         Err(ReallocError::Invalid(error)) => {
