@@ -143,6 +143,16 @@ fn workloads(work: &Path) -> Vec<Workload> {
         gcc(&work.join(name), &[bench.join(format!("{name}.c"))], &[]);
     }
     gcc(&work.join("threads"), &[tests_c.join("threads.c")], &[]);
+    gcc(
+        &work.join("large_threads"),
+        &[bench.join("large_threads.c")],
+        &[],
+    );
+    gcc(
+        &work.join("private_churn"),
+        &[bench.join("private_churn.c")],
+        &[],
+    );
     if have("g++") {
         gxx(&work.join("cxx_objects"), &bench.join("cxx_objects.cpp"));
     }
@@ -219,6 +229,16 @@ fn workloads(work: &Path) -> Vec<Workload> {
         Workload {
             name: "threads (8 threads, cross-thread frees)",
             argv: vec![local("threads"), s("8"), s("100000")],
+            env: vec![],
+        },
+        Workload {
+            name: "private_churn (2 threads never sharing, 5M steps each)",
+            argv: vec![local("private_churn"), s("2"), s("5000000")],
+            env: vec![],
+        },
+        Workload {
+            name: "large_threads (4 threads, 32 KiB..1 MiB, 50K each)",
+            argv: vec![local("large_threads"), s("4"), s("50000")],
             env: vec![],
         },
         Workload {

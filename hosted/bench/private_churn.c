@@ -7,7 +7,6 @@
  *
  *   private_churn THREADS STEPS_PER_THREAD
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -258,7 +258,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// (which only drains early), that no cache exchanged a magazine with
     /// the depot in between.
     fn depot_stamp(state: &ClassState) -> u16 {
-        let top = state.depot.addr() / core::mem::size_of::<Magazine>();
+        let top = (state.depot.addr() / core::mem::size_of::<Magazine>()) as u64;
         ((top ^ (top >> 16) ^ (top >> 32)) as u16 ^ state.depot_magazines.rotate_left(8)) | 1
     }
 
