@@ -19,12 +19,15 @@
 //! - a request takes the smallest run that fits without wasting more than
 //!   [`LARGE_CACHE_FIT_SLACK`] times its size, or else grows the largest
 //!   smaller one (the provider's `resize`, in place or moved);
-//! - runs age out: at an ageing tick, a run that was already in the cache
-//!   at the previous tick and was not reused is unmapped (a run waits at
-//!   least one tick, at most two). A tick comes every
-//!   [`LARGE_CACHE_AGE_FREES`] LARGE frees, and, when LARGE frees stop, at
-//!   each round of a front cache's depot sweep that saw none
-//!   (`decay_large_cache`: the heap's small-block traffic is the clock).
+//! - runs age out when LARGE frees stop: at each round of a front cache's
+//!   depot sweep that saw no LARGE free since the previous one
+//!   (`decay_large_cache`: the heap's small-block traffic is the clock),
+//!   every run that was already cached at the previous such tick and was
+//!   not reused is unmapped (a run waits at least one tick, at most two).
+//!   While LARGE frees go on, the bounds alone limit the cache: ageing runs
+//!   there (all stale ones, or only the oldest, every 256 frees) unmapped
+//!   the big runs a random mix of sizes waits for, and tripled the `mmap`
+//!   calls and the lock waits of `hosted/bench/large_threads.c`.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
@@ -45,8 +48,6 @@ use cache::RunCache;
 pub(crate) const LARGE_HEADER_SIZE: usize = 32;
 /// Freed runs the cache keeps at most.
 pub(crate) const LARGE_CACHE_SLOTS: usize = 64;
-/// LARGE frees between two ageing ticks of the cache.
-pub(crate) const LARGE_CACHE_AGE_FREES: u32 = 4 * LARGE_CACHE_SLOTS as u32;
 /// Runs above this size are never cached (glibc's largest mmap threshold,
 /// `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit), and the adaptive threshold
 /// stops rising here.
@@ -117,11 +118,10 @@ pub(crate) struct LargeState {
     pub(crate) reserve: NodeReserve,
     /// Freed runs kept for reuse.
     pub(crate) cache: RunCache,
-    /// LARGE frees so far (wrapping): the cache's own clock.
+    /// LARGE frees so far (wrapping).
     frees: u32,
-    /// `frees` at the last ageing tick.
-    tick_frees: u32,
-    /// `frees` at the last look from the heap's activity.
+    /// `frees` at the last look from the heap's activity: unchanged at the
+    /// next look means LARGE traffic stopped.
     activity_frees: u32,
     /// Freed runs longer than this are unmapped, not cached (and raise it):
     /// see [`LARGE_CACHE_THRESHOLD_START`].
@@ -138,16 +138,14 @@ impl LargeState {
             reserve: NodeReserve::new(),
             cache: RunCache::new(),
             frees: 0,
-            tick_frees: 0,
             activity_frees: 0,
             cache_threshold: LARGE_CACHE_THRESHOLD_START,
         }
     }
 
-    /// An ageing tick: unmaps the runs that were cached at the previous
-    /// tick and are still unused, and marks the others.
+    /// An ageing tick (see [`RunCache::age`]): the runs cached at the
+    /// previous tick and unused since are unmapped.
     fn age<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        self.tick_frees = self.frees;
         // SAFETY: cached runs are unregistered and unused.
         self.cache
             .age(|start, len| unsafe { heap.unmap_cached(start, len) });
@@ -436,9 +434,6 @@ impl LargeState {
             return;
         }
         self.frees = self.frees.wrapping_add(1);
-        if self.frees.wrapping_sub(self.tick_frees) >= LARGE_CACHE_AGE_FREES {
-            self.age(heap);
-        }
         // Make room: evict the oldest runs until both limits hold.
         while self.cache.bytes + len > LARGE_CACHE_BYTES_MAX || self.cache.runs >= LARGE_CACHE_SLOTS
         {

@@ -116,8 +116,8 @@ impl RunCache {
         }
     }
 
-    /// Unlinks the oldest run (the list's tail), if any.
-    pub(crate) fn take_oldest(&mut self) -> Option<(NonNull<u8>, usize)> {
+    /// The oldest run (the list's tail), if any, still linked.
+    fn oldest(&self) -> Option<Choice> {
         let (mut prev, mut run) = (ptr::null_mut(), self.head);
         if run.is_null() {
             return None;
@@ -126,7 +126,13 @@ impl RunCache {
         while let Some(next) = NonNull::new(unsafe { (*run).next }) {
             (prev, run) = (run, next.as_ptr());
         }
-        Some(self.take(Choice { prev, run }))
+        Some(Choice { prev, run })
+    }
+
+    /// Unlinks the oldest run, if any.
+    pub(crate) fn take_oldest(&mut self) -> Option<(NonNull<u8>, usize)> {
+        let oldest = self.oldest()?;
+        Some(self.take(oldest))
     }
 
     /// An ageing tick: unlinks and hands to `unmap` every run that was
