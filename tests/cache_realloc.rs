@@ -109,3 +109,29 @@ fn bad_pointers_are_refused_and_left_alone() {
     check(live, 64);
     unsafe { cache.deallocate(&heap, live) }.unwrap();
 }
+
+/// A block grown by half again moves to a class with room for the next
+/// such step, which then stays in place: a string builder's +50% steps
+/// move every other time, not every time. Small appends get no slack.
+/// (A heap big enough that zones are not scarce: a scarce heap maps
+/// classes to other zones.)
+#[test]
+fn geometric_growth_moves_every_other_step() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 100;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    let mut moves = 0;
+    for _ in 0..8 {
+        let new = size * 3 / 2;
+        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        moves += usize::from(q != p);
+        (p, size) = (q, new);
+    }
+    assert!(moves <= 4, "{moves} moves in 8 steps of +50%");
+    // An append of a few bytes past the block: the class of the new size.
+    let block = heap.zone_block_size(p).unwrap();
+    let q = unsafe { cache.reallocate(&heap, p, layout(block + 8)) }.unwrap();
+    assert!(heap.zone_block_size(q).unwrap() < (block + 8) * 5 / 4);
+    unsafe { cache.deallocate(&heap, q) }.unwrap();
+}

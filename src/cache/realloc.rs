@@ -70,9 +70,14 @@ impl FrontCache {
         }
         // SAFETY: the slot of the block the caller holds.
         let old_size = unsafe { zone::load_own_size(entry.size_slot, g.size_width) };
-        let new = self
-            .allocate(heap, new_layout)
-            .ok_or(ReallocError::OutOfMemory)?;
+        let new = match growth_class(old_size, new_layout) {
+            Some(roomy) => match self.pop(roomy) {
+                Some(e) => Some(Self::hand_out(e, roomy, new_size)),
+                None => self.allocate_slow(heap, roomy, new_layout),
+            },
+            None => self.allocate(heap, new_layout),
+        }
+        .ok_or(ReallocError::OutOfMemory)?;
         // SAFETY: two live blocks, distinct, each holding the copied length.
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
         // The old block goes back as any free (checked again: a concurrent
@@ -82,4 +87,18 @@ impl FrontCache {
         let _ = unsafe { self.deallocate(heap, ptr) };
         Ok(new)
     }
+}
+
+/// A block that grows by a quarter to a half at once is likely to grow
+/// again by the same ratio (a string builder's +50% steps): it moves to a
+/// class with room for that next step, which then stays in place. `None`
+/// for other resizes: small appends (they would pin slack for nothing),
+/// doublings (the container over-allocates already), shrinks, LARGE sizes.
+fn growth_class(old_size: usize, new_layout: Layout) -> Option<SizeClass> {
+    let new_size = new_layout.size();
+    if old_size == 0 || new_size < old_size + old_size / 4 || new_size > old_size + old_size / 2 {
+        return None;
+    }
+    let next = new_size.checked_mul(new_size)? / old_size;
+    SizeClass::for_layout(next, new_layout.align())
 }
