@@ -123,7 +123,7 @@ fn the_cache_holds_at_most_64_runs_and_64_mib() {
     free_all(&heap, small);
     let cached = heap.stats().large_cached_bytes;
     assert!(
-        cached <= 64 * (64 << 10) && cached >= 64 * (40 << 10),
+        (64 * (40 << 10)..=64 * (64 << 10)).contains(&cached),
         "{cached} bytes cached for 100 runs of 40-60 KiB"
     );
     let big = fill(&heap, &vec![2 << 20; 40]);
