@@ -198,6 +198,13 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
             Err(()) => Resized::Refused,
         };
     }
+    reallocate_block(function, block, size)
+}
+
+/// Resizes `block` (not yet validated) to `size > 0` bytes through the
+/// thread's cache, reporting a refused pointer.
+#[inline(always)]
+fn reallocate_block(function: &str, block: NonNull<u8>, size: usize) -> Resized {
     let Some(layout) = c_layout(size, DEFAULT_ALIGN) else {
         return Resized::OutOfMemory;
     };
@@ -207,7 +214,7 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
         Ok(new) => Resized::Done(new.as_ptr().cast()),
         Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
         Err(ReallocError::Invalid(error)) => {
-            report::bad_pointer(function, ptr, error);
+            report::bad_pointer(function, block.as_ptr().cast(), error);
             Resized::Refused
         }
     }
@@ -235,6 +242,13 @@ fn resized_to_c(outcome: Resized) -> *mut c_void {
 /// On success `ptr` must not be used any more.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if config::plain()
+        && size != 0
+        && let Some(block) = NonNull::new(ptr.cast::<u8>())
+    {
+        // The common case, without the settings' branches.
+        return resized_to_c(reallocate_block("realloc", block, size));
+    }
     let config = config::get();
     let block = resized_to_c(resize("realloc", ptr, size, config));
     if let Some(fd) = config.trace_fd {
