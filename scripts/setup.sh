@@ -32,6 +32,7 @@ want libc6-dev         # their headers (gcc only recommends it)
 want make
 if [ "$mode" != demo ]; then
     want gcc-multilib  # linking the core's tests for i686 (make test)
+    want g++           # the C++ operators test (hosted/tests/cxx.rs)
     want python3       # real programs under LD_PRELOAD
     want git
     want perl

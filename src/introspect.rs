@@ -150,7 +150,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         s.small_zones += self.pool.lock().segments as usize;
         let large = self.large.lock();
         s.large_runs = large.runs;
-        s.large_cached_bytes = large.cached_bytes;
+        s.large_cached_bytes = large.cache.bytes;
         drop(large);
         let c = &self.counters;
         s.mapped_bytes = c.mapped_bytes.load(Ordering::Relaxed);

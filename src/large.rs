@@ -6,10 +6,28 @@
 //! ```
 //!
 //! Only the granule holding the user pointer is registered in the page map,
-//! so any other address inside the run is refused by `free`. A few recently
-//! freed runs are kept in a small cache, because programs that free a big
-//! buffer often allocate one of the same size next (and an `mmap`/`munmap`
-//! pair plus page faults costs far more than reuse).
+//! so any other address inside the run is refused by `free`.
+//!
+//! # The LARGE cache
+//!
+//! Freed runs are kept for reuse, because programs that free big buffers
+//! allocate more of them soon, from any thread and of other sizes (an
+//! `mmap`/`munmap` pair plus page faults costs far more than reuse). The
+//! cache is shared by all threads, under the LARGE lock, and bounded:
+//! - [`LARGE_CACHE_SLOTS`] runs (a burst of frees, a thread ending with
+//!   its buffers, fits) and [`LARGE_CACHE_BYTES_MAX`] bytes;
+//! - a request takes the smallest run that fits without wasting more than
+//!   [`LARGE_CACHE_FIT_SLACK`] times its size, or else grows the largest
+//!   smaller one (the provider's `resize`, in place or moved);
+//! - runs age out when LARGE frees stop: at each round of a front cache's
+//!   depot sweep that saw no LARGE free since the previous one
+//!   (`decay_large_cache`: the heap's small-block traffic is the clock),
+//!   every run that was already cached at the previous such tick and was
+//!   not reused is unmapped (a run waits at least one tick, at most two).
+//!   While LARGE frees go on, the bounds alone limit the cache: ageing runs
+//!   there (all stale ones, or only the oldest, every 256 frees) unmapped
+//!   the big runs a random mix of sizes waits for, and tripled the `mmap`
+//!   calls and the lock waits of `hosted/bench/large_threads.c`.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
@@ -22,10 +40,14 @@ use crate::heap::Heap;
 use crate::page_map::{NodeReserve, Owner};
 use crate::provider::PageProvider;
 
+mod cache;
+
+use cache::RunCache;
+
 /// Bytes before the user pointer at the default alignment.
 pub(crate) const LARGE_HEADER_SIZE: usize = 32;
-/// Freed runs kept for reuse.
-pub(crate) const LARGE_CACHE_SLOTS: usize = 16;
+/// Freed runs the cache keeps at most.
+pub(crate) const LARGE_CACHE_SLOTS: usize = 64;
 /// Runs above this size are never cached (glibc's largest mmap threshold,
 /// `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit), and the adaptive threshold
 /// stops rising here.
@@ -94,10 +116,13 @@ pub(crate) struct LargeState {
     /// Page-map nodes for re-registering a run the provider moved: filled
     /// before any move, so that registration cannot fail after it.
     pub(crate) reserve: NodeReserve,
-    cache: [Option<(NonNull<u8>, usize)>; LARGE_CACHE_SLOTS],
-    pub(crate) cached_bytes: usize,
-    /// Slot to evict next when the cache is full (round robin).
-    victim: usize,
+    /// Freed runs kept for reuse.
+    pub(crate) cache: RunCache,
+    /// LARGE frees so far (wrapping).
+    frees: u32,
+    /// `frees` at the last look from the heap's activity: unchanged at the
+    /// next look means LARGE traffic stopped.
+    activity_frees: u32,
     /// Freed runs longer than this are unmapped, not cached (and raise it):
     /// see [`LARGE_CACHE_THRESHOLD_START`].
     cache_threshold: usize,
@@ -111,43 +136,19 @@ impl LargeState {
         LargeState {
             runs: 0,
             reserve: NodeReserve::new(),
-            cache: [None; LARGE_CACHE_SLOTS],
-            cached_bytes: 0,
-            victim: 0,
+            cache: RunCache::new(),
+            frees: 0,
+            activity_frees: 0,
             cache_threshold: LARGE_CACHE_THRESHOLD_START,
         }
     }
 
-    /// The slot of the cached run to serve a request for `len` bytes: the
-    /// smallest run of at least `len` bytes if it is not wastefully larger,
-    /// or else the largest smaller run (to be grown). A much larger run is
-    /// left for a larger request.
-    fn best_slot(&self, len: usize) -> Option<usize> {
-        let cached = || {
-            self.cache
-                .iter()
-                .enumerate()
-                .filter_map(|(i, e)| e.map(|(_, l)| (i, l)))
-        };
-        let fits = cached().filter(|&(_, l)| l >= len).min_by_key(|&(_, l)| l);
-        match fits {
-            Some((i, l)) if l <= len.saturating_mul(LARGE_CACHE_FIT_SLACK) => Some(i),
-            _ => cached()
-                .filter(|&(_, l)| l < len)
-                .max_by_key(|&(_, l)| l)
-                .map(|(i, _)| i),
-        }
-    }
-
-    fn take(&mut self, slot: usize) -> Option<(NonNull<u8>, usize)> {
-        let entry = self.cache[slot].take()?;
-        self.cached_bytes -= entry.1;
-        Some(entry)
-    }
-
-    fn put_back(&mut self, slot: usize, entry: (NonNull<u8>, usize)) {
-        self.cached_bytes += entry.1;
-        self.cache[slot] = Some(entry);
+    /// An ageing tick (see [`RunCache::age`]): the runs cached at the
+    /// previous tick and unused since are unmapped.
+    fn age<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
+        // SAFETY: cached runs are unregistered and unused.
+        self.cache
+            .age(|start, len| unsafe { heap.unmap_cached(start, len) });
     }
 }
 
@@ -230,12 +231,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(user)
     }
 
-    /// A cached run for a request of `needed` bytes (see `best_slot`): used
+    /// A cached run for a request of `needed` bytes (`RunCache::choose`): used
     /// as it is if big enough, or grown by the provider, which may move it:
     /// its pages come along without being copied or faulted in again.
     fn take_cached(&self, state: &mut LargeState, needed: usize) -> Option<(NonNull<u8>, usize)> {
-        let slot = state.best_slot(needed)?;
-        let (start, len) = state.take(slot)?;
+        let choice = state.cache.choose(needed)?;
+        let (start, len) = state.cache.take(choice);
         if needed < len && self.span_is_tight() {
             // Memory is short: the pages past `needed` serve other runs
             // better than this one's slack (a refused shrink keeps them).
@@ -262,7 +263,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 Some((new_start, needed))
             }
             None => {
-                state.put_back(slot, (start, len));
+                // SAFETY: the run is as it was: cached, unused.
+                unsafe { state.cache.push(start, len) };
                 None
             }
         }
@@ -356,15 +358,27 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub fn trim_large_cache(&self) -> usize {
         let mut state = self.large.lock();
         let mut released = 0;
-        for slot in 0..LARGE_CACHE_SLOTS {
-            if let Some((start, len)) = state.cache[slot].take() {
-                // SAFETY: cached runs are unregistered and unused.
-                unsafe { self.unmap_cached(start, len) };
-                released += len;
-            }
-        }
-        state.cached_bytes = 0;
+        state.cache.drain(|start, len| {
+            // SAFETY: cached runs are unregistered and unused.
+            unsafe { self.unmap_cached(start, len) };
+            released += len;
+        });
         released
+    }
+
+    /// A look at the LARGE cache from the heap's activity (a round of a
+    /// front cache's depot sweep): if no LARGE block was freed since the
+    /// previous look, LARGE traffic is idle and the cache ages one tick
+    /// (runs cached at the previous tick and not reused since are
+    /// unmapped); while LARGE frees go on, they age it themselves. Never
+    /// waits for the LARGE lock: if it is busy, LARGE blocks are in use.
+    pub(crate) fn decay_large_cache(&self) {
+        if let Some(mut state) = self.large.try_lock() {
+            if state.frees == state.activity_frees && state.cache.runs > 0 {
+                state.age(self);
+            }
+            state.activity_frees = state.frees;
+        }
     }
 
     /// Unmaps a run that is not registered in the page map.
@@ -419,20 +433,17 @@ impl LargeState {
             unsafe { heap.unmap_cached(start, len) };
             return;
         }
-        // Make room: evict round-robin until both limits hold.
-        while self.cached_bytes + len > LARGE_CACHE_BYTES_MAX
-            || self.cache.iter().all(Option::is_some)
+        self.frees = self.frees.wrapping_add(1);
+        // Make room: evict the oldest runs until both limits hold.
+        while self.cache.bytes + len > LARGE_CACHE_BYTES_MAX || self.cache.runs >= LARGE_CACHE_SLOTS
         {
-            let slot = self.victim;
-            self.victim = (self.victim + 1) % LARGE_CACHE_SLOTS;
-            if let Some((old, old_len)) = self.cache[slot].take() {
-                self.cached_bytes -= old_len;
-                // SAFETY: cached runs are unregistered and unused.
-                unsafe { heap.unmap_cached(old, old_len) };
-            }
+            let Some((old, old_len)) = self.cache.take_oldest() else {
+                break;
+            };
+            // SAFETY: cached runs are unregistered and unused.
+            unsafe { heap.unmap_cached(old, old_len) };
         }
-        let slot = self.cache.iter().position(Option::is_none).unwrap_or(0);
-        self.cache[slot] = Some((start, len));
-        self.cached_bytes += len;
+        // SAFETY: the run was just freed (or taken back) and is unregistered.
+        unsafe { self.cache.push(start, len) };
     }
 }

@@ -22,7 +22,7 @@ use crate::zone;
 /// fit a class less than half its size: shrinking further moves it, so a
 /// shrunk buffer does not pin a big block.
 #[inline]
-fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
+pub(crate) fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
     new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
 }
 

@@ -112,6 +112,17 @@ fn gcc(out: &Path, sources: &[PathBuf], extra: &[&str]) {
     assert!(status.success(), "gcc failed for {}", out.display());
 }
 
+fn gxx(out: &Path, source: &Path) {
+    let status = Command::new("g++")
+        .args(["-O2", "-w", "-pthread"])
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("g++");
+    assert!(status.success(), "g++ failed for {}", out.display());
+}
+
 fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program} >/dev/null")])
@@ -132,6 +143,19 @@ fn workloads(work: &Path) -> Vec<Workload> {
         gcc(&work.join(name), &[bench.join(format!("{name}.c"))], &[]);
     }
     gcc(&work.join("threads"), &[tests_c.join("threads.c")], &[]);
+    gcc(
+        &work.join("large_threads"),
+        &[bench.join("large_threads.c")],
+        &[],
+    );
+    gcc(
+        &work.join("private_churn"),
+        &[bench.join("private_churn.c")],
+        &[],
+    );
+    if have("g++") {
+        gxx(&work.join("cxx_objects"), &bench.join("cxx_objects.cpp"));
+    }
     std::fs::write(work.join("sort.txt"), text::generated_text(400_000)).unwrap();
     std::fs::write(work.join("perl.txt"), text::generated_text(100_000)).unwrap();
     std::fs::write(work.join("awk.txt"), text::generated_text(20_000)).unwrap();
@@ -208,6 +232,21 @@ fn workloads(work: &Path) -> Vec<Workload> {
             env: vec![],
         },
         Workload {
+            name: "private_churn (2 threads never sharing, 5M steps each)",
+            argv: vec![local("private_churn"), s("2"), s("5000000")],
+            env: vec![],
+        },
+        Workload {
+            name: "large_threads (4 threads, 32 KiB..1 MiB, 50K each)",
+            argv: vec![local("large_threads"), s("4"), s("50000")],
+            env: vec![],
+        },
+        Workload {
+            name: "cxx_objects (2 threads, 4M new/delete each)",
+            argv: vec![local("cxx_objects"), s("2"), s("4000000")],
+            env: vec![],
+        },
+        Workload {
             name: "ls -laR /usr/include",
             argv: vec![s("ls"), s("-laR"), s("/usr/include")],
             env: vec![],
@@ -260,6 +299,7 @@ fn workloads(work: &Path) -> Vec<Workload> {
         },
     ];
     list.retain(|w| {
+        // A C++ workload is missing (so skipped) without g++.
         let found = have(&w.argv[0]);
         if !found {
             eprintln!("skipping {}: {} not installed", w.name, w.argv[0]);

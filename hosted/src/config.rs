@@ -306,6 +306,15 @@ pub(crate) fn plain() -> bool {
     PACKED.load(Ordering::Relaxed) as u8 == Config::LOADED as u8
 }
 
+/// [`plain`], and the sized check off: a sized free (`free_sized`, C++'s
+/// sized `delete`) is then a plain `free`. One load, a mask, a compare.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn plain_unsized() -> bool {
+    let sized = u64::from(Defences::SIZED_CHECK) << Config::DEFENCES_SHIFT;
+    PACKED.load(Ordering::Relaxed) & (0xFF | sized) == Config::LOADED
+}
+
 /// The defences that are on, when the settings are loaded and ask for
 /// nothing else of `malloc` and `free` (no scribbling, no trace): the
 /// hardened mode's entry, one load and a mask, without decoding the rest.

@@ -6,7 +6,7 @@ use core::ptr::{self, NonNull};
 use ft_malloc::ReallocError;
 
 use crate::policy::Misuse;
-use crate::{HEAP, lifecycle, thread_cache};
+use crate::{lifecycle, thread_cache};
 
 /// Routes a Rust program's allocations to the process heap that also serves
 /// the C functions of this library:
@@ -63,7 +63,7 @@ unsafe impl GlobalAlloc for FtMalloc {
         };
         // SAFETY: `reallocate` validates the pointer and leaves the block
         // untouched on failure, as `GlobalAlloc::realloc` requires.
-        match unsafe { HEAP.reallocate(block, new_layout) } {
+        match unsafe { thread_cache::reallocate(block, new_layout) } {
             Ok(new) => new.as_ptr(),
             Err(ReallocError::OutOfMemory) => ptr::null_mut(),
             Err(ReallocError::Invalid(error)) => {

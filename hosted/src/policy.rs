@@ -68,7 +68,9 @@ impl Misuse {
         match self {
             // "double free" describes only a second free; elsewhere
             // (realloc, malloc_usable_size) the pointer is simply stale.
-            Misuse::Heap(HeapError::DoubleFree) if !function.starts_with("free") => {
+            Misuse::Heap(HeapError::DoubleFree)
+                if !function.starts_with("free") && !function.starts_with("operator delete") =>
+            {
                 "pointer already freed"
             }
             Misuse::Heap(error) => error.as_str(),
@@ -159,6 +161,7 @@ mod tests {
         let stale = Misuse::Heap(HeapError::DoubleFree);
         assert_eq!(stale.what("free"), "double free");
         assert_eq!(stale.what("free_sized"), "double free");
+        assert_eq!(stale.what("operator delete"), "double free");
         assert_eq!(stale.what("realloc"), "pointer already freed");
     }
 }

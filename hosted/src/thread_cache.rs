@@ -302,6 +302,26 @@ pub(crate) unsafe fn deallocate(ptr: NonNull<u8>) -> Result<(), HeapError> {
     }
 }
 
+/// Reallocates through the calling thread's cache (lock-free for TINY
+/// and SMALL blocks).
+///
+/// # Safety
+///
+/// As [`ft_malloc::Heap::reallocate`].
+#[inline]
+pub(crate) unsafe fn reallocate(
+    ptr: NonNull<u8>,
+    layout: Layout,
+) -> Result<NonNull<u8>, ft_malloc::ReallocError> {
+    // SAFETY: per the contract.
+    unsafe {
+        match current() {
+            Some(cache) => cache.reallocate(&HEAP, ptr, layout),
+            None => HEAP.reallocate(ptr, layout),
+        }
+    }
+}
+
 // ---- setting up, exit, fork ----
 
 /// Caches of exited threads, ready for new ones, and the caches in use.

@@ -33,6 +33,36 @@ const C_SYMBOLS: &[&str] = &[
     "mallopt",
     "free_sized",
     "free_aligned_sized",
+    // C++ operator delete, every form (c_api/cxx.rs).
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    "_ZdlPvRKSt9nothrow_t",
+    "_ZdaPvRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+    // C++ operator new, every form (x86_64).
+    #[cfg(target_arch = "x86_64")]
+    "_Znwm",
+    #[cfg(target_arch = "x86_64")]
+    "_Znam",
+    #[cfg(target_arch = "x86_64")]
+    "_ZnwmRKSt9nothrow_t",
+    #[cfg(target_arch = "x86_64")]
+    "_ZnamRKSt9nothrow_t",
+    #[cfg(target_arch = "x86_64")]
+    "_ZnwmSt11align_val_t",
+    #[cfg(target_arch = "x86_64")]
+    "_ZnamSt11align_val_t",
+    #[cfg(target_arch = "x86_64")]
+    "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    #[cfg(target_arch = "x86_64")]
+    "_ZnamSt11align_val_tRKSt9nothrow_t",
 ];
 
 /// The defined dynamic symbols of a shared library (`nm -D --defined-only`).

@@ -19,14 +19,22 @@ pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 /// A front cache looks for classes it stopped using once every this many
 /// of its slow-path events (refills and pushes that find a magazine full).
 pub const DECAY_PERIOD: u16 = 16;
-/// A class with no slow-path event among the cache's last this many is
-/// idle: its magazines' blocks go back to their zones, and its depot is
-/// drained, so zones it emptied can be released or decommitted. Only the
-/// slow paths count (the fast paths stay as they are), so a class used
-/// purely from its loaded magazine also looks idle: it pays one refill per
-/// this many events, which bounds the cost.
+/// A class without activity (a slow-path event, or a change in the blocks
+/// its magazines hold, seen at a scan) during the cache's last this many
+/// events is idle, at first: its magazines' blocks go back to their zones,
+/// and its depot is drained, so zones it emptied can be released or
+/// decommitted.
 pub const IDLE_EVENTS: u16 = 128;
-const _: () = assert!(IDLE_EVENTS > DECAY_PERIOD && IDLE_EVENTS < u16::MAX / 2);
+/// A class shed and used again soon after doubles the events it must stay
+/// without activity, up to `IDLE_EVENTS << PATIENCE_MAX_SHIFT`: a steady
+/// load pays for a few mistaken sheds, then none.
+pub(crate) const PATIENCE_MAX_SHIFT: u8 = 6;
+/// The most events a class may stay without activity before it is idle.
+pub const IDLE_EVENTS_MAX: u16 = IDLE_EVENTS << PATIENCE_MAX_SHIFT;
+// The clock wraps at 2^16: twice the longest patience must stay below half
+// of that for `wrapping_sub` to order events.
+const _: () =
+    assert!(IDLE_EVENTS > DECAY_PERIOD && 2 * (IDLE_EVENTS_MAX as u32) < u16::MAX as u32 / 2);
 // `FrontCache::held` has a bit per class.
 const _: () = assert!(NUM_CLASSES <= 2 * 64);
 

@@ -255,9 +255,53 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // SAFETY: the cache handed the magazine over; lock held.
             unsafe { self.drain_into_zones(&mut state, class, magazine) };
         }
-        self.drain_depot(&mut state, class);
-        // The zones an idle class keeps empty give their pages back whatever
-        // their size: nobody is looping on this class.
+        self.release_idle_class(&mut state, class);
+        drop(state);
+        for magazine in magazines.into_iter().filter_map(NonNull::new) {
+            // SAFETY: empty now, and the cache no longer refers to it.
+            unsafe { self.magazines.lock().give(magazine) };
+        }
+    }
+
+    /// What a depot looks like, for [`sweep_depot`](Self::sweep_depot):
+    /// its top magazine and count folded into 16 bits, never 0 (the stamp
+    /// of "not seen"). Two looks that agree mean, but for a rare collision
+    /// (which only drains early), that no cache exchanged a magazine with
+    /// the depot in between.
+    fn depot_stamp(state: &ClassState) -> u16 {
+        let top = (state.depot.addr() / core::mem::size_of::<Magazine>()) as u64;
+        ((top ^ (top >> 16) ^ (top >> 32)) as u16 ^ state.depot_magazines.rotate_left(8)) | 1
+    }
+
+    /// One step of a cache's depot sweep (`FrontCache`'s decay): if the
+    /// depot of `class` looks as it did at this cache's previous visit
+    /// (`seen`, a whole sweep ago), nobody has used it since: drain it into
+    /// the zones and give back the pages of the zones that leaves empty, as
+    /// for an idle class. This is what returns the memory of threads that
+    /// exited (their caches went to the depots) and of classes no cache
+    /// holds any more. Never waits: a busy class lock means the class is in
+    /// use. Returns the stamp to pass at the next visit.
+    pub(crate) fn sweep_depot(&self, class: SizeClass, seen: u16) -> u16 {
+        let Some(mut state) = self.classes[class.index()].0.try_lock() else {
+            return 0;
+        };
+        if state.depot.is_null() {
+            return 0;
+        }
+        let stamp = Self::depot_stamp(&state);
+        if stamp != seen {
+            return stamp;
+        }
+        self.release_idle_class(&mut state, class);
+        0
+    }
+
+    /// Gives back what an idle class keeps: its depot's blocks go to their
+    /// zones, and the zones it keeps empty give their pages back whatever
+    /// their size (nobody is looping on this class). The caller holds the
+    /// class lock (`state`).
+    fn release_idle_class(&self, state: &mut ClassState, class: SizeClass) {
+        self.drain_depot(state, class);
         let mut empty_left = state.empty_zones;
         let mut next = state.with_room;
         while let Some(zone) = NonNull::new(next).filter(|_| empty_left > 0) {
@@ -269,11 +313,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     self.reset_and_decommit(zone);
                 }
             }
-        }
-        drop(state);
-        for magazine in magazines.into_iter().filter_map(NonNull::new) {
-            // SAFETY: empty now, and the cache no longer refers to it.
-            unsafe { self.magazines.lock().give(magazine) };
         }
     }
 

@@ -26,12 +26,29 @@
 //! a producer/consumer pair moves every block through the class lock once
 //! per batch, in both directions.
 //!
-//! **Idle classes go back.** A cached block is lent, so its zone never
-//! empties while the block waits in a cache. Each cache counts its
-//! slow-path events and, every [`DECAY_PERIOD`] of them, gives back the
-//! magazines (and drains the depot) of classes without a slow-path event
-//! among the last [`IDLE_EVENTS`]: a program whose objects grow through the
-//! classes does not pin every class it passed.
+//! **Idle classes go back, busy ones never do.** A cached block is lent, so
+//! its zone never empties while the block waits in a cache. Each cache
+//! counts its slow-path events (its clock: they come with the owner's
+//! allocation traffic, and cost nothing on the fast paths) and, every
+//! [`DECAY_PERIOD`] of them, scans the classes it holds:
+//! - a class is *active* if it had a slow-path event since the last scan,
+//!   or if the blocks its magazines hold changed in number (fast-path use,
+//!   seen without a counter on the fast path);
+//! - a class with no activity for its *patience* (at first [`IDLE_EVENTS`]
+//!   events) is idle: its magazines' blocks go back to their zones, its
+//!   depot is drained, and the zones that leaves empty give their pages
+//!   back;
+//! - a class that comes back soon after being shed was in use after all
+//!   (a low-rate class in a steady loop): its patience doubles, up to
+//!   [`IDLE_EVENTS_MAX`], so a steady load stops paying for the decay after
+//!   a few rounds (no lock, no `madvise`);
+//! - each scan also visits one class's depot, in turn: one that nobody
+//!   exchanged a magazine with for a whole round of visits is drained (the
+//!   magazines of threads that exited, of classes no cache holds), with
+//!   `try_lock`, never waiting.
+//!
+//! A program that stops calling the allocator altogether keeps what it
+//! holds: there is no clock without calls (and no thread of our own).
 //!
 //! **Blocks stay out of the blocks.** A magazine is an array, not a list
 //! threaded through free blocks, so a use-after-free write cannot poison
@@ -82,8 +99,10 @@
 //! ```
 
 mod bins;
+mod decay;
 mod depot;
 mod magazine;
+mod realloc;
 
 use core::alloc::Layout;
 use core::fmt;
@@ -102,8 +121,9 @@ use crate::zone;
 use bins::BOUNDS;
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, IDLE_EVENTS,
-    MAGAZINE_MAX_BYTES,
+    IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
 };
+use decay::Decay;
 pub(crate) use depot::Checked;
 pub(crate) use magazine::Magazine;
 pub(crate) use magazine::MagazinePool;
@@ -120,8 +140,8 @@ pub(crate) struct Entry {
 /// A front cache: free blocks per size class for one owner. See the module
 /// documentation for the design and for how a kernel uses one.
 ///
-/// It is a small value (two pointers per class, about 1 KiB on 64-bit
-/// targets): put it where the owner can reach it without a lock (a
+/// It is a small value (two pointers per class and the decay's counters,
+/// 1.9 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
 /// thread-local, a per-CPU area). It must always be used with the same
 /// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
@@ -136,13 +156,8 @@ pub struct FrontCache {
     /// barely uses borrows a couple of blocks, a busy one a full magazine
     /// (`bins::refill_blocks`).
     refills: [u8; NUM_CLASSES],
-    /// Slow-path events so far (wrapping): the cache's clock for idleness.
-    clock: u16,
-    /// Per class, the clock at its last slow-path event.
-    last_slow: [u16; NUM_CLASSES],
-    /// Bit `i`: class `i` may hold magazines (set where a slow path gets
-    /// one from the heap), so the idle scan visits only those.
-    held: [u64; 2],
+    /// The idle-class decay's state (see the module documentation).
+    decay: Decay,
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -171,9 +186,7 @@ impl FrontCache {
             loaded: [ptr::null_mut(); NUM_CLASSES],
             previous: [ptr::null_mut(); NUM_CLASSES],
             refills: [0; NUM_CLASSES],
-            clock: 0,
-            last_slow: [0; NUM_CLASSES],
-            held: [0; 2],
+            decay: Decay::new(),
         }
     }
 
@@ -279,7 +292,7 @@ impl FrontCache {
     /// Gives every cached block back to the heap (to the depots, or to the
     /// zones beyond the depots' bounds).
     pub fn flush<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        self.held = [0; 2];
+        self.decay.hold_none();
         for class in SizeClass::all() {
             let i = class.index();
             for magazine in [&mut self.loaded[i], &mut self.previous[i]] {
@@ -398,7 +411,7 @@ impl FrontCache {
             // one becomes the previous, and a full one is loaded.
             let spare = NonNull::new(core::mem::replace(&mut self.previous[i], self.loaded[i]));
             self.loaded[i] = ptr::null_mut();
-            self.held[i / 64] |= 1 << (i % 64);
+            self.decay.hold(i);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
             match heap.full_magazine(class, spare, want) {
@@ -431,7 +444,7 @@ impl FrontCache {
         if previous.is_some_and(|m| m.len == 0) {
             core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
         } else {
-            self.held[i / 64] |= 1 << (i % 64);
+            self.decay.hold(i);
             let empty = match NonNull::new(self.previous[i]) {
                 Some(full) => heap.take_full(class, full),
                 None => heap.empty_magazine(),
@@ -449,45 +462,6 @@ impl FrontCache {
             unsafe { free_mark::clear(entry.block) };
             // SAFETY: as for `deallocate`.
             let _ = unsafe { heap.deallocate(entry.block) };
-        }
-    }
-
-    /// Counts a slow-path event of class `i`, and now and then gives back
-    /// what the cache holds of classes it stopped using.
-    #[inline(always)]
-    fn tick<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>, i: usize) {
-        self.clock = self.clock.wrapping_add(1);
-        self.last_slow[i] = self.clock;
-        if self.clock.is_multiple_of(bins::DECAY_PERIOD) {
-            self.shed_idle_classes(heap);
-        }
-    }
-
-    /// Classes without a slow-path event among the last
-    /// [`IDLE_EVENTS`](bins::IDLE_EVENTS): their blocks go back to their
-    /// zones (and their depots are drained) through [`Heap::shed_class`],
-    /// and their refills start small again.
-    #[cold]
-    #[inline(never)]
-    fn shed_idle_classes<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        for word in 0..self.held.len() {
-            let mut held = self.held[word];
-            while held != 0 {
-                let bit = held.trailing_zeros() as usize;
-                held &= held - 1;
-                let i = word * 64 + bit;
-                if self.clock.wrapping_sub(self.last_slow[i]) < bins::IDLE_EVENTS {
-                    continue;
-                }
-                let magazines = [
-                    core::mem::replace(&mut self.loaded[i], ptr::null_mut()),
-                    core::mem::replace(&mut self.previous[i], ptr::null_mut()),
-                ];
-                let class = SizeClass::from_index(i).expect("a held class");
-                heap.shed_class(class, magazines);
-                self.refills[i] = 0;
-                self.held[word] &= !(1 << bit);
-            }
         }
     }
 }

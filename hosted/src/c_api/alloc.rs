@@ -122,12 +122,18 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if !config::plain() {
         return free_with_settings(ptr);
     }
+    free_plain("free", ptr);
+}
+
+/// `free` when [`config::plain`] holds; `function` names it in reports.
+#[inline(always)]
+pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return;
     };
     // SAFETY: `deallocate` validates the pointer before touching anything.
     if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-        Misuse::Heap(error).report("free", ptr);
+        Misuse::Heap(error).report(function, ptr);
     }
 }
 
@@ -193,16 +199,23 @@ fn resize(function: &str, ptr: *mut c_void, size: usize, config: Config) -> Resi
             Err(()) => Resized::Refused,
         };
     }
+    reallocate_block(function, block, size)
+}
+
+/// Resizes `block` (not yet validated) to `size > 0` bytes through the
+/// thread's cache, reporting a refused pointer.
+#[inline(always)]
+fn reallocate_block(function: &str, block: NonNull<u8>, size: usize) -> Resized {
     let Some(layout) = c_layout(size, DEFAULT_ALIGN) else {
         return Resized::OutOfMemory;
     };
     // SAFETY: `reallocate` validates the pointer first and leaves the old
     // block untouched on any error.
-    match unsafe { HEAP.reallocate(block, layout) } {
+    match unsafe { thread_cache::reallocate(block, layout) } {
         Ok(new) => Resized::Done(new.as_ptr().cast()),
         Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
         Err(ReallocError::Invalid(error)) => {
-            Misuse::Heap(error).report(function, ptr);
+            Misuse::Heap(error).report(function, block.as_ptr().cast());
             Resized::Refused
         }
     }
@@ -230,6 +243,13 @@ fn resized_to_c(outcome: Resized) -> *mut c_void {
 /// On success `ptr` must not be used any more.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if config::plain()
+        && size != 0
+        && let Some(block) = NonNull::new(ptr.cast::<u8>())
+    {
+        // The common case, without the settings' branches.
+        return resized_to_c(reallocate_block("realloc", block, size));
+    }
     let config = lifecycle::settings();
     let block = resized_to_c(resize("realloc", ptr, size, config));
     if let Some(fd) = config.trace_fd {

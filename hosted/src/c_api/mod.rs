@@ -12,6 +12,7 @@
 
 mod aligned;
 mod alloc;
+mod cxx;
 mod heap_summary;
 mod hooks;
 mod info;
@@ -21,6 +22,7 @@ mod tuning;
 
 pub use aligned::{aligned_alloc, memalign, posix_memalign, pvalloc, valloc};
 pub use alloc::{calloc, cfree, free, malloc, malloc_usable_size, realloc, reallocarray, reallocf};
+pub use cxx::*;
 pub use info::{Mallinfo, Mallinfo2, mallinfo, mallinfo2, malloc_info, malloc_stats};
 pub use show::{show_alloc_mem, show_alloc_mem_ex, show_alloc_mem_svg};
 pub use sized::{free_aligned_sized, free_sized};

@@ -6,14 +6,25 @@
 
 use core::ffi::c_void;
 
-use super::alloc::free;
-use crate::config::Defences;
+use super::alloc::{free, free_plain};
+use crate::config::{self, Defences};
 use crate::{hardened, lifecycle, report};
 
-/// The sized free: checked if asked, else plain `free`.
-fn free_with_size(function: &str, ptr: *mut c_void, size: usize) {
+/// The sized free (also C++'s sized `operator delete`): checked if asked,
+/// else plain `free`, at `free`'s cost when no setting is on.
+#[inline(always)]
+pub(super) fn free_with_size(function: &str, ptr: *mut c_void, size: usize) {
     // The sized check is not in `config::plain()`'s mask (plain `free`
-    // ignores it): read the settings here.
+    // ignores it): one load tells both.
+    if config::plain_unsized() {
+        return free_plain(function, ptr);
+    }
+    checked_free_with_size(function, ptr, size);
+}
+
+#[cold]
+#[inline(never)]
+fn checked_free_with_size(function: &str, ptr: *mut c_void, size: usize) {
     let config = lifecycle::settings();
     if config.defences.has(Defences::SIZED_CHECK) {
         hardened::release(function, ptr, Some(size), config.defences);

@@ -1,0 +1,137 @@
+//! `FrontCache::reallocate` (`src/cache/realloc.rs`): small blocks resized
+//! without a lock, in place or moved through the cache, with the same
+//! contents, sizes and refusals as `Heap::reallocate`. Over the arena
+//! provider, small enough for Miri.
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use common::{Counting, arena};
+use ft_malloc::{FrontCache, Heap, HeapError, ReallocError};
+
+type ArenaHeap = Heap<Counting<common::OwnedArena>>;
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+fn fill(p: NonNull<u8>, len: usize) {
+    for i in 0..len {
+        unsafe { p.as_ptr().add(i).write(i as u8) };
+    }
+}
+
+fn check(p: NonNull<u8>, len: usize) {
+    for i in 0..len {
+        assert_eq!(unsafe { p.as_ptr().add(i).read() }, i as u8, "byte {i}");
+    }
+}
+
+/// A string builder's growth, 16 B to 40 KiB (LARGE at the end) in +50%
+/// steps, then shrinking: contents kept, the recorded size is the last one
+/// asked for, and every block goes back.
+#[test]
+fn a_growing_block_keeps_its_bytes_and_its_size() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(4 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 16;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    fill(p, size);
+    while size < 40 << 10 {
+        let new = size * 3 / 2;
+        p = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        check(p, size);
+        // A small block reports its requested size, a LARGE one its room.
+        let usable = heap.usable_size(p).unwrap();
+        assert!(
+            usable == new || (new > 32 << 10 && usable > new),
+            "{usable} for {new}"
+        );
+        fill(p, new);
+        size = new;
+    }
+    for new in [5000, 300, 17, 1] {
+        p = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        check(p, new);
+        assert_eq!(heap.usable_size(p), Ok(new));
+        size = new;
+    }
+    let _ = size;
+    unsafe { cache.deallocate(&heap, p) }.unwrap();
+    cache.flush(&heap);
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+/// Within its class a block stays where it is, and its slack canary moves
+/// to the new end: a write past the new size is caught at free.
+#[test]
+fn in_place_resizes_move_the_canary() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(1 << 20)));
+    let mut cache = FrontCache::new();
+    let p = cache.allocate(&heap, layout(90)).unwrap();
+    let q = unsafe { cache.reallocate(&heap, p, layout(100)) }.unwrap();
+    assert_eq!(p, q, "90 -> 100 B stays in its class");
+    assert_eq!(heap.usable_size(q), Ok(100));
+    unsafe { q.as_ptr().add(100).write(0xee) };
+    assert_eq!(
+        unsafe { cache.deallocate(&heap, q) },
+        Err(HeapError::Overflow)
+    );
+}
+
+/// What the heap refuses, the cache refuses, and the block is untouched:
+/// a freed block, an overflowed one, a pointer inside a block.
+#[test]
+fn bad_pointers_are_refused_and_left_alone() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(1 << 20)));
+    let mut cache = FrontCache::new();
+    let freed = cache.allocate(&heap, layout(40)).unwrap();
+    unsafe { cache.deallocate(&heap, freed) }.unwrap();
+    assert_eq!(
+        unsafe { cache.reallocate(&heap, freed, layout(400)) },
+        Err(ReallocError::Invalid(HeapError::DoubleFree))
+    );
+    let overflowed = cache.allocate(&heap, layout(40)).unwrap();
+    unsafe { overflowed.as_ptr().add(40).write(0xee) };
+    assert_eq!(
+        unsafe { cache.reallocate(&heap, overflowed, layout(400)) },
+        Err(ReallocError::Invalid(HeapError::Overflow))
+    );
+    let live = cache.allocate(&heap, layout(64)).unwrap();
+    fill(live, 64);
+    let inside = unsafe { live.add(8) };
+    assert!(matches!(
+        unsafe { cache.reallocate(&heap, inside, layout(400)) },
+        Err(ReallocError::Invalid(_))
+    ));
+    check(live, 64);
+    unsafe { cache.deallocate(&heap, live) }.unwrap();
+}
+
+/// A block grown by half again moves to a class with room for the next
+/// such step, which then stays in place: a string builder's +50% steps
+/// move every other time, not every time. Small appends get no slack.
+/// (A heap big enough that zones are not scarce: a scarce heap maps
+/// classes to other zones.)
+#[test]
+fn geometric_growth_moves_every_other_step() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 100;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    let mut moves = 0;
+    for _ in 0..8 {
+        let new = size * 3 / 2;
+        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        moves += usize::from(q != p);
+        (p, size) = (q, new);
+    }
+    assert!(moves <= 4, "{moves} moves in 8 steps of +50%");
+    // An append of a few bytes past the block: the class of the new size.
+    let block = heap.zone_block_size(p).unwrap();
+    let q = unsafe { cache.reallocate(&heap, p, layout(block + 8)) }.unwrap();
+    assert!(heap.zone_block_size(q).unwrap() < (block + 8) * 5 / 4);
+    unsafe { cache.deallocate(&heap, q) }.unwrap();
+}
