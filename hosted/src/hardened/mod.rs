@@ -170,15 +170,7 @@ fn allocate_reserving(
     defences: Defences,
 ) -> Option<NonNull<u8>> {
     let canary = defences.has(Defences::CANARY);
-    let total = if canary {
-        reserve.checked_add(canary::EXTRA)?
-    } else if defences.has(Defences::QUARANTINE) {
-        // Room for the quarantine's tag within the request (the core's
-        // slack canary follows the request).
-        reserve.max(quarantine::TAG_BYTES)
-    } else {
-        reserve
-    };
+    let total = request_for(reserve, defences)?;
     let class = SizeClass::for_layout(total, align);
     // A LARGE block starts on a page, so that it can be made inaccessible
     // when freed without its run's header (`large_quarantine.rs`).
@@ -212,6 +204,19 @@ fn allocate_reserving(
         unsafe { canary::arm(block, size, usable) };
     }
     Some(block)
+}
+
+/// What the heap is asked for a request of `size` bytes with `defences`:
+/// the canary's bytes added, or room for the quarantine's tag (within the
+/// request: the core's slack canary follows it). `None` on overflow.
+fn request_for(size: usize, defences: Defences) -> Option<usize> {
+    if defences.has(Defences::CANARY) {
+        size.checked_add(canary::EXTRA)
+    } else if defences.has(Defences::QUARANTINE) {
+        Some(size.max(quarantine::TAG_BYTES))
+    } else {
+        Some(size)
+    }
 }
 
 /// A live block's size for the program (the requested size when canaries
@@ -376,10 +381,30 @@ pub(crate) fn reallocate(
     let (old_size, usable) = checked(old, defences, Some(canary::REALLOC_WINDOW))
         .map_err(|misuse| misuse.report(function, ptr))?;
     let canary = defences.has(Defences::CANARY);
-    let Some(needed) = size.checked_add(if canary { canary::EXTRA } else { 0 }) else {
+    let Some(needed) = request_for(size, defences) else {
         return Ok(None);
     };
-    if needed <= usable {
+    // A TINY or SMALL block: its usable size is its request (the core's
+    // slack canary follows it), but its block may hold more. The core moves
+    // its request's end (and its slack canary) within the block.
+    if usable <= SMALL_MAX && HEAP.zone_block_size(old).is_some() {
+        // SAFETY: a live block the caller holds, checked above.
+        match unsafe { HEAP.resize_in_block(old, needed) } {
+            Ok(true) => {
+                if canary {
+                    // SAFETY: a live block whose request is now `needed =
+                    // size + EXTRA` bytes.
+                    unsafe { canary::arm(old, size, needed) };
+                }
+                return Ok(Some(old));
+            }
+            Ok(false) => {}
+            Err(error) => {
+                Misuse::Heap(error).report(function, ptr);
+                return Err(());
+            }
+        }
+    } else if needed <= usable {
         if canary {
             // SAFETY: a live block of `usable >= size + EXTRA` bytes, armed
             // for `old_size` (just checked).
