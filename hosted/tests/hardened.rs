@@ -111,3 +111,22 @@ fn realloc_grows_in_place_within_the_block() {
         );
     }
 }
+
+/// A LARGE block shrunk by `realloc` gives its tail pages back, with guard
+/// pages too (a new guard page past the new end, the rest unmapped): 16
+/// blocks of 16 MiB filled and shrunk to 1 MiB leave about 16 MiB resident
+/// (issue 18, defect 4: with guard pages all 256 MiB stayed until `free`).
+#[test]
+fn large_shrink_gives_its_tail_pages_back() {
+    let default = number(&run_with("large_shrink", &[]));
+    println!("default: {default} MiB resident");
+    for env in [
+        &[("FT_MALLOC_GUARD_PAGES", "1")][..],
+        &[("FT_MALLOC_HARDENED", "1")][..],
+        &[("FT_MALLOC_CANARY", "1")][..],
+    ] {
+        let resident = number(&run_with("large_shrink", env));
+        println!("{env:?}: {resident} MiB resident");
+        assert!(resident < 48, "{env:?}: {resident} MiB resident");
+    }
+}

@@ -404,7 +404,38 @@ pub(crate) fn reallocate(
                 return Err(());
             }
         }
-    } else if needed <= usable {
+    } else if needed <= usable
+        && SizeClass::for_layout(needed, crate::c_api::DEFAULT_ALIGN).is_none()
+    {
+        // A LARGE block with room (a shrink to a TINY or SMALL size moves,
+        // below, as in the default mode). A shrink that frees a page or more
+        // gives the run's tail back: the heap shrinks the run in place (the
+        // provider unmaps the tail, past a new guard page when runs have
+        // them). A growth keeps the room a move reserved: without canaries
+        // the request is not known here (`old_size` is the run's room, half
+        // again the request after a move), so only a shrink to half the
+        // room or less counts.
+        let shrink = if canary {
+            size < old_size
+        } else {
+            needed <= usable / 2
+        };
+        if shrink
+            && needed + large_quarantine::PAGE <= usable
+            && let Some(layout) = crate::c_api::c_layout(needed, crate::c_api::DEFAULT_ALIGN)
+            // SAFETY: a live block the caller holds, checked above. A LARGE
+            // size keeps it LARGE, and a shrink never moves a run.
+            && let Ok(shrunk) = unsafe { HEAP.reallocate(old, layout) }
+        {
+            if canary {
+                // Re-armed whole: the old trailer went with the tail.
+                let usable = HEAP.usable_size(shrunk).unwrap_or(needed);
+                // SAFETY: a live block of `usable >= needed = size + EXTRA`
+                // bytes, ours.
+                unsafe { canary::arm(shrunk, size, usable) };
+            }
+            return Ok(Some(shrunk));
+        }
         if canary {
             // SAFETY: a live block of `usable >= size + EXTRA` bytes, armed
             // for `old_size` (just checked).
