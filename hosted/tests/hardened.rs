@@ -130,3 +130,18 @@ fn large_shrink_gives_its_tail_pages_back() {
         assert!(resident < 48, "{env:?}: {resident} MiB resident");
     }
 }
+
+/// The hardened canary's first byte is zero (the rest keyed), so a string
+/// filling its block without a terminator reads no further than its request
+/// (issue 18, defect 7: it read on into the canary), while a write of any
+/// other byte there is still caught (`misuse.rs`, `overflow_slack`).
+#[test]
+fn the_canary_terminates_an_unterminated_string() {
+    for env in [
+        &[("FT_MALLOC_CANARY", "1")][..],
+        &[("FT_MALLOC_HARDENED", "1")][..],
+    ] {
+        let over = number(&run_with("string_overflow", env));
+        assert_eq!(over, 0, "{env:?}: strlen read {over} bytes past the request");
+    }
+}

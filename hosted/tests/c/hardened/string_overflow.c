@@ -1,0 +1,33 @@
+/* Blocks of 0 to 300 bytes and one LARGE block, each filled with non-NUL
+ * bytes and no terminator, read with strlen: prints the most bytes read past
+ * a request. With the hardened canary the byte right after the request is
+ * zero (as hardened_malloc's), so an unterminated string stops there: 0. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t overrun(size_t n)
+{
+	char *p = malloc(n);
+	size_t over;
+
+	if (!p)
+		exit(2);
+	memset(p, 'A', n);
+	over = strlen(p) - n;
+	free(p);
+	return over;
+}
+
+int main(void)
+{
+	size_t most = 0;
+
+	for (size_t n = 0; n <= 300; n++)
+		if (overrun(n) > most)
+			most = overrun(n);
+	if (overrun(200000) > most)
+		most = overrun(200000);
+	printf("%zu\n", most);
+	return 0;
+}
