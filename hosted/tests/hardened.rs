@@ -145,3 +145,27 @@ fn the_canary_terminates_an_unterminated_string() {
         assert_eq!(over, 0, "{env:?}: strlen read {over} bytes past the request");
     }
 }
+
+/// With guard pages, `malloc(0)` (and `calloc(0, n)`, `aligned_alloc(16,
+/// 0)`) returns distinct pointers into an inaccessible region
+/// (`misuse.rs`: a read or write through one faults at once, issue 18,
+/// defect 9), each of which `free`, `realloc` and `malloc_usable_size` (0)
+/// accept; a second free of one is a double free.
+#[test]
+fn zero_size_blocks_are_distinct_and_freed() {
+    for env in [
+        &[("FT_MALLOC_GUARD_PAGES", "1")][..],
+        &[("FT_MALLOC_HARDENED", "1")][..],
+        &[][..],
+    ] {
+        let out = run_with("zero_size", env);
+        assert_eq!((out.code, out.stdout.as_str()), (0, "ok\n"), "{env:?}: {out:#?}");
+        assert!(out.stderr.is_empty(), "{env:?}: {out:#?}");
+    }
+    let binary = compile_plain("hardened/zero_size.c");
+    let mut cmd = command(binary);
+    preloaded(&mut cmd).env("FT_MALLOC_HARDENED", "1").arg("twice");
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
+    assert!(out.stderr.contains("double free"), "{out:#?}");
+}

@@ -51,7 +51,8 @@ const CLASSES: &[(&str, [Outcome; 3])] = &[
     ("read_after_free_small", [Stale, Stale, Clean]),
     ("read_after_free_large", [Segv, Segv, Segv]),
     ("write_after_free_large", [Segv, Segv, Segv]),
-    ("malloc0_write", [Abort, Survived, Abort]),
+    ("malloc0_write", [Abort, Survived, Segv]),
+    ("malloc0_read", [Survived, Survived, Segv]),
     ("sized_free_mismatch", [Survived, Survived, Abort]),
     ("realloc_freed", [Abort, Survived, Abort]),
 ];
@@ -159,6 +160,7 @@ misuse_tests!(
     read_after_free_large,
     write_after_free_large,
     malloc0_write,
+    malloc0_read,
     sized_free_mismatch,
     realloc_freed,
 );
@@ -189,6 +191,7 @@ fn each_defence_alone_catches_its_class() {
         ("FT_MALLOC_CANARY", "malloc0_write", Abort),
         ("FT_MALLOC_QUARANTINE", "write_after_free", Abort),
         ("FT_MALLOC_GUARD_PAGES", "read_after_free_large", Segv),
+        ("FT_MALLOC_GUARD_PAGES", "malloc0_read", Segv),
         ("FT_MALLOC_ZERO_ON_FREE", "read_after_free_small", Clean),
         ("FT_MALLOC_SIZED_CHECK", "sized_free_mismatch", Abort),
     ] {

@@ -28,6 +28,7 @@
 mod canary;
 mod large_quarantine;
 mod quarantine;
+mod zero_size;
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
@@ -178,6 +179,13 @@ pub(crate) fn allocate(
     zeroed: bool,
     defences: Defences,
 ) -> Option<NonNull<u8>> {
+    if size == 0
+        && align <= crate::c_api::DEFAULT_ALIGN
+        && defences.has(Defences::GUARD_PAGES)
+        && let Some(block) = zero_size::allocate()
+    {
+        return Some(block);
+    }
     allocate_reserving(size, size, align, zeroed, defences)
 }
 
@@ -279,6 +287,12 @@ pub(crate) fn usable_size(ptr: *mut c_void, defences: Defences) -> usize {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return 0;
     };
+    if zero_size::contains(block) {
+        if let Err(error) = zero_size::check(block) {
+            report::bad_pointer("malloc_usable_size", ptr, error);
+        }
+        return 0;
+    }
     match checked(block, defences, None) {
         Ok((size, _)) => size,
         Err(misuse) => {
@@ -299,6 +313,17 @@ pub(crate) fn release(
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
     };
+    if zero_size::contains(block) {
+        let result = if let Some(expected) = expected
+            && expected != 0
+            && defences.has(Defences::SIZED_CHECK)
+        {
+            zero_size::check(block).map_err(Misuse::Heap).and(Err(Misuse::WrongSize))
+        } else {
+            zero_size::release(block).map_err(Misuse::Heap)
+        };
+        return result.map_err(|misuse| misuse.report(function, ptr)).is_ok();
+    }
     // A TINY or SMALL block no defence acts on (guard pages act on LARGE
     // runs only; random slots on `malloc`): the cache's own free validates
     // it, once.
@@ -399,6 +424,15 @@ pub(crate) fn reallocate(
     defences: Defences,
 ) -> Result<Option<NonNull<u8>>, ()> {
     let old = NonNull::new(ptr.cast::<u8>()).ok_or(())?;
+    if zero_size::contains(old) {
+        // Nothing to copy: a new block, then the zero-size one freed.
+        zero_size::check(old).map_err(|error| report::bad_pointer(function, ptr, error))?;
+        let Some(new) = allocate(size, crate::c_api::DEFAULT_ALIGN, false, defences) else {
+            return Ok(None);
+        };
+        release(function, ptr, None, defences);
+        return Ok(Some(new));
+    }
     let (old_size, usable) = checked(old, defences, Some(canary::REALLOC_WINDOW))
         .map_err(|misuse| misuse.report(function, ptr))?;
     let canary = defences.has(Defences::CANARY);
