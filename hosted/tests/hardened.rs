@@ -169,3 +169,21 @@ fn zero_size_blocks_are_distinct_and_freed() {
     assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
     assert!(out.stderr.contains("double free"), "{out:#?}");
 }
+
+/// What a read after free of a held TINY or SMALL block sees, as the README
+/// says: zeros, but for the first word, the quarantine's tag (a keyed hash
+/// of the address, no old byte). Issue 18, defect 8: the README said zeros.
+#[test]
+fn reads_after_free_see_zeros_but_the_tag() {
+    for env in [
+        &[("FT_MALLOC_QUARANTINE", "1")][..],
+        &[("FT_MALLOC_HARDENED", "1")][..],
+    ] {
+        let out = run_with("read_after_free", env);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "zeros but the tag\n"),
+            "{env:?}: {out:#?}"
+        );
+    }
+}
