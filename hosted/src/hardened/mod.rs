@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `FT_MALLOC_CANARY` | canary bytes and a keyed trailer after the requested size of every block (`canary.rs`), checked on `free`/`realloc` | overflows into the block's slack or the next block; any use of `malloc(0)`'s bytes |
 //! | `FT_MALLOC_QUARANTINE` | freed TINY/SMALL blocks held in a per-thread FIFO of 512, zero-filled and tagged, checked when they leave (`quarantine.rs`) | writes after free (while held); double frees of held blocks (from any thread); delays reuse |
-//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run (`guard_pages.rs`); LARGE blocks start on a page, and a freed one is made inaccessible and held (8 blocks, 32 MiB at most) before its run is reused (`large_quarantine.rs`) | reads/writes after free of LARGE blocks (while held), overflows off a zone or LARGE run: SIGSEGV |
+//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run (`guard_pages.rs`); LARGE blocks start on a page, and a freed one is made inaccessible and held (8 blocks, 32 MiB at most) before its run is reused (`large_quarantine.rs`); `malloc(0)` points into an inaccessible region (`zero_size.rs`) | reads/writes after free of LARGE blocks (while held), overflows off a zone or LARGE run, any access through `malloc(0)`: SIGSEGV |
 //! | `FT_MALLOC_ZERO_ON_FREE` | freed blocks are zeroed (a held LARGE block when it leaves the quarantine: until then it cannot be read) | reads after free see zeros (or fault), not the old data |
 //! | `FT_MALLOC_RANDOM_SLOTS` | a TINY or SMALL `malloc` hands out a random one of the thread's cached blocks of the class, not the last freed | heap layouts an exploit relies on (the next block being the one just freed, or the neighbour of the last one) |
 //! | `FT_MALLOC_SIZED_CHECK` | `free_sized`/`free_aligned_sized` compare the size with the block's (exactly with canaries, else against its usable size) | a sized free with the wrong size |
@@ -21,8 +21,10 @@
 //! not freed (kept out of reuse, it leaks), so nothing is corrupted further.
 //!
 //! `realloc` of a guarded block stays in place when the block has room
-//! (the canary re-armed); else it is a new allocation, a copy and a
-//! hardened free of the old block (no `mremap`). Blocks handed out through
+//! (a TINY/SMALL block's, `Heap::resize_in_block`; a LARGE block's run,
+//! shrunk when a shrink frees a page or more), the canary re-armed; else
+//! it is a new allocation, a copy and a hardened free of the old block (no
+//! `mremap`). Blocks handed out through
 //! Rust's `FtMalloc` are not hardened.
 
 mod canary;
