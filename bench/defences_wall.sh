@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Wall time of the hosted C workloads under each hardened-mode defence alone,
-# all of them, and none, for one or more libraries (say, before and after a
-# change), interleaved: every round runs every (workload, library, mode)
-# once, in an order that rotates from round to round. Prints the medians
-# (ms; LARGE pairs in us per malloc+free pair) as a markdown table.
+# CPU time (user + system) of the hosted C workloads under each hardened-mode
+# defence alone, all of them, and none, for one or more libraries (say,
+# before and after a change), interleaved: every round runs every (workload,
+# library, mode) once, in an order that rotates from round to round. Prints
+# the medians (ms; LARGE pairs in ns per malloc+free pair) as a markdown
+# table. CPU time, not wall time: on a machine shared with other jobs the
+# wall time of a run mostly measures them (a load average of 12 on 2 cores
+# made the same run vary 3x); `threads` sums its threads' CPU time.
 #
 # Usage: bench/defences_wall.sh RUNS LIB...
 #   e.g. bench/defences_wall.sh 3 BEFORE.so ./libft_malloc.so
@@ -43,11 +46,10 @@ for ((r = 0; r < runs; r++)); do
             set -- ${cmd[$w]}
             prog=$1; shift
             if [[ $w == pair_* ]]; then
-                "${env[@]}" "$work/$prog" "$@" | awk '{ printf "%.1f\n", $1 / 1000 }' >>"$work/$w.$l.$m"
+                "${env[@]}" "$work/$prog" "$@" >>"$work/$w.$l.$m"
             else
-                start=$(date +%s%N)
-                "${env[@]}" "$work/$prog" "$@" >/dev/null
-                echo $((($(date +%s%N) - start) / 1000000)) >>"$work/$w.$l.$m"
+                /usr/bin/time -f '%U %S' -o "$work/time" "${env[@]}" "$work/$prog" "$@" >/dev/null
+                awk '{ printf "%d\n", ($1 + $2) * 1000 }' "$work/time" >>"$work/$w.$l.$m"
             fi
         done
     done

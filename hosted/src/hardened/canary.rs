@@ -63,7 +63,7 @@ fn canary_byte() -> u8 {
 /// Eight canary bytes.
 #[inline]
 fn canary_word() -> u64 {
-    u64::from_ne_bytes([canary_byte(); 8])
+    u64::from(canary_byte()) * 0x0101_0101_0101_0101
 }
 
 /// Writes the canary and trailer of a block of `usable` bytes handed out for
@@ -72,6 +72,7 @@ fn canary_word() -> u64 {
 /// # Safety
 ///
 /// `block` is a live block of `usable >= size + EXTRA` bytes, the caller's.
+#[inline(always)]
 pub(crate) unsafe fn arm(block: NonNull<u8>, size: usize, usable: usize) {
     let trailer = usable - TRAILER;
     let end = canary_end(size, trailer);

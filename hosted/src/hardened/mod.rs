@@ -132,6 +132,7 @@ fn mum(a: u64, b: u64) -> u64 {
 /// quarantine tags). Unlike a xor with the secret, one value read with its
 /// address known does not give the secret away, nor the value of another
 /// address: not a cryptographic MAC, but no cheap algebra inverts it.
+#[inline]
 fn keyed(salt: usize, x: usize) -> usize {
     let key = secret() as u64;
     mum(x as u64 ^ key ^ salt as u64, key.rotate_left(32) | 1) as usize
@@ -181,18 +182,29 @@ pub(crate) fn allocate(
     zeroed: bool,
     defences: Defences,
 ) -> Option<NonNull<u8>> {
-    if size == 0
-        && align <= crate::c_api::DEFAULT_ALIGN
-        && defences.has(Defences::GUARD_PAGES)
-        && let Some(block) = zero_size::allocate()
-    {
-        return Some(block);
+    if size == 0 && defences.has(Defences::GUARD_PAGES) {
+        return allocate_zero_size(align, zeroed, defences);
     }
     allocate_reserving(size, size, align, zeroed, defences)
 }
 
+/// [`allocate`] of 0 bytes with guard pages: a slot of the inaccessible
+/// region (`zero_size.rs`), or a heap block if it is full or a bigger
+/// alignment is asked.
+#[cold]
+#[inline(never)]
+fn allocate_zero_size(align: usize, zeroed: bool, defences: Defences) -> Option<NonNull<u8>> {
+    if align <= crate::c_api::DEFAULT_ALIGN
+        && let Some(block) = zero_size::allocate()
+    {
+        return Some(block);
+    }
+    allocate_reserving(0, 0, align, zeroed, defences)
+}
+
 /// [`allocate`], with room for `reserve >= size` bytes (`realloc`'s
 /// headroom).
+#[inline]
 fn allocate_reserving(
     size: usize,
     reserve: usize,
