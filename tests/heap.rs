@@ -272,7 +272,10 @@ fn resize_in_block_stays_or_declines() {
     assert_eq!(heap.usable_size(p), Ok(block - 1));
     // The canary moved to the new end: a write there is an overflow.
     unsafe { p.as_ptr().add(block - 1).write(0) };
-    assert_eq!(unsafe { heap.resize_in_block(p, 10) }, Err(HeapError::Overflow));
+    assert_eq!(
+        unsafe { heap.resize_in_block(p, 10) },
+        Err(HeapError::Overflow)
+    );
     assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::Overflow));
     // A request that fills its block exactly has no canary.
     let q = heap.allocate(layout(10)).unwrap();

@@ -142,7 +142,10 @@ fn the_canary_terminates_an_unterminated_string() {
         &[("FT_MALLOC_HARDENED", "1")][..],
     ] {
         let over = number(&run_with("string_overflow", env));
-        assert_eq!(over, 0, "{env:?}: strlen read {over} bytes past the request");
+        assert_eq!(
+            over, 0,
+            "{env:?}: strlen read {over} bytes past the request"
+        );
     }
 }
 
@@ -159,12 +162,18 @@ fn zero_size_blocks_are_distinct_and_freed() {
         &[][..],
     ] {
         let out = run_with("zero_size", env);
-        assert_eq!((out.code, out.stdout.as_str()), (0, "ok\n"), "{env:?}: {out:#?}");
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "ok\n"),
+            "{env:?}: {out:#?}"
+        );
         assert!(out.stderr.is_empty(), "{env:?}: {out:#?}");
     }
     let binary = compile_plain("hardened/zero_size.c");
     let mut cmd = command(binary);
-    preloaded(&mut cmd).env("FT_MALLOC_HARDENED", "1").arg("twice");
+    preloaded(&mut cmd)
+        .env("FT_MALLOC_HARDENED", "1")
+        .arg("twice");
     let out = run(&mut cmd);
     assert_eq!(out.code, 128 + libc::SIGABRT, "{out:#?}");
     assert!(out.stderr.contains("double free"), "{out:#?}");

@@ -192,8 +192,7 @@ pub(crate) unsafe fn check(
         let last_mask = if n > 8 { u64::MAX } else { 0 };
         // The first byte (the low one) is the zero.
         let word = canary_word();
-        let differ =
-            ((first ^ (word & !0xFF)) & mask) | ((last ^ word) & last_mask);
+        let differ = ((first ^ (word & !0xFF)) & mask) | ((last ^ word) & last_mask);
         return (differ == 0).then_some(size);
     }
     // SAFETY: `[size, end)` lies inside the block.

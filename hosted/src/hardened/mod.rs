@@ -332,11 +332,15 @@ pub(crate) fn release(
             && expected != 0
             && defences.has(Defences::SIZED_CHECK)
         {
-            zero_size::check(block).map_err(Misuse::Heap).and(Err(Misuse::WrongSize))
+            zero_size::check(block)
+                .map_err(Misuse::Heap)
+                .and(Err(Misuse::WrongSize))
         } else {
             zero_size::release(block).map_err(Misuse::Heap)
         };
-        return result.map_err(|misuse| misuse.report(function, ptr)).is_ok();
+        return result
+            .map_err(|misuse| misuse.report(function, ptr))
+            .is_ok();
     }
     // A TINY or SMALL block no defence acts on (guard pages act on LARGE
     // runs only; random slots on `malloc`): the cache's own free validates
