@@ -391,18 +391,20 @@ pub(crate) fn release(
     }
     let zero = defences.has(Defences::ZERO_ON_FREE);
     if large && crate::guard_pages::enabled() {
-        // Held inaccessible for a while; zeroed (if asked) when it leaves.
-        // Only the pages of the bytes the program had (`size`): a reused
-        // run may be several times bigger, and each page protected costs.
-        let give_back = |old: NonNull<u8>, held: usize| {
-            if zero {
-                // SAFETY: a block out of the quarantine, accessible again,
-                // `held <= usable` bytes, ours.
-                unsafe { ptr::write_bytes(old.as_ptr(), 0, held) };
-            }
-            free_now(old);
-        };
+        // Held inaccessible for a while, zeroed first if asked: now, while
+        // its pages are still in the TLB and perhaps the cache (zeroing it
+        // when it leaves, eight frees later, cost twice as much: 13 us
+        // against 4.4 without zeroing, per 200 KB pair). Only the pages of
+        // the bytes the program had (`size`): a reused run may be several
+        // times bigger, and each page protected costs.
         let held = size.max(1).next_multiple_of(large_quarantine::PAGE);
+        if zero {
+            // SAFETY: the block's first `held <= usable` bytes (`size`
+            // rounded up to the page, and runs are whole pages), which the
+            // program gave up.
+            unsafe { ptr::write_bytes(block.as_ptr(), 0, held.min(usable)) };
+        }
+        let give_back = |old: NonNull<u8>, _held: usize| free_now(old);
         // SAFETY: a live LARGE block the program gave up, checked above.
         if !unsafe { large_quarantine::hold(block, held, usable, give_back) } {
             // Not held: unmapped (no freed LARGE run stays mapped; an
