@@ -196,3 +196,26 @@ fn reads_after_free_see_zeros_but_the_tag() {
         );
     }
 }
+
+/// With guard pages a freed LARGE block faults on a read through its first
+/// or its last page while it is held, on both sides of the 256 KiB at
+/// which it stops being protected in place and has its pages moved aside.
+#[test]
+fn freed_large_blocks_fault_on_either_side_of_the_move_threshold() {
+    let binary = compile_plain("hardened/large_read_after_free.c");
+    for size in ["40000", "262143", "262144", "1000000"] {
+        for last in [&[][..], &["last"][..]] {
+            let mut cmd = command(&binary);
+            preloaded(&mut cmd)
+                .env("FT_MALLOC_GUARD_PAGES", "1")
+                .arg(size)
+                .args(last);
+            let out = run(&mut cmd);
+            assert_eq!(
+                (out.code, out.stdout.as_str()),
+                (128 + libc::SIGSEGV, "misuse\n"),
+                "{size} {last:?}: {out:#?}"
+            );
+        }
+    }
+}
