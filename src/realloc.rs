@@ -57,6 +57,54 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         result
     }
 
+    /// Resizes the TINY or SMALL block at `ptr` to `new_size` bytes where
+    /// it is, if its block holds them: its requested size and slack canary
+    /// move to the new end. Never moves, allocates or frees: `Ok(false)`,
+    /// nothing changed, when the block cannot (a LARGE block, a span, a
+    /// small region's pool block, or a block smaller than `new_size`). For a caller that handles every move
+    /// itself (the hosted hardened mode's `realloc`, which frees the old
+    /// block through its quarantine).
+    ///
+    /// # Errors
+    ///
+    /// The pointer is not a live block of this heap, or its slack canary was
+    /// overwritten: nothing changed.
+    ///
+    /// # Safety
+    ///
+    /// If `ptr` is a live block of this heap, the caller holds it (no other
+    /// thread frees or resizes it meanwhile).
+    pub unsafe fn resize_in_block(
+        &self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+    ) -> Result<bool, HeapError> {
+        let (base, class, seen) = match self.find(ptr.as_ptr().addr()) {
+            (Some(Owner::Zone { base, class }), seen) => (base, class, seen),
+            (Some(Owner::Large { .. }), _) => return Ok(false),
+            // A small region's pool block is checked, then left to the
+            // caller to move (the pool resizes in place on `reallocate`).
+            (Some(Owner::Pool { base }), _) => return self.pool_usable(base, ptr).map(|_| false),
+            (Some(Owner::Bare { base }), _) => return self.bare_usable(base, ptr).map(|_| false),
+            (None, _) => return Err(HeapError::InvalidPointer),
+        };
+        let zone = base.cast();
+        let _state = self.class(class);
+        let index = self.validate_small(zone, class, ptr, seen)?;
+        // SAFETY: validated block of a live zone, lock held.
+        let (old_size, block_size) = unsafe { check_canary(zone, index, ptr) }?;
+        // A span (`span.rs`) keeps its size: its blocks go back together.
+        if old_size > block_size || new_size > block_size {
+            return Ok(false);
+        }
+        // SAFETY: as above; the new size fits the block.
+        unsafe {
+            zone::set_requested(zone, index, new_size);
+            canary::arm(ptr, new_size, block_size);
+        }
+        Ok(true)
+    }
+
     fn realloc_small(
         &self,
         base: NonNull<u8>,

@@ -256,6 +256,42 @@ fn realloc_in_place_within_a_class() {
     unsafe { heap.deallocate(s) }.unwrap();
 }
 
+/// `resize_in_block` moves the request's end within the block (the slack
+/// canary with it) and never moves the block: a size beyond the block, or a
+/// LARGE block, is declined with nothing changed.
+#[test]
+fn resize_in_block_stays_or_declines() {
+    let heap = arena_heap(8 << 20);
+    let p = heap.allocate(layout(100)).unwrap();
+    fill(p, 100, 3);
+    let block = heap.zone_block_size(p).unwrap();
+    assert_eq!(unsafe { heap.resize_in_block(p, block - 1) }, Ok(true));
+    assert_eq!(heap.usable_size(p), Ok(block - 1));
+    check_prefix(p, 100, 100, 3);
+    assert_eq!(unsafe { heap.resize_in_block(p, block + 1) }, Ok(false));
+    assert_eq!(heap.usable_size(p), Ok(block - 1));
+    // The canary moved to the new end: a write there is an overflow.
+    unsafe { p.as_ptr().add(block - 1).write(0) };
+    assert_eq!(
+        unsafe { heap.resize_in_block(p, 10) },
+        Err(HeapError::Overflow)
+    );
+    assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::Overflow));
+    // A request that fills its block exactly has no canary.
+    let q = heap.allocate(layout(10)).unwrap();
+    let full = heap.zone_block_size(q).unwrap();
+    assert_eq!(unsafe { heap.resize_in_block(q, full) }, Ok(true));
+    assert_eq!(heap.usable_size(q), Ok(full));
+    unsafe { heap.deallocate(q) }.unwrap();
+    assert_eq!(
+        unsafe { heap.resize_in_block(q, 1) },
+        Err(HeapError::DoubleFree)
+    );
+    let large = heap.allocate(layout(SMALL_MAX * 2)).unwrap();
+    assert_eq!(unsafe { heap.resize_in_block(large, 10) }, Ok(false));
+    unsafe { heap.deallocate(large) }.unwrap();
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // real mmap
 fn large_realloc_grows_16_to_128_mib_with_mremap() {

@@ -11,13 +11,17 @@
 //! program whose first `malloc` runs before libc has set `environ` keeps
 //! runs unguarded.
 //!
-//! Runs with guards are never resized in place or moved by `mremap` (the
-//! guard after the run would be in the way, or left behind): the heap then
-//! copies, as it does when `mremap` fails. Each guarded run is three kernel
-//! mappings (`vm.max_map_count`, 65530 by default, bounds them to about
-//! 21,000 runs).
+//! Runs with guards never grow in place or move by `mremap` (the guard
+//! after the run would be in the way, or left behind): the heap then
+//! copies, as it does when `mremap` fails. They shrink in place ([`shrink`]):
+//! the first page past the new end becomes the guard, the rest is unmapped,
+//! so a shrunk LARGE block gives its tail pages back. Each guarded run is
+//! three kernel mappings (`vm.max_map_count`, 65530 by default, bounds them
+//! to about 21,000 runs).
 
 use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::os;
 
 const UNDECIDED: u8 = 0;
 const OFF: u8 = 1;
@@ -41,4 +45,41 @@ pub(crate) fn enabled() -> bool {
             Err(now) => now == ON,
         },
     }
+}
+
+/// Shrinks the guarded run `[run, run + old_len)` to `new_len` bytes in
+/// place: a fresh inaccessible page replaces the page right after the new
+/// end (its old contents dropped: it is the new guard), and the rest of the
+/// old run and its old guard are unmapped. Returns false, the run as it was,
+/// if the kernel refuses the new guard.
+///
+/// # Safety
+///
+/// `run` is a live run of `old_len` bytes mapped with guards (so the page
+/// after it is its guard), ours; `new_len < old_len`, both multiples of the
+/// page; nothing uses the bytes past `new_len`.
+pub(crate) unsafe fn shrink(run: *mut u8, old_len: usize, new_len: usize) -> bool {
+    let page = os::page_size();
+    let end = run.addr() + new_len;
+    // SAFETY: `[end, end + page)` is inside the run (`new_len < old_len`,
+    // page multiples), ours and unused: `MAP_FIXED` replaces only it, in one
+    // step (no other thread can map there in between).
+    let guard = unsafe {
+        libc::mmap(
+            end as *mut libc::c_void,
+            page,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if guard == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: from the new guard's end to the old guard's end (the rest of
+    // the run, `old_len - new_len - page` bytes, and the old guard's page),
+    // ours, unused.
+    unsafe { libc::munmap((end + page) as *mut libc::c_void, old_len - new_len) };
+    true
 }

@@ -125,11 +125,17 @@ unsafe impl PageProvider for MmapProvider {
         new_len: usize,
         may_move: bool,
     ) -> Option<NonNull<u8>> {
-        if guard_pages::enabled() {
-            // The guard after the run is in the way, or would stay behind.
-            return None;
-        }
         let _errno = ErrnoGuard::save();
+        if guard_pages::enabled() {
+            // The guard after the run would be in the way of a growth, or
+            // stay behind after a move; a shrink makes a new one.
+            // SAFETY: the caller owns the run, mapped with guards, and gives
+            // up its bytes past `new_len` (page multiples, as all run
+            // lengths).
+            let shrunk =
+                new_len < old_len && unsafe { guard_pages::shrink(run.as_ptr(), old_len, new_len) };
+            return shrunk.then_some(run);
+        }
         let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
         // SAFETY: the caller owns the run `[run, run + old_len)`; mremap
         // either succeeds (the old range is then dead, the new one live and

@@ -71,7 +71,7 @@ const CLASSES: &[(&str, [Outcome; 5])] = &[
     ("double_free", [Abort, Abort, Survived, Survived, Abort]),
     ("overflow_next", [Abort, Abort, Survived, Survived, Abort]),
     ("overflow_slack", [Abort, Abort, Survived, Survived, Abort]),
-    ("malloc0_write", [Abort, Abort, Survived, Survived, Abort]),
+    ("malloc0_write", [Abort, Abort, Survived, Survived, Segv]),
     ("realloc_freed", [Abort, Abort, Survived, Survived, Abort]),
     // Caught only by a hardened defence.
     (
@@ -83,6 +83,11 @@ const CLASSES: &[(&str, [Outcome; 5])] = &[
         [Survived, Survived, Survived, Survived, Abort],
     ),
     ("read_after_free_small", [Stale, Stale, Stale, Stale, Clean]),
+    // Not caught but by the hardened mode's no-access zero-size region.
+    (
+        "malloc0_read",
+        [Survived, Survived, Survived, Survived, Segv],
+    ),
     // The pages are gone: the kernel catches it.
     ("read_after_free_large", [Segv, Segv, Segv, Segv, Segv]),
     ("write_after_free_large", [Segv, Segv, Segv, Segv, Segv]),
@@ -196,6 +201,7 @@ misuse_tests!(
     read_after_free_large,
     write_after_free_large,
     malloc0_write,
+    malloc0_read,
     sized_free_mismatch,
     realloc_freed,
 );
@@ -226,6 +232,7 @@ fn each_defence_alone_catches_its_class() {
         ("FT_MALLOC_CANARY", "malloc0_write", Abort),
         ("FT_MALLOC_QUARANTINE", "write_after_free", Abort),
         ("FT_MALLOC_GUARD_PAGES", "read_after_free_large", Segv),
+        ("FT_MALLOC_GUARD_PAGES", "malloc0_read", Segv),
         ("FT_MALLOC_ZERO_ON_FREE", "read_after_free_small", Clean),
         ("FT_MALLOC_SIZED_CHECK", "sized_free_mismatch", Abort),
     ] {

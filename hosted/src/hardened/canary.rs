@@ -3,16 +3,25 @@
 //! realloc (`FT_MALLOC_CANARY`).
 //!
 //! ```text
-//! | requested bytes | canary bytes (1 ..= SPAN) | (unused) | trailer: size ^ key ^ address |
-//! ^ block                                                  ^ usable - TRAILER               ^ usable
+//! | requested bytes | 0 | keyed bytes (0 ..= SPAN - 1) | (unused) | trailer: size ^ keyed(address) |
+//! ^ block           ^ requested                         ^ usable - TRAILER               ^ usable
 //! ```
+//!
+//! The first canary byte is zero (as hardened_malloc's): a string that
+//! fills its block without a terminator stops there instead of reading on.
+//! The others hold a byte drawn from the process secret, never zero, and
+//! the trailer is the size masked with a keyed hash of the block's address
+//! (`super::keyed`): reading one block's trailer tells nothing of another's
+//! nor of the secret. The price of the zero byte: an off-by-one write of a
+//! NUL (a `strcpy` one byte too far) is not caught by this canary; any other
+//! byte there, and anything further, is.
 //!
 //! The canary covers at most [`SPAN`] bytes: a LARGE block may sit in a
 //! run much bigger than asked (a reused cached run), and filling all of it
 //! would touch pages the program never does.
 //!
-//! Each request gets [`EXTRA`] more bytes, so there is always at least one
-//! canary byte, even after `malloc(0)`. A write past the requested size,
+//! Each request gets [`EXTRA`] more bytes, so there are always at least two
+//! canary bytes (the zero and a keyed one), even after `malloc(0)`. A write past the requested size,
 //! into the block's slack or further into the trailer (which then decodes
 //! to an impossible size), is found when the block is freed or
 //! reallocated. The trailer also gives back the exact requested size, for
@@ -20,22 +29,19 @@
 
 use core::ptr::{self, NonNull};
 
-use super::{all_bytes_are, secret};
+use super::{all_bytes_are, keyed, secret};
 
 /// The trailer word.
 const TRAILER: usize = size_of::<usize>();
-/// Bytes added to every request: one canary byte at least, and the trailer.
-pub(crate) const EXTRA: usize = 1 + TRAILER;
+/// Bytes added to every request: two canary bytes at least (the zero and a
+/// keyed one), and the trailer.
+pub(crate) const EXTRA: usize = 2 + TRAILER;
 /// Canary bytes at most after the requested size (one page).
 const SPAN: usize = 4096;
-/// What canary bytes hold.
-const CANARY_BYTE: u8 = 0xC5;
-/// Eight canary bytes.
-const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY_BYTE; 8]);
 /// Canaries up to this long (most TINY blocks') are written and checked as
 /// two words, not a `memset` and a loop.
 const WORDS_MAX: usize = 16;
-/// Mixed into the trailer with the process secret and the address.
+/// Salts the trailer's keyed hash of the address.
 const TRAILER_SALT: usize = 0x7a11_e7c0_de5e_a1ed_u64 as usize;
 
 /// Where the canary bytes of a `size`-byte block end.
@@ -44,7 +50,20 @@ fn canary_end(size: usize, trailer: usize) -> usize {
 }
 
 fn encode(block: NonNull<u8>, size: usize) -> usize {
-    size ^ secret() ^ TRAILER_SALT ^ block.as_ptr().addr()
+    size ^ keyed(TRAILER_SALT, block.as_ptr().addr())
+}
+
+/// What the canary bytes after the first hold: a byte of the process
+/// secret, never zero.
+#[inline]
+fn canary_byte() -> u8 {
+    (secret() >> 8) as u8 | 1
+}
+
+/// Eight canary bytes.
+#[inline]
+fn canary_word() -> u64 {
+    u64::from(canary_byte()) * 0x0101_0101_0101_0101
 }
 
 /// Writes the canary and trailer of a block of `usable` bytes handed out for
@@ -53,6 +72,7 @@ fn encode(block: NonNull<u8>, size: usize) -> usize {
 /// # Safety
 ///
 /// `block` is a live block of `usable >= size + EXTRA` bytes, the caller's.
+#[inline(always)]
 pub(crate) unsafe fn arm(block: NonNull<u8>, size: usize, usable: usize) {
     let trailer = usable - TRAILER;
     let end = canary_end(size, trailer);
@@ -63,13 +83,15 @@ pub(crate) unsafe fn arm(block: NonNull<u8>, size: usize, usable: usize) {
     unsafe {
         let at = block.as_ptr().add(size);
         if end - size <= WORDS_MAX {
-            at.cast::<u64>().write_unaligned(CANARY_WORD);
+            let word = canary_word();
+            at.cast::<u64>().write_unaligned(word);
             at.add((end - size).saturating_sub(8))
                 .cast::<u64>()
-                .write_unaligned(CANARY_WORD);
+                .write_unaligned(word);
         } else {
-            ptr::write_bytes(at, CANARY_BYTE, end - size);
+            ptr::write_bytes(at, canary_byte(), end - size);
         }
+        at.write(0);
         block
             .as_ptr()
             .add(trailer)
@@ -102,17 +124,20 @@ pub(crate) unsafe fn resize_in_place(
 ) {
     let trailer = usable - TRAILER;
     let (old_end, end) = (canary_end(old_size, trailer), canary_end(size, trailer));
-    // Canary now: [old_size, old_end). Wanted: [size, end).
+    // Canary now: [old_size, old_end), its zero at old_size. Wanted:
+    // [size, end), its zero at size. A shrink also turns the old zero into
+    // a keyed byte.
     let (from, to) = if size < old_size {
-        (size, old_size.min(end))
+        (size, (old_size + 1).min(end))
     } else {
         (old_end.max(size), end)
     };
-    // SAFETY: `[from, to)` and the trailer lie in the block.
+    // SAFETY: `[from, to)`, `size < end` and the trailer lie in the block.
     unsafe {
         if from < to {
-            ptr::write_bytes(block.as_ptr().add(from), CANARY_BYTE, to - from);
+            ptr::write_bytes(block.as_ptr().add(from), canary_byte(), to - from);
         }
+        block.as_ptr().add(size).write(0);
         block
             .as_ptr()
             .add(trailer)
@@ -165,10 +190,12 @@ pub(crate) unsafe fn check(
             (1u64 << (8 * n)) - 1
         };
         let last_mask = if n > 8 { u64::MAX } else { 0 };
-        let differ = ((first ^ CANARY_WORD) & mask) | ((last ^ CANARY_WORD) & last_mask);
+        // The first byte (the low one) is the zero.
+        let word = canary_word();
+        let differ = ((first ^ (word & !0xFF)) & mask) | ((last ^ word) & last_mask);
         return (differ == 0).then_some(size);
     }
     // SAFETY: `[size, end)` lies inside the block.
     let canary = unsafe { core::slice::from_raw_parts(block.as_ptr().add(size), end - size) };
-    all_bytes_are(canary, CANARY_BYTE).then_some(size)
+    (canary[0] == 0 && all_bytes_are(&canary[1..], canary_byte())).then_some(size)
 }

@@ -1,6 +1,7 @@
 //! Freed LARGE blocks with guard pages on (`FT_MALLOC_GUARD_PAGES`): the
-//! pages of the bytes the program asked for made inaccessible (their
-//! pages moved aside, the range `PROT_NONE`: see [`make_inaccessible`]),
+//! pages of the bytes the program asked for made inaccessible (`PROT_NONE`
+//! in place, or, from 256 KiB, their pages moved aside first: see
+//! [`make_inaccessible`]),
 //! held in a bounded FIFO
 //! ([`RUNS`] blocks, [`BYTES_MAX`] bytes) before the heap gets them back,
 //! so a read or write after free faults while the block is held. When one
@@ -119,12 +120,19 @@ pub(crate) unsafe fn hold(
     true
 }
 
+/// Blocks of fewer bytes are protected in place ([`make_inaccessible`]):
+/// `mprotect` costs per resident page (about 0.1 us a page each way on the
+/// 2-core VM of BENCHMARKS.md), moving the pages aside costs about 30 us
+/// whatever the size (three calls), so the two cross near 256 KiB.
+const MOVE_ASIDE_MIN: usize = 256 << 10;
+
 /// Makes the `len` bytes at `block` fault on any access, keeping their
-/// pages for [`make_accessible`]: moved to an address the kernel picks
-/// (`mremap` with `MREMAP_DONTUNMAP`, which leaves the range mapped, and
-/// empty), then the empty range made `PROT_NONE`. Moving page table
-/// entries and protecting an empty range costs about a quarter of
-/// protecting the resident pages in place, which is the fallback (older
+/// pages for [`make_accessible`]. A block of [`MOVE_ASIDE_MIN`] bytes or
+/// more has its pages moved to an address the kernel picks (`mremap` with
+/// `MREMAP_DONTUNMAP`, which leaves the range mapped, and empty), then the
+/// empty range made `PROT_NONE`: moving page table entries and protecting
+/// an empty range costs a fraction of protecting many resident pages in
+/// place, which is what smaller blocks get (and the fallback, on older
 /// kernels). Returns where the pages went (0: they stayed), `None` if the
 /// range cannot be protected.
 ///
@@ -133,6 +141,11 @@ pub(crate) unsafe fn hold(
 /// `[block, block + len)` is page-aligned private anonymous memory of
 /// ours that nothing uses.
 unsafe fn make_inaccessible(block: *mut u8, len: usize) -> Option<usize> {
+    if len < MOVE_ASIDE_MIN {
+        // SAFETY: per the contract.
+        let protected = unsafe { libc::mprotect(block.cast(), len, libc::PROT_NONE) } == 0;
+        return protected.then_some(0);
+    }
     // SAFETY: per the contract; the new address is the kernel's choice, so
     // no mapping is replaced.
     let parked = unsafe {

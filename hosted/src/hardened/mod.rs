@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `FT_MALLOC_CANARY` | canary bytes and a keyed trailer after the requested size of every block (`canary.rs`), checked on `free`/`realloc` | overflows into the block's slack or the next block; any use of `malloc(0)`'s bytes |
 //! | `FT_MALLOC_QUARANTINE` | freed TINY/SMALL blocks held in a per-thread FIFO of 512, zero-filled and tagged, checked when they leave (`quarantine.rs`) | writes after free (while held); double frees of held blocks (from any thread); delays reuse |
-//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run (`guard_pages.rs`); LARGE blocks start on a page, and a freed one is made inaccessible and held (8 blocks, 32 MiB at most) before its run is reused (`large_quarantine.rs`) | reads/writes after free of LARGE blocks (while held), overflows off a zone or LARGE run: SIGSEGV |
+//! | `FT_MALLOC_GUARD_PAGES` | an inaccessible page before and after every zone and LARGE run (`guard_pages.rs`); LARGE blocks start on a page, and a freed one is made inaccessible and held (8 blocks, 32 MiB at most) before its run is reused (`large_quarantine.rs`); `malloc(0)` points into an inaccessible region (`zero_size.rs`) | reads/writes after free of LARGE blocks (while held), overflows off a zone or LARGE run, any access through `malloc(0)`: SIGSEGV |
 //! | `FT_MALLOC_ZERO_ON_FREE` | freed blocks are zeroed (a held LARGE block when it leaves the quarantine: until then it cannot be read) | reads after free see zeros (or fault), not the old data |
 //! | `FT_MALLOC_RANDOM_SLOTS` | a TINY or SMALL `malloc` hands out a random one of the thread's cached blocks of the class, not the last freed | heap layouts an exploit relies on (the next block being the one just freed, or the neighbour of the last one) |
 //! | `FT_MALLOC_SIZED_CHECK` | `free_sized`/`free_aligned_sized` compare the size with the block's (exactly with canaries, else against its usable size) | a sized free with the wrong size |
@@ -22,13 +22,16 @@
 //! not freed (kept out of reuse, it leaks), so nothing is corrupted further.
 //!
 //! `realloc` of a guarded block stays in place when the block has room
-//! (the canary re-armed); else it is a new allocation, a copy and a
-//! hardened free of the old block (no `mremap`). Blocks handed out through
+//! (a TINY/SMALL block's, `Heap::resize_in_block`; a LARGE block's run,
+//! shrunk when a shrink frees a page or more), the canary re-armed; else
+//! it is a new allocation, a copy and a hardened free of the old block (no
+//! `mremap`). Blocks handed out through
 //! Rust's `FtMalloc` are not hardened.
 
 mod canary;
 mod large_quarantine;
 mod quarantine;
+mod zero_size;
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
@@ -90,8 +93,27 @@ fn all_bytes_are(bytes: &[u8], byte: u8) -> bool {
     differ == 0 && words.remainder().iter().all(|&b| b == byte)
 }
 
-/// A per-process secret for the canary trailers and quarantine tags: the
-/// kernel's 16 random bytes (`AT_RANDOM`), read once.
+/// wyhash's "mum": the two halves of a 64 x 64 -> 128-bit product, xored.
+fn mum(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    m as u64 ^ (m >> 64) as u64
+}
+
+/// A keyed hash of `x` (an address) under the process secret and `salt`,
+/// for what the heap stores in memory a program can read (canary trailers,
+/// quarantine tags). Unlike a xor with the secret, one value read with its
+/// address known does not give the secret away, nor the value of another
+/// address: not a cryptographic MAC, but no cheap algebra inverts it.
+#[inline]
+fn keyed(salt: usize, x: usize) -> usize {
+    let key = secret() as u64;
+    mum(x as u64 ^ key ^ salt as u64, key.rotate_left(32) | 1) as usize
+}
+
+/// A per-process secret for the canary and quarantine tags: derived from
+/// the kernel's 16 random bytes (`AT_RANDOM`, read once) through a hash, so
+/// that nothing stored reveals them (glibc draws its stack and pointer
+/// guards from the same bytes).
 fn secret() -> usize {
     static SECRET: AtomicUsize = AtomicUsize::new(0);
     let known = SECRET.load(Ordering::Relaxed);
@@ -101,16 +123,19 @@ fn secret() -> usize {
     // SAFETY: getauxval has no preconditions; AT_RANDOM, when present,
     // points at 16 bytes the kernel put on the initial stack for the
     // process's lifetime.
-    let random = unsafe {
+    let (low, high) = unsafe {
         let at = libc::getauxval(libc::AT_RANDOM) as *const u8;
         if at.is_null() {
-            0
+            (0, 0)
         } else {
-            at.add(8).cast::<usize>().read_unaligned()
+            (
+                at.cast::<u64>().read_unaligned(),
+                at.add(8).cast::<u64>().read_unaligned(),
+            )
         }
     };
     // Never 0, which means "not read yet".
-    let value = random | 1;
+    let value = mum(low ^ 0xa076_1d64_78bd_642f, high ^ 0xe703_7ed1_a0b4_28db) as usize | 1;
     SECRET.store(value, Ordering::Relaxed);
     value
 }
@@ -129,11 +154,29 @@ pub(crate) fn allocate(
     zeroed: bool,
     defences: Defences,
 ) -> Option<NonNull<u8>> {
+    if size == 0 && defences.has(Defences::GUARD_PAGES) {
+        return allocate_zero_size(align, zeroed, defences);
+    }
     allocate_reserving(size, size, align, zeroed, defences)
+}
+
+/// [`allocate`] of 0 bytes with guard pages: a slot of the inaccessible
+/// region (`zero_size.rs`), or a heap block if it is full or a bigger
+/// alignment is asked.
+#[cold]
+#[inline(never)]
+fn allocate_zero_size(align: usize, zeroed: bool, defences: Defences) -> Option<NonNull<u8>> {
+    if align <= crate::c_api::DEFAULT_ALIGN
+        && let Some(block) = zero_size::allocate()
+    {
+        return Some(block);
+    }
+    allocate_reserving(0, 0, align, zeroed, defences)
 }
 
 /// [`allocate`], with room for `reserve >= size` bytes (`realloc`'s
 /// headroom).
+#[inline]
 fn allocate_reserving(
     size: usize,
     reserve: usize,
@@ -142,15 +185,7 @@ fn allocate_reserving(
     defences: Defences,
 ) -> Option<NonNull<u8>> {
     let canary = defences.has(Defences::CANARY);
-    let total = if canary {
-        reserve.checked_add(canary::EXTRA)?
-    } else if defences.has(Defences::QUARANTINE) {
-        // Room for the quarantine's tag within the request (the core's
-        // slack canary follows the request).
-        reserve.max(quarantine::TAG_BYTES)
-    } else {
-        reserve
-    };
+    let total = request_for(reserve, defences)?;
     let class = SizeClass::for_layout(total, align);
     // A LARGE block starts on a page, so that it can be made inaccessible
     // when freed without its run's header (`large_quarantine.rs`).
@@ -184,6 +219,19 @@ fn allocate_reserving(
         unsafe { canary::arm(block, size, usable) };
     }
     Some(block)
+}
+
+/// What the heap is asked for a request of `size` bytes with `defences`:
+/// the canary's bytes added, or room for the quarantine's tag (within the
+/// request: the core's slack canary follows it). `None` on overflow.
+fn request_for(size: usize, defences: Defences) -> Option<usize> {
+    if defences.has(Defences::CANARY) {
+        size.checked_add(canary::EXTRA)
+    } else if defences.has(Defences::QUARANTINE) {
+        Some(size.max(quarantine::TAG_BYTES))
+    } else {
+        Some(size)
+    }
 }
 
 /// A live block's size for the program (the requested size when canaries
@@ -233,6 +281,12 @@ pub(crate) fn usable_size(ptr: *mut c_void, defences: Defences) -> usize {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return 0;
     };
+    if zero_size::contains(block) {
+        if let Err(error) = zero_size::check(block) {
+            Misuse::Heap(error).report("malloc_usable_size", ptr);
+        }
+        return 0;
+    }
     match checked(block, defences, None) {
         Ok((size, _)) => size,
         Err(misuse) => {
@@ -253,6 +307,21 @@ pub(crate) fn release(
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return true;
     };
+    if zero_size::contains(block) {
+        let result = if let Some(expected) = expected
+            && expected != 0
+            && defences.has(Defences::SIZED_CHECK)
+        {
+            zero_size::check(block)
+                .map_err(Misuse::Heap)
+                .and(Err(Misuse::WrongSize))
+        } else {
+            zero_size::release(block).map_err(Misuse::Heap)
+        };
+        return result
+            .map_err(|misuse| misuse.report(function, ptr))
+            .is_ok();
+    }
     // A TINY or SMALL block no defence acts on (guard pages act on LARGE
     // runs only; random slots on `malloc`): the cache's own free validates
     // it, once.
@@ -307,18 +376,20 @@ pub(crate) fn release(
     }
     let zero = defences.has(Defences::ZERO_ON_FREE);
     if large && crate::guard_pages::enabled() {
-        // Held inaccessible for a while; zeroed (if asked) when it leaves.
-        // Only the pages of the bytes the program had (`size`): a reused
-        // run may be several times bigger, and each page protected costs.
-        let give_back = |old: NonNull<u8>, held: usize| {
-            if zero {
-                // SAFETY: a block out of the quarantine, accessible again,
-                // `held <= usable` bytes, ours.
-                unsafe { ptr::write_bytes(old.as_ptr(), 0, held) };
-            }
-            free_now(old);
-        };
+        // Held inaccessible for a while, zeroed first if asked: now, while
+        // its pages are still in the TLB and perhaps the cache (zeroing it
+        // when it leaves, eight frees later, cost twice as much: 13 us
+        // against 4.4 without zeroing, per 200 KB pair). Only the pages of
+        // the bytes the program had (`size`): a reused run may be several
+        // times bigger, and each page protected costs.
         let held = size.max(1).next_multiple_of(large_quarantine::PAGE);
+        if zero {
+            // SAFETY: the block's first `held <= usable` bytes (`size`
+            // rounded up to the page, and runs are whole pages), which the
+            // program gave up.
+            unsafe { ptr::write_bytes(block.as_ptr(), 0, held.min(usable)) };
+        }
+        let give_back = |old: NonNull<u8>, _held: usize| free_now(old);
         // SAFETY: a live LARGE block the program gave up, checked above.
         if !unsafe { large_quarantine::hold(block, held, usable, give_back) } {
             // Not held: unmapped (no freed LARGE run stays mapped; an
@@ -358,13 +429,73 @@ pub(crate) fn reallocate(
     defences: Defences,
 ) -> Result<Option<NonNull<u8>>, ()> {
     let old = NonNull::new(ptr.cast::<u8>()).ok_or(())?;
+    if zero_size::contains(old) {
+        // Nothing to copy: a new block, then the zero-size one freed.
+        zero_size::check(old).map_err(|error| Misuse::Heap(error).report(function, ptr))?;
+        let Some(new) = allocate(size, crate::c_api::DEFAULT_ALIGN, false, defences) else {
+            return Ok(None);
+        };
+        release(function, ptr, None, defences);
+        return Ok(Some(new));
+    }
     let (old_size, usable) = checked(old, defences, Some(canary::REALLOC_WINDOW))
         .map_err(|misuse| misuse.report(function, ptr))?;
     let canary = defences.has(Defences::CANARY);
-    let Some(needed) = size.checked_add(if canary { canary::EXTRA } else { 0 }) else {
+    let Some(needed) = request_for(size, defences) else {
         return Ok(None);
     };
-    if needed <= usable {
+    // A TINY or SMALL block: its usable size is its request (the core's
+    // slack canary follows it), but its block may hold more. The core moves
+    // its request's end (and its slack canary) within the block.
+    if usable <= SMALL_MAX && HEAP.zone_block_size(old).is_some() {
+        // SAFETY: a live block the caller holds, checked above.
+        match unsafe { HEAP.resize_in_block(old, needed) } {
+            Ok(true) => {
+                if canary {
+                    // SAFETY: a live block whose request is now `needed =
+                    // size + EXTRA` bytes.
+                    unsafe { canary::arm(old, size, needed) };
+                }
+                return Ok(Some(old));
+            }
+            Ok(false) => {}
+            Err(error) => {
+                Misuse::Heap(error).report(function, ptr);
+                return Err(());
+            }
+        }
+    } else if needed <= usable
+        && SizeClass::for_layout(needed, crate::c_api::DEFAULT_ALIGN).is_none()
+    {
+        // A LARGE block with room (a shrink to a TINY or SMALL size moves,
+        // below, as in the default mode). A shrink that frees a page or more
+        // gives the run's tail back: the heap shrinks the run in place (the
+        // provider unmaps the tail, past a new guard page when runs have
+        // them). A growth keeps the room a move reserved: without canaries
+        // the request is not known here (`old_size` is the run's room, half
+        // again the request after a move), so only a shrink to half the
+        // room or less counts.
+        let shrink = if canary {
+            size < old_size
+        } else {
+            needed <= usable / 2
+        };
+        if shrink
+            && needed + large_quarantine::PAGE <= usable
+            && let Some(layout) = crate::c_api::c_layout(needed, crate::c_api::DEFAULT_ALIGN)
+            // SAFETY: a live block the caller holds, checked above. A LARGE
+            // size keeps it LARGE, and a shrink never moves a run.
+            && let Ok(shrunk) = unsafe { HEAP.reallocate(old, layout) }
+        {
+            if canary {
+                // Re-armed whole: the old trailer went with the tail.
+                let usable = HEAP.usable_size(shrunk).unwrap_or(needed);
+                // SAFETY: a live block of `usable >= needed = size + EXTRA`
+                // bytes, ours.
+                unsafe { canary::arm(shrunk, size, usable) };
+            }
+            return Ok(Some(shrunk));
+        }
         if canary {
             // SAFETY: a live block of `usable >= size + EXTRA` bytes, armed
             // for `old_size` (just checked).

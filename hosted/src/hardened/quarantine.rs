@@ -9,7 +9,7 @@
 //! cache (setting one up, or exiting) uses one shared FIFO behind a lock.
 //! A thread's ring is drained (checked and freed) when it exits.
 //!
-//! The tag (first word: the block's address mixed with the process secret)
+//! The tag (first word: a keyed hash of the block's address, `super::keyed`)
 //! tells a second free of a held block, which the heap itself would accept
 //! (it still counts the block as live). The tag alone decides, so a block
 //! held by another thread's ring is found as well: only a held block
@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use lock_api::Mutex;
 
-use super::{all_bytes_are, secret};
+use super::{all_bytes_are, keyed};
 use crate::futex_mutex::FutexMutex;
 
 /// Blocks held at most per FIFO (a power of two): with SMALL blocks of up
@@ -100,7 +100,7 @@ static SHARED: Mutex<FutexMutex, Ring> = Mutex::const_new(FutexMutex::new(), Rin
 /// The tag a held block carries in its first word.
 #[inline]
 fn tag(block: NonNull<u8>) -> usize {
-    secret() ^ TAG_SALT ^ block.as_ptr().addr()
+    keyed(TAG_SALT, block.as_ptr().addr())
 }
 
 /// The tag's word of `block`, as an atomic: two racing frees may claim it
