@@ -99,14 +99,10 @@ use crate::os::ErrnoGuard;
 /// A thread's cache, as it sits in the pool or in use.
 struct ThreadCache {
     cache: FrontCache,
-    /// The thread's quarantine (hardened mode), beside its cache so that it
-    /// needs no lock (`hardened/quarantine.rs`).
+    /// The hardened mode's part (its quarantine ring and random state),
+    /// beside the cache so that it needs no lock (`hardened/per_thread.rs`).
     #[cfg(feature = "c-abi")]
-    quarantine: crate::hardened::Ring,
-    /// The thread's random state for the hardened mode's choice among free
-    /// slots (xorshift64; 0 until first used).
-    #[cfg(feature = "c-abi")]
-    random: u64,
+    hardened: crate::hardened::per_thread::PerThread,
     /// Next cache in the pool, or on the in-use list.
     next: *mut ThreadCache,
     /// Previous cache on the in-use list.
@@ -234,36 +230,21 @@ fn current() -> Option<&'static mut FrontCache> {
     if value == 0 { set_up() } else { None }
 }
 
-/// The calling thread's quarantine ring, if it has a cache (not set up
-/// here: a thread frees after it has allocated).
+/// The calling thread's cache and the hardened mode's part of it, if it
+/// has a cache (not set up here: a thread frees after it has allocated, and
+/// a shuffle without cached blocks has nothing to do).
 #[cfg(feature = "c-abi")]
 #[inline]
-pub(crate) fn quarantine() -> Option<&'static mut crate::hardened::Ring> {
+pub(crate) fn hardened_state() -> Option<(
+    &'static mut FrontCache,
+    &'static mut crate::hardened::per_thread::PerThread,
+)> {
     let value = slot::get();
-    // SAFETY: as in `current`.
-    (value > GONE).then(|| unsafe { &mut (*(value as *mut ThreadCache)).quarantine })
-}
-
-/// Makes the calling thread's next allocation of `class` a random one of
-/// its cached blocks (`FT_MALLOC_RANDOM_SLOTS`).
-#[cfg(feature = "c-abi")]
-#[inline]
-pub(crate) fn shuffle(class: ft_malloc::SizeClass) {
-    let value = slot::get();
-    if value <= GONE {
-        return;
-    }
-    // SAFETY: as in `current`.
-    let thread = unsafe { &mut *(value as *mut ThreadCache) };
-    let mut x = thread.random;
-    if x == 0 {
-        x = crate::hardened::seed(value);
-    }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    thread.random = x;
-    thread.cache.shuffle(class, (x >> 32) as usize);
+    // SAFETY: as in `current`; the two fields are disjoint.
+    (value > GONE).then(|| unsafe {
+        let thread = &mut *(value as *mut ThreadCache);
+        (&mut thread.cache, &mut thread.hardened)
+    })
 }
 
 // ---- the operations ----
@@ -497,9 +478,7 @@ fn map_cache() -> Option<*mut ThreadCache> {
         cache.write(ThreadCache {
             cache: FrontCache::new(),
             #[cfg(feature = "c-abi")]
-            quarantine: crate::hardened::Ring::new(),
-            #[cfg(feature = "c-abi")]
-            random: 0,
+            hardened: crate::hardened::per_thread::PerThread::new(),
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             owner: Owner { pid: 0, tid: 0 },
@@ -535,7 +514,7 @@ unsafe fn flush(cache: *mut ThreadCache) {
     // SAFETY: per the contract.
     unsafe {
         #[cfg(feature = "c-abi")]
-        crate::hardened::drain(&mut (*cache).quarantine);
+        (*cache).hardened.drain();
         (*cache).cache.flush(&HEAP);
     }
 }

@@ -11,7 +11,7 @@
 //! fills its block without a terminator stops there instead of reading on.
 //! The others hold a byte drawn from the process secret, never zero, and
 //! the trailer is the size masked with a keyed hash of the block's address
-//! (`super::keyed`): reading one block's trailer tells nothing of another's
+//! (`keys::keyed`): reading one block's trailer tells nothing of another's
 //! nor of the secret. The price of the zero byte: an off-by-one write of a
 //! NUL (a `strcpy` one byte too far) is not caught by this canary; any other
 //! byte there, and anything further, is.
@@ -29,7 +29,8 @@
 
 use core::ptr::{self, NonNull};
 
-use super::{all_bytes_are, keyed, secret};
+use super::bytes::all_bytes_are;
+use super::keys::{keyed, secret};
 
 /// The trailer word.
 const TRAILER: usize = size_of::<usize>();

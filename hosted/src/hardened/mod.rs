@@ -28,22 +28,22 @@
 //! `mremap`). Blocks handed out through
 //! Rust's `FtMalloc` are not hardened.
 
+mod bytes;
 mod canary;
+mod keys;
 mod large_quarantine;
+pub(crate) mod per_thread;
 mod quarantine;
 mod zero_size;
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use ft_malloc::{HeapError, SMALL_MAX, SizeClass};
 
 use crate::config::Defences;
 use crate::policy::Misuse;
 use crate::{HEAP, thread_cache};
-
-pub(crate) use quarantine::Ring;
 
 /// Fork prepare: no thread may hold a quarantine's lock when the address
 /// space is copied.
@@ -66,84 +66,12 @@ pub(crate) unsafe fn after_fork() {
     }
 }
 
-/// Checks and frees every block of an exiting thread's quarantine.
-pub(crate) fn drain(ring: &mut Ring) {
-    for (block, usable) in ring.drain() {
-        // SAFETY: a held block: still live in the heap, ours.
-        if unsafe { quarantine::check_and_release(block, usable) } {
-            free_now(block);
-        } else {
-            Misuse::WriteAfterFree.report("free", block.as_ptr().cast());
-        }
+/// Makes the calling thread's next allocation of `class` a random one of
+/// its cached blocks (`FT_MALLOC_RANDOM_SLOTS`).
+fn shuffle(class: SizeClass) {
+    if let Some((cache, state)) = thread_cache::hardened_state() {
+        cache.shuffle(class, (state.next_random() >> 32) as usize);
     }
-}
-
-/// Whether every byte of `bytes` is `byte`: word by word, with no early
-/// exit inside the words, so the compiler vectorises it (the canary and
-/// quarantine checks read whole blocks).
-fn all_bytes_are(bytes: &[u8], byte: u8) -> bool {
-    let pattern = u64::from_ne_bytes([byte; 8]);
-    let mut words = bytes.chunks_exact(8);
-    let mut differ = 0;
-    for word in &mut words {
-        let mut w = [0; 8];
-        w.copy_from_slice(word);
-        differ |= u64::from_ne_bytes(w) ^ pattern;
-    }
-    differ == 0 && words.remainder().iter().all(|&b| b == byte)
-}
-
-/// wyhash's "mum": the two halves of a 64 x 64 -> 128-bit product, xored.
-fn mum(a: u64, b: u64) -> u64 {
-    let m = u128::from(a) * u128::from(b);
-    m as u64 ^ (m >> 64) as u64
-}
-
-/// A keyed hash of `x` (an address) under the process secret and `salt`,
-/// for what the heap stores in memory a program can read (canary trailers,
-/// quarantine tags). Unlike a xor with the secret, one value read with its
-/// address known does not give the secret away, nor the value of another
-/// address: not a cryptographic MAC, but no cheap algebra inverts it.
-#[inline]
-fn keyed(salt: usize, x: usize) -> usize {
-    let key = secret() as u64;
-    mum(x as u64 ^ key ^ salt as u64, key.rotate_left(32) | 1) as usize
-}
-
-/// A per-process secret for the canary and quarantine tags: derived from
-/// the kernel's 16 random bytes (`AT_RANDOM`, read once) through a hash, so
-/// that nothing stored reveals them (glibc draws its stack and pointer
-/// guards from the same bytes).
-fn secret() -> usize {
-    static SECRET: AtomicUsize = AtomicUsize::new(0);
-    let known = SECRET.load(Ordering::Relaxed);
-    if known != 0 {
-        return known;
-    }
-    // SAFETY: getauxval has no preconditions; AT_RANDOM, when present,
-    // points at 16 bytes the kernel put on the initial stack for the
-    // process's lifetime.
-    let (low, high) = unsafe {
-        let at = libc::getauxval(libc::AT_RANDOM) as *const u8;
-        if at.is_null() {
-            (0, 0)
-        } else {
-            (
-                at.cast::<u64>().read_unaligned(),
-                at.add(8).cast::<u64>().read_unaligned(),
-            )
-        }
-    };
-    // Never 0, which means "not read yet".
-    let value = mum(low ^ 0xa076_1d64_78bd_642f, high ^ 0xe703_7ed1_a0b4_28db) as usize | 1;
-    SECRET.store(value, Ordering::Relaxed);
-    value
-}
-
-/// A nonzero seed for a thread's random state, from the process secret and
-/// `salt` (its cache's address).
-pub(crate) fn seed(salt: usize) -> u64 {
-    ((secret() ^ salt.rotate_left(29)) as u64) | 1
 }
 
 /// Allocates `size` bytes aligned to `align` with `defences`
@@ -166,7 +94,7 @@ pub(crate) fn allocate(
 #[cold]
 #[inline(never)]
 fn allocate_zero_size(align: usize, zeroed: bool, defences: Defences) -> Option<NonNull<u8>> {
-    if align <= crate::c_api::DEFAULT_ALIGN
+    if align <= crate::layout::DEFAULT_ALIGN
         && let Some(block) = zero_size::allocate()
     {
         return Some(block);
@@ -198,7 +126,7 @@ fn allocate_reserving(
     if let Some(class) = class
         && defences.has(Defences::RANDOM_SLOTS)
     {
-        thread_cache::shuffle(class);
+        shuffle(class);
     }
     let block = if zeroed {
         thread_cache::allocate_zeroed(layout)?
@@ -363,7 +291,9 @@ pub(crate) fn release(
             return false;
         }
         // SAFETY: a live small block the program gave up, claimed above.
-        if let Some((old, old_usable)) = unsafe { quarantine::hold(block, usable) } {
+        let ring = thread_cache::hardened_state().map(|(_, state)| &mut state.quarantine);
+        // SAFETY: as above.
+        if let Some((old, old_usable)) = unsafe { quarantine::hold(ring, block, usable) } {
             // SAFETY: an evicted block: still live in the heap, ours.
             if unsafe { quarantine::check_and_release(old, old_usable) } {
                 free_now(old);
@@ -432,7 +362,7 @@ pub(crate) fn reallocate(
     if zero_size::contains(old) {
         // Nothing to copy: a new block, then the zero-size one freed.
         zero_size::check(old).map_err(|error| Misuse::Heap(error).report(function, ptr))?;
-        let Some(new) = allocate(size, crate::c_api::DEFAULT_ALIGN, false, defences) else {
+        let Some(new) = allocate(size, crate::layout::DEFAULT_ALIGN, false, defences) else {
             return Ok(None);
         };
         release(function, ptr, None, defences);
@@ -465,7 +395,7 @@ pub(crate) fn reallocate(
             }
         }
     } else if needed <= usable
-        && SizeClass::for_layout(needed, crate::c_api::DEFAULT_ALIGN).is_none()
+        && SizeClass::for_layout(needed, crate::layout::DEFAULT_ALIGN).is_none()
     {
         // A LARGE block with room (a shrink to a TINY or SMALL size moves,
         // below, as in the default mode). A shrink that frees a page or more
@@ -482,7 +412,7 @@ pub(crate) fn reallocate(
         };
         if shrink
             && needed + large_quarantine::PAGE <= usable
-            && let Some(layout) = crate::c_api::c_layout(needed, crate::c_api::DEFAULT_ALIGN)
+            && let Some(layout) = crate::layout::c_layout(needed, crate::layout::DEFAULT_ALIGN)
             // SAFETY: a live block the caller holds, checked above. A LARGE
             // size keeps it LARGE, and a shrink never moves a run.
             && let Ok(shrunk) = unsafe { HEAP.reallocate(old, layout) }
@@ -519,23 +449,4 @@ pub(crate) fn reallocate(
     unsafe { ptr::copy_nonoverlapping(old.as_ptr(), new.as_ptr(), old_size.min(size)) };
     release(function, ptr, None, defences);
     Ok(Some(new))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::all_bytes_are;
-
-    #[test]
-    fn all_bytes_are_finds_one_changed_byte_anywhere() {
-        for len in [0, 1, 7, 8, 9, 63, 64, 65, 200] {
-            let mut bytes = [0xC5u8; 200];
-            let bytes = &mut bytes[..len];
-            assert!(all_bytes_are(bytes, 0xC5), "{len}");
-            for at in 0..len {
-                bytes[at] = 0xC4;
-                assert!(!all_bytes_are(bytes, 0xC5), "{len} {at}");
-                bytes[at] = 0xC5;
-            }
-        }
-    }
 }

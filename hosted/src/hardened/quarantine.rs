@@ -5,11 +5,11 @@
 //! written after it was freed.
 //!
 //! Each thread has its own FIFO (a [`Ring`] next to its front cache, see
-//! `thread_cache.rs`): no lock, no shared cache line. A thread with no
+//! `per_thread.rs`): no lock, no shared cache line. A thread with no
 //! cache (setting one up, or exiting) uses one shared FIFO behind a lock.
 //! A thread's ring is drained (checked and freed) when it exits.
 //!
-//! The tag (first word: a keyed hash of the block's address, `super::keyed`)
+//! The tag (first word: a keyed hash of the block's address, `keys::keyed`)
 //! tells a second free of a held block, which the heap itself would accept
 //! (it still counts the block as live). The tag alone decides, so a block
 //! held by another thread's ring is found as well: only a held block
@@ -40,7 +40,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use lock_api::Mutex;
 
-use super::{all_bytes_are, keyed};
+use super::bytes::all_bytes_are;
+use super::keys::keyed;
 use crate::futex_mutex::FutexMutex;
 
 /// Blocks held at most per FIFO (a power of two): with SMALL blocks of up
@@ -143,8 +144,9 @@ pub(crate) unsafe fn claim(block: NonNull<u8>) -> bool {
     unsafe { tag_word(block).swap(tag, Ordering::Relaxed) != tag }
 }
 
-/// Holds `block` (`usable` bytes, freed by the program, [`claim`]ed) in the
-/// calling thread's ring (or the shared one): zero-fills it after its tag.
+/// Holds `block` (`usable` bytes, freed by the program, [`claim`]ed) in
+/// `ring`, the calling thread's (or, without one, the shared ring):
+/// zero-fills it after its tag.
 /// Returns the block pushed out, if the ring was full, for the caller to
 /// [`check_and_release`] and free.
 ///
@@ -152,14 +154,18 @@ pub(crate) unsafe fn claim(block: NonNull<u8>) -> bool {
 ///
 /// `block` is a live TINY or SMALL block of `usable` bytes that the program
 /// has just freed and that this call's caller claimed.
-pub(crate) unsafe fn hold(block: NonNull<u8>, usable: usize) -> Option<(NonNull<u8>, usize)> {
+pub(crate) unsafe fn hold(
+    ring: Option<&mut Ring>,
+    block: NonNull<u8>,
+    usable: usize,
+) -> Option<(NonNull<u8>, usize)> {
     // SAFETY: the block's `usable` bytes are ours now; the first word is
     // the tag (claimed).
     unsafe {
         core::ptr::write_bytes(block.as_ptr().add(TAG_BYTES), 0, usable - TAG_BYTES);
     }
     let held = (block.as_ptr().addr(), usable);
-    let evicted = match crate::thread_cache::quarantine() {
+    let evicted = match ring {
         Some(ring) => ring.push(held),
         None => SHARED.lock().push(held),
     };
