@@ -14,6 +14,7 @@ mod breakdown;
 mod clock;
 mod draw;
 mod heap_efficiency;
+mod kernel_workloads;
 mod min_region;
 mod options;
 mod peers;
@@ -48,6 +49,18 @@ fn main() {
     };
 
     arena::prefault();
+    if let Some(name) = options.kernel_workload {
+        let mut workload = kernel_workloads::KernelWorkload {
+            name,
+            ops: options.kernel_ops.unwrap_or(100_000),
+            seed: options.seed,
+        };
+        for peer in &options.peers {
+            let done = peer.run_fresh_in(kernel_workloads::REGION, &mut workload);
+            println!("{name},{},{done}", peer.name());
+        }
+        return;
+    }
     if options.min_region {
         print_min_regions(&options);
         return;

@@ -30,6 +30,10 @@ pub struct Options {
     pub min_region: bool,
     /// Only heap efficiency, with the core's breakdown (`breakdown.rs`).
     pub breakdown: bool,
+    /// Only this workload of `kernel_workloads.rs`, for `--ops` operations.
+    pub kernel_workload: Option<&'static str>,
+    /// `--ops`, if given.
+    pub kernel_ops: Option<usize>,
 }
 
 /// The options that together decide the measured budget.
@@ -81,6 +85,11 @@ Options:
                       runs a fixed mixed 16..2048-byte workload (bisection)
   --breakdown         instead: heap efficiency only (--he-rounds rounds) and,
                       for the core, where the arena went when each round ended
+  --kernel-workload W instead: one of a small kernel's workloads
+                      (boxes, long_lived, vec, fifo64, random64, random4096)
+                      for --ops operations [100000] on a 4 MiB region;
+                      prints `workload,allocator,operations` (for callgrind:
+                      bench/workloads_callgrind.sh)
   --help              this text
 ";
 
@@ -103,6 +112,8 @@ impl Default for Options {
             csv: false,
             min_region: false,
             breakdown: false,
+            kernel_workload: None,
+            kernel_ops: None,
         }
     }
 }
@@ -131,6 +142,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--csv" => options.csv = true,
             "--min-region" => options.min_region = true,
             "--breakdown" => options.breakdown = true,
+            "--kernel-workload" => {
+                let name = value(&arg)?;
+                options.kernel_workload = Some(
+                    crate::kernel_workloads::NAMES
+                        .into_iter()
+                        .find(|&n| n == name)
+                        .ok_or(format!("unknown workload `{name}`"))?,
+                );
+            }
             "--quick" => {
                 options.trials = spec::QUICK_TRIALS;
                 budget.duration = spec::QUICK_DURATION;
@@ -165,6 +185,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }
+    options.kernel_ops = budget.ops;
     (options.warmup, options.budget) = budget.warmup_and_budget();
     if options.trials == 0 || options.sizes.is_empty() || options.peers.is_empty() {
         return Err("nothing to run: trials, sizes and allocators must not be empty".into());
