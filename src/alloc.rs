@@ -78,10 +78,18 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zeroed: bool,
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
-        // The class lock is held for this statement only. A class with no
+        // The class lock is held for this block only. A class with no
         // listed zone (it needs a new one) takes the slow path, so the
         // common path carries no provider call.
-        let popped = Self::take_listed(&mut self.class(class), layout.size());
+        let popped = {
+            let mut state = self.class(class);
+            // The heap's own stack first (`heap_cache.rs`).
+            if let Some(entry) = self.heap_cache.pop(&mut state, class) {
+                drop(state);
+                return Some(self.hand_out_stacked(entry, class, layout.size(), zeroed));
+            }
+            Self::take_listed(&mut state, layout.size())
+        };
         match popped {
             Some(popped) => Some(self.hand_out(popped, layout.size(), zeroed)),
             None => self.alloc_small_slow(class, layout, zeroed, oom_hook),

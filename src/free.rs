@@ -50,6 +50,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         seen: usize,
     ) -> Result<(), HeapError> {
         let mut state = self.class(class);
+        // A valid block goes to the heap's own stack if it has room
+        // (`heap_cache.rs`); anything else takes the checks below, which
+        // say what is wrong.
+        // SAFETY: `zone` was found for `ptr` as `class`'s, whose lock is held.
+        if unsafe { self.free_to_heap_cache(&mut state, zone, class, ptr, seen) } {
+            return Ok(());
+        }
         let index = self.validate_small(zone, class, ptr, seen)?;
         // SAFETY: validated live block of a live zone; lock held.
         unsafe {
