@@ -6,12 +6,12 @@
 # call_dealloc and call_realloc (the allocator's instructions, lock included).
 #
 # Usage: bench/workloads_callgrind.sh [OPS] [WORKLOADS] [ALLOCATORS]
-#   defaults: 20000 operations, all six workloads, ft_malloc,talc,linked_list.
+#   defaults: 100000 operations, all six workloads, ft_malloc,talc,linked_list.
 # BIN=path overrides the binary; PROFILE=dev measures a debug build
 # (opt-level 0, what a kernel's default dev profile builds dependencies at).
 set -euo pipefail
 
-ops=${1:-20000}
+ops=${1:-100000}
 workloads=${2:-boxes,long_lived,vec,fifo64,random64,random4096}
 allocators=${3:-ft_malloc,talc,linked_list}
 profile=${PROFILE:-release}

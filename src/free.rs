@@ -31,6 +31,23 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// If `ptr` is a live block of this heap, nothing may use it afterwards.
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        // The heap's own stack first (`heap_cache.rs`), in a path kept
+        // small; anything it does not take goes the whole way below.
+        let seen = self.page_map.releases();
+        if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
+            let mut state = self.class(class);
+            // SAFETY: the map named this zone of `class`, whose lock is held.
+            if unsafe { self.free_to_heap_cache(&mut state, base.cast(), class, ptr, seen) } {
+                return Ok(());
+            }
+        }
+        self.deallocate_slow(ptr)
+    }
+
+    /// [`deallocate`](Self::deallocate) for what the heap's stack did not
+    /// take.
+    #[inline(never)]
+    fn deallocate_slow(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
         let result = match self.find(ptr.as_ptr().addr()) {
             (Some(Owner::Zone { base, class }), seen) => {
                 self.free_small(base.cast(), class, ptr, seen)
@@ -50,13 +67,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         seen: usize,
     ) -> Result<(), HeapError> {
         let mut state = self.class(class);
-        // A valid block goes to the heap's own stack if it has room
-        // (`heap_cache.rs`); anything else takes the checks below, which
-        // say what is wrong.
-        // SAFETY: `zone` was found for `ptr` as `class`'s, whose lock is held.
-        if unsafe { self.free_to_heap_cache(&mut state, zone, class, ptr, seen) } {
-            return Ok(());
-        }
         let index = self.validate_small(zone, class, ptr, seen)?;
         // SAFETY: validated live block of a live zone; lock held.
         unsafe {

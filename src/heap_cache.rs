@@ -57,7 +57,7 @@ use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
 use crate::zone::{self, ZoneHeader};
 
-/// Bytes of the area: six blocks per class.
+/// Bytes of the area: 15 blocks per class that has a stack.
 const AREA_BYTES: usize = 2 * MIN_PAGE_SIZE;
 /// A span smaller than this gets no area. In a small region every page
 /// counts (`tests/small_heaps.rs`: the minimum-region load runs in 384
@@ -87,14 +87,19 @@ struct Area {
 const ENTRIES_OFFSET: usize = size_of::<Area>();
 const _: () = assert!(ENTRIES_OFFSET.is_multiple_of(align_of::<Entry>()));
 
+/// Classes with a stack: the first ones, up to [`MAX_BLOCK`].
+const STACKED_CLASSES: usize = {
+    let mut n = 0;
+    while n < NUM_CLASSES && CLASS_SIZES[n] as usize <= MAX_BLOCK {
+        n += 1;
+    }
+    n
+};
+
 /// Blocks of class `index` a stack may hold: `depth`, or none above
 /// [`MAX_BLOCK`].
 const fn cap_of(index: usize, depth: usize) -> usize {
-    if CLASS_SIZES[index] as usize > MAX_BLOCK {
-        0
-    } else {
-        depth
-    }
+    if index < STACKED_CLASSES { depth } else { 0 }
 }
 
 /// The area pointer's value once making it failed or the span is too
@@ -146,7 +151,8 @@ impl HeapCache {
     pub(crate) fn pop(&self, _locked: &mut ClassState, class: SizeClass) -> Option<Entry> {
         let area = self.area()?.as_ptr();
         let i = class.index();
-        // SAFETY: a made area is valid until `Drop`; `i < NUM_CLASSES`;
+        // SAFETY: a made area is valid until `Drop`; `i < NUM_CLASSES`
+        // (and `lens[i]` is 0 unless `i < STACKED_CLASSES`);
         // class `i`'s part is ours under its lock; entries below `lens[i]`
         // were written by `push`, inside class `i`'s `depth` entries.
         unsafe {
@@ -161,13 +167,10 @@ impl HeapCache {
     }
 
     /// Pushes `entry` (a validated free block of `class`, about to be
-    /// marked free by the caller) unless the stack is full or there is no
-    /// area. The caller holds the lock of `class`.
+    /// marked free by the caller) unless the stack is full. The caller
+    /// holds the lock of `class`; `area` is the made area.
     #[inline(always)]
-    pub(crate) fn push(&self, _locked: &mut ClassState, class: SizeClass, entry: Entry) -> bool {
-        let Some(area) = self.area() else {
-            return false;
-        };
+    fn push(&self, _locked: &mut ClassState, area: NonNull<Area>, class: SizeClass, entry: Entry) -> bool {
         let area = area.as_ptr();
         let i = class.index();
         // SAFETY: as in `pop`; `len < caps[i] <= depth`.
@@ -226,7 +229,7 @@ impl HeapCache {
             );
             return;
         };
-        let depth = (bytes - ENTRIES_OFFSET) / size_of::<Entry>() / NUM_CLASSES;
+        let depth = ((bytes - ENTRIES_OFFSET) / size_of::<Entry>() / STACKED_CLASSES).min(u8::MAX as usize);
         let mut caps = [0; NUM_CLASSES];
         for (i, cap) in caps.iter_mut().enumerate() {
             *cap = cap_of(i, depth) as u8;
@@ -280,7 +283,7 @@ impl HeapCache {
 ///
 /// # Safety
 ///
-/// `area` is a made area, `i < NUM_CLASSES`, `n < depth`.
+/// `area` is a made area, `i < STACKED_CLASSES`, `n < depth`.
 #[inline(always)]
 unsafe fn entry_at(area: *mut Area, i: usize, n: usize) -> *mut Entry {
     // SAFETY: per the contract, inside the area's `bytes`.
@@ -319,9 +322,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY (all the block below): a live zone, its lock held; the
         // bitmap, size slot and block reads are guarded by `index < carved`.
         unsafe {
-            if self.heap_cache.untried() {
-                self.make_heap_cache();
-            }
+            let Some(area) = self.heap_cache.area() else {
+                if self.heap_cache.untried() {
+                    self.make_heap_cache();
+                }
+                return false;
+            };
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return false;
             }
@@ -355,7 +361,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 block: ptr,
                 size_slot,
             };
-            if !self.heap_cache.push(state, class, entry) {
+            if !self.heap_cache.push(state, area, class, entry) {
                 return false;
             }
             // The mark in both first words: a block written after its free
