@@ -322,10 +322,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY (all the block below): a live zone, its lock held; the
         // bitmap, size slot and block reads are guarded by `index < carved`.
         unsafe {
-            let Some(area) = self.heap_cache.area() else {
-                if self.heap_cache.untried() {
-                    self.make_heap_cache();
-                }
+            let Some(area) = self.heap_cache.area().or_else(|| self.make_heap_cache()) else {
                 return false;
             };
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
@@ -412,11 +409,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         block
     }
 
+    /// Makes the area at the first free, if it was never tried (see
+    /// [`NO_AREA`]), and returns it.
     #[cold]
     #[inline(never)]
-    fn make_heap_cache(&self) {
+    fn make_heap_cache(&self) -> Option<NonNull<Area>> {
+        if !self.heap_cache.untried() {
+            return None;
+        }
         self.heap_cache
             .make(&self.provider, self.span_bytes(), &self.counters.metadata_bytes);
+        self.heap_cache.area()
     }
 
     /// Sends every block of `class`'s stack back to its zone (a lent block
