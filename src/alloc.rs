@@ -71,7 +71,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     #[inline]
-    fn alloc_small(
+    pub(crate) fn alloc_small(
         &self,
         class: SizeClass,
         layout: Layout,

@@ -70,16 +70,15 @@ pub(crate) const AREA_MIN_SPAN: usize = 512 << 10;
 /// cannot empty until `trim`).
 const MAX_BLOCK: usize = 1024;
 
-/// The area's header; the entries follow it, `depth` per class.
+/// The area's header; the entries follow it, [`DEPTH`] per class that
+/// has a stack.
 #[repr(C, align(16))]
 struct Area {
-    /// Entries per class.
-    depth: usize,
     /// Bytes of the area (what goes back to the provider).
     bytes: usize,
     /// Blocks in each class's stack.
     lens: [u8; NUM_CLASSES],
-    /// The most each class's stack may hold (`depth`, or 0).
+    /// The most each class's stack may hold ([`DEPTH`], or 0).
     caps: [u8; NUM_CLASSES],
 }
 
@@ -96,10 +95,21 @@ const STACKED_CLASSES: usize = {
     n
 };
 
-/// Blocks of class `index` a stack may hold: `depth`, or none above
+/// Blocks each class's stack holds at most: what the area has room for
+/// (a constant, so that finding an entry is a shift and an add).
+const DEPTH: usize = {
+    let depth = (AREA_BYTES - ENTRIES_OFFSET) / size_of::<Entry>() / STACKED_CLASSES;
+    if depth > u8::MAX as usize {
+        u8::MAX as usize
+    } else {
+        depth
+    }
+};
+
+/// Blocks of class `index` a stack may hold: [`DEPTH`], or none above
 /// [`MAX_BLOCK`].
-const fn cap_of(index: usize, depth: usize) -> usize {
-    if index < STACKED_CLASSES { depth } else { 0 }
+const fn cap_of(index: usize) -> usize {
+    if index < STACKED_CLASSES { DEPTH } else { 0 }
 }
 
 /// The area pointer's value once making it failed or the span is too
@@ -154,7 +164,7 @@ impl HeapCache {
         // SAFETY: a made area is valid until `Drop`; `i < NUM_CLASSES`
         // (and `lens[i]` is 0 unless `i < STACKED_CLASSES`);
         // class `i`'s part is ours under its lock; entries below `lens[i]`
-        // were written by `push`, inside class `i`'s `depth` entries.
+        // were written by `push`, inside class `i`'s `DEPTH` entries.
         unsafe {
             let len = *(*area).lens.get_unchecked(i);
             if len == 0 {
@@ -173,7 +183,7 @@ impl HeapCache {
     fn push(&self, _locked: &mut ClassState, area: NonNull<Area>, class: SizeClass, entry: Entry) -> bool {
         let area = area.as_ptr();
         let i = class.index();
-        // SAFETY: as in `pop`; `len < caps[i] <= depth`.
+        // SAFETY: as in `pop`; `len < caps[i] <= DEPTH`.
         unsafe {
             let len = *(*area).lens.get_unchecked(i);
             if len == *(*area).caps.get_unchecked(i) {
@@ -229,17 +239,15 @@ impl HeapCache {
             );
             return;
         };
-        let depth = ((bytes - ENTRIES_OFFSET) / size_of::<Entry>() / STACKED_CLASSES).min(u8::MAX as usize);
         let mut caps = [0; NUM_CLASSES];
         for (i, cap) in caps.iter_mut().enumerate() {
-            *cap = cap_of(i, depth) as u8;
+            *cap = cap_of(i) as u8;
         }
         let area = base.as_ptr().cast::<Area>();
         // SAFETY: a fresh run of `bytes >= size_of::<Area>()` bytes, ours,
         // page aligned.
         unsafe {
             area.write(Area {
-                depth,
                 bytes,
                 lens: [0; NUM_CLASSES],
                 caps,
@@ -283,16 +291,15 @@ impl HeapCache {
 ///
 /// # Safety
 ///
-/// `area` is a made area, `i < STACKED_CLASSES`, `n < depth`.
+/// `area` is a made area, `i < STACKED_CLASSES`, `n < DEPTH`.
 #[inline(always)]
 unsafe fn entry_at(area: *mut Area, i: usize, n: usize) -> *mut Entry {
     // SAFETY: per the contract, inside the area's `bytes`.
     unsafe {
-        let depth = (*area).depth;
         area.cast::<u8>()
             .add(ENTRIES_OFFSET)
             .cast::<Entry>()
-            .add(i * depth + n)
+            .add(i * DEPTH + n)
     }
 }
 

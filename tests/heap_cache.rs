@@ -199,3 +199,37 @@ fn a_heap_dropped_with_stacked_blocks_returns_every_page() {
     }
     assert_eq!(provider.held(), 0);
 }
+
+/// A vector doubling through the classes gets room for its next doubling
+/// when it moves: every other realloc stays in place, the contents kept,
+/// `usable_size` exact (the recorded size, not the block's).
+#[test]
+fn a_doubling_vector_moves_at_every_other_step() {
+    let heap = heap();
+    let mut size = 16;
+    let mut p = heap.allocate(layout(size)).unwrap();
+    unsafe { p.as_ptr().write_bytes(0x5a, size) };
+    let mut moves = 0;
+    while size < 16 << 10 {
+        let q = unsafe { heap.reallocate(p, layout(size * 2)) }.unwrap();
+        assert!((0..size).all(|i| unsafe { q.as_ptr().add(i).read() } == 0x5a));
+        moves += (q != p) as usize;
+        size *= 2;
+        p = q;
+        unsafe { p.as_ptr().write_bytes(0x5a, size) };
+        assert_eq!(heap.usable_size(p), Ok(size));
+    }
+    assert_eq!(moves, 5, "10 doublings, 5 of them in place");
+    unsafe { heap.deallocate(p) }.unwrap();
+    // A block given room has its canary right after its recorded size: a
+    // write past it is caught, as in any block.
+    let p = heap.allocate(layout(16)).unwrap();
+    let q = unsafe { heap.reallocate(p, layout(32)) }.unwrap();
+    assert_eq!(heap.usable_size(q), Ok(32));
+    unsafe { q.as_ptr().add(32).write(0) };
+    assert_eq!(
+        unsafe { heap.reallocate(q, layout(64)) },
+        Err(ft_malloc::ReallocError::Invalid(HeapError::Overflow))
+    );
+    assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::Overflow));
+}
