@@ -132,9 +132,16 @@ impl HeapCache {
     /// The area, if made.
     #[inline(always)]
     fn area(&self) -> Option<NonNull<Area>> {
+        // Plain `if`s, no combinators, here and on every path through
+        // this file that a free or an allocation takes: a kernel's debug
+        // build (opt-level 0) calls each combinator as a function.
         let area = self.area.load(Ordering::Acquire);
-        // SAFETY: above `NO_AREA`, not null.
-        (area.addr() > NO_AREA).then(|| unsafe { NonNull::new_unchecked(area) })
+        if area.addr() > NO_AREA {
+            // SAFETY: above `NO_AREA`, not null.
+            Some(unsafe { NonNull::new_unchecked(area) })
+        } else {
+            None
+        }
     }
 
     /// Whether the area is neither made nor given up on: a free makes it.
@@ -159,19 +166,23 @@ impl HeapCache {
     /// proof): each class's stack is only touched under its lock.
     #[inline(always)]
     pub(crate) fn pop(&self, _locked: &mut ClassState, class: SizeClass) -> Option<Entry> {
-        let area = self.area()?.as_ptr();
+        let Some(area) = self.area() else {
+            return None;
+        };
+        let area = area.as_ptr();
         let i = class.index();
         // SAFETY: a made area is valid until `Drop`; `i < NUM_CLASSES`
         // (and `lens[i]` is 0 unless `i < STACKED_CLASSES`);
         // class `i`'s part is ours under its lock; entries below `lens[i]`
         // were written by `push`, inside class `i`'s `DEPTH` entries.
         unsafe {
-            let len = *(*area).lens.get_unchecked(i);
+            let len_at = len_of(area, i);
+            let len = *len_at;
             if len == 0 {
                 return None;
             }
             let len = len - 1;
-            *(*area).lens.get_unchecked_mut(i) = len;
+            *len_at = len;
             Some(entry_at(area, i, len as usize).read())
         }
     }
@@ -185,12 +196,13 @@ impl HeapCache {
         let i = class.index();
         // SAFETY: as in `pop`; `len < caps[i] <= DEPTH`.
         unsafe {
-            let len = *(*area).lens.get_unchecked(i);
-            if len == *(*area).caps.get_unchecked(i) {
+            let len_at = len_of(area, i);
+            let len = *len_at;
+            if len == *cap_of_area(area, i) {
                 return false;
             }
             entry_at(area, i, len as usize).write(entry);
-            *(*area).lens.get_unchecked_mut(i) = len + 1;
+            *len_at = len + 1;
         }
         true
     }
@@ -287,6 +299,28 @@ impl HeapCache {
     }
 }
 
+/// Where class `i`'s stack length is (raw: no slice call at opt-level 0).
+///
+/// # Safety
+///
+/// `area` is a made area, `i < NUM_CLASSES`.
+#[inline(always)]
+unsafe fn len_of(area: *mut Area, i: usize) -> *mut u8 {
+    // SAFETY: per the contract, inside the header's `lens`.
+    unsafe { ptr::addr_of_mut!((*area).lens).cast::<u8>().add(i) }
+}
+
+/// Where class `i`'s stack capacity is.
+///
+/// # Safety
+///
+/// As for [`len_of`].
+#[inline(always)]
+unsafe fn cap_of_area(area: *mut Area, i: usize) -> *mut u8 {
+    // SAFETY: per the contract, inside the header's `caps`.
+    unsafe { ptr::addr_of_mut!((*area).caps).cast::<u8>().add(i) }
+}
+
 /// Entry `n` of class `i`.
 ///
 /// # Safety
@@ -329,20 +363,22 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY (all the block below): a live zone, its lock held; the
         // bitmap, size slot and block reads are guarded by `index < carved`.
         unsafe {
-            let Some(area) = self.heap_cache.area().or_else(|| self.make_heap_cache()) else {
-                return false;
+            let area = match self.heap_cache.area() {
+                Some(area) => area,
+                None => match self.make_heap_cache() {
+                    Some(area) => area,
+                    None => return false,
+                },
             };
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return false;
             }
             let g = zone::layout_of(zone);
-            let Some(offset) = ptr
-                .as_ptr()
-                .addr()
-                .checked_sub(zone.as_ptr().addr() + g.blocks_offset)
-            else {
+            let (addr, start) = (ptr.as_ptr().addr(), zone.as_ptr().addr() + g.blocks_offset);
+            if addr < start {
                 return false;
-            };
+            }
+            let offset = addr - start;
             let index = zone::div_block(offset, g);
             if index >= zone::carved_hint(zone)
                 || index * g.block_size != offset
