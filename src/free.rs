@@ -7,7 +7,7 @@
 
 use core::ptr::NonNull;
 
-use lock_api::RawMutex;
+use lock_api::{MutexGuard, RawMutex};
 
 use crate::canary;
 use crate::error::HeapError;
@@ -40,8 +40,31 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if unsafe { self.free_to_heap_cache(&mut state, base.cast(), class, ptr, seen) } {
                 return Ok(());
             }
+            // The lock is kept: one acquisition per free (`IrqSpinLock`
+            // saves and restores the interrupt flag once).
+            return self
+                .free_small_locked(state, base.cast(), class, ptr, seen)
+                .map_err(|e| self.count_error(e));
         }
         self.deallocate_slow(ptr)
+    }
+
+    /// [`free_small`](Self::free_small) under the lock already held.
+    #[inline(never)]
+    fn free_small_locked(
+        &self,
+        mut state: MutexGuard<'_, R, ClassState>,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> Result<(), HeapError> {
+        let index = self.validate_small(zone, class, ptr, seen)?;
+        // SAFETY: validated live block of a live zone; lock held.
+        unsafe {
+            let sizes = check_canary(zone, index, ptr)?;
+            self.free_checked(&mut state, zone, index, ptr, sizes)
+        }
     }
 
     /// [`deallocate`](Self::deallocate) for what the heap's stack did not
