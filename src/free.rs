@@ -51,7 +51,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// [`free_small`](Self::free_small) under the lock already held.
     #[inline(never)]
-    fn free_small_locked(
+    pub(crate) fn free_small_locked(
         &self,
         mut state: MutexGuard<'_, R, ClassState>,
         zone: NonNull<ZoneHeader>,

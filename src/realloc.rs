@@ -141,13 +141,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // again under the lock, as any free: to the heap's stack if it has
         // room), without a second lookup. A failure means the caller freed
         // it concurrently, which is their bug: the new block is theirs.
+        let mut state = self.class(class);
         // SAFETY: the map named this zone of `class` when `seen` was read.
-        let stacked = unsafe {
-            self.free_to_heap_cache(&mut self.class(class), zone, class, ptr, seen)
-        };
-        if !stacked {
+        if !unsafe { self.free_to_heap_cache(&mut state, zone, class, ptr, seen) } {
             let _ = self
-                .free_small(zone, class, ptr, seen)
+                .free_small_locked(state, zone, class, ptr, seen)
                 .map_err(|e| self.count_error(e));
         }
         Ok(new)
