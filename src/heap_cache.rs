@@ -363,6 +363,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY (all the block below): a live zone, its lock held; the
         // bitmap, size slot and block reads are guarded by `index < carved`.
         unsafe {
+            // Classes without a stack go the full way at once.
+            if class.index() >= STACKED_CLASSES {
+                return false;
+            }
             let area = match self.heap_cache.area() {
                 Some(area) => area,
                 None => match self.make_heap_cache() {
