@@ -124,11 +124,13 @@ fn visit_and_stats_are_exact_with_blocks_in_the_stacks() {
         .collect();
     // Free every other block: those up to 1 KiB go to the stacks.
     let mut live = Vec::new();
+    let mut kept = Vec::new();
     for (i, &(p, s)) in blocks.iter().enumerate() {
         if i % 2 == 0 {
             unsafe { heap.deallocate(p) }.unwrap();
         } else {
             live.push((p.as_ptr().addr(), s));
+            kept.push(p);
         }
     }
     let mut census = Census::default();
@@ -147,8 +149,8 @@ fn visit_and_stats_are_exact_with_blocks_in_the_stacks() {
     heap.trim();
     assert_eq!(heap.stats().cached_blocks, 0);
     assert_eq!(heap.stats().live_blocks, live.len());
-    for (addr, _) in live {
-        unsafe { heap.deallocate(NonNull::new(addr as *mut u8).unwrap()) }.unwrap();
+    for p in kept {
+        unsafe { heap.deallocate(p) }.unwrap();
     }
     heap.trim();
     assert_eq!(heap.stats().small_zones + heap.stats().tiny_zones, 0);
