@@ -191,7 +191,13 @@ impl HeapCache {
     /// marked free by the caller) unless the stack is full. The caller
     /// holds the lock of `class`; `area` is the made area.
     #[inline(always)]
-    fn push(&self, _locked: &mut ClassState, area: NonNull<Area>, class: SizeClass, entry: Entry) -> bool {
+    fn push(
+        &self,
+        _locked: &mut ClassState,
+        area: NonNull<Area>,
+        class: SizeClass,
+        entry: Entry,
+    ) -> bool {
         let area = area.as_ptr();
         let i = class.index();
         // SAFETY: as in `pop`; `len < caps[i] <= DEPTH`.
@@ -396,9 +402,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             let size_slot = zone::size_slot_in(zone, g, index);
             let requested = zone::load_own_size(size_slot, g.size_width);
-            if requested > g.block_size
-                || !canary::intact_for(ptr, requested, g.block_size, mark)
-            {
+            if requested > g.block_size || !canary::intact_for(ptr, requested, g.block_size, mark) {
                 return false;
             }
             let entry = Entry {
@@ -464,8 +468,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if !self.heap_cache.untried() {
             return None;
         }
-        self.heap_cache
-            .make(&self.provider, self.span_bytes(), &self.counters.metadata_bytes);
+        self.heap_cache.make(
+            &self.provider,
+            self.span_bytes(),
+            &self.counters.metadata_bytes,
+        );
         self.heap_cache.area()
     }
 

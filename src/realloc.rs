@@ -43,7 +43,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// block its size asks for.
     fn allocate_for_growth(&self, old_size: usize, layout: Layout) -> Option<NonNull<u8>> {
         let size = layout.size();
-        let doubling = (old_size.max(1) * DOUBLING..=old_size * DOUBLING * DOUBLING).contains(&size);
+        let doubling =
+            (old_size.max(1) * DOUBLING..=old_size * DOUBLING * DOUBLING).contains(&size);
         if doubling
             && self.room_to_grow()
             && let Some(room) = size.checked_mul(DOUBLING)

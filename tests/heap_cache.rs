@@ -140,7 +140,10 @@ fn visit_and_stats_are_exact_with_blocks_in_the_stacks() {
     assert_eq!(census.live, live, "visit reports exactly the live blocks");
     let stats = heap.stats();
     assert_eq!(stats.live_blocks, live.len());
-    assert_eq!(stats.live_bytes, live.iter().map(|&(_, s)| s).sum::<usize>());
+    assert_eq!(
+        stats.live_bytes,
+        live.iter().map(|&(_, s)| s).sum::<usize>()
+    );
     // 9 freed: one of 2000 bytes went to its zone, the 8 others are
     // stacked (cached: lent by their zones, marked free).
     assert_eq!(stats.cached_blocks, census.cached);
