@@ -411,7 +411,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Gives every cached empty zone and cached LARGE run back to the
-    /// provider. Returns the bytes released.
+    /// provider, after sending the blocks of the heap's own stacks and of
+    /// the depots back to their zones. Returns the bytes released.
     pub fn trim(&self) -> usize {
         let mut released = 0;
         for class in SizeClass::all() {
