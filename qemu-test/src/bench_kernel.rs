@@ -23,8 +23,9 @@ const REGION: usize = 4 << 20;
 /// Operations per workload.
 const OPERATIONS: usize = 20_000;
 
+/// The bytes, page aligned (reached only through a raw pointer).
 #[repr(align(4096))]
-struct Region([MaybeUninit<u8>; REGION]);
+struct Region(#[allow(dead_code)] [MaybeUninit<u8>; REGION]);
 static mut AREA: Region = Region([MaybeUninit::uninit(); REGION]);
 
 /// The region, zeroed (each allocator starts on the same bytes).

@@ -98,8 +98,8 @@ mod kernel {
     use crate::heap_provider::DemandPagedProvider;
     use crate::memory_map::{BootInfo, RegionKind};
     use crate::{
-        bench, bench_kernel, bench_smp, boot, deliberate, kernel_stack, println, serial, smp, tests,
-        trace,
+        bench, bench_kernel, bench_smp, boot, deliberate, kernel_stack, println, serial, smp,
+        tests, trace,
     };
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
