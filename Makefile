@@ -44,7 +44,7 @@ setup-demo:
 ## core under Miri.
 test: setup all
 	$(CARGO) test --workspace
-	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test small_heaps --test cache --test spans --test regions
+	$(CARGO) test -p ft_malloc --target i686-unknown-linux-gnu --lib --test heap --test small_heaps --test cache --test spans --test regions --test heap_cache
 	$(CARGO) test -p ft_malloc_workspace_tests --target i686-unknown-linux-gnu --test model
 	$(CARGO) run -q --example arena_global
 	$(CARGO) run -q --example kernel_provider
@@ -67,12 +67,12 @@ stress:
 # descriptors a recipe does not inherit.)
 MIRI = env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
 miri:
-	$(MIRI) --no-run --lib --test heap --test cache --test spans
+	$(MIRI) --no-run --lib --test heap --test cache --test spans --test heap_cache
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache
 miri-heap:
 	$(MIRI) --test heap
 miri-lib-cache:
-	$(MIRI) --lib --test cache --test spans
+	$(MIRI) --lib --test cache --test spans --test heap_cache
 
 ## Formatting, lints, the core built for bare metal, its docs, and what its
 ## crates.io package holds.

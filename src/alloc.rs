@@ -4,7 +4,7 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
-use lock_api::RawMutex;
+use lock_api::{MutexGuard, RawMutex};
 
 use crate::canary;
 use crate::free_mark;
@@ -71,17 +71,38 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     #[inline]
-    fn alloc_small(
+    pub(crate) fn alloc_small(
         &self,
         class: SizeClass,
         layout: Layout,
         zeroed: bool,
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
-        // The class lock is held for this statement only. A class with no
+        // The class lock is held until a block is taken. A class with no
         // listed zone (it needs a new one) takes the slow path, so the
         // common path carries no provider call.
-        let popped = Self::take_listed(&mut self.class(class), layout.size());
+        let mut state = self.class(class);
+        // The heap's own stack first (`heap_cache.rs`), in a path kept small.
+        if let Some(entry) = self.heap_cache.pop(&mut state, class) {
+            drop(state);
+            return Some(self.hand_out_stacked(entry, class, layout.size(), zeroed));
+        }
+        self.alloc_from_zones(state, class, layout, zeroed, oom_hook)
+    }
+
+    /// [`alloc_small`](Self::alloc_small) when the heap's stack is empty:
+    /// from the zones, under the lock already held (`state`).
+    #[inline(never)]
+    fn alloc_from_zones(
+        &self,
+        mut state: MutexGuard<'_, R, ClassState>,
+        class: SizeClass,
+        layout: Layout,
+        zeroed: bool,
+        oom_hook: bool,
+    ) -> Option<NonNull<u8>> {
+        let popped = Self::take_listed(&mut state, layout.size());
+        drop(state);
         match popped {
             Some(popped) => Some(self.hand_out(popped, layout.size(), zeroed)),
             None => self.alloc_small_slow(class, layout, zeroed, oom_hook),

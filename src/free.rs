@@ -7,7 +7,7 @@
 
 use core::ptr::NonNull;
 
-use lock_api::RawMutex;
+use lock_api::{MutexGuard, RawMutex};
 
 use crate::canary;
 use crate::error::HeapError;
@@ -31,6 +31,46 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// If `ptr` is a live block of this heap, nothing may use it afterwards.
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        // The heap's own stack first (`heap_cache.rs`), in a path kept
+        // small; anything it does not take goes the whole way below.
+        let seen = self.page_map.releases();
+        if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
+            let mut state = self.class(class);
+            // SAFETY: the map named this zone of `class`, whose lock is held.
+            if unsafe { self.free_to_heap_cache(&mut state, base.cast(), class, ptr, seen) } {
+                return Ok(());
+            }
+            // The lock is kept: one acquisition per free (`IrqSpinLock`
+            // saves and restores the interrupt flag once).
+            return self
+                .free_small_locked(state, base.cast(), class, ptr, seen)
+                .map_err(|e| self.count_error(e));
+        }
+        self.deallocate_slow(ptr)
+    }
+
+    /// [`free_small`](Self::free_small) under the lock already held.
+    #[inline(never)]
+    pub(crate) fn free_small_locked(
+        &self,
+        mut state: MutexGuard<'_, R, ClassState>,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> Result<(), HeapError> {
+        let index = self.validate_small(zone, class, ptr, seen)?;
+        // SAFETY: validated live block of a live zone; lock held.
+        unsafe {
+            let sizes = check_canary(zone, index, ptr)?;
+            self.free_checked(&mut state, zone, index, ptr, sizes)
+        }
+    }
+
+    /// [`deallocate`](Self::deallocate) for what the heap's stack did not
+    /// take.
+    #[inline(never)]
+    fn deallocate_slow(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
         let result = match self.find(ptr.as_ptr().addr()) {
             (Some(Owner::Zone { base, class }), seen) => {
                 self.free_small(base.cast(), class, ptr, seen)

@@ -11,6 +11,7 @@ use lock_api::{Mutex, MutexGuard, RawMutex};
 
 use crate::cache::{Magazine, MagazinePool};
 use crate::error::HeapError;
+use crate::heap_cache::HeapCache;
 use crate::large::LargeState;
 use crate::page_map::{GRANULE_SHIFT, Owner, PageMap};
 use crate::provider::PageProvider;
@@ -50,6 +51,9 @@ pub struct Heap<P: PageProvider, R: RawMutex = spin::Mutex<()>> {
     pub(crate) magazines: Mutex<R, MagazinePool>,
     /// The small-region pool (`coalesce/`): SMALL requests of a small span.
     pub(crate) pool: Mutex<R, crate::coalesce::PoolState>,
+    /// The heap's own per-class stacks of free blocks (`heap_cache.rs`),
+    /// each under its class lock.
+    pub(crate) heap_cache: HeapCache,
     pub(crate) page_map: PageMap,
     pub(crate) counters: Counters,
     /// A `CorruptionHandler`, or null (see `set_corruption_handler`).
@@ -177,6 +181,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             large: Mutex::const_new(R::INIT, LargeState::new()),
             magazines: Mutex::const_new(R::INIT, MagazinePool::new()),
             pool: Mutex::const_new(R::INIT, crate::coalesce::PoolState::new()),
+            heap_cache: HeapCache::new(),
             page_map: PageMap::new(),
             counters: Counters {
                 map_calls: AtomicUsize::new(0),
@@ -411,12 +416,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Gives every cached empty zone and cached LARGE run back to the
-    /// provider. Returns the bytes released.
+    /// provider, after sending the blocks of the heap's own stacks and of
+    /// the depots back to their zones. Returns the bytes released.
     pub fn trim(&self) -> usize {
         let mut released = 0;
         for class in SizeClass::all() {
             let mut state = self.class(class);
-            // Blocks waiting in the depot go back first: they may empty zones.
+            // Blocks waiting in the heap's stack and the depot go back
+            // first: they may empty zones.
+            self.drain_heap_cache(&mut state, class);
             self.drain_depot(&mut state, class);
             let mut cursor = state.with_room;
             while let Some(zone) = NonNull::new(cursor) {
@@ -440,7 +448,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 cursor = next;
             }
         }
-        released + self.trim_large_cache() + self.trim_pool()
+        let released = released + self.trim_large_cache() + self.trim_pool();
+        if released > 0 {
+            // Room again, perhaps for the heap's stacks.
+            self.heap_cache.retry_later();
+        }
+        released
     }
 
     /// Gives the never-carved pages at the end of a zone back to the
@@ -509,6 +522,8 @@ impl<P: PageProvider, R: RawMutex> Drop for Heap<P, R> {
         // SAFETY: `&mut self`: no cache can use this heap's magazines any more
         // (a cache outliving its heap holds dangling pointers, like a block).
         unsafe { self.magazines.get_mut().release(&self.provider, metadata) };
+        // SAFETY: `&mut self`; `release_everything` trimmed (drained) it.
+        unsafe { self.heap_cache.release(&self.provider, metadata) };
         // SAFETY: `&mut self`: no other thread can reach the map.
         unsafe { self.page_map.release_nodes(&self.provider) };
     }

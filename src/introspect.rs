@@ -32,8 +32,9 @@ pub struct Stats {
     pub live_bytes: usize,
     /// Live blocks (TINY, SMALL and LARGE), handed out to the program.
     pub live_blocks: usize,
-    /// Free TINY and SMALL blocks held by front caches and by the classes'
-    /// depots of magazines (`trim` gives the depots' back to the zones).
+    /// Free TINY and SMALL blocks held by front caches, by the classes'
+    /// depots of magazines and by the heap's own per-class stacks (`trim`
+    /// gives the depots' and the stacks' back to the zones).
     pub cached_blocks: usize,
     /// TINY zones mapped (including kept empty ones).
     pub tiny_zones: usize,

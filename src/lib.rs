@@ -15,6 +15,7 @@ mod free;
 mod free_mark;
 mod global;
 mod heap;
+mod heap_cache;
 mod introspect;
 #[cfg(all(feature = "x86_64", target_arch = "x86_64"))]
 mod irq_lock;

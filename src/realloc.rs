@@ -26,7 +26,44 @@ pub(crate) fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
     new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
 }
 
+/// A block that a realloc moves grows by this factor to that factor
+/// squared (a vector doubling its capacity): it gets a block for this many
+/// times its new size.
+const DOUBLING: usize = 2;
+
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// A new block for a TINY or SMALL block of `old_size` bytes that a
+    /// realloc moves to hold `layout.size()`. A block that doubles (two to
+    /// four times its size: a vector growing), where there is room
+    /// ([`room_to_grow`](Self::room_to_grow)), gets a block of the class
+    /// for twice its new size,
+    /// recorded at its new size: its next doubling then stays in place
+    /// (`stays_in_class`), so a vector growing through the classes moves
+    /// at every other step, not at every step. Anything else gets the
+    /// block its size asks for.
+    fn allocate_for_growth(&self, old_size: usize, layout: Layout) -> Option<NonNull<u8>> {
+        let size = layout.size();
+        let doubling =
+            (old_size.max(1) * DOUBLING..=old_size * DOUBLING * DOUBLING).contains(&size);
+        if doubling
+            && self.room_to_grow()
+            && let Some(room) = size.checked_mul(DOUBLING)
+            && let Some(class) = SizeClass::for_layout(room, layout.align())
+        {
+            return self.alloc_small(class, layout, false, true);
+        }
+        self.allocate(layout)
+    }
+
+    /// Whether a doubling block may get room for its next doubling: not in
+    /// a span too small for the heap's stacks (`heap_cache::AREA_MIN_SPAN`),
+    /// nor in one the heap has mostly mapped, where every page counts.
+    fn room_to_grow(&self) -> bool {
+        self.span_bytes()
+            .is_none_or(|span| span >= crate::heap_cache::AREA_MIN_SPAN)
+            && !self.span_is_tight()
+    }
+
     /// Resizes the block at `ptr` to `new_layout.size()` bytes with at least
     /// `new_layout.align()` alignment, keeping its contents up to the smaller
     /// of the old and new sizes. Returns the block's new address.
@@ -146,16 +183,22 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             old_size
         };
-        let new = self.allocate(new_layout).ok_or(ReallocError::OutOfMemory)?;
+        let new = self
+            .allocate_for_growth(old_size, new_layout)
+            .ok_or(ReallocError::OutOfMemory)?;
         // SAFETY: both blocks are live, distinct, and hold the copied length.
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
         // The old block goes back through the zone found above (checked
-        // again under the lock, as any free), without a second lookup. A
-        // failure means the caller freed it concurrently, which is their
-        // bug: the new block is theirs.
-        let _ = self
-            .free_small(zone, class, ptr, seen)
-            .map_err(|e| self.count_error(e));
+        // again under the lock, as any free: to the heap's stack if it has
+        // room), without a second lookup. A failure means the caller freed
+        // it concurrently, which is their bug: the new block is theirs.
+        let mut state = self.class(class);
+        // SAFETY: the map named this zone of `class` when `seen` was read.
+        if !unsafe { self.free_to_heap_cache(&mut state, zone, class, ptr, seen) } {
+            let _ = self
+                .free_small_locked(state, zone, class, ptr, seen)
+                .map_err(|e| self.count_error(e));
+        }
         Ok(new)
     }
 

@@ -189,7 +189,7 @@ unsafe fn write_tag(ptr: *mut u8, size: usize, tag: u8) {
 /// # Safety
 /// `GlobalAlloc::alloc`'s contract: `layout.size() > 0`.
 #[inline(never)]
-unsafe fn call_alloc<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
+pub(crate) unsafe fn call_alloc<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
     // SAFETY: forwarded to the caller.
     unsafe { allocator.alloc(layout) }
 }
@@ -199,7 +199,7 @@ unsafe fn call_alloc<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
 /// # Safety
 /// `GlobalAlloc::dealloc`'s contract: `ptr` is live, from `allocator`, with `layout`.
 #[inline(never)]
-unsafe fn call_dealloc<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layout) {
+pub(crate) unsafe fn call_dealloc<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layout) {
     // SAFETY: forwarded to the caller.
     unsafe { allocator.dealloc(ptr, layout) }
 }
@@ -209,7 +209,7 @@ unsafe fn call_dealloc<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layo
 /// # Safety
 /// `GlobalAlloc::realloc`'s contract.
 #[inline(never)]
-unsafe fn call_realloc<A: GlobalAlloc>(
+pub(crate) unsafe fn call_realloc<A: GlobalAlloc>(
     allocator: &A,
     ptr: *mut u8,
     layout: Layout,

@@ -15,6 +15,7 @@ mod clock;
 mod draw;
 mod fill;
 mod heap_efficiency;
+mod kernel_workloads;
 mod min_region;
 mod options;
 mod peers;
@@ -51,6 +52,18 @@ fn main() {
     arena::prefault();
     if options.fill {
         print!("{}", fill::table(&options.peers));
+        return;
+    }
+    if let Some(name) = options.kernel_workload {
+        let mut workload = kernel_workloads::KernelWorkload {
+            name,
+            ops: options.kernel_ops.unwrap_or(100_000),
+            seed: options.seed,
+        };
+        for peer in &options.peers {
+            let done = peer.run_fresh_in(kernel_workloads::REGION, &mut workload);
+            println!("{name},{},{done}", peer.name());
+        }
         return;
     }
     if options.min_region {

@@ -32,6 +32,10 @@ pub struct Options {
     pub breakdown: bool,
     /// Only the small-region fill table (`fill.rs`).
     pub fill: bool,
+    /// Only this workload of `kernel_workloads.rs`, for `--ops` operations.
+    pub kernel_workload: Option<&'static str>,
+    /// `--ops`, if given.
+    pub kernel_ops: Option<usize>,
 }
 
 /// The options that together decide the measured budget.
@@ -86,6 +90,11 @@ Options:
                       (seeds 1-5), and the page-aligned 4 KiB blocks it fits
   --breakdown         instead: heap efficiency only (--he-rounds rounds) and,
                       for the core, where the arena went when each round ended
+  --kernel-workload W instead: one of a small kernel's workloads
+                      (boxes, long_lived, vec, fifo64, random64, random4096)
+                      for --ops operations [100000] on a 4 MiB region;
+                      prints `workload,allocator,operations` (for callgrind:
+                      bench/workloads_callgrind.sh)
   --help              this text
 ";
 
@@ -109,6 +118,8 @@ impl Default for Options {
             min_region: false,
             breakdown: false,
             fill: false,
+            kernel_workload: None,
+            kernel_ops: None,
         }
     }
 }
@@ -138,6 +149,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--min-region" => options.min_region = true,
             "--breakdown" => options.breakdown = true,
             "--fill" => options.fill = true,
+            "--kernel-workload" => {
+                let name = value(&arg)?;
+                options.kernel_workload = Some(
+                    crate::kernel_workloads::NAMES
+                        .into_iter()
+                        .find(|&n| n == name)
+                        .ok_or(format!("unknown workload `{name}`"))?,
+                );
+            }
             "--quick" => {
                 options.trials = spec::QUICK_TRIALS;
                 budget.duration = spec::QUICK_DURATION;
@@ -172,6 +192,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }
+    options.kernel_ops = budget.ops;
     (options.warmup, options.budget) = budget.warmup_and_budget();
     if options.trials == 0 || options.sizes.is_empty() || options.peers.is_empty() {
         return Err("nothing to run: trials, sizes and allocators must not be empty".into());

@@ -21,7 +21,9 @@
 //!
 //! The kernel command line (QEMU's `-append`) picks what runs: `tests`
 //! (the kernel tests, `tests/`, on every CPU), `bench` (ft_malloc against
-//! linked_list_allocator), `bench-smp` (1, 2, 4 … CPUs allocating at once,
+//! linked_list_allocator), `bench-kernel` (a small kernel's six everyday
+//! workloads: the core with either lock, talc, linked_list_allocator,
+//! `bench_kernel`), `bench-smp` (1, 2, 4 … CPUs allocating at once,
 //! `bench_smp`), `trace`, `blog-heap` (a static empty heap given a 100 KiB
 //! region later, as a blog_os-style kernel sets it up, `blog_heap`),
 //! `no-shootdown` (TLB shootdown IPIs off,
@@ -38,6 +40,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod bench;
+#[cfg(target_os = "none")]
+mod bench_kernel;
 #[cfg(target_os = "none")]
 mod bench_smp;
 #[cfg(target_os = "none")]
@@ -98,8 +102,8 @@ mod kernel {
     use crate::heap_provider::DemandPagedProvider;
     use crate::memory_map::{BootInfo, RegionKind};
     use crate::{
-        bench, bench_smp, blog_heap, boot, deliberate, kernel_stack, println, serial, smp, tests,
-        trace,
+        bench, bench_kernel, bench_smp, blog_heap, boot, deliberate, kernel_stack, println, serial,
+        smp, tests, trace,
     };
 
     /// The kernel heap: ft_malloc over demand-paged runs of the kernel heap
@@ -184,6 +188,7 @@ mod kernel {
             ok &= match word {
                 "tests" => tests::run_all(),
                 "bench" => bench::run(),
+                "bench-kernel" => bench_kernel::run(),
                 "bench-smp" => bench_smp::run(),
                 "trace" => trace::run(),
                 "blog-heap" => blog_heap::run(),

@@ -1,0 +1,187 @@
+//! A small kernel's everyday work in the kernel (`bench-kernel`, issue 19):
+//! the six workloads of the host benchmark (`bench/src/kernel_workloads.rs`)
+//! on a plain `static Heap` with the default spin lock, the same with
+//! `IrqSpinLock`, talc and linked_list_allocator, each on a fresh 4 MiB
+//! region (one static region, reused in turn), through `GlobalAlloc`.
+//!
+//! Under the runner's `-icount shift=0` a TSC tick is one guest
+//! instruction: the figures are instructions per operation (allocation
+//! plus free, or one realloc for `vec`), the loop's own few included (the
+//! same for everyone).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::mem::MaybeUninit;
+use core::ptr::null_mut;
+
+use ft_malloc::{ArenaProvider, Heap, IrqSpinLock};
+
+use crate::bench::Random;
+use crate::{println, tsc};
+
+/// The region every allocator gets.
+const REGION: usize = 4 << 20;
+/// Operations per workload.
+const OPERATIONS: usize = 20_000;
+
+/// The bytes, page aligned (reached only through a raw pointer).
+#[repr(align(4096))]
+struct Region(#[allow(dead_code)] [MaybeUninit<u8>; REGION]);
+static mut AREA: Region = Region([MaybeUninit::uninit(); REGION]);
+
+/// The region, zeroed (each allocator starts on the same bytes).
+fn region() -> *mut u8 {
+    let start = (&raw mut AREA).cast::<u8>();
+    // SAFETY: the region is used by one allocator at a time, dropped (or
+    // forgotten) before the next one is built on it.
+    unsafe { start.write_bytes(0, REGION) };
+    start
+}
+
+/// Blocks one workload keeps live at most.
+const MAX_LIVE: usize = 4096;
+
+/// Runs `name` on `a`; returns instructions per operation.
+fn workload<A: GlobalAlloc>(a: &A, name: &str) -> u64 {
+    let l = |size: usize| Layout::from_size_align(size, 8).expect("valid");
+    let mut live = [(null_mut::<u8>(), 0usize); MAX_LIVE];
+    let mut random = Random(0x5eed_0019);
+    let mut size_in = |max: usize| 16 + (random.next() as usize) % (max - 15);
+    let start = tsc::ticks();
+    // SAFETY (every call below): layouts are valid and non-zero; every
+    // pointer freed or reallocated came from `a` with that layout and is
+    // used once.
+    let ops = unsafe {
+        match name {
+            "boxes" | "long_lived" => {
+                let kept = (name == "long_lived").then(|| a.alloc(l(8)));
+                for _ in 0..OPERATIONS {
+                    let p = a.alloc(l(8));
+                    assert!(!p.is_null());
+                    p.write(1);
+                    a.dealloc(p, l(8));
+                }
+                if let Some(kept) = kept {
+                    a.dealloc(kept, l(8));
+                }
+                OPERATIONS
+            }
+            "vec" => {
+                for _ in 0..OPERATIONS / 10 {
+                    let mut size = 16;
+                    let mut p = a.alloc(l(size));
+                    while size < 16 << 10 {
+                        p = a.realloc(p, l(size), size * 2);
+                        assert!(!p.is_null());
+                        size *= 2;
+                        p.add(size - 1).write(1);
+                    }
+                    a.dealloc(p, l(size));
+                }
+                OPERATIONS / 10 * 10
+            }
+            "fifo64" | "random64" | "random4096" => {
+                let (count, max) = if name == "random4096" {
+                    (4096, 256)
+                } else {
+                    (64, 1024)
+                };
+                for slot in &mut live[..count] {
+                    let size = size_in(max);
+                    *slot = (a.alloc(l(size)), size);
+                }
+                for i in 0..OPERATIONS {
+                    let at = if name == "fifo64" {
+                        i % count
+                    } else {
+                        (random.next() as usize) % count
+                    };
+                    let (p, size) = live[at];
+                    a.dealloc(p, l(size));
+                    let size = 16 + (random.next() as usize) % (max - 15);
+                    let p = a.alloc(l(size));
+                    assert!(!p.is_null());
+                    p.write(1);
+                    live[at] = (p, size);
+                }
+                for &(p, size) in &live[..count] {
+                    a.dealloc(p, l(size));
+                }
+                OPERATIONS
+            }
+            _ => unreachable!(),
+        }
+    };
+    (tsc::ticks() - start) / ops as u64
+}
+
+const NAMES: [&str; 6] = [
+    "boxes",
+    "long_lived",
+    "vec",
+    "fifo64",
+    "random64",
+    "random4096",
+];
+
+/// talc behind the same spin lock as the core.
+type Talc = talc::TalcLock<spin::Mutex<()>, talc::source::Manual>;
+
+/// linked_list_allocator behind the same spin lock (the kernel builds it
+/// without its own `LockedHeap`).
+struct Lla(spin::Mutex<linked_list_allocator::Heap>);
+
+// SAFETY: forwards to the heap, which hands out distinct blocks of the
+// layout asked for and takes back only what it handed out.
+unsafe impl GlobalAlloc for Lla {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(null_mut(), |p| p.as_ptr())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract; a block of ours is not null.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(core::ptr::NonNull::new_unchecked(ptr), layout)
+        }
+    }
+}
+
+/// Runs every workload on every allocator; prints one table row each.
+pub fn run() -> bool {
+    println!(
+        "bench-kernel: instructions per operation (-icount), {OPERATIONS} operations, 4 MiB region"
+    );
+    println!("bench-kernel: workload    core-spin  core-irq      talc  linked_list");
+    for name in NAMES {
+        // SAFETY (each block): the region is this allocator's until it is
+        // dropped at the end of the block.
+        let spin = {
+            let heap: Heap<ArenaProvider> =
+                Heap::new(unsafe { ArenaProvider::new(region(), REGION) });
+            workload(&heap, name)
+        };
+        let irq = {
+            let heap: Heap<ArenaProvider, IrqSpinLock> =
+                Heap::new(unsafe { ArenaProvider::new(region(), REGION) });
+            workload(&heap, name)
+        };
+        let talc = {
+            let talc = Talc::new(talc::source::Manual);
+            if unsafe { talc.lock().claim(region(), REGION) }.is_none() {
+                println!("bench-kernel: talc refused the region");
+                return false;
+            }
+            workload(&talc, name)
+        };
+        let lla = {
+            let heap = Lla(spin::Mutex::new(linked_list_allocator::Heap::empty()));
+            unsafe { heap.0.lock().init(region(), REGION) };
+            workload(&heap, name)
+        };
+        println!("bench-kernel: {name:<11} {spin:>9} {irq:>9} {talc:>9} {lla:>12}");
+    }
+    true
+}

@@ -1,0 +1,240 @@
+//! The heap's own stacks of free blocks (`src/heap_cache.rs`): a plain
+//! `Heap`, with no front cache, keeps a block freed by the program and
+//! hands it out again, last freed first, while every check of a free still
+//! holds and introspection stays exact.
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{Counting, arena};
+use ft_malloc::{BlockInfo, Heap, HeapError, HeapVisitor, ZoneInfo};
+
+type ArenaHeap = Heap<Counting<common::OwnedArena>>;
+
+/// Over 512 KiB: the heap makes its stacks (`AREA_MIN_SPAN`).
+fn heap() -> ArenaHeap {
+    Heap::new(Counting::new(arena(4 << 20)))
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+#[derive(Default)]
+struct Census {
+    live: Vec<(usize, usize)>,
+    cached: usize,
+}
+
+impl HeapVisitor for Census {
+    fn zone(&mut self, zone: &ZoneInfo) {
+        self.cached += zone.cached;
+    }
+    fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
+        self.live.push((block.start, block.requested));
+    }
+}
+
+#[test]
+fn a_freed_box_comes_back_first_last_freed_first() {
+    let heap = heap();
+    let keep = heap.allocate(layout(8)).unwrap();
+    let a = heap.allocate(layout(8)).unwrap();
+    let b = heap.allocate(layout(8)).unwrap();
+    unsafe { heap.deallocate(a) }.unwrap();
+    unsafe { heap.deallocate(b) }.unwrap();
+    assert_eq!(heap.stats().cached_blocks, 2, "both kept in the stack");
+    assert_eq!(heap.allocate(layout(8)), Some(b));
+    assert_eq!(heap.allocate(layout(8)), Some(a));
+    for p in [keep, a, b] {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    assert_eq!(heap.stats().errors, 0);
+}
+
+#[test]
+fn a_double_free_of_a_stacked_block_is_caught() {
+    let heap = heap();
+    let _keep = heap.allocate(layout(40)).unwrap();
+    let p = heap.allocate(layout(40)).unwrap();
+    unsafe { heap.deallocate(p) }.unwrap();
+    assert_eq!(heap.stats().cached_blocks, 1);
+    assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
+    assert_eq!(
+        unsafe { heap.reallocate(p, layout(80)) }.map_err(|_| ()),
+        Err(())
+    );
+    assert_eq!(heap.usable_size(p), Err(HeapError::DoubleFree));
+    // The block is in the stack once: handed out once, then a fresh one.
+    let a = heap.allocate(layout(40)).unwrap();
+    let b = heap.allocate(layout(40)).unwrap();
+    assert_eq!(a, p);
+    assert_ne!(a, b);
+    // The free and the realloc count (`usable_size` only answers).
+    assert_eq!(heap.stats().errors, 2);
+}
+
+#[test]
+fn interior_and_foreign_pointers_are_refused_and_not_stacked() {
+    let heap = heap();
+    let p = heap.allocate(layout(64)).unwrap();
+    let interior = unsafe { NonNull::new_unchecked(p.as_ptr().add(16)) };
+    assert_eq!(
+        unsafe { heap.deallocate(interior) },
+        Err(HeapError::InvalidPointer)
+    );
+    let mut local = 0u64;
+    let foreign = NonNull::from(&mut local).cast::<u8>();
+    assert_eq!(
+        unsafe { heap.deallocate(foreign) },
+        Err(HeapError::InvalidPointer)
+    );
+    assert_eq!(heap.stats().cached_blocks, 0, "nothing was stacked");
+    // A block never carved (past the zone's bump pointer) is refused too.
+    let never = unsafe { NonNull::new_unchecked(p.as_ptr().add(64 * 50)) };
+    assert_eq!(
+        unsafe { heap.deallocate(never) },
+        Err(HeapError::InvalidPointer)
+    );
+    unsafe { heap.deallocate(p) }.unwrap();
+    assert_eq!(heap.stats().errors, 3);
+}
+
+#[test]
+fn an_overflowed_block_is_refused_not_stacked() {
+    let heap = heap();
+    let p = heap.allocate(layout(20)).unwrap();
+    unsafe { p.as_ptr().add(20).write(0) };
+    assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::Overflow));
+    assert_eq!(heap.stats().cached_blocks, 0);
+    assert_eq!(heap.stats().live_blocks, 1, "kept out of reuse");
+}
+
+#[test]
+fn visit_and_stats_are_exact_with_blocks_in_the_stacks() {
+    let heap = heap();
+    let sizes = [8, 24, 100, 500, 1000, 2000];
+    let blocks: Vec<_> = sizes
+        .iter()
+        .flat_map(|&s| (0..3).map(move |_| (s, 0)))
+        .map(|(s, _)| (heap.allocate(layout(s)).unwrap(), s))
+        .collect();
+    // Free every other block: those up to 1 KiB go to the stacks.
+    let mut live = Vec::new();
+    let mut kept = Vec::new();
+    for (i, &(p, s)) in blocks.iter().enumerate() {
+        if i % 2 == 0 {
+            unsafe { heap.deallocate(p) }.unwrap();
+        } else {
+            live.push((p.as_ptr().addr(), s));
+            kept.push(p);
+        }
+    }
+    let mut census = Census::default();
+    heap.visit(&mut census);
+    census.live.sort();
+    live.sort();
+    assert_eq!(census.live, live, "visit reports exactly the live blocks");
+    let stats = heap.stats();
+    assert_eq!(stats.live_blocks, live.len());
+    assert_eq!(
+        stats.live_bytes,
+        live.iter().map(|&(_, s)| s).sum::<usize>()
+    );
+    // 9 freed: one of 2000 bytes went to its zone, the 8 others are
+    // stacked (cached: lent by their zones, marked free).
+    assert_eq!(stats.cached_blocks, census.cached);
+    assert_eq!(stats.cached_blocks, 8);
+    // `trim` sends the stacked blocks back to their zones.
+    heap.trim();
+    assert_eq!(heap.stats().cached_blocks, 0);
+    assert_eq!(heap.stats().live_blocks, live.len());
+    for p in kept {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    heap.trim();
+    assert_eq!(heap.stats().small_zones + heap.stats().tiny_zones, 0);
+    assert_eq!(heap.stats().errors, 0);
+}
+
+static CORRUPTION_AT: AtomicUsize = AtomicUsize::new(0);
+
+fn note_corruption(error: HeapError, at: NonNull<u8>) {
+    assert_eq!(error, HeapError::Corrupted);
+    CORRUPTION_AT.store(at.as_ptr().addr(), Ordering::SeqCst);
+}
+
+/// A stacked block written after its free (its first words) is reported
+/// when it is handed out again, and is sound afterwards: its free is
+/// accepted, its canary right.
+#[test]
+fn a_write_after_free_to_a_stacked_block_is_reported() {
+    let heap = heap();
+    heap.set_corruption_handler(note_corruption);
+    let _keep = heap.allocate(layout(48)).unwrap();
+    let p = heap.allocate(layout(48)).unwrap();
+    unsafe { heap.deallocate(p) }.unwrap();
+    unsafe { p.as_ptr().cast::<usize>().add(1).write(0) };
+    let q = heap.allocate(layout(40)).unwrap();
+    assert_eq!(q, p);
+    assert_eq!(CORRUPTION_AT.load(Ordering::SeqCst), p.as_ptr().addr());
+    assert_eq!(heap.usable_size(q), Ok(40));
+    unsafe { heap.deallocate(q) }.unwrap();
+    assert_eq!(heap.stats().errors, 1);
+}
+
+/// Dropping a heap with blocks in its stacks gives everything back, the
+/// stacks' area included.
+#[test]
+fn a_heap_dropped_with_stacked_blocks_returns_every_page() {
+    let provider = Counting::new(arena(4 << 20));
+    {
+        let heap: Heap<&Counting<common::OwnedArena>> = Heap::new(&provider);
+        let blocks: Vec<_> = (0..50)
+            .map(|i| heap.allocate(layout(16 + i * 16)).unwrap())
+            .collect();
+        for p in blocks {
+            unsafe { heap.deallocate(p) }.unwrap();
+        }
+        assert!(heap.stats().cached_blocks > 0);
+        assert!(provider.held() > 0);
+    }
+    assert_eq!(provider.held(), 0);
+}
+
+/// A vector doubling through the classes gets room for its next doubling
+/// when it moves: every other realloc stays in place, the contents kept,
+/// `usable_size` exact (the recorded size, not the block's).
+#[test]
+fn a_doubling_vector_moves_at_every_other_step() {
+    let heap = heap();
+    let mut size = 16;
+    let mut p = heap.allocate(layout(size)).unwrap();
+    unsafe { p.as_ptr().write_bytes(0x5a, size) };
+    let mut moves = 0;
+    while size < 16 << 10 {
+        let q = unsafe { heap.reallocate(p, layout(size * 2)) }.unwrap();
+        assert!((0..size).all(|i| unsafe { q.as_ptr().add(i).read() } == 0x5a));
+        moves += (q != p) as usize;
+        size *= 2;
+        p = q;
+        unsafe { p.as_ptr().write_bytes(0x5a, size) };
+        assert_eq!(heap.usable_size(p), Ok(size));
+    }
+    assert_eq!(moves, 5, "10 doublings, 5 of them in place");
+    unsafe { heap.deallocate(p) }.unwrap();
+    // A block given room has its canary right after its recorded size: a
+    // write past it is caught, as in any block.
+    let p = heap.allocate(layout(16)).unwrap();
+    let q = unsafe { heap.reallocate(p, layout(32)) }.unwrap();
+    assert_eq!(heap.usable_size(q), Ok(32));
+    unsafe { q.as_ptr().add(32).write(0) };
+    assert_eq!(
+        unsafe { heap.reallocate(q, layout(64)) },
+        Err(ft_malloc::ReallocError::Invalid(HeapError::Overflow))
+    );
+    assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::Overflow));
+}
