@@ -139,6 +139,7 @@ fn workloads(work: &Path) -> Vec<Workload> {
         "realloc_strings",
         "producer_consumer",
         "thread_churn",
+        "fork_threads",
     ] {
         gcc(&work.join(name), &[bench.join(format!("{name}.c"))], &[]);
     }
@@ -229,6 +230,11 @@ fn workloads(work: &Path) -> Vec<Workload> {
         Workload {
             name: "threads (8 threads, cross-thread frees)",
             argv: vec![local("threads"), s("8"), s("100000")],
+            env: vec![],
+        },
+        Workload {
+            name: "fork_threads (50 forks under 2 allocating threads)",
+            argv: vec![local("fork_threads"), s("threads"), s("2"), s("50")],
             env: vec![],
         },
         Workload {
