@@ -18,21 +18,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -o "$work/pairs" hosted/bench/pairs.c
 
-declare -A libs=(
-    [ft_malloc]="$lib"
-    [glibc]=""
-    [jemalloc]=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-    [mimalloc]=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
-    [tcmalloc]=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
-)
-order=(ft_malloc glibc jemalloc mimalloc tcmalloc)
+source bench/callgrind_peers.sh
 
 total() { # LIB SIZE ROUNDS -> instructions of the whole run
-    local preload=() out="$work/cg.$RANDOM"
-    [[ -n "$1" ]] && preload=(env LD_PRELOAD="$1")
-    "${preload[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$work/pairs" "$2" "$3" >/dev/null 2>&1
-    awk '/^summary:/ { print $2 }' "$out"
+    callgrind_total "$1" "$work/pairs" "$2" "$3"
 }
 
 echo "Instructions per malloc+free pair (callgrind; $rounds vs $((2 * rounds)) rounds of 1000 pairs)"

@@ -19,21 +19,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -o "$work/realloc_rounds" hosted/bench/realloc_rounds.c
 
-declare -A libs=(
-    [ft_malloc]="$lib"
-    [glibc]=""
-    [jemalloc]=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-    [mimalloc]=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
-    [tcmalloc]=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
-)
-order=(ft_malloc glibc jemalloc mimalloc tcmalloc)
+source bench/callgrind_peers.sh
 
 total() { # LIB ROUNDS -> instructions of the whole run
-    local preload=() out="$work/cg.$RANDOM"
-    [[ -n "$1" ]] && preload=(env LD_PRELOAD="$1")
-    "${preload[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$work/realloc_rounds" "$2" >/dev/null 2>&1
-    awk '/^summary:/ { print $2 }' "$out"
+    callgrind_total "$1" "$work/realloc_rounds" "$2"
 }
 
 echo "Instructions per round (16 B -> 4 KiB in +50% steps; callgrind, $rounds vs $((2 * rounds)) rounds)"
