@@ -1,6 +1,6 @@
 /* Two threads free the same block at the same instant, ROUNDS times (the
  * first argument; 20000 by default). Each round thread 0 allocates a block
- * (TINY and SMALL in turn) and writes it, both threads wait at a spin
+ * (TINY and SMALL in turn, or LARGE with "large" as the second argument) and writes it, both threads wait at a spin
  * barrier, both free it, and once both frees are over each allocates a
  * block of the same size and keeps it. Exactly one of the two frees may be accepted: the other is
  * a double free, reported (and survived under FT_MALLOC_CHECK=warn).
@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 static int rounds = 20000;
+/* "large" as the second argument: LARGE blocks (40 KB and 100 KB in turn),
+ * which the hardened mode's guard pages hold in their own quarantine. */
+static int large;
 static void *volatile shared;
 static atomic_uint arrived;
 static void **kept[2];
@@ -46,6 +49,8 @@ static void cross(unsigned n)
 
 static size_t size_of_round(int r)
 {
+	if (large)
+		return r % 2 ? 40000 : 100000;
 	return r % 2 ? 48 : 200;
 }
 
@@ -96,6 +101,7 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		rounds = atoi(argv[1]);
+	large = argc > 2 && strcmp(argv[2], "large") == 0;
 	kept[0] = malloc(sizeof(void *) * rounds);
 	kept[1] = malloc(sizeof(void *) * rounds);
 	if (!kept[0] || !kept[1] || pthread_create(&thread, NULL, second, NULL))
