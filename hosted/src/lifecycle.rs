@@ -91,9 +91,12 @@ extern "C" fn before_fork() {
     // SAFETY: takes glibc's recursive list lock, released in the parent
     // handler and reset by glibc in the child.
     unsafe { _IO_list_lock() };
-    thread_cache::before_fork();
+    // The hardened mode's locks first: a hardened LARGE free holds its lock
+    // while it may set up the thread's cache (the pool's lock) or free into
+    // the heap (`hardened/large_quarantine.rs`).
     #[cfg(feature = "c-abi")]
     crate::hardened::before_fork();
+    thread_cache::before_fork();
     HEAP.lock_all();
     LOCKED_FOR_FORK.store(true, Ordering::Relaxed);
 }

@@ -19,6 +19,21 @@
 //!
 //! The FIFO's lock is a leaf taken around the bookkeeping only (the system
 //! calls run outside it); fork takes it like the small quarantine's.
+//!
+//! # Racing frees of one block
+//!
+//! A free reads the block (its canary), zeroes it and protects its pages
+//! before the FIFO holds it: two frees of one block at the same instant
+//! could both pass [`holds`], both hold it (later released twice, the
+//! second time perhaps into another owner's block), or one could read pages
+//! the other had just protected. So a hardened free of a LARGE block runs
+//! from its first look at the block to its hold under [`FREES`]
+//! ([`serialise_free`]): of two racing frees the second finds the block
+//! held and is a double free. This costs little parallelism: protecting
+//! pages (`mprotect`) takes the process's mmap lock in the kernel anyway.
+//! Lock order: [`FREES`], then the FIFO's lock, the small quarantine's, the
+//! thread-cache pool's and the heap's (a free under it may end in the heap,
+//! or set up the thread's cache); the fork prepare handler takes it first.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +68,16 @@ static FIFO: Mutex<FutexMutex, Fifo> = Mutex::const_new(
         bytes: 0,
     },
 );
+/// Held by each hardened free of a LARGE block from its check to its hold
+/// (the module docs, "Racing frees of one block").
+static FREES: Mutex<FutexMutex, ()> = Mutex::const_new(FutexMutex::new(), ());
+
+/// Serialises the calling free of a LARGE block with every other one, until
+/// the guard is dropped.
+pub(crate) fn serialise_free() -> lock_api::MutexGuard<'static, FutexMutex, ()> {
+    FREES.lock()
+}
+
 /// `FIFO.len`, readable without the lock: frees skip the lookup when 0.
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
@@ -221,6 +246,7 @@ unsafe fn move_back(block: *mut u8, len: usize, parked: usize) {
 /// Fork prepare: no thread may hold the FIFO's lock when the address space
 /// is copied.
 pub(crate) fn before_fork() {
+    core::mem::forget(FREES.lock());
     core::mem::forget(FIFO.lock());
 }
 
@@ -232,5 +258,8 @@ pub(crate) fn before_fork() {
 /// child is a copy of).
 pub(crate) unsafe fn after_fork() {
     // SAFETY: per the contract.
-    unsafe { FIFO.force_unlock() };
+    unsafe {
+        FIFO.force_unlock();
+        FREES.force_unlock();
+    }
 }

@@ -48,8 +48,8 @@ use crate::{HEAP, thread_cache};
 /// Fork prepare: no thread may hold a quarantine's lock when the address
 /// space is copied.
 pub(crate) fn before_fork() {
-    quarantine::before_fork();
     large_quarantine::before_fork();
+    quarantine::before_fork();
 }
 
 /// Fork, parent and child: release the quarantines' locks.
@@ -266,6 +266,10 @@ pub(crate) fn release(
             }
         };
     }
+    // Not a TINY or SMALL block: with guard pages, a LARGE free runs from
+    // its check to its hold alone (`large_quarantine.rs`, "Racing frees").
+    let _serialised = (crate::guard_pages::enabled() && HEAP.zone_block_size(block).is_none())
+        .then(large_quarantine::serialise_free);
     let (size, usable) = match checked(block, defences, None) {
         Ok(sizes) => sizes,
         Err(misuse) => {
