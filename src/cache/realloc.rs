@@ -18,13 +18,14 @@ use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
-use super::{Checked, FrontCache};
+use super::{Checked, Entry, FrontCache};
 use crate::canary;
 use crate::error::{HeapError, ReallocError};
+use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::realloc::stays_in_class;
-use crate::size_class::SizeClass;
+use crate::size_class::{SMALL_MAX, SizeClass};
 use crate::zone;
 
 impl FrontCache {
@@ -36,14 +37,15 @@ impl FrontCache {
     ///
     /// As [`Heap::reallocate`]: if `ptr` is a live block of `heap` and the
     /// call succeeds, only the returned pointer may be used afterwards.
+    #[inline(always)]
     pub unsafe fn reallocate<P: PageProvider, R: RawMutex>(
         &mut self,
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let (class, entry) = match heap.check_for_cache::<true>(ptr) {
-            Checked::Keep(class, entry, _) => (class, entry),
+        let (class, entry, mark) = match heap.check_for_cache::<true>(ptr) {
+            Checked::Keep(class, entry, mark) => (class, entry, mark),
             // SAFETY: per the contract.
             Checked::Locked => return unsafe { heap.reallocate(ptr, new_layout) },
             Checked::DoubleFree => {
@@ -58,19 +60,55 @@ impl FrontCache {
         let new_size = new_layout.size();
         let g = class.geometry();
         let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
-        if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align())) {
+        // More than half the block and no more than all of it: the class
+        // `stays_in_class` would pick, without finding it.
+        let fits = new_size <= g.block_size && new_size * 2 > g.block_size;
+        if aligned
+            && (fits || stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align())))
+        {
             // SAFETY: a live block of `class` the caller holds, vouched for
-            // by the check; `new_size` fits it. The canary moves to the new
-            // end (a shrink leaves the old one among the slack, unchecked).
+            // by the check, whose free mark is `mark`; `new_size` fits it.
+            // The canary moves to the new end (a shrink leaves the old one
+            // among the slack, unchecked).
             unsafe {
                 zone::store_size(entry.size_slot, g.size_width, new_size);
-                canary::arm(ptr, new_size, g.block_size);
+                if new_size < g.block_size {
+                    canary::arm_past(ptr, new_size, mark);
+                }
             }
             return Ok(ptr);
         }
+        // SAFETY: as above.
+        unsafe { self.realloc_by_move(heap, class, entry, mark, new_layout) }
+    }
+
+    /// The move of [`reallocate`](Self::reallocate): a new block (with
+    /// room for the next step of a growing block, [`growth_class`]), the
+    /// copy, and the old block back to this cache. The old block is not
+    /// checked again: the check that vouched for it is this call's, and
+    /// the caller holds the block; the claim of its free mark still
+    /// refuses a free of it racing in meanwhile (the caller's bug: the new
+    /// block is theirs whatever happens).
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the caller's live block of `class`, checked by
+    /// `check_for_cache` in this call, whose free mark is `mark`.
+    #[inline(never)]
+    unsafe fn realloc_by_move<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        class: SizeClass,
+        entry: Entry,
+        mark: usize,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let new_size = new_layout.size();
+        let ptr = entry.block;
         // SAFETY: the slot of the block the caller holds.
-        let old_size = unsafe { zone::load_own_size(entry.size_slot, g.size_width) };
-        let new = match growth_class(old_size, new_layout) {
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) };
+        let again = self.last_grown == ptr.as_ptr();
+        let new = match growth_class(old_size, again, new_layout) {
             Some(roomy) => match self.pop(roomy) {
                 Some(e) => Some(Self::hand_out(e, roomy, new_size)),
                 None => self.allocate_slow(heap, roomy, new_layout),
@@ -78,27 +116,48 @@ impl FrontCache {
             None => self.allocate(heap, new_layout),
         }
         .ok_or(ReallocError::OutOfMemory)?;
+        self.last_grown = new.as_ptr();
         // SAFETY: two live blocks, distinct, each holding the copied length.
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
-        // The old block goes back as any free (checked again: a concurrent
-        // free of it by the caller is their bug, and the new block is theirs
-        // whatever happens).
-        // SAFETY: the caller gives the old block up.
-        let _ = unsafe { self.deallocate(heap, ptr) };
+        // SAFETY: per the contract (the copy is done: the mark overwrites
+        // the block's first word).
+        if !unsafe { free_mark::claim(ptr, mark) } {
+            heap.count_error(HeapError::DoubleFree);
+            return Ok(new);
+        }
+        if !self.push(class, entry) {
+            self.push_slow(heap, class, entry);
+        }
         Ok(new)
     }
 }
 
 /// A block that grows by a quarter to a half at once is likely to grow
 /// again by the same ratio (a string builder's +50% steps): it moves to a
-/// class with room for that next step, which then stays in place. `None`
-/// for other resizes: small appends (they would pin slack for nothing),
-/// doublings (the container over-allocates already), shrinks, LARGE sizes.
-fn growth_class(old_size: usize, new_layout: Layout) -> Option<SizeClass> {
+/// class with room for that next step, which then stays in place; a known
+/// grower (`again`: the block this cache moved last for growth, so it
+/// grows a third time) gets room for the next two steps, so it moves at every third step
+/// instead of every other. `None` for other resizes: small appends (they
+/// would pin slack for nothing), doublings (the container over-allocates
+/// already), shrinks, LARGE sizes.
+///
+/// The price is slack at rest: a block that stops growing keeps up to
+/// the ratio squared (2.25 at +50%) of its size, as a container that
+/// over-allocates by that ratio would.
+#[inline]
+fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
     let new_size = new_layout.size();
-    if old_size == 0 || new_size < old_size + old_size / 4 || new_size > old_size + old_size / 2 {
+    if old_size == 0
+        || new_size > SMALL_MAX
+        || new_size < old_size + old_size / 4
+        || new_size > old_size + old_size / 2
+    {
         return None;
     }
-    let next = new_size.checked_mul(new_size)? / old_size;
-    SizeClass::for_layout(next, new_layout.align())
+    // At most 32 KiB squared times 1.5: no overflow.
+    let mut room = new_size * new_size / old_size;
+    if again {
+        room = room * new_size / old_size;
+    }
+    SizeClass::for_layout(room, new_layout.align())
 }
