@@ -4,6 +4,7 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
 
 use lock_api::RawMutex;
 
@@ -59,9 +60,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// a span too small for the heap's stacks (`heap_cache::AREA_MIN_SPAN`),
     /// nor in one the heap has mostly mapped, where every page counts.
     fn room_to_grow(&self) -> bool {
-        self.span_bytes()
-            .is_none_or(|span| span >= crate::heap_cache::AREA_MIN_SPAN)
-            && !self.span_is_tight()
+        // One look at the span (a provider call), not two.
+        self.span_bytes().is_none_or(|span| {
+            span >= crate::heap_cache::AREA_MIN_SPAN
+                && self.counters.mapped_bytes.load(Ordering::Relaxed)
+                    <= span / crate::heap::TIGHT_SPAN_DIVISOR
+        })
     }
 
     /// Resizes the block at `ptr` to `new_layout.size()` bytes with at least
