@@ -9,9 +9,15 @@
 //! in its class has its recorded size and canary rewritten in place (the
 //! caller holds it: nobody else writes its size slot, and the slot is
 //! atomic for the readers that walk the heap); a block that moves takes a
-//! new block from the cache and goes back to it like any free. Anything
-//! the check cannot vouch for (LARGE, a span, an invalid pointer) takes
-//! the heap's locked path, which decides and reports.
+//! new block from the cache and goes back to it like a free, without the
+//! free's check again (this call's check vouched for it; the claim of its
+//! free mark still decides a free racing in). Anything the check cannot
+//! vouch for (LARGE, a span, an invalid pointer) takes the heap's locked
+//! path, which decides and reports.
+//!
+//! A growing block moves to a class with room to grow ([`growth_class`]):
+//! room for one more step of its ratio, or two for a known grower (the
+//! block this cache's last move produced, `FrontCache::last_grown`).
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
