@@ -15,7 +15,7 @@ use crate::heap::Heap;
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::SizeClass;
+use crate::size_class::{DEFAULT_ALIGN, SizeClass};
 use crate::span;
 use crate::zone;
 
@@ -25,6 +25,17 @@ use crate::zone;
 #[inline]
 pub(crate) fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
     new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
+}
+
+/// Whether a block of `class` stays where it is for `new_size` bytes at
+/// `align` ([`stays_in_class`]), without finding the new size's class
+/// when it fills more than half the block (the common case: a step in
+/// place), which that class then does too.
+#[inline(always)]
+pub(crate) fn resizes_in_place(class: SizeClass, new_size: usize, align: usize) -> bool {
+    let block_size = class.block_size();
+    (new_size <= block_size && new_size * 2 > block_size && align <= DEFAULT_ALIGN)
+        || stays_in_class(class, SizeClass::for_layout(new_size, align))
 }
 
 /// A block that a realloc moves grows by this factor to that factor
@@ -167,10 +178,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             // A span (`span.rs`) always moves: its blocks go back together.
             let one_block = old_size <= block_size;
-            if aligned
-                && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align()))
-                && one_block
-            {
+            if aligned && one_block && resizes_in_place(class, new_size, new_layout.align()) {
                 // SAFETY: as above; the new size fits the block. The canary
                 // moves to the new end (a shrink leaves the old one among
                 // the slack, unchecked).

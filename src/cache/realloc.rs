@@ -30,7 +30,7 @@ use crate::error::{HeapError, ReallocError};
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::realloc::stays_in_class;
+use crate::realloc::resizes_in_place;
 use crate::size_class::{SMALL_MAX, SizeClass};
 use crate::zone;
 
@@ -66,12 +66,7 @@ impl FrontCache {
         let new_size = new_layout.size();
         let g = class.geometry();
         let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
-        // More than half the block and no more than all of it: the class
-        // `stays_in_class` would pick, without finding it.
-        let fits = new_size <= g.block_size && new_size * 2 > g.block_size;
-        if aligned
-            && (fits || stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align())))
-        {
+        if aligned && resizes_in_place(class, new_size, new_layout.align()) {
             // SAFETY: a live block of `class` the caller holds, vouched for
             // by the check, whose free mark is `mark`; `new_size` fits it.
             // The canary moves to the new end (a shrink leaves the old one
