@@ -15,7 +15,7 @@ use crate::heap::Heap;
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{DEFAULT_ALIGN, SizeClass};
+use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass};
 use crate::span;
 use crate::zone;
 
@@ -38,6 +38,37 @@ pub(crate) fn resizes_in_place(class: SizeClass, new_size: usize, align: usize) 
         || stays_in_class(class, SizeClass::for_layout(new_size, align))
 }
 
+/// A block that grows by a quarter to a half at once is likely to grow
+/// again by the same ratio (a string builder's +50% steps): it moves to a
+/// class with room for that next step, which then stays in place; a known
+/// grower (`again`: the block a front cache moved last, so it grows a
+/// third time) gets room for the next two steps, so it moves at every
+/// third step instead of every other. `None` for other resizes: small
+/// appends (they would pin slack for nothing), doublings (the container
+/// over-allocates already; the heap's own path gives them room,
+/// `allocate_for_growth`), shrinks, LARGE sizes.
+///
+/// The price is slack at rest: a block that stops growing keeps up to
+/// the ratio squared (2.25 at +50%) of its size, as a container that
+/// over-allocates by that ratio would.
+#[inline]
+pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
+    let new_size = new_layout.size();
+    if old_size == 0
+        || new_size > SMALL_MAX
+        || new_size < old_size + old_size / 4
+        || new_size > old_size + old_size / 2
+    {
+        return None;
+    }
+    // At most 32 KiB squared times 1.5: no overflow.
+    let mut room = new_size * new_size / old_size;
+    if again {
+        room = room * new_size / old_size;
+    }
+    SizeClass::for_layout(room, new_layout.align())
+}
+
 /// A block that a realloc moves grows by this factor to that factor
 /// squared (a vector doubling its capacity): it gets a block for this many
 /// times its new size.
@@ -45,22 +76,29 @@ const DOUBLING: usize = 2;
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// A new block for a TINY or SMALL block of `old_size` bytes that a
-    /// realloc moves to hold `layout.size()`. A block that doubles (two to
-    /// four times its size: a vector growing), where there is room
-    /// ([`room_to_grow`](Self::room_to_grow)), gets a block of the class
-    /// for twice its new size,
-    /// recorded at its new size: its next doubling then stays in place
-    /// (`stays_in_class`), so a vector growing through the classes moves
-    /// at every other step, not at every step. Anything else gets the
-    /// block its size asks for.
+    /// realloc moves to hold `layout.size()`. Where there is room
+    /// ([`room_to_grow`](Self::room_to_grow)), a growing block gets a
+    /// block of a bigger class, recorded at its new size, so that its next
+    /// step stays in place (`stays_in_class`):
+    /// - one that doubles (two to four times its size: a vector growing)
+    ///   gets the class for twice its new size, so a vector growing through
+    ///   the classes moves at every other step, not at every step;
+    /// - one that grows by a quarter to a half gets room for one more step
+    ///   of that ratio ([`growth_class`]: a string builder's +50% steps).
+    ///
+    /// Anything else gets the block its size asks for.
     fn allocate_for_growth(&self, old_size: usize, layout: Layout) -> Option<NonNull<u8>> {
         let size = layout.size();
         let doubling =
             (old_size.max(1) * DOUBLING..=old_size * DOUBLING * DOUBLING).contains(&size);
-        if doubling
+        let roomy = if doubling {
+            size.checked_mul(DOUBLING)
+                .and_then(|room| SizeClass::for_layout(room, layout.align()))
+        } else {
+            growth_class(old_size, false, layout)
+        };
+        if let Some(class) = roomy
             && self.room_to_grow()
-            && let Some(room) = size.checked_mul(DOUBLING)
-            && let Some(class) = SizeClass::for_layout(room, layout.align())
         {
             return self.alloc_small(class, layout, false, true);
         }

@@ -30,8 +30,8 @@ use crate::error::{HeapError, ReallocError};
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::realloc::resizes_in_place;
-use crate::size_class::{SMALL_MAX, SizeClass};
+use crate::realloc::{growth_class, resizes_in_place};
+use crate::size_class::SizeClass;
 use crate::zone;
 
 impl FrontCache {
@@ -131,34 +131,4 @@ impl FrontCache {
         }
         Ok(new)
     }
-}
-
-/// A block that grows by a quarter to a half at once is likely to grow
-/// again by the same ratio (a string builder's +50% steps): it moves to a
-/// class with room for that next step, which then stays in place; a known
-/// grower (`again`: the block this cache moved last for growth, so it
-/// grows a third time) gets room for the next two steps, so it moves at every third step
-/// instead of every other. `None` for other resizes: small appends (they
-/// would pin slack for nothing), doublings (the container over-allocates
-/// already), shrinks, LARGE sizes.
-///
-/// The price is slack at rest: a block that stops growing keeps up to
-/// the ratio squared (2.25 at +50%) of its size, as a container that
-/// over-allocates by that ratio would.
-#[inline]
-fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
-    let new_size = new_layout.size();
-    if old_size == 0
-        || new_size > SMALL_MAX
-        || new_size < old_size + old_size / 4
-        || new_size > old_size + old_size / 2
-    {
-        return None;
-    }
-    // At most 32 KiB squared times 1.5: no overflow.
-    let mut room = new_size * new_size / old_size;
-    if again {
-        room = room * new_size / old_size;
-    }
-    SizeClass::for_layout(room, new_layout.align())
 }
