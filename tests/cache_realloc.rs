@@ -138,10 +138,11 @@ fn geometric_growth_moves_every_other_step() {
 
 /// A string builder, 16 B to 4 KiB in +50% steps: the first move gives
 /// room for one more step, and a block this cache moved last (a known
-/// grower) gets room for two, so of the 14 steps at most 5 move (7 with
-/// one step's room each time). Contents and sizes stay exact.
+/// grower) gets room for two while that is at most 1 KiB, so of the 14
+/// steps at most 6 move (7 with one step's room each time). Contents and
+/// sizes stay exact.
 #[test]
-fn a_known_grower_moves_at_every_third_step() {
+fn a_known_grower_gets_room_for_two_steps() {
     let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
     let mut cache = FrontCache::new();
     let mut size = 16;
@@ -159,7 +160,7 @@ fn a_known_grower_moves_at_every_third_step() {
         (p, size) = (q, new);
     }
     assert_eq!(steps, 14);
-    assert!(moves <= 5, "{moves} moves in {steps} steps of +50%");
+    assert!(moves <= 6, "{moves} moves in {steps} steps of +50%");
     unsafe { cache.deallocate(&heap, p) }.unwrap();
 }
 

@@ -31,7 +31,7 @@ use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::realloc::{growth_class, resizes_in_place};
-use crate::size_class::SizeClass;
+use crate::size_class::{DEFAULT_ALIGN, SizeClass, ZoneGeometry};
 use crate::zone;
 
 impl FrontCache {
@@ -53,33 +53,53 @@ impl FrontCache {
         let (class, entry, mark) = match heap.check_for_cache::<true>(ptr) {
             Checked::Keep(class, entry, mark) => (class, entry, mark),
             // SAFETY: per the contract.
-            Checked::Locked => return unsafe { heap.reallocate(ptr, new_layout) },
-            Checked::DoubleFree => {
-                return Err(ReallocError::Invalid(
-                    heap.count_error(HeapError::DoubleFree),
-                ));
-            }
-            Checked::Overflow => {
-                return Err(ReallocError::Invalid(heap.count_error(HeapError::Overflow)));
-            }
+            refused => return unsafe { not_vouched_for(heap, ptr, new_layout, refused) },
         };
         let new_size = new_layout.size();
         let g = class.geometry();
-        let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
-        if aligned && resizes_in_place(class, new_size, new_layout.align()) {
+        // The common step in place, with nothing else to find (every block
+        // is `DEFAULT_ALIGN`ed): more than half the block, at most all of it.
+        if new_size <= g.block_size
+            && new_size * 2 > g.block_size
+            && new_layout.align() <= DEFAULT_ALIGN
+        {
             // SAFETY: a live block of `class` the caller holds, vouched for
             // by the check, whose free mark is `mark`; `new_size` fits it.
-            // The canary moves to the new end (a shrink leaves the old one
-            // among the slack, unchecked).
-            unsafe {
-                zone::store_size(entry.size_slot, g.size_width, new_size);
-                if new_size < g.block_size {
-                    canary::arm_past(ptr, new_size, mark);
-                }
-            }
+            unsafe { resize_in_place(entry, g, new_size, mark) };
             return Ok(ptr);
         }
         // SAFETY: as above.
+        unsafe { self.resize_or_move(heap, class, entry, mark, new_layout) }
+    }
+
+    /// The rest of [`reallocate`](Self::reallocate), out of its way: a
+    /// resize that stays in its class all the same (`resizes_in_place`:
+    /// a shrink, an aligned layout), or a move.
+    ///
+    /// # Safety
+    ///
+    /// As for [`realloc_by_move`](Self::realloc_by_move).
+    #[inline(never)]
+    unsafe fn resize_or_move<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        class: SizeClass,
+        entry: Entry,
+        mark: usize,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let ptr = entry.block;
+        let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
+        // Growth past the block moves without finding a class for it.
+        if aligned
+            && new_layout.size() <= class.block_size()
+            && resizes_in_place(class, new_layout.size(), new_layout.align())
+        {
+            // SAFETY: per the contract; the new size fits the block.
+            unsafe { resize_in_place(entry, class.geometry(), new_layout.size(), mark) };
+            return Ok(ptr);
+        }
+        // SAFETY: per the contract.
         unsafe { self.realloc_by_move(heap, class, entry, mark, new_layout) }
     }
 
@@ -95,7 +115,7 @@ impl FrontCache {
     ///
     /// `entry` is the caller's live block of `class`, checked by
     /// `check_for_cache` in this call, whose free mark is `mark`.
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn realloc_by_move<P: PageProvider, R: RawMutex>(
         &mut self,
         heap: &Heap<P, R>,
@@ -130,5 +150,48 @@ impl FrontCache {
             self.push_slow(heap, class, entry);
         }
         Ok(new)
+    }
+}
+
+/// Records `new_size` for the block of `entry` and moves its canary to the
+/// new end (a shrink leaves the old one among the slack, unchecked).
+///
+/// # Safety
+///
+/// `entry` is a live block the caller holds, of a class with geometry `g`,
+/// whose free mark is `mark`; `new_size <= g.block_size`.
+#[inline(always)]
+unsafe fn resize_in_place(entry: Entry, g: &ZoneGeometry, new_size: usize, mark: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        zone::store_size(entry.size_slot, g.size_width, new_size);
+        if new_size < g.block_size {
+            canary::arm_past(entry.block, new_size, mark);
+        }
+    }
+}
+
+/// What [`FrontCache::reallocate`] does with a pointer its check did not
+/// vouch for: the heap's locked path decides (LARGE, a span, anything
+/// doubtful), or the refusal is counted and returned.
+///
+/// # Safety
+///
+/// As for [`Heap::reallocate`].
+#[cold]
+#[inline(never)]
+unsafe fn not_vouched_for<P: PageProvider, R: RawMutex>(
+    heap: &Heap<P, R>,
+    ptr: NonNull<u8>,
+    new_layout: Layout,
+    checked: Checked,
+) -> Result<NonNull<u8>, ReallocError> {
+    match checked {
+        // SAFETY: per the contract.
+        Checked::Locked | Checked::Keep(..) => unsafe { heap.reallocate(ptr, new_layout) },
+        Checked::DoubleFree => Err(ReallocError::Invalid(
+            heap.count_error(HeapError::DoubleFree),
+        )),
+        Checked::Overflow => Err(ReallocError::Invalid(heap.count_error(HeapError::Overflow))),
     }
 }
