@@ -61,11 +61,15 @@ pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> 
     {
         return None;
     }
-    // At most 32 KiB squared times 1.5: no overflow.
-    let mut room = new_size * new_size / old_size;
-    if again && room * new_size / old_size <= GROWER_ROOM_MAX {
-        room = room * new_size / old_size;
-    }
+    // `new_size` is at most 32 KiB and one step's room at most 48 KiB: the
+    // products stay below 2^31, even for a 32-bit `usize`.
+    let one_step = new_size * new_size / old_size;
+    let two_steps = one_step * new_size / old_size;
+    let room = if again && two_steps <= GROWER_ROOM_MAX {
+        two_steps
+    } else {
+        one_step
+    };
     SizeClass::for_layout(room, new_layout.align())
 }
 
