@@ -64,12 +64,13 @@ pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> 
     // `new_size` is at most 32 KiB and one step's room at most 48 KiB: the
     // products stay below 2^31, even for a 32-bit `usize`.
     let one_step = new_size * new_size / old_size;
-    let two_steps = one_step * new_size / old_size;
-    let room = if again && two_steps <= GROWER_ROOM_MAX {
-        two_steps
-    } else {
-        one_step
-    };
+    let mut room = one_step;
+    if again {
+        let two_steps = one_step * new_size / old_size;
+        if two_steps <= GROWER_ROOM_MAX {
+            room = two_steps;
+        }
+    }
     SizeClass::for_layout(room, new_layout.align())
 }
 
