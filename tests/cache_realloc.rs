@@ -135,3 +135,81 @@ fn geometric_growth_moves_every_other_step() {
     assert!(heap.zone_block_size(q).unwrap() < (block + 8) * 5 / 4);
     unsafe { cache.deallocate(&heap, q) }.unwrap();
 }
+
+/// A string builder, 16 B to 4 KiB in +50% steps: the first move gives
+/// room for one more step, and a block this cache moved last (a known
+/// grower) gets room for two while that is at most 1 KiB, so of the 14
+/// steps at most 6 move (7 with one step's room each time). Contents and
+/// sizes stay exact.
+#[test]
+fn a_known_grower_gets_room_for_two_steps() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 16;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    fill(p, size);
+    let (mut steps, mut moves) = (0, 0);
+    while size < 4096 {
+        let new = (size * 3 / 2).min(4096);
+        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        check(q, size);
+        assert_eq!(heap.usable_size(q), Ok(new));
+        fill(q, new);
+        moves += usize::from(q != p);
+        steps += 1;
+        (p, size) = (q, new);
+    }
+    assert_eq!(steps, 14);
+    assert!(moves <= 6, "{moves} moves in {steps} steps of +50%");
+    unsafe { cache.deallocate(&heap, p) }.unwrap();
+}
+
+/// A move gives the old block back without checking it again (the call's
+/// check vouched for it), but it is freed all the same: freeing or
+/// resizing it afterwards is a double free, and the heap stays whole.
+#[test]
+fn the_block_a_move_left_is_freed() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(4 << 20)));
+    let mut cache = FrontCache::new();
+    let p = cache.allocate(&heap, layout(100)).unwrap();
+    let q = unsafe { cache.reallocate(&heap, p, layout(150)) }.unwrap();
+    assert_ne!(p, q, "100 -> 150 B moves");
+    assert_eq!(
+        unsafe { cache.deallocate(&heap, p) },
+        Err(HeapError::DoubleFree)
+    );
+    assert_eq!(
+        unsafe { cache.reallocate(&heap, p, layout(200)) },
+        Err(ReallocError::Invalid(HeapError::DoubleFree))
+    );
+    assert_eq!(heap.stats().live_blocks, 1);
+    unsafe { cache.deallocate(&heap, q) }.unwrap();
+    cache.flush(&heap);
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+/// A block moved into a roomy class, and grown in place there, keeps its
+/// slack canary at its requested end: a write one byte past it is caught
+/// when it is freed, and when it is resized.
+#[test]
+fn a_grown_block_still_has_its_canary_checked() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 100;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    // Two moves (the second as a known grower), then a step in place.
+    for _ in 0..3 {
+        size = size * 3 / 2;
+        p = unsafe { cache.reallocate(&heap, p, layout(size)) }.unwrap();
+    }
+    assert!(heap.zone_block_size(p).unwrap() > size, "room left to grow");
+    unsafe { p.as_ptr().add(size).write(0) };
+    assert_eq!(
+        unsafe { cache.reallocate(&heap, p, layout(size + 1)) },
+        Err(ReallocError::Invalid(HeapError::Overflow))
+    );
+    assert_eq!(
+        unsafe { cache.deallocate(&heap, p) },
+        Err(HeapError::Overflow)
+    );
+}

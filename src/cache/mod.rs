@@ -158,6 +158,9 @@ pub struct FrontCache {
     refills: [u8; NUM_CLASSES],
     /// The idle-class decay's state (see the module documentation).
     decay: Decay,
+    /// The block this cache's last reallocation moved to (`realloc.rs`):
+    /// compared with, never read through.
+    last_grown: *mut u8,
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -187,6 +190,7 @@ impl FrontCache {
             previous: [ptr::null_mut(); NUM_CLASSES],
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
+            last_grown: ptr::null_mut(),
         }
     }
 

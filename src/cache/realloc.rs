@@ -9,22 +9,29 @@
 //! in its class has its recorded size and canary rewritten in place (the
 //! caller holds it: nobody else writes its size slot, and the slot is
 //! atomic for the readers that walk the heap); a block that moves takes a
-//! new block from the cache and goes back to it like any free. Anything
-//! the check cannot vouch for (LARGE, a span, an invalid pointer) takes
-//! the heap's locked path, which decides and reports.
+//! new block from the cache and goes back to it like a free, without the
+//! free's check again (this call's check vouched for it; the claim of its
+//! free mark still decides a free racing in). Anything the check cannot
+//! vouch for (LARGE, a span, an invalid pointer) takes the heap's locked
+//! path, which decides and reports.
+//!
+//! A growing block moves to a class with room to grow ([`growth_class`]):
+//! room for one more step of its ratio, or two for a known grower (the
+//! block this cache's last move produced, `FrontCache::last_grown`).
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
-use super::{Checked, FrontCache};
+use super::{Checked, Entry, FrontCache};
 use crate::canary;
 use crate::error::{HeapError, ReallocError};
+use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::realloc::stays_in_class;
-use crate::size_class::SizeClass;
+use crate::realloc::{growth_class, resizes_in_place};
+use crate::size_class::{DEFAULT_ALIGN, SizeClass, ZoneGeometry};
 use crate::zone;
 
 impl FrontCache {
@@ -36,41 +43,93 @@ impl FrontCache {
     ///
     /// As [`Heap::reallocate`]: if `ptr` is a live block of `heap` and the
     /// call succeeds, only the returned pointer may be used afterwards.
+    #[inline(always)]
     pub unsafe fn reallocate<P: PageProvider, R: RawMutex>(
         &mut self,
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let (class, entry) = match heap.check_for_cache::<true>(ptr) {
-            Checked::Keep(class, entry, _) => (class, entry),
+        let (class, entry, mark) = match heap.check_for_cache::<true>(ptr) {
+            Checked::Keep(class, entry, mark) => (class, entry, mark),
             // SAFETY: per the contract.
-            Checked::Locked => return unsafe { heap.reallocate(ptr, new_layout) },
-            Checked::DoubleFree => {
-                return Err(ReallocError::Invalid(
-                    heap.count_error(HeapError::DoubleFree),
-                ));
-            }
-            Checked::Overflow => {
-                return Err(ReallocError::Invalid(heap.count_error(HeapError::Overflow)));
-            }
+            refused => return unsafe { not_vouched_for(heap, ptr, new_layout, refused) },
         };
         let new_size = new_layout.size();
         let g = class.geometry();
-        let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
-        if aligned && stays_in_class(class, SizeClass::for_layout(new_size, new_layout.align())) {
+        // The common step in place, with nothing else to find (every block
+        // is `DEFAULT_ALIGN`ed): more than half the block, at most all of it.
+        if new_size <= g.block_size
+            && new_size * 2 > g.block_size
+            && new_layout.align() <= DEFAULT_ALIGN
+        {
             // SAFETY: a live block of `class` the caller holds, vouched for
-            // by the check; `new_size` fits it. The canary moves to the new
-            // end (a shrink leaves the old one among the slack, unchecked).
-            unsafe {
-                zone::store_size(entry.size_slot, g.size_width, new_size);
-                canary::arm(ptr, new_size, g.block_size);
-            }
+            // by the check, whose free mark is `mark`; `new_size` fits it.
+            unsafe { resize_in_place(entry, g, new_size, mark) };
             return Ok(ptr);
         }
+        // SAFETY: as above.
+        unsafe { self.resize_or_move(heap, class, entry, mark, new_layout) }
+    }
+
+    /// The rest of [`reallocate`](Self::reallocate), out of its way: a
+    /// resize that stays in its class all the same (`resizes_in_place`:
+    /// a shrink, an aligned layout), or a move.
+    ///
+    /// # Safety
+    ///
+    /// As for [`realloc_by_move`](Self::realloc_by_move).
+    #[inline(never)]
+    unsafe fn resize_or_move<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        class: SizeClass,
+        entry: Entry,
+        mark: usize,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let ptr = entry.block;
+        let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
+        // Growth past the block moves without finding a class for it.
+        if aligned
+            && new_layout.size() <= class.block_size()
+            && resizes_in_place(class, new_layout.size(), new_layout.align())
+        {
+            // SAFETY: per the contract; the new size fits the block.
+            unsafe { resize_in_place(entry, class.geometry(), new_layout.size(), mark) };
+            return Ok(ptr);
+        }
+        // SAFETY: per the contract.
+        unsafe { self.realloc_by_move(heap, class, entry, mark, new_layout) }
+    }
+
+    /// The move of [`reallocate`](Self::reallocate): a new block (with
+    /// room for the next step of a growing block, [`growth_class`]), the
+    /// copy, and the old block back to this cache. The old block is not
+    /// checked again: the check that vouched for it is this call's, and
+    /// the caller holds the block; the claim of its free mark still
+    /// refuses a free of it racing in meanwhile (the caller's bug: the new
+    /// block is theirs whatever happens).
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the caller's live block of `class`, checked by
+    /// `check_for_cache` in this call, whose free mark is `mark`.
+    #[inline(always)]
+    unsafe fn realloc_by_move<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        class: SizeClass,
+        entry: Entry,
+        mark: usize,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let new_size = new_layout.size();
+        let ptr = entry.block;
         // SAFETY: the slot of the block the caller holds.
-        let old_size = unsafe { zone::load_own_size(entry.size_slot, g.size_width) };
-        let new = match growth_class(old_size, new_layout) {
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) };
+        let again = self.last_grown == ptr.as_ptr();
+        let new = match growth_class(old_size, again, new_layout) {
             Some(roomy) => match self.pop(roomy) {
                 Some(e) => Some(Self::hand_out(e, roomy, new_size)),
                 None => self.allocate_slow(heap, roomy, new_layout),
@@ -78,27 +137,61 @@ impl FrontCache {
             None => self.allocate(heap, new_layout),
         }
         .ok_or(ReallocError::OutOfMemory)?;
+        self.last_grown = new.as_ptr();
         // SAFETY: two live blocks, distinct, each holding the copied length.
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
-        // The old block goes back as any free (checked again: a concurrent
-        // free of it by the caller is their bug, and the new block is theirs
-        // whatever happens).
-        // SAFETY: the caller gives the old block up.
-        let _ = unsafe { self.deallocate(heap, ptr) };
+        // SAFETY: per the contract (the copy is done: the mark overwrites
+        // the block's first word).
+        if !unsafe { free_mark::claim(ptr, mark) } {
+            heap.count_error(HeapError::DoubleFree);
+            return Ok(new);
+        }
+        if !self.push(class, entry) {
+            self.push_slow(heap, class, entry);
+        }
         Ok(new)
     }
 }
 
-/// A block that grows by a quarter to a half at once is likely to grow
-/// again by the same ratio (a string builder's +50% steps): it moves to a
-/// class with room for that next step, which then stays in place. `None`
-/// for other resizes: small appends (they would pin slack for nothing),
-/// doublings (the container over-allocates already), shrinks, LARGE sizes.
-fn growth_class(old_size: usize, new_layout: Layout) -> Option<SizeClass> {
-    let new_size = new_layout.size();
-    if old_size == 0 || new_size < old_size + old_size / 4 || new_size > old_size + old_size / 2 {
-        return None;
+/// Records `new_size` for the block of `entry` and moves its canary to the
+/// new end (a shrink leaves the old one among the slack, unchecked).
+///
+/// # Safety
+///
+/// `entry` is a live block the caller holds, of a class with geometry `g`,
+/// whose free mark is `mark`; `new_size <= g.block_size`.
+#[inline(always)]
+unsafe fn resize_in_place(entry: Entry, g: &ZoneGeometry, new_size: usize, mark: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        zone::store_size(entry.size_slot, g.size_width, new_size);
+        if new_size < g.block_size {
+            canary::arm_past(entry.block, new_size, mark);
+        }
     }
-    let next = new_size.checked_mul(new_size)? / old_size;
-    SizeClass::for_layout(next, new_layout.align())
+}
+
+/// What [`FrontCache::reallocate`] does with a pointer its check did not
+/// vouch for: the heap's locked path decides (LARGE, a span, anything
+/// doubtful), or the refusal is counted and returned.
+///
+/// # Safety
+///
+/// As for [`Heap::reallocate`].
+#[cold]
+#[inline(never)]
+unsafe fn not_vouched_for<P: PageProvider, R: RawMutex>(
+    heap: &Heap<P, R>,
+    ptr: NonNull<u8>,
+    new_layout: Layout,
+    checked: Checked,
+) -> Result<NonNull<u8>, ReallocError> {
+    match checked {
+        // SAFETY: per the contract.
+        Checked::Locked | Checked::Keep(..) => unsafe { heap.reallocate(ptr, new_layout) },
+        Checked::DoubleFree => Err(ReallocError::Invalid(
+            heap.count_error(HeapError::DoubleFree),
+        )),
+        Checked::Overflow => Err(ReallocError::Invalid(heap.count_error(HeapError::Overflow))),
+    }
 }
