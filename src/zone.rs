@@ -211,7 +211,7 @@ pub(crate) unsafe fn init(
 /// # Safety
 ///
 /// `zone` must point to readable memory of at least a header.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: readable per the contract.
     unsafe { (*zone.as_ptr()).guard == zone.as_ptr().addr() ^ GUARD_KEY }
@@ -228,17 +228,21 @@ unsafe fn geometry(zone: NonNull<ZoneHeader>) -> &'static ZoneGeometry {
     unsafe { (*zone.as_ptr()).geometry }
 }
 
-#[inline]
+#[inline(always)]
 fn blocks_start(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> *mut u8 {
     // The offset stays inside the zone run: provenance and bounds hold.
     zone.as_ptr().cast::<u8>().wrapping_add(g.blocks_offset)
 }
 
-#[inline]
+/// The bitmap word holding block `index`'s live bit. Every layout puts the
+/// bitmap right after the header (`size_class::layout`): a constant, so
+/// the free path loads one field less.
+#[inline(always)]
 fn bitmap_word(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mut u64 {
+    debug_assert_eq!(g.bitmap_offset, ZONE_HEADER_SIZE);
     zone.as_ptr()
         .cast::<u8>()
-        .wrapping_add(g.bitmap_offset)
+        .wrapping_add(ZONE_HEADER_SIZE)
         .cast::<u64>()
         .wrapping_add(index / 64)
 }
@@ -256,13 +260,30 @@ pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
     unsafe { bit_is_set(zone, g, index) }
 }
 
+/// [`is_live`], for a caller that has read the zone's layout `g`.
+///
+/// # Safety
+///
+/// As for [`is_live`], and `g` is the zone's layout.
+#[inline(always)]
+pub(crate) unsafe fn is_live_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
+    // SAFETY: per the contract.
+    unsafe { bit_is_set(zone, g, index) }
+}
+
+/// The address of block 0 of a zone of layout `g`.
+#[inline(always)]
+pub(crate) fn blocks_start_addr(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> usize {
+    zone.as_ptr().addr() + g.blocks_offset
+}
+
 /// Reads a live bit without touching the header (callers may hold a
 /// mutable reference to it).
 ///
 /// # Safety
 ///
 /// `zone` is a live zone of geometry `g`, `index < capacity`.
-#[inline]
+#[inline(always)]
 unsafe fn bit_is_set(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
     // SAFETY: the bitmap covers `capacity` bits inside the zone.
     unsafe { *bitmap_word(zone, g, index) & (1 << (index % 64)) != 0 }
@@ -344,9 +365,12 @@ unsafe fn link_ok(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, next: FreeLink) -
     next <= unsafe { carved_count(zone) } as usize && !unsafe { bit_is_set(zone, g, next - 1) }
 }
 
-#[inline]
+/// `offset / block_size` for an offset inside the zone (`div_magic`). Any
+/// other offset gives some index (wrapping, never a panic): callers check
+/// that the index's block starts at `offset`.
+#[inline(always)]
 pub(crate) fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
-    ((offset as u64 * g.div_magic) >> DIV_SHIFT) as usize
+    ((offset as u64).wrapping_mul(g.div_magic) >> DIV_SHIFT) as usize
 }
 
 /// The index of the block that starts exactly at `ptr`, or why there is none.
