@@ -63,7 +63,7 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
+use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass, TINY_MAX};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack.
@@ -93,6 +93,23 @@ const STACKED_CLASSES: usize = {
     }
     n
 };
+
+/// TINY classes: their size slots are one byte wide, the others' two
+/// (`ZoneGeometry::size_width`). Known from the class index, so the free
+/// path reads no width from the layout.
+const TINY_CLASSES: usize = {
+    let mut n = 0;
+    while n < NUM_CLASSES && CLASS_SIZES[n] as usize <= TINY_MAX {
+        n += 1;
+    }
+    n
+};
+
+/// Bytes of a size slot in a zone of `class`.
+#[inline(always)]
+fn size_width(class: SizeClass) -> usize {
+    if class.index() < TINY_CLASSES { 1 } else { 2 }
+}
 
 /// Blocks each class's stack holds at most: what the area has room for (a
 /// constant, so that finding an entry is a shift and an add).
@@ -292,9 +309,22 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 return false;
             }
             let mark = free_mark::value(ptr);
-            let size_slot = zone::size_slot_in(zone, g, index);
-            let requested = zone::load_own_size(size_slot, g.size_width);
-            if requested > g.block_size || !canary::intact_for(ptr, requested, g.block_size, mark) {
+            // One branch on the slot's width, known from the class.
+            let (size_slot, requested) = if size_width(class) == 1 {
+                let slot = zone::size_slot_with_width(zone, g, 1, index);
+                (slot, zone::load_own_size(slot, 1))
+            } else {
+                let slot = zone::size_slot_with_width(zone, g, 2, index);
+                (slot, zone::load_own_size(slot, 2))
+            };
+            debug_assert_eq!(size_width(class), g.size_width);
+            // A block armed for less than its size has a canary; one armed
+            // for more is a span's (the full path's).
+            if requested < g.block_size {
+                if !canary::intact_for(ptr, requested, g.block_size, mark) {
+                    return false;
+                }
+            } else if requested != g.block_size {
                 return false;
             }
             // A full stack, or none (`NO_STACK`): the full path. Tested
@@ -354,13 +384,30 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             intact
         };
         if !intact {
-            self.report_corruption(block);
+            // Out of line and last: the common path saves no register.
+            return self.hand_out_reported(block, size, zeroed);
         }
         if zeroed {
             // SAFETY: the block is ours and at least `size` bytes long.
             unsafe { ptr::write_bytes(block.as_ptr(), 0, size) };
         }
         block
+    }
+
+    /// The end of [`hand_out_stacked`](Self::hand_out_stacked) for a block
+    /// written after its free: reported, then zeroed if asked.
+    #[cold]
+    #[inline(never)]
+    fn hand_out_reported(&self, block: NonNull<u8>, size: usize, zeroed: bool) -> NonNull<u8> {
+        self.report_corruption(block);
+        if zeroed {
+            // SAFETY: the block is the caller's and at least `size` bytes long.
+            unsafe { ptr::write_bytes(block.as_ptr(), 0, size) };
+        }
+        // Opaque: a result the optimiser knows to be the argument makes the
+        // caller keep the argument in a saved register across the call,
+        // instead of taking the result (a push and a pop on the common path).
+        core::hint::black_box(block)
     }
 
     /// Opens `class`'s stack, making the area if it was never tried (see

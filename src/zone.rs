@@ -271,6 +271,20 @@ pub(crate) unsafe fn is_live_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, ind
     unsafe { bit_is_set(zone, g, index) }
 }
 
+/// [`size_slot_in`], for a caller that knows the slot width (`g.size_width`,
+/// which follows from the class).
+#[inline(always)]
+pub(crate) fn size_slot_with_width(
+    zone: NonNull<ZoneHeader>,
+    g: &ZoneGeometry,
+    width: usize,
+    index: usize,
+) -> *mut u8 {
+    zone.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(g.sizes_offset + index * width)
+}
+
 /// The address of block 0 of a zone of layout `g`.
 #[inline(always)]
 pub(crate) fn blocks_start_addr(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> usize {
