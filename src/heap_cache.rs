@@ -63,7 +63,9 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass, TINY_MAX};
+use crate::size_class::{
+    CLASS_SIZES, GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY, SizeClass, TINY_MAX,
+};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack.
@@ -110,6 +112,16 @@ const TINY_CLASSES: usize = {
 fn size_width(class: SizeClass) -> usize {
     if class.index() < TINY_CLASSES { 1 } else { 2 }
 }
+
+// The layouts agree with `size_width`, in both kinds of zone.
+const _: () = {
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let width = if i < TINY_CLASSES { 1 } else { 2 };
+        assert!(GEOMETRY[i].size_width == width && SCARCE_GEOMETRY[i].size_width == width);
+        i += 1;
+    }
+};
 
 /// Blocks each class's stack holds at most: what the area has room for (a
 /// constant, so that finding an entry is a shift and an add).
@@ -317,7 +329,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 let slot = zone::size_slot_with_width(zone, g, 2, index);
                 (slot, zone::load_own_size(slot, 2))
             };
-            debug_assert_eq!(size_width(class), g.size_width);
             // A block armed for less than its size has a canary; one armed
             // for more is a span's (the full path's).
             if requested < g.block_size {

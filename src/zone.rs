@@ -234,12 +234,22 @@ fn blocks_start(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> *mut u8 {
     zone.as_ptr().cast::<u8>().wrapping_add(g.blocks_offset)
 }
 
-/// The bitmap word holding block `index`'s live bit. Every layout puts the
-/// bitmap right after the header (`size_class::layout`): a constant, so
-/// the free path loads one field less.
+/// Every layout puts the bitmap right after the header
+/// (`size_class::layout`): [`bitmap_word`] uses the constant, so the free
+/// path loads one field less.
+const _: () = {
+    let mut i = 0;
+    while i < crate::size_class::NUM_CLASSES {
+        assert!(crate::size_class::GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
+        assert!(crate::size_class::SCARCE_GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
+        i += 1;
+    }
+};
+
+/// The bitmap word holding block `index`'s live bit (`g` is the zone's
+/// layout; its bitmap is at [`ZONE_HEADER_SIZE`], checked above).
 #[inline(always)]
-fn bitmap_word(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mut u64 {
-    debug_assert_eq!(g.bitmap_offset, ZONE_HEADER_SIZE);
+fn bitmap_word(zone: NonNull<ZoneHeader>, _g: &ZoneGeometry, index: usize) -> *mut u64 {
     zone.as_ptr()
         .cast::<u8>()
         .wrapping_add(ZONE_HEADER_SIZE)
