@@ -38,19 +38,39 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let seen = self.page_map.releases();
         if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
             let mut state = self.class(class);
-            // SAFETY: the map named this zone of `class`, whose lock is held.
-            if unsafe { self.free_to_heap_cache(&mut state, base.cast(), class, ptr, seen) } {
+            // The lock is kept on every way: one acquisition per free
+            // (`IrqSpinLock` saves and restores the interrupt flag once).
+            // A class whose stack is full or not open goes the whole way at
+            // once, with the zone found.
+            if !self.heap_cache.has_room(&state) {
+                return self.free_small_counted(state, base.cast(), class, ptr, seen);
+            }
+            // SAFETY: the map named this zone of `class`, whose lock is
+            // held; the stack has room.
+            if unsafe { self.free_to_stack_with_room(&mut state, base.cast(), class, ptr, seen) } {
                 return Ok(());
             }
-            // The lock is kept: one acquisition per free (`IrqSpinLock`
-            // saves and restores the interrupt flag once).
             return self.free_small_again(state, class, ptr);
         }
         self.deallocate_slow(ptr)
     }
 
-    /// What the heap's stack did not take, under the class lock already
-    /// held: the whole way, its error counted. The zone is looked up again
+    /// [`free_small_locked`](Self::free_small_locked), its error counted.
+    #[inline(never)]
+    fn free_small_counted(
+        &self,
+        state: MutexGuard<'_, R, ClassState>,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> Result<(), HeapError> {
+        self.free_small_locked(state, zone, class, ptr, seen)
+            .map_err(|e| self.count_error(e))
+    }
+
+    /// What the heap's stack did not take for a doubt its checks found,
+    /// under the class lock already held: the whole way, its error counted. The zone is looked up again
     /// (so that the fast path keeps no register for the lookup's results):
     /// under the class lock, a zone of this class that the map names stays
     /// alive. One the map no longer names (released since the first lookup)

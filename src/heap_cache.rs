@@ -193,6 +193,13 @@ impl HeapCache {
         unsafe { area.add(i * DEPTH + n) }
     }
 
+    /// Whether the stack of the class locked through `locked` is open and
+    /// has room for a block.
+    #[inline(always)]
+    pub(crate) fn has_room(&self, locked: &ClassState) -> bool {
+        (locked.stack_len as usize) < DEPTH
+    }
+
     /// Pops the block last pushed for `class`.
     ///
     /// The caller holds the lock of `class` (the `&mut ClassState` is the
@@ -299,6 +306,29 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         seen: usize,
     ) -> bool {
+        // SAFETY: per the contract, and the stack has room.
+        self.heap_cache.has_room(state)
+            && unsafe { self.free_to_stack_with_room(state, zone, class, ptr, seen) }
+    }
+
+    /// [`free_to_heap_cache`](Self::free_to_heap_cache) once the caller has
+    /// seen that the stack has room ([`HeapCache::has_room`]), under the
+    /// lock it still holds: `deallocate` tests that first, so that a full
+    /// stack goes the whole way with the zone it found, before any check.
+    ///
+    /// # Safety
+    ///
+    /// As for `free_to_heap_cache`, and `state`'s stack has room.
+    #[inline(always)]
+    pub(crate) unsafe fn free_to_stack_with_room(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> bool {
+        debug_assert!(self.heap_cache.has_room(state));
         // Nothing unregistered since the lookup: the zone is alive (its
         // class lock is held, so it stays so); otherwise the full path
         // looks again.
@@ -338,12 +368,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             } else if requested != g.block_size {
                 return false;
             }
-            // A full stack, or none (`NO_STACK`): the full path. Tested
-            // last, so that the checks above keep fewer values in registers.
+            // Read last (the caller saw it below `DEPTH`, and the lock is
+            // held): the checks above keep one value fewer in registers.
             let len = state.stack_len;
-            if len as usize >= DEPTH {
-                return false;
-            }
             // The class lock does not keep a front cache's lock-free free of
             // the same block out: the claim decides (`free_mark.rs`). The
             // loser changed nothing (it swapped the mark for the mark); the
