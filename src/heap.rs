@@ -212,10 +212,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     #[inline(always)]
     pub(crate) fn class(&self, class: SizeClass) -> MutexGuard<'_, R, ClassState> {
-        // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES`, the
-        // array's length (its constructors check it): no bounds check on
-        // every allocation.
-        unsafe { self.classes.get_unchecked(class.index()) }.0.lock()
+        let i = class.index();
+        if i >= NUM_CLASSES {
+            // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES`
+            // (its constructors check it): the index below needs no bounds
+            // check. (An `if`, not `get_unchecked`: at opt-level 0 that is
+            // two calls with checks of their own.)
+            unsafe { core::hint::unreachable_unchecked() }
+        }
+        self.classes[i].0.lock()
     }
 
     /// Takes every lock of the heap, in a fixed order, and keeps them until
