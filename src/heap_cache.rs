@@ -63,9 +63,7 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{
-    CLASS_SIZES, GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY, SizeClass, TINY_MAX,
-};
+use crate::size_class::{CLASS_SIZES, GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY, SizeClass, TINY_MAX};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack.
@@ -342,7 +340,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let g = zone::layout_of(zone);
             // Wrapping: a pointer below block 0 gives an offset no block
             // starts at (`index * block_size` stays below 2^39).
-            let offset = ptr.as_ptr().addr().wrapping_sub(zone::blocks_start_addr(zone, g));
+            let offset = ptr
+                .as_ptr()
+                .addr()
+                .wrapping_sub(zone::blocks_start_addr(zone, g));
             let index = zone::div_block(offset, g);
             if index >= zone::carved_hint(zone)
                 || index * g.block_size != offset
@@ -382,10 +383,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);
             // `len < DEPTH`: the stack is open and has room.
-            self.heap_cache.entry(class.index(), len as usize).write(Entry {
-                block: ptr,
-                size_slot,
-            });
+            self.heap_cache
+                .entry(class.index(), len as usize)
+                .write(Entry {
+                    block: ptr,
+                    size_slot,
+                });
             state.stack_len = len + 1;
         }
         true

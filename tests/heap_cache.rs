@@ -246,7 +246,9 @@ fn a_doubling_vector_moves_at_every_other_step() {
 #[test]
 fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     let heap = heap();
-    let blocks: Vec<_> = (0..24).map(|_| heap.allocate(layout(24)).unwrap()).collect();
+    let blocks: Vec<_> = (0..24)
+        .map(|_| heap.allocate(layout(24)).unwrap())
+        .collect();
     for &p in &blocks {
         unsafe { heap.deallocate(p) }.unwrap();
     }
