@@ -15,13 +15,17 @@
 //! finds the area made (or makes it), so that the hot paths test one byte
 //! and never the area pointer.
 //!
-//! - **Free** (`free.rs`): the block is validated exactly as before (page
-//!   map, zone guard, block boundary, live bit, slack canary), then, if
-//!   its class's stack has room, claimed (the free mark's swap, which
-//!   refuses a double free) and pushed. Its zone is not touched: the block
-//!   stays *lent*, as a `FrontCache` block is (live bit set, free mark set).
-//!   Any failed check goes to the full path under the same lock, which
-//!   finds and reports the error: the fast path only says no.
+//! - **Free** (`free.rs`): a class whose stack is full or not open goes the
+//!   whole way at once, with the zone it found. Otherwise the block is
+//!   validated exactly as the whole way does (releases, zone guard, block
+//!   boundary, live bit, size slot, slack canary), claimed (the free mark's
+//!   swap, which refuses a double free: no earlier read of the mark) and
+//!   pushed. Its zone is not touched: the block stays *lent*, as a
+//!   `FrontCache` block is (live bit set, free mark set). Any failed check
+//!   leaves through one tail call under the same lock, which looks the
+//!   zone up again and goes the whole way, which finds and reports the
+//!   error: the fast path only says no, and keeps no lookup result in a
+//!   register for it.
 //! - **Allocate** (`alloc.rs`): a class whose stack holds a block pops the
 //!   last one pushed (LIFO: a box freed and allocated again is the same
 //!   cache lines) and hands it out as a front cache does (size slot, mark
