@@ -70,8 +70,10 @@ use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::{CLASS_SIZES, GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY, SizeClass, TINY_MAX};
 use crate::zone::{self, ZoneHeader};
 
-/// Bytes of the area: [`DEPTH`] entries per class that has a stack.
-const AREA_BYTES: usize = 2 * MIN_PAGE_SIZE;
+/// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
+/// whole pages (8 KiB on 64-bit targets, 4 KiB on 32-bit ones).
+const AREA_BYTES: usize =
+    (DEPTH * STACKED_CLASSES * size_of::<Entry>()).next_multiple_of(MIN_PAGE_SIZE);
 /// A span smaller than this gets no area. In a small region every page
 /// counts (`tests/small_heaps.rs`: the minimum-region load runs in 384
 /// KiB), and blocks pinned in stacks keep zones from going back; here the
@@ -125,10 +127,10 @@ const _: () = {
     }
 };
 
-/// Blocks each class's stack holds at most: what the area has room for (a
-/// constant, so that finding an entry is a shift and an add).
-const DEPTH: usize = AREA_BYTES / size_of::<Entry>() / STACKED_CLASSES;
-const _: () = assert!(DEPTH > 0 && DEPTH < NO_STACK as usize);
+/// Blocks each class's stack holds at most, on every target (a power of
+/// two, so that finding an entry is a shift and an add).
+const DEPTH: usize = 16;
+const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NO_STACK as usize);
 
 /// The area pointer's value once making it failed or the span is too
 /// small: no class opens a stack (until `trim`).
