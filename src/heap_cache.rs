@@ -349,7 +349,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let offset = ptr
                 .as_ptr()
                 .addr()
-                .wrapping_sub(zone::blocks_start_addr(zone, g));
+                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
             let index = zone::div_block(offset, g);
             if index >= zone::carved_hint(zone)
                 || index * g.block_size != offset
@@ -360,10 +360,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let mark = free_mark::value(ptr);
             // One branch on the slot's width, known from the class.
             let (size_slot, requested) = if size_width(class) == 1 {
-                let slot = zone::size_slot_with_width(zone, g, 1, index);
+                let slot = zone::size_slot_with(zone, g, 1, index);
                 (slot, zone::load_own_size(slot, 1))
             } else {
-                let slot = zone::size_slot_with_width(zone, g, 2, index);
+                let slot = zone::size_slot_with(zone, g, 2, index);
                 (slot, zone::load_own_size(slot, 2))
             };
             // A block armed for less than its size has a canary; one armed

@@ -25,7 +25,8 @@ mod runs;
 mod sizes;
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
-    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, store_size,
+    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
+    store_size,
 };
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.
@@ -234,20 +235,20 @@ fn blocks_start(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> *mut u8 {
     zone.as_ptr().cast::<u8>().wrapping_add(g.blocks_offset)
 }
 
-/// Every layout puts the bitmap right after the header
-/// (`size_class::layout`): [`bitmap_word`] uses the constant, so the free
-/// path loads one field less.
+// Every layout puts the bitmap right after the header: `bitmap_word` uses
+// the constant (a field less to load on the free path).
 const _: () = {
+    use crate::size_class::{GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY};
     let mut i = 0;
-    while i < crate::size_class::NUM_CLASSES {
-        assert!(crate::size_class::GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
-        assert!(crate::size_class::SCARCE_GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
+    while i < NUM_CLASSES {
+        assert!(GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
+        assert!(SCARCE_GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
         i += 1;
     }
 };
 
-/// The bitmap word holding block `index`'s live bit (`g` is the zone's
-/// layout; its bitmap is at [`ZONE_HEADER_SIZE`], checked above).
+/// The bitmap word holding block `index`'s live bit (at
+/// [`ZONE_HEADER_SIZE`] in every layout, checked above).
 #[inline(always)]
 fn bitmap_word(zone: NonNull<ZoneHeader>, _g: &ZoneGeometry, index: usize) -> *mut u64 {
     zone.as_ptr()
@@ -279,26 +280,6 @@ pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
 pub(crate) unsafe fn is_live_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
     // SAFETY: per the contract.
     unsafe { bit_is_set(zone, g, index) }
-}
-
-/// [`size_slot_in`], for a caller that knows the slot width (`g.size_width`,
-/// which follows from the class).
-#[inline(always)]
-pub(crate) fn size_slot_with_width(
-    zone: NonNull<ZoneHeader>,
-    g: &ZoneGeometry,
-    width: usize,
-    index: usize,
-) -> *mut u8 {
-    zone.as_ptr()
-        .cast::<u8>()
-        .wrapping_add(g.sizes_offset + index * width)
-}
-
-/// The address of block 0 of a zone of layout `g`.
-#[inline(always)]
-pub(crate) fn blocks_start_addr(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> usize {
-    zone.as_ptr().addr() + g.blocks_offset
 }
 
 /// Reads a live bit without touching the header (callers may hold a
