@@ -13,6 +13,7 @@ use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES};
+use crate::heap_cache::NO_STACK;
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
@@ -32,25 +33,69 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
         // The heap's own stack first (`heap_cache.rs`), in a path kept
-        // small; anything it does not take goes the whole way below.
+        // small; anything it does not take goes the whole way, in calls
+        // made last (so this path saves no register of its own).
         let seen = self.page_map.releases();
         if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
             let mut state = self.class(class);
-            // SAFETY: the map named this zone of `class`, whose lock is held.
-            if unsafe { self.free_to_heap_cache(&mut state, base.cast(), class, ptr, seen) } {
+            // The lock is kept on every way: one acquisition per free
+            // (`IrqSpinLock` saves and restores the interrupt flag once).
+            // A class whose stack is full or not open goes the whole way at
+            // once, with the zone found.
+            if !self.heap_cache.has_room(&state) {
+                return self.free_small_counted(state, base.cast(), class, ptr, seen);
+            }
+            // SAFETY: the map named this zone of `class`, whose lock is
+            // held; the stack has room.
+            if unsafe { self.free_to_stack_with_room(&mut state, base.cast(), class, ptr, seen) } {
                 return Ok(());
             }
-            // The lock is kept: one acquisition per free (`IrqSpinLock`
-            // saves and restores the interrupt flag once).
-            return self
-                .free_small_locked(state, base.cast(), class, ptr, seen)
-                .map_err(|e| self.count_error(e));
+            return self.free_small_again(state, class, ptr);
         }
         self.deallocate_slow(ptr)
     }
 
-    /// [`free_small`](Self::free_small) under the lock already held.
+    /// [`free_small_locked`](Self::free_small_locked), its error counted.
     #[inline(never)]
+    fn free_small_counted(
+        &self,
+        state: MutexGuard<'_, R, ClassState>,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> Result<(), HeapError> {
+        self.free_small_locked(state, zone, class, ptr, seen)
+            .map_err(|e| self.count_error(e))
+    }
+
+    /// What the heap's stack did not take for a doubt its checks found,
+    /// under the class lock already held: the whole way, its error counted. The zone is looked up again
+    /// (so that the fast path keeps no register for the lookup's results):
+    /// under the class lock, a zone of this class that the map names stays
+    /// alive. One the map no longer names (released since the first lookup)
+    /// makes the pointer invalid, as `validate_small` would find.
+    #[inline(never)]
+    fn free_small_again(
+        &self,
+        state: MutexGuard<'_, R, ClassState>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+    ) -> Result<(), HeapError> {
+        let seen = self.page_map.releases();
+        let result = match self.page_map.lookup_zone(ptr.as_ptr().addr()) {
+            Some((base, found)) if found == class => {
+                self.free_small_locked(state, base.cast(), class, ptr, seen)
+            }
+            _ => Err(HeapError::InvalidPointer),
+        };
+        result.map_err(|e| self.count_error(e))
+    }
+
+    /// [`free_small`](Self::free_small) under the lock already held: what
+    /// the heap's stack did not take. Opens the class's stack if it has
+    /// none yet (its first free does).
+    #[inline(always)]
     pub(crate) fn free_small_locked(
         &self,
         mut state: MutexGuard<'_, R, ClassState>,
@@ -59,6 +104,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         seen: usize,
     ) -> Result<(), HeapError> {
+        // The class's first free opens its stack, and the block goes there
+        // as any later one would.
+        if state.stack_len == NO_STACK
+            && self.open_stack(&mut state, class)
+            // SAFETY: per this function's caller, as for the stack's path.
+            && unsafe { self.free_to_heap_cache(&mut state, zone, class, ptr, seen) }
+        {
+            return Ok(());
+        }
         let index = self.validate_small(zone, class, ptr, seen)?;
         // SAFETY: validated live block of a live zone; lock held.
         unsafe {

@@ -21,7 +21,7 @@ use crate::zone::{self, ZoneHeader};
 /// Empty zones a class keeps mapped for reuse; further empty zones go back to
 /// the provider at once. One is enough to make a malloc/free loop free of
 /// provider calls.
-pub(crate) const EMPTY_ZONES_KEPT: u16 = 1;
+pub(crate) const EMPTY_ZONES_KEPT: u8 = 1;
 
 /// A kept empty zone whose carved blocks covered at least this many bytes
 /// is reset and its pages decommitted (`PageProvider::decommit`): the
@@ -91,8 +91,15 @@ pub(crate) struct ClassState {
     /// Magazines in the depot (at most `cache::bins::DEPOT_MAX_MAGAZINES`).
     pub(crate) depot_magazines: u16,
     /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
-    pub(crate) empty_zones: u16,
+    pub(crate) empty_zones: u8,
+    /// Blocks in this class's stack of the heap's own cache
+    /// (`heap_cache.rs`), or [`NO_STACK`](crate::heap_cache::NO_STACK)
+    /// while the class has none. Here, next to the lock, so that a free or
+    /// an allocation reads it from the line the lock brought in.
+    pub(crate) stack_len: u8,
 }
+
+const _: () = assert!(core::mem::size_of::<ClassState>() <= 24);
 
 // SAFETY: the zone pointers are only followed under the class lock.
 unsafe impl Send for ClassState {}
@@ -116,6 +123,7 @@ impl ClassState {
             with_room: ptr::null_mut(),
             zones: 0,
             empty_zones: 0,
+            stack_len: crate::heap_cache::NO_STACK,
             depot: ptr::null_mut(),
             depot_magazines: 0,
         }
@@ -202,9 +210,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         &self.provider
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn class(&self, class: SizeClass) -> MutexGuard<'_, R, ClassState> {
-        self.classes[class.index()].0.lock()
+        let i = class.index();
+        if i >= NUM_CLASSES {
+            // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES`
+            // (its constructors check it): the index below needs no bounds
+            // check. (An `if`, not `get_unchecked`: at opt-level 0 that is
+            // two calls with checks of their own.)
+            unsafe { core::hint::unreachable_unchecked() }
+        }
+        self.classes[i].0.lock()
     }
 
     /// Takes every lock of the heap, in a fixed order, and keeps them until

@@ -9,13 +9,23 @@
 //! all in one *area* of [`AREA_BYTES`] that the heap maps from its provider
 //! at its first free of a small block (none in a span under
 //! [`AREA_MIN_SPAN`], whose pages are worth more than the speed). Only
-//! classes up to [`MAX_BLOCK`] bytes have a stack.
+//! classes up to [`MAX_BLOCK`] bytes have a stack. A stack's length is
+//! kept in its class's state (`ClassState::stack_len`), next to the lock:
+//! [`NO_STACK`] until the class's first free that the stack does not take
+//! finds the area made (or makes it), so that the hot paths test one byte
+//! and never the area pointer.
 //!
-//! - **Free** (`free.rs`): the block is validated exactly as before (page
-//!   map, zone guard, block boundary, live bit, free mark, slack canary),
-//!   then, if its class's stack has room, marked free and pushed. Its zone
-//!   is not touched: the block stays *lent*, as a `FrontCache` block is
-//!   (live bit set, free mark set).
+//! - **Free** (`free.rs`): a class whose stack is full or not open goes the
+//!   whole way at once, with the zone it found. Otherwise the block is
+//!   validated exactly as the whole way does (releases, zone guard, block
+//!   boundary, live bit, size slot, slack canary), claimed (the free mark's
+//!   swap, which refuses a double free: no earlier read of the mark) and
+//!   pushed. Its zone is not touched: the block stays *lent*, as a
+//!   `FrontCache` block is (live bit set, free mark set). Any failed check
+//!   leaves through one tail call under the same lock, which looks the
+//!   zone up again and goes the whole way, which finds and reports the
+//!   error: the fast path only says no, and keeps no lookup result in a
+//!   register for it.
 //! - **Allocate** (`alloc.rs`): a class whose stack holds a block pops the
 //!   last one pushed (LIFO: a box freed and allocated again is the same
 //!   cache lines) and hands it out as a front cache does (size slot, mark
@@ -37,8 +47,11 @@
 //!   needs no protocol of its own. `lock_all` (fork) covers it with the
 //!   class locks.
 //! - The area pointer is set once (compare-and-swap from null, Release,
-//!   after the area is initialised) and read with Acquire; the area goes
-//!   back to the provider only in `Drop`.
+//!   after the area is initialised) and read with Acquire by the class
+//!   that opens its stack ([`Heap::open_stack`]), under its lock; once a
+//!   class's `stack_len` is not [`NO_STACK`], its lock's holders read the
+//!   pointer Relaxed (the lock orders them after that Acquire). The area
+//!   goes back to the provider only in `Drop`.
 //! - `show_alloc_mem`, `visit` and `stats` need nothing: a stacked block is
 //!   lent and marked, which is how they already tell cached blocks apart.
 
@@ -54,11 +67,13 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
+use crate::size_class::{CLASS_SIZES, GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY, SizeClass, TINY_MAX};
 use crate::zone::{self, ZoneHeader};
 
-/// Bytes of the area: 15 blocks per class that has a stack.
-const AREA_BYTES: usize = 2 * MIN_PAGE_SIZE;
+/// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
+/// whole pages (8 KiB on 64-bit targets, 4 KiB on 32-bit ones).
+const AREA_BYTES: usize =
+    (DEPTH * STACKED_CLASSES * size_of::<Entry>()).next_multiple_of(MIN_PAGE_SIZE);
 /// A span smaller than this gets no area. In a small region every page
 /// counts (`tests/small_heaps.rs`: the minimum-region load runs in 384
 /// KiB), and blocks pinned in stacks keep zones from going back; here the
@@ -70,21 +85,11 @@ pub(crate) const AREA_MIN_SPAN: usize = 512 << 10;
 /// cannot empty until `trim`).
 const MAX_BLOCK: usize = 1024;
 
-/// The area's header; the entries follow it, [`DEPTH`] per class that
-/// has a stack.
-#[repr(C, align(16))]
-struct Area {
-    /// Bytes of the area (what goes back to the provider).
-    bytes: usize,
-    /// Blocks in each class's stack.
-    lens: [u8; NUM_CLASSES],
-    /// The most each class's stack may hold ([`DEPTH`], or 0).
-    caps: [u8; NUM_CLASSES],
-}
-
-/// Where the entries start: right after the header.
-const ENTRIES_OFFSET: usize = size_of::<Area>();
-const _: () = assert!(ENTRIES_OFFSET.is_multiple_of(align_of::<Entry>()));
+/// A class's `stack_len` while it has no stack: the area is not made (or
+/// could not be), or the class's blocks are too big. Above [`DEPTH`], so
+/// that a push (`len < DEPTH`) and a pop (`len - 1 < DEPTH`, wrapping)
+/// each test one byte against one constant.
+pub(crate) const NO_STACK: u8 = u8::MAX;
 
 /// Classes with a stack: the first ones, up to [`MAX_BLOCK`].
 const STACKED_CLASSES: usize = {
@@ -95,31 +100,47 @@ const STACKED_CLASSES: usize = {
     n
 };
 
-/// Blocks each class's stack holds at most: what the area has room for
-/// (a constant, so that finding an entry is a shift and an add).
-const DEPTH: usize = {
-    let depth = (AREA_BYTES - ENTRIES_OFFSET) / size_of::<Entry>() / STACKED_CLASSES;
-    if depth > u8::MAX as usize {
-        u8::MAX as usize
-    } else {
-        depth
+/// TINY classes: their size slots are one byte wide, the others' two
+/// (`ZoneGeometry::size_width`). Known from the class index, so the free
+/// path reads no width from the layout.
+const TINY_CLASSES: usize = {
+    let mut n = 0;
+    while n < NUM_CLASSES && CLASS_SIZES[n] as usize <= TINY_MAX {
+        n += 1;
+    }
+    n
+};
+
+/// Bytes of a size slot in a zone of `class`.
+#[inline(always)]
+fn size_width(class: SizeClass) -> usize {
+    if class.index() < TINY_CLASSES { 1 } else { 2 }
+}
+
+// The layouts agree with `size_width`, in both kinds of zone.
+const _: () = {
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let width = if i < TINY_CLASSES { 1 } else { 2 };
+        assert!(GEOMETRY[i].size_width == width && SCARCE_GEOMETRY[i].size_width == width);
+        i += 1;
     }
 };
 
-/// Blocks of class `index` a stack may hold: [`DEPTH`], or none above
-/// [`MAX_BLOCK`].
-const fn cap_of(index: usize) -> usize {
-    if index < STACKED_CLASSES { DEPTH } else { 0 }
-}
+/// Blocks each class's stack holds at most, on every target (a power of
+/// two, so that finding an entry is a shift and an add).
+const DEPTH: usize = 16;
+const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NO_STACK as usize);
 
 /// The area pointer's value once making it failed or the span is too
-/// small: the hot paths then do not try again (until `trim`).
+/// small: no class opens a stack (until `trim`).
 const NO_AREA: usize = 1;
 
-/// The heap's handle on its area: null until the first free of a TINY or
+/// The heap's handle on its area (its entries, [`DEPTH`] per class that
+/// has a stack, nothing else): null until the first free of a TINY or
 /// SMALL block makes it, then the area or [`NO_AREA`].
 pub(crate) struct HeapCache {
-    area: AtomicPtr<Area>,
+    area: AtomicPtr<Entry>,
 }
 
 impl HeapCache {
@@ -131,7 +152,7 @@ impl HeapCache {
 
     /// The area, if made.
     #[inline(always)]
-    fn area(&self) -> Option<NonNull<Area>> {
+    fn area(&self) -> Option<NonNull<Entry>> {
         // Plain `if`s, no combinators, here and on every path through
         // this file that a free or an allocation takes: a kernel's debug
         // build (opt-level 0) calls each combinator as a function.
@@ -144,7 +165,7 @@ impl HeapCache {
         }
     }
 
-    /// Whether the area is neither made nor given up on: a free makes it.
+    /// Whether the area is neither made nor given up on.
     #[inline(always)]
     fn untried(&self) -> bool {
         self.area.load(Ordering::Relaxed).is_null()
@@ -160,59 +181,44 @@ impl HeapCache {
         );
     }
 
+    /// Entry `n` of class `i`'s stack.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds class `i`'s lock and its `stack_len` is not
+    /// [`NO_STACK`] (so the area is made and this thread is ordered after
+    /// its making, see the module documentation); `n < DEPTH`.
+    #[inline(always)]
+    unsafe fn entry(&self, i: usize, n: usize) -> *mut Entry {
+        // Relaxed: see the contract.
+        let area = self.area.load(Ordering::Relaxed);
+        // SAFETY: per the contract `i < STACKED_CLASSES` (only those open a
+        // stack) and `n < DEPTH`: inside the area's `AREA_BYTES`.
+        unsafe { area.add(i * DEPTH + n) }
+    }
+
+    /// Whether the stack of the class locked through `locked` is open and
+    /// has room for a block.
+    #[inline(always)]
+    pub(crate) fn has_room(&self, locked: &ClassState) -> bool {
+        (locked.stack_len as usize) < DEPTH
+    }
+
     /// Pops the block last pushed for `class`.
     ///
     /// The caller holds the lock of `class` (the `&mut ClassState` is the
     /// proof): each class's stack is only touched under its lock.
     #[inline(always)]
-    pub(crate) fn pop(&self, _locked: &mut ClassState, class: SizeClass) -> Option<Entry> {
-        // Not `?`: at opt-level 0 that is a call to `Try::branch`.
-        #[allow(clippy::question_mark)]
-        let Some(area) = self.area() else {
+    pub(crate) fn pop(&self, locked: &mut ClassState, class: SizeClass) -> Option<Entry> {
+        // `NO_STACK` and 0 both wrap to at least `DEPTH`.
+        let len = locked.stack_len.wrapping_sub(1);
+        if len as usize >= DEPTH {
             return None;
-        };
-        let area = area.as_ptr();
-        let i = class.index();
-        // SAFETY: a made area is valid until `Drop`; `i < NUM_CLASSES`
-        // (and `lens[i]` is 0 unless `i < STACKED_CLASSES`);
-        // class `i`'s part is ours under its lock; entries below `lens[i]`
-        // were written by `push`, inside class `i`'s `DEPTH` entries.
-        unsafe {
-            let len_at = len_of(area, i);
-            let len = *len_at;
-            if len == 0 {
-                return None;
-            }
-            let len = len - 1;
-            *len_at = len;
-            Some(entry_at(area, i, len as usize).read())
         }
-    }
-
-    /// Pushes `entry` (a validated free block of `class`, about to be
-    /// marked free by the caller) unless the stack is full. The caller
-    /// holds the lock of `class`; `area` is the made area.
-    #[inline(always)]
-    fn push(
-        &self,
-        _locked: &mut ClassState,
-        area: NonNull<Area>,
-        class: SizeClass,
-        entry: Entry,
-    ) -> bool {
-        let area = area.as_ptr();
-        let i = class.index();
-        // SAFETY: as in `pop`; `len < caps[i] <= DEPTH`.
-        unsafe {
-            let len_at = len_of(area, i);
-            let len = *len_at;
-            if len == *cap_of_area(area, i) {
-                return false;
-            }
-            entry_at(area, i, len as usize).write(entry);
-            *len_at = len + 1;
-        }
-        true
+        locked.stack_len = len;
+        // SAFETY: class lock held, its stack open, `len < DEPTH`; entries
+        // below the old length were written by a push.
+        Some(unsafe { self.entry(class.index(), len as usize).read() })
     }
 
     /// Takes every block of `class`'s stack, last pushed first. The caller
@@ -228,29 +234,19 @@ impl HeapCache {
         }
     }
 
-    /// Makes the area if there is none and the provider's span allows one;
-    /// records [`NO_AREA`] if not. Cold: the first free of a small block
-    /// calls it (not an allocation: the heap's first runs land where a
-    /// program's first blocks would).
+    /// Makes the area if the provider's span allows one; records
+    /// [`NO_AREA`] if not. Cold: a class's first free calls it (not an
+    /// allocation: the heap's first runs land where a program's first
+    /// blocks would).
     #[cold]
-    pub(crate) fn make<P: PageProvider>(
-        &self,
-        provider: &P,
-        span: Option<usize>,
-        metadata: &AtomicUsize,
-    ) {
+    fn make<P: PageProvider>(&self, provider: &P, span: Option<usize>, metadata: &AtomicUsize) {
         let no_area = ptr::without_provenance_mut(NO_AREA);
-        if span.is_some_and(|span| span < AREA_MIN_SPAN) {
-            let _ = self.area.compare_exchange(
-                ptr::null_mut(),
-                no_area,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            return;
-        }
-        let bytes = AREA_BYTES;
-        let Some(base) = provider.map(bytes, MIN_PAGE_SIZE) else {
+        let base = if span.is_some_and(|span| span < AREA_MIN_SPAN) {
+            None
+        } else {
+            provider.map(AREA_BYTES, MIN_PAGE_SIZE)
+        };
+        let Some(base) = base else {
             let _ = self.area.compare_exchange(
                 ptr::null_mut(),
                 no_area,
@@ -259,30 +255,19 @@ impl HeapCache {
             );
             return;
         };
-        let mut caps = [0; NUM_CLASSES];
-        for (i, cap) in caps.iter_mut().enumerate() {
-            *cap = cap_of(i) as u8;
-        }
-        let area = base.as_ptr().cast::<Area>();
-        // SAFETY: a fresh run of `bytes >= size_of::<Area>()` bytes, ours,
-        // page aligned.
-        unsafe {
-            area.write(Area {
-                bytes,
-                lens: [0; NUM_CLASSES],
-                caps,
-            })
-        };
+        // Nothing to initialise: an entry is read only below its stack's
+        // length, after a push wrote it.
+        let area = base.as_ptr().cast::<Entry>();
         if self
             .area
             .compare_exchange(ptr::null_mut(), area, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            metadata.fetch_add(bytes, Ordering::Relaxed);
+            metadata.fetch_add(AREA_BYTES, Ordering::Relaxed);
         } else {
             // Another class made one first: ours was never seen.
-            // SAFETY: mapped just now, `bytes` long, unused.
-            unsafe { provider.unmap(base, bytes) };
+            // SAFETY: mapped just now, `AREA_BYTES` long, unused.
+            unsafe { provider.unmap(base, AREA_BYTES) };
         }
     }
 
@@ -297,60 +282,20 @@ impl HeapCache {
             return;
         }
         let area = NonNull::new(area).expect("above NO_AREA");
-        // SAFETY: made by `make`, `bytes` long; unused per the contract.
-        unsafe {
-            let bytes = (*area.as_ptr()).bytes;
-            debug_assert!((*area.as_ptr()).lens.iter().all(|&n| n == 0));
-            provider.unmap(area.cast(), bytes);
-            metadata.fetch_sub(bytes, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Where class `i`'s stack length is (raw: no slice call at opt-level 0).
-///
-/// # Safety
-///
-/// `area` is a made area, `i < NUM_CLASSES`.
-#[inline(always)]
-unsafe fn len_of(area: *mut Area, i: usize) -> *mut u8 {
-    // SAFETY: per the contract, inside the header's `lens`.
-    unsafe { ptr::addr_of_mut!((*area).lens).cast::<u8>().add(i) }
-}
-
-/// Where class `i`'s stack capacity is.
-///
-/// # Safety
-///
-/// As for [`len_of`].
-#[inline(always)]
-unsafe fn cap_of_area(area: *mut Area, i: usize) -> *mut u8 {
-    // SAFETY: per the contract, inside the header's `caps`.
-    unsafe { ptr::addr_of_mut!((*area).caps).cast::<u8>().add(i) }
-}
-
-/// Entry `n` of class `i`.
-///
-/// # Safety
-///
-/// `area` is a made area, `i < STACKED_CLASSES`, `n < DEPTH`.
-#[inline(always)]
-unsafe fn entry_at(area: *mut Area, i: usize, n: usize) -> *mut Entry {
-    // SAFETY: per the contract, inside the area's `bytes`.
-    unsafe {
-        area.cast::<u8>()
-            .add(ENTRIES_OFFSET)
-            .cast::<Entry>()
-            .add(i * DEPTH + n)
+        // SAFETY: made by `make`, `AREA_BYTES` long; unused per the contract.
+        unsafe { provider.unmap(area.cast(), AREA_BYTES) };
+        metadata.fetch_sub(AREA_BYTES, Ordering::Relaxed);
     }
 }
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
-    /// Keeps the block at `ptr` in `class`'s stack if it is a handed-out
-    /// block (not a span) of `zone` with its canary intact and the stack
-    /// has room; returns whether it did. Every check of `validate_small`
-    /// and `check_canary` is made, each read once; on any doubt it returns
-    /// `false` and the caller's full path decides and reports.
+    /// Keeps the block at `ptr` in `class`'s stack if the stack has room
+    /// and the block is a handed-out block (not a span) of `zone` with its
+    /// canary intact; returns whether it did. Every check of
+    /// `validate_small` and `check_canary` is made, each value read once,
+    /// and the free mark's claim refuses a double free; on any doubt it
+    /// returns `false` having changed nothing, and the caller's full path
+    /// decides and reports.
     ///
     /// # Safety
     ///
@@ -365,66 +310,92 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         seen: usize,
     ) -> bool {
+        // SAFETY: per the contract, and the stack has room.
+        self.heap_cache.has_room(state)
+            && unsafe { self.free_to_stack_with_room(state, zone, class, ptr, seen) }
+    }
+
+    /// [`free_to_heap_cache`](Self::free_to_heap_cache) once the caller has
+    /// seen that the stack has room ([`HeapCache::has_room`]), under the
+    /// lock it still holds: `deallocate` tests that first, so that a full
+    /// stack goes the whole way with the zone it found, before any check.
+    ///
+    /// # Safety
+    ///
+    /// As for `free_to_heap_cache`, and `state`'s stack has room.
+    #[inline(always)]
+    pub(crate) unsafe fn free_to_stack_with_room(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> bool {
+        debug_assert!(self.heap_cache.has_room(state));
         // Nothing unregistered since the lookup: the zone is alive (its
-        // class lock is held, so it stays so). Otherwise the full path
+        // class lock is held, so it stays so); otherwise the full path
         // looks again.
         // SAFETY (all the block below): a live zone, its lock held; the
-        // bitmap, size slot and block reads are guarded by `index < carved`.
+        // bitmap, size slot and block reads are guarded by `index <
+        // carved`, which is tested first.
         unsafe {
-            // Classes without a stack go the full way at once.
-            if class.index() >= STACKED_CLASSES {
-                return false;
-            }
-            let area = match self.heap_cache.area() {
-                Some(area) => area,
-                None => match self.make_heap_cache() {
-                    Some(area) => area,
-                    None => return false,
-                },
-            };
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return false;
             }
             let g = zone::layout_of(zone);
-            let (addr, start) = (ptr.as_ptr().addr(), zone.as_ptr().addr() + g.blocks_offset);
-            if addr < start {
-                return false;
-            }
-            let offset = addr - start;
+            // Wrapping: a pointer below block 0 gives an offset no block
+            // starts at (`index * block_size` stays below 2^39).
+            let offset = ptr
+                .as_ptr()
+                .addr()
+                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
             let index = zone::div_block(offset, g);
             if index >= zone::carved_hint(zone)
                 || index * g.block_size != offset
-                || !zone::is_live(zone, index)
+                || !zone::is_live_in(zone, g, index)
             {
                 return false;
             }
             let mark = free_mark::value(ptr);
-            if free_mark::is_set_to(ptr, mark) {
-                return false;
-            }
-            let size_slot = zone::size_slot_in(zone, g, index);
-            let requested = zone::load_own_size(size_slot, g.size_width);
-            if requested > g.block_size || !canary::intact_for(ptr, requested, g.block_size, mark) {
-                return false;
-            }
-            let entry = Entry {
-                block: ptr,
-                size_slot,
+            // One branch on the slot's width, known from the class.
+            let (size_slot, requested) = if size_width(class) == 1 {
+                let slot = zone::size_slot_with(zone, g, 1, index);
+                (slot, zone::load_own_size(slot, 1))
+            } else {
+                let slot = zone::size_slot_with(zone, g, 2, index);
+                (slot, zone::load_own_size(slot, 2))
             };
-            if !self.heap_cache.push(state, area, class, entry) {
+            // A block armed for less than its size has a canary; one armed
+            // for more is a span's (the full path's).
+            if requested < g.block_size {
+                if !canary::intact_for(ptr, requested, g.block_size, mark) {
+                    return false;
+                }
+            } else if requested != g.block_size {
                 return false;
             }
+            // Read last (the caller saw it below `DEPTH`, and the lock is
+            // held): the checks above keep one value fewer in registers.
+            let len = state.stack_len;
             // The class lock does not keep a front cache's lock-free free of
             // the same block out: the claim decides (`free_mark.rs`). The
-            // loser takes its entry back (nothing else pushed meanwhile: the
-            // lock is held) and the full way reports the double free.
+            // loser changed nothing (it swapped the mark for the mark); the
+            // full way reports the double free.
             if !free_mark::claim(ptr, mark) {
-                let _ = self.heap_cache.pop(state, class);
                 return false;
             }
             // The mark in the first word too: a block written after its free
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);
+            // `len < DEPTH`: the stack is open and has room.
+            self.heap_cache
+                .entry(class.index(), len as usize)
+                .write(Entry {
+                    block: ptr,
+                    size_slot,
+                });
+            state.stack_len = len + 1;
         }
         true
     }
@@ -460,7 +431,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             intact
         };
         if !intact {
-            self.report_corruption(block);
+            // Out of line and last: the common path saves no register.
+            return self.hand_out_reported(block, size, zeroed);
         }
         if zeroed {
             // SAFETY: the block is ours and at least `size` bytes long.
@@ -469,20 +441,46 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         block
     }
 
-    /// Makes the area at the first free, if it was never tried (see
-    /// [`NO_AREA`]), and returns it.
+    /// The end of [`hand_out_stacked`](Self::hand_out_stacked) for a block
+    /// written after its free: reported, then zeroed if asked.
     #[cold]
     #[inline(never)]
-    fn make_heap_cache(&self) -> Option<NonNull<Area>> {
-        if !self.heap_cache.untried() {
-            return None;
+    fn hand_out_reported(&self, block: NonNull<u8>, size: usize, zeroed: bool) -> NonNull<u8> {
+        self.report_corruption(block);
+        if zeroed {
+            // SAFETY: the block is the caller's and at least `size` bytes long.
+            unsafe { ptr::write_bytes(block.as_ptr(), 0, size) };
         }
-        self.heap_cache.make(
-            &self.provider,
-            self.span_bytes(),
-            &self.counters.metadata_bytes,
-        );
-        self.heap_cache.area()
+        // Opaque: a result the optimiser knows to be the argument makes the
+        // caller keep the argument in a saved register across the call,
+        // instead of taking the result (a push and a pop on the common path).
+        core::hint::black_box(block)
+    }
+
+    /// Opens `class`'s stack, making the area if it was never tried (see
+    /// [`NO_AREA`]), if the class has one; returns whether it did. The
+    /// caller holds `class`'s lock (`state`) and its stack is not open
+    /// (`NO_STACK`).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn open_stack(&self, state: &mut ClassState, class: SizeClass) -> bool {
+        if class.index() >= STACKED_CLASSES {
+            return false;
+        }
+        if self.heap_cache.untried() {
+            self.heap_cache.make(
+                &self.provider,
+                self.span_bytes(),
+                &self.counters.metadata_bytes,
+            );
+        }
+        // Acquire (in `area`): the area's making happens before every use
+        // of it under this class's lock from now on.
+        if self.heap_cache.area().is_none() {
+            return false;
+        }
+        state.stack_len = 0;
+        true
     }
 
     /// Sends every block of `class`'s stack back to its zone (a lent block

@@ -25,7 +25,8 @@ mod runs;
 mod sizes;
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
-    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, store_size,
+    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
+    store_size,
 };
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.
@@ -211,7 +212,7 @@ pub(crate) unsafe fn init(
 /// # Safety
 ///
 /// `zone` must point to readable memory of at least a header.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: readable per the contract.
     unsafe { (*zone.as_ptr()).guard == zone.as_ptr().addr() ^ GUARD_KEY }
@@ -228,17 +229,31 @@ unsafe fn geometry(zone: NonNull<ZoneHeader>) -> &'static ZoneGeometry {
     unsafe { (*zone.as_ptr()).geometry }
 }
 
-#[inline]
+#[inline(always)]
 fn blocks_start(zone: NonNull<ZoneHeader>, g: &ZoneGeometry) -> *mut u8 {
     // The offset stays inside the zone run: provenance and bounds hold.
     zone.as_ptr().cast::<u8>().wrapping_add(g.blocks_offset)
 }
 
-#[inline]
-fn bitmap_word(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> *mut u64 {
+// Every layout puts the bitmap right after the header: `bitmap_word` uses
+// the constant (a field less to load on the free path).
+const _: () = {
+    use crate::size_class::{GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY};
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        assert!(GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
+        assert!(SCARCE_GEOMETRY[i].bitmap_offset == ZONE_HEADER_SIZE);
+        i += 1;
+    }
+};
+
+/// The bitmap word holding block `index`'s live bit (at
+/// [`ZONE_HEADER_SIZE`] in every layout, checked above).
+#[inline(always)]
+fn bitmap_word(zone: NonNull<ZoneHeader>, _g: &ZoneGeometry, index: usize) -> *mut u64 {
     zone.as_ptr()
         .cast::<u8>()
-        .wrapping_add(g.bitmap_offset)
+        .wrapping_add(ZONE_HEADER_SIZE)
         .cast::<u64>()
         .wrapping_add(index / 64)
 }
@@ -256,13 +271,24 @@ pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
     unsafe { bit_is_set(zone, g, index) }
 }
 
+/// [`is_live`], for a caller that has read the zone's layout `g`.
+///
+/// # Safety
+///
+/// As for [`is_live`], and `g` is the zone's layout.
+#[inline(always)]
+pub(crate) unsafe fn is_live_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
+    // SAFETY: per the contract.
+    unsafe { bit_is_set(zone, g, index) }
+}
+
 /// Reads a live bit without touching the header (callers may hold a
 /// mutable reference to it).
 ///
 /// # Safety
 ///
 /// `zone` is a live zone of geometry `g`, `index < capacity`.
-#[inline]
+#[inline(always)]
 unsafe fn bit_is_set(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
     // SAFETY: the bitmap covers `capacity` bits inside the zone.
     unsafe { *bitmap_word(zone, g, index) & (1 << (index % 64)) != 0 }
@@ -344,9 +370,12 @@ unsafe fn link_ok(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, next: FreeLink) -
     next <= unsafe { carved_count(zone) } as usize && !unsafe { bit_is_set(zone, g, next - 1) }
 }
 
-#[inline]
+/// `offset / block_size` for an offset inside the zone (`div_magic`). Any
+/// other offset gives some index (wrapping, never a panic): callers check
+/// that the index's block starts at `offset`.
+#[inline(always)]
 pub(crate) fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
-    ((offset as u64 * g.div_magic) >> DIV_SHIFT) as usize
+    ((offset as u64).wrapping_mul(g.div_magic) >> DIV_SHIFT) as usize
 }
 
 /// The index of the block that starts exactly at `ptr`, or why there is none.
