@@ -300,6 +300,53 @@ pub struct ZoneGeometry {
     /// `ceil(2^40 / block_size)`: `(offset * magic) >> 40` is `offset /
     /// block_size` for every offset inside a zone, without a division.
     pub div_magic: u64,
+    /// The inverse, modulo 2^64, of the block size's odd part: with
+    /// [`exact_rotate`](Self::exact_rotate), one multiply and one rotate
+    /// give the index of a block boundary, and a huge number for any other
+    /// offset ([`ZoneGeometry::exact_index`]).
+    pub exact_inverse: u64,
+    /// The block size's trailing zero bits.
+    pub exact_rotate: u32,
+}
+
+impl ZoneGeometry {
+    /// `offset / block_size` if `offset` is a multiple of the block size,
+    /// and otherwise a number above 2^48, far above any block count
+    /// ([`MAX_ZONE_BLOCKS`]). So, for every `offset` (one that wrapped
+    /// below zero, from a pointer before block 0, included),
+    /// `exact_index(offset) < carved` holds exactly when a block below
+    /// `carved` starts at `offset`: one multiply, one rotate and one
+    /// compare, where a division (or a multiply back) would also be needed
+    /// to check the remainder.
+    ///
+    /// Why: with `block_size = odd << k` and `inv` the odd part's inverse
+    /// modulo 2^64, a multiple `q * block_size` times `inv` is `q << k`
+    /// (no wrap: `q * block_size < 2^64`), which the rotate turns back into
+    /// `q`. An offset with one of its low `k` bits set keeps it set in the
+    /// product (`inv` is odd), and the rotate moves it to the top bits. A
+    /// multiple of `2^k` that is not one of the odd part maps, on the
+    /// `64 - k` bits left, outside `[0, (2^(64-k) - 1) / odd]`: the
+    /// multiples of `odd` fill that range already, and multiplying by `inv`
+    /// is a bijection (Granlund and Montgomery, "Division by invariant
+    /// integers using multiplication", 1994, section 9).
+    #[inline(always)]
+    pub const fn exact_index(&self, offset: usize) -> u64 {
+        (offset as u64)
+            .wrapping_mul(self.exact_inverse)
+            .rotate_right(self.exact_rotate)
+    }
+}
+
+/// The inverse of the odd `odd` modulo 2^64 (Newton's iteration: each step
+/// doubles the bits that are right, from 3 for `x = odd`).
+const fn inverse_mod_2_64(odd: u64) -> u64 {
+    let mut x = odd;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+        i += 1;
+    }
+    x
 }
 
 /// Shift that goes with [`ZoneGeometry::div_magic`].
@@ -335,6 +382,8 @@ const fn geometry_table(scarce: bool) -> [ZoneGeometry; NUM_CLASSES] {
         size_width: 0,
         blocks_offset: 0,
         div_magic: 0,
+        exact_inverse: 0,
+        exact_rotate: 0,
     }; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
@@ -429,6 +478,8 @@ const fn layout(block_size: usize, zone_bytes: usize) -> ZoneGeometry {
         size_width: width,
         blocks_offset: blocks_offset(block_size, capacity, width),
         div_magic: (1u64 << DIV_SHIFT).div_ceil(block_size as u64),
+        exact_inverse: inverse_mod_2_64((block_size >> block_size.trailing_zeros()) as u64),
+        exact_rotate: block_size.trailing_zeros(),
     }
 }
 
@@ -498,6 +549,33 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
+    fn exact_index_finds_block_boundaries_and_nothing_else() {
+        for class in SizeClass::all() {
+            let g = class.geometry();
+            let bs = g.block_size;
+            assert_eq!((bs as u64).wrapping_mul(g.exact_inverse) >> g.exact_rotate, 1);
+            // Every offset in the zone: a boundary gives its index, anything
+            // else a number no block count reaches.
+            for off in 0..g.zone_bytes {
+                let index = g.exact_index(off);
+                if off % bs == 0 {
+                    assert_eq!(index, (off / bs) as u64, "{bs} {off}");
+                } else {
+                    assert!(index > (MAX_ZONE_BLOCKS as u64), "{bs} {off} -> {index}");
+                }
+            }
+            // Pointers before block 0 (offsets that wrapped) and far past
+            // the zone.
+            for delta in 1..=4 * bs + 1 {
+                assert!(g.exact_index(delta.wrapping_neg()) > MAX_ZONE_BLOCKS as u64);
+                assert!(g.exact_index(g.zone_bytes + delta) > g.capacity as u64);
+            }
+            assert!(g.exact_index(usize::MAX) > MAX_ZONE_BLOCKS as u64);
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
     fn scarce_zones_are_small_fit_and_share_the_magic() {
         for class in SizeClass::all() {
             let (g, full) = (class.scarce_geometry(), class.geometry());
@@ -511,8 +589,8 @@ mod tests {
                 0
             );
             assert_eq!(
-                (g.block_size, g.div_magic),
-                (full.block_size, full.div_magic)
+                (g.block_size, g.div_magic, g.exact_inverse, g.exact_rotate),
+                (full.block_size, full.div_magic, full.exact_inverse, full.exact_rotate)
             );
             // At most SCARCE_MAX_EXTRA_PAGES above the fewest pages that hold a block.
             let least = zone_bytes_for(g.block_size, 1);

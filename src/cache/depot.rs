@@ -65,15 +65,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // SAFETY: as above.
         let g = unsafe { zone::layout_of(zone) };
-        let Some(offset) = addr.checked_sub(base.as_ptr().addr() + g.blocks_offset) else {
-            return Checked::Locked;
-        };
-        let index = zone::div_block(offset, g);
+        // A carved block starts at `addr` exactly when this index is below
+        // the carved count (a pointer before block 0 wraps to a huge offset).
+        let index = g.exact_index(addr.wrapping_sub(base.as_ptr().addr() + g.blocks_offset));
         // SAFETY: as above.
-        let carved = unsafe { zone::carved_hint(zone) };
-        if index * g.block_size != offset || index >= carved {
+        if index >= unsafe { zone::carved_hint(zone) } as u64 {
             return Checked::Locked;
         }
+        let index = index as usize;
         let mark = free_mark::value(ptr);
         // SAFETY: a carved block of a mapped zone.
         if MARK_FIRST && unsafe { free_mark::is_set_to(ptr, mark) } {
