@@ -146,6 +146,17 @@ impl SizeClass {
     /// `None` if the request is LARGE.
     #[inline]
     pub const fn for_size(size: usize) -> Option<Self> {
+        if size <= CLASS_TABLE_MAX {
+            // One load (`CLASS_BY_GRANULE`).
+            return Some(SizeClass(CLASS_BY_GRANULE[size.div_ceil(TINY_STEP)]));
+        }
+        Self::for_size_computed(size)
+    }
+
+    /// [`for_size`](Self::for_size), computed (for the sizes above the
+    /// table, and to build it).
+    #[inline]
+    const fn for_size_computed(size: usize) -> Option<Self> {
         if size <= TINY_MAX {
             // 0 shares the first class: malloc(0) returns a real block.
             let index = size.saturating_sub(1) / TINY_STEP;
@@ -252,6 +263,28 @@ impl SizeClass {
         (0..NUM_CLASSES).map(|i| SizeClass(i as u8))
     }
 }
+
+/// Requests up to this many bytes find their class with one table load
+/// ([`CLASS_BY_GRANULE`]); larger ones compute it from the size's highest
+/// bit.
+const CLASS_TABLE_MAX: usize = 4096;
+
+/// The class of every request of `16 * (g - 1) + 1 ..= 16 * g` bytes, at
+/// index `g` (0 for 0 bytes), up to [`CLASS_TABLE_MAX`]: every class's block
+/// size is a multiple of 16, so no such granule of sizes straddles two
+/// classes. 257 bytes.
+static CLASS_BY_GRANULE: [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = {
+    let mut table = [0u8; CLASS_TABLE_MAX / TINY_STEP + 1];
+    let mut g = 0;
+    while g < table.len() {
+        match SizeClass::for_size_computed(g * TINY_STEP) {
+            Some(class) => table[g] = class.0,
+            None => panic!("the table covers SMALL sizes only"),
+        }
+        g += 1;
+    }
+    table
+};
 
 /// Block size of every class.
 pub const CLASS_SIZES: [u32; NUM_CLASSES] = {
@@ -499,6 +532,13 @@ mod tests {
             }
         }
         assert_eq!(SizeClass::for_size(SMALL_MAX + 1), None);
+        for size in 0..=SMALL_MAX {
+            assert_eq!(
+                SizeClass::for_size(size),
+                SizeClass::for_size_computed(size),
+                "size {size}: the table and the formula agree"
+            );
+        }
         assert_eq!(SizeClass::for_size(usize::MAX), None);
     }
 

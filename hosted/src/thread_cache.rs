@@ -96,7 +96,10 @@ use crate::HEAP;
 use crate::futex_mutex::FutexMutex;
 use crate::os::ErrnoGuard;
 
-/// A thread's cache, as it sits in the pool or in use.
+/// A thread's cache, as it sits in the pool or in use. The front cache
+/// comes first (`repr(C)`): the slot's pointer is then the cache's, with no
+/// offset to add on every `malloc` and `free`.
+#[repr(C)]
 struct ThreadCache {
     cache: FrontCache,
     /// The hardened mode's part (its quarantine ring and random state),
