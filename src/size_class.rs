@@ -273,7 +273,7 @@ const CLASS_TABLE_MAX: usize = 4096;
 /// index `g` (0 for 0 bytes), up to [`CLASS_TABLE_MAX`]: every class's block
 /// size is a multiple of 16, so no such granule of sizes straddles two
 /// classes. 257 bytes.
-static CLASS_BY_GRANULE: [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = {
+const CLASS_BY_GRANULE: [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = {
     let mut table = [0u8; CLASS_TABLE_MAX / TINY_STEP + 1];
     let mut g = 0;
     while g < table.len() {

@@ -147,8 +147,17 @@ pub(crate) struct Entry {
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
 /// goes offline).
 pub struct FrontCache {
-    /// Per class, the magazine allocations pop from and frees push to.
-    loaded: [*mut Magazine; NUM_CLASSES],
+    /// Per class, the loaded magazine (the one allocations pop from and
+    /// frees push to) as three pointers into its entries: the next free
+    /// slot, the first entry and the end of the class's capacity. So a pop
+    /// is a compare of `top` with `base`, a push one of `top` with `end`,
+    /// with no length or capacity to load and scale. Without a loaded
+    /// magazine all three are null (empty and full at once: both go to the
+    /// slow path). The magazine's own `len` is stale while it is loaded; it
+    /// is written back when the magazine is unloaded (`unload`).
+    top: [*mut Entry; NUM_CLASSES],
+    base: [*mut Entry; NUM_CLASSES],
+    end: [*mut Entry; NUM_CLASSES],
     /// Per class, the magazine swapped in when the loaded one runs empty
     /// or full.
     previous: [*mut Magazine; NUM_CLASSES],
@@ -183,7 +192,9 @@ impl FrontCache {
     /// An empty cache.
     pub const fn new() -> Self {
         FrontCache {
-            loaded: [ptr::null_mut(); NUM_CLASSES],
+            top: [ptr::null_mut(); NUM_CLASSES],
+            base: [ptr::null_mut(); NUM_CLASSES],
+            end: [ptr::null_mut(); NUM_CLASSES],
             previous: [ptr::null_mut(); NUM_CLASSES],
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
@@ -198,23 +209,24 @@ impl FrontCache {
     /// allocations. The pick is swapped to the top of the loaded magazine.
     pub fn shuffle(&mut self, class: SizeClass, random: usize) {
         let i = class.index();
-        // SAFETY: a class index is below `NUM_CLASSES`; non-null magazines
-        // are the cache's, valid, and the loaded and previous ones are two
-        // different magazines.
-        let (loaded, previous) = unsafe { (self.loaded[i].as_mut(), self.previous[i].as_mut()) };
-        let Some(loaded) = loaded.filter(|m| m.len > 0) else {
+        let loaded = self.loaded_len(i);
+        if loaded == 0 {
             return;
-        };
+        }
+        // SAFETY: a non-null previous magazine is the cache's, valid.
+        let previous = unsafe { self.previous[i].as_mut() };
         let in_previous = previous.as_ref().map_or(0, |m| m.len);
-        let pick = random % (loaded.len + in_previous);
-        let top = loaded.len - 1;
-        if pick < loaded.len {
-            loaded.entries.swap(pick, top);
-        } else if let Some(previous) = previous {
-            core::mem::swap(
-                &mut loaded.entries[top],
-                &mut previous.entries[pick - loaded.len],
-            );
+        let pick = random % (loaded + in_previous);
+        let base = self.base[i];
+        // SAFETY: the loaded magazine's first `loaded` entries are
+        // initialised; the previous magazine is another one.
+        unsafe {
+            let top = base.add(loaded - 1);
+            if pick < loaded {
+                ptr::swap(base.add(pick), top);
+            } else if let Some(previous) = previous {
+                ptr::swap(top, previous.entries[pick - loaded].as_mut_ptr());
+            }
         }
     }
 
@@ -295,8 +307,9 @@ impl FrontCache {
         self.decay.hold_none();
         for class in SizeClass::all() {
             let i = class.index();
-            for magazine in [&mut self.loaded[i], &mut self.previous[i]] {
-                if let Some(m) = NonNull::new(core::mem::replace(magazine, ptr::null_mut())) {
+            let previous = core::mem::replace(&mut self.previous[i], ptr::null_mut());
+            for magazine in [self.unload(i), previous] {
+                if let Some(m) = NonNull::new(magazine) {
                     heap.retire_magazine(class, m);
                 }
             }
@@ -305,59 +318,95 @@ impl FrontCache {
 
     /// Blocks the cache holds.
     pub fn cached_blocks(&self) -> usize {
-        self.loaded
-            .iter()
-            .chain(&self.previous)
-            // SAFETY: non-null magazines are the cache's, valid.
-            .map(|&m| unsafe { m.as_ref() }.map_or(0, |m| m.len))
-            .sum()
+        (0..NUM_CLASSES).map(|i| self.held_blocks(i)).sum()
     }
 
     /// Bytes of the blocks the cache holds (block sizes).
     pub fn cached_bytes(&self) -> usize {
         SizeClass::all()
-            .map(|c| {
-                let i = c.index();
-                // SAFETY: as in `cached_blocks`.
-                let len = |m: *mut Magazine| unsafe { m.as_ref() }.map_or(0, |m| m.len);
-                (len(self.loaded[i]) + len(self.previous[i])) * c.block_size()
-            })
+            .map(|c| self.held_blocks(c.index()) * c.block_size())
             .sum()
     }
 
-    /// The loaded magazine of `class`, if any.
+    /// Blocks the two magazines of class `i` hold.
+    fn held_blocks(&self, i: usize) -> usize {
+        // SAFETY: a non-null previous magazine is the cache's, valid.
+        self.loaded_len(i) + unsafe { self.previous[i].as_ref() }.map_or(0, |m| m.len)
+    }
+
+    /// Blocks the loaded magazine of class `i` holds (0 without one).
     #[inline(always)]
-    fn loaded(&mut self, class: SizeClass) -> Option<&mut Magazine> {
-        // SAFETY: a class index is below `NUM_CLASSES`, the array's length;
-        // a non-null loaded magazine is the cache's, valid.
-        unsafe { self.loaded.get_unchecked(class.index()).as_mut() }
+    fn loaded_len(&self, i: usize) -> usize {
+        (self.top[i].addr() - self.base[i].addr()) / core::mem::size_of::<Entry>()
+    }
+
+    /// Takes the loaded magazine of class `i` out (null if none), its
+    /// length written back.
+    fn unload(&mut self, i: usize) -> *mut Magazine {
+        let len = self.loaded_len(i);
+        let base = core::mem::replace(&mut self.base[i], ptr::null_mut());
+        self.top[i] = ptr::null_mut();
+        self.end[i] = ptr::null_mut();
+        if base.is_null() {
+            return ptr::null_mut();
+        }
+        // The entries are the magazine's last field (`repr(C)`): step back
+        // to its start.
+        let magazine = base
+            .cast::<u8>()
+            .wrapping_sub(core::mem::offset_of!(Magazine, entries))
+            .cast::<Magazine>();
+        // SAFETY: the loaded magazine is the cache's, valid.
+        unsafe { (*magazine).len = len };
+        magazine
+    }
+
+    /// Loads `magazine` (null: none) as class `i`'s loaded one, which
+    /// must have been unloaded.
+    fn load(&mut self, i: usize, magazine: *mut Magazine) {
+        debug_assert!(self.base[i].is_null());
+        // SAFETY: a non-null magazine handed to the cache is valid; its
+        // first `len` entries are initialised, and the class's capacity is
+        // at most `MAGAZINE_ENTRIES`.
+        if let Some(m) = unsafe { magazine.as_mut() } {
+            let base = m.entries.as_mut_ptr().cast::<Entry>();
+            self.base[i] = base;
+            self.top[i] = base.wrapping_add(m.len);
+            self.end[i] = base.wrapping_add(usize::from(BOUNDS.magazine[i]));
+        }
     }
 
     #[inline(always)]
     fn pop(&mut self, class: SizeClass) -> Option<Entry> {
-        let magazine = self.loaded(class)?;
-        let len = magazine.len.checked_sub(1)?;
-        magazine.len = len;
-        // SAFETY: `len < MAGAZINE_ENTRIES`, and entries below the old `len`
-        // are initialised.
-        Some(unsafe { magazine.entries.get_unchecked(len).assume_init() })
+        let i = class.index();
+        // SAFETY: a class index is below `NUM_CLASSES`, the arrays' length.
+        let (top, base) = unsafe { (*self.top.get_unchecked(i), *self.base.get_unchecked(i)) };
+        if top == base {
+            return None;
+        }
+        // SAFETY: `base < top`: the entry below `top` is in the loaded
+        // magazine, initialised.
+        unsafe {
+            let top = top.sub(1);
+            *self.top.get_unchecked_mut(i) = top;
+            Some(top.read())
+        }
     }
 
     /// Pushes unless the loaded magazine is full (or missing).
     #[inline(always)]
     fn push(&mut self, class: SizeClass, entry: Entry) -> bool {
-        // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
-        let cap = unsafe { *BOUNDS.magazine.get_unchecked(class.index()) } as usize;
-        let Some(magazine) = self.loaded(class) else {
-            return false;
-        };
-        let len = magazine.len;
-        if len == cap {
+        let i = class.index();
+        // SAFETY: a class index is below `NUM_CLASSES`, the arrays' length.
+        let (top, end) = unsafe { (*self.top.get_unchecked(i), *self.end.get_unchecked(i)) };
+        if top == end {
             return false;
         }
-        // SAFETY: `len < cap <= MAGAZINE_ENTRIES`.
-        unsafe { magazine.entries.get_unchecked_mut(len).write(entry) };
-        magazine.len = len + 1;
+        // SAFETY: `top < end`, inside the loaded magazine's capacity.
+        unsafe {
+            top.write(entry);
+            *self.top.get_unchecked_mut(i) = top.add(1);
+        }
         true
     }
 
@@ -403,19 +452,20 @@ impl FrontCache {
         }
         let i = class.index();
         self.tick(heap, i);
+        let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         if unsafe { self.previous[i].as_ref() }.is_some_and(|m| m.len > 0) {
-            core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
+            let previous = core::mem::replace(&mut self.previous[i], loaded);
+            self.load(i, previous);
         } else {
             // Both empty: the previous one goes back, the loaded (empty)
             // one becomes the previous, and a full one is loaded.
-            let spare = NonNull::new(core::mem::replace(&mut self.previous[i], self.loaded[i]));
-            self.loaded[i] = ptr::null_mut();
+            let spare = NonNull::new(core::mem::replace(&mut self.previous[i], loaded));
             self.decay.hold(i);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
             match heap.full_magazine(class, spare, want) {
-                Some(full) => self.loaded[i] = full.as_ptr(),
+                Some(full) => self.load(i, full.as_ptr()),
                 None => {
                     self.flush(heap);
                     return heap.allocate(layout);
@@ -439,18 +489,20 @@ impl FrontCache {
     ) {
         let i = class.index();
         self.tick(heap, i);
+        let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         let previous = unsafe { self.previous[i].as_ref() };
         if previous.is_some_and(|m| m.len == 0) {
-            core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
+            let previous = core::mem::replace(&mut self.previous[i], loaded);
+            self.load(i, previous);
         } else {
             self.decay.hold(i);
             let empty = match NonNull::new(self.previous[i]) {
                 Some(full) => heap.take_full(class, full),
                 None => heap.empty_magazine(),
             };
-            self.previous[i] = self.loaded[i];
-            self.loaded[i] = empty.map_or(ptr::null_mut(), NonNull::as_ptr);
+            self.previous[i] = loaded;
+            self.load(i, empty.map_or(ptr::null_mut(), NonNull::as_ptr));
         }
         if !self.push(class, entry) {
             // No magazine could be had (no memory): the block goes back to
