@@ -132,6 +132,14 @@ impl SizeClass {
         CLASS_SIZES[self.0 as usize] as usize
     }
 
+    /// Bytes of a block's requested-size slot in a zone of this class
+    /// (`ZoneGeometry::size_width`, the same in both layouts): 1 for TINY,
+    /// 2 for SMALL. Decided by the class index, with no table to read.
+    #[inline(always)]
+    pub(crate) const fn size_width(self) -> usize {
+        if (self.0 as usize) < TINY_CLASSES { 1 } else { 2 }
+    }
+
     /// TINY or SMALL.
     #[inline]
     pub const fn kind(self) -> Kind {
@@ -568,6 +576,8 @@ mod tests {
         for class in SizeClass::all() {
             let g = class.geometry();
             assert!(g.capacity >= ZONE_MIN_BLOCKS, "{g:?}");
+            assert_eq!(g.size_width, class.size_width());
+            assert_eq!(class.scarce_geometry().size_width, class.size_width());
             assert!(g.zone_bytes >= ZONE_MIN_BYTES);
             assert_eq!(g.zone_bytes % MIN_PAGE_SIZE, 0);
             assert!(g.blocks_offset + g.capacity * g.block_size <= g.zone_bytes);

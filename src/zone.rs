@@ -25,7 +25,8 @@ mod runs;
 mod sizes;
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
-    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, store_size,
+    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
+    store_size,
 };
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.

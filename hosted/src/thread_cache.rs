@@ -261,6 +261,16 @@ pub(crate) fn allocate(layout: Layout) -> Option<NonNull<u8>> {
     }
 }
 
+/// Allocates `size` bytes at the default alignment (C's `malloc`) through
+/// the calling thread's cache; `None` for a size no layout has.
+#[inline(always)]
+pub(crate) fn allocate_size(size: usize) -> Option<NonNull<u8>> {
+    match current() {
+        Some(cache) => cache.allocate_size(&HEAP, size),
+        None => HEAP.allocate(crate::layout::c_layout(size, crate::layout::DEFAULT_ALIGN)?),
+    }
+}
+
 /// Allocates zeroed memory through the calling thread's cache.
 #[inline(always)]
 pub(crate) fn allocate_zeroed(layout: Layout) -> Option<NonNull<u8>> {

@@ -79,10 +79,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return Checked::DoubleFree;
         }
         // SAFETY: as above.
-        let size_slot = unsafe { zone::size_slot(zone, index) };
+        // The width comes from the class (the page map's), which is the
+        // zone's: the page map registers a zone under its own class.
+        let width = class.size_width();
+        let size_slot = zone::size_slot_with(zone, g, width, index);
         // SAFETY: the slot of a handed-out block of this zone (its holder
         // is freeing it); the block is `g.block_size` bytes.
-        let requested = unsafe { zone::load_own_size(size_slot, g.size_width) };
+        let requested = unsafe { zone::load_own_size(size_slot, width) };
         if requested > g.block_size {
             // A span's head or follower (`span.rs`): the locked path frees
             // all its blocks, or refuses.

@@ -115,7 +115,7 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::size_class::{NUM_CLASSES, SizeClass};
+use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
 use bins::BOUNDS;
@@ -245,6 +245,29 @@ impl FrontCache {
         match self.pop(class) {
             Some(entry) => Some(Self::hand_out(entry, class, layout.size())),
             None => self.allocate_slow(heap, class, layout),
+        }
+    }
+
+    /// [`allocate`](Self::allocate) for `size` bytes at the default
+    /// alignment ([`DEFAULT_ALIGN`], C's `malloc`): the class comes straight
+    /// from the size, and the layout is made only off the fast path. `None`
+    /// also for a size no layout has (above `isize::MAX` once rounded).
+    #[inline(always)]
+    pub fn allocate_size<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        size: usize,
+    ) -> Option<NonNull<u8>> {
+        let Some(class) = SizeClass::for_size(size) else {
+            return heap.allocate(Layout::from_size_align(size, DEFAULT_ALIGN).ok()?);
+        };
+        match self.pop(class) {
+            Some(entry) => Some(Self::hand_out(entry, class, size)),
+            None => {
+                // A TINY or SMALL size is far below `isize::MAX`.
+                let layout = Layout::from_size_align(size, DEFAULT_ALIGN).ok()?;
+                self.allocate_slow(heap, class, layout)
+            }
         }
     }
 
@@ -414,7 +437,10 @@ impl FrontCache {
     /// canary of a cached block.
     #[inline(always)]
     fn hand_out(entry: Entry, class: SizeClass, size: usize) -> NonNull<u8> {
-        let g = class.geometry();
+        // From the class index alone (a constant table, the index's range),
+        // not from its geometry: fewer loads on every `malloc`.
+        // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
+        let block_size = unsafe { *CLASS_SIZES.get_unchecked(class.index()) } as usize;
         // SAFETY: the entry's size slot belongs to its block, which the
         // cache holds (marked free) and now hands out; `size` fits the
         // class. The canary, derived from the mark (no second read of the
@@ -422,8 +448,8 @@ impl FrontCache {
         // mark overwritten after free makes a wrong canary: the block is
         // refused when freed.
         unsafe {
-            zone::store_size(entry.size_slot, g.size_width, size);
-            if size < g.block_size {
+            zone::store_size(entry.size_slot, class.size_width(), size);
+            if size < block_size {
                 let mark = free_mark::take(entry.block);
                 canary::arm_past(entry.block, size, mark);
             } else {

@@ -20,7 +20,7 @@ use crate::{HEAP, hardened, lifecycle, os, report, thread_cache};
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if config::plain() {
-        return or_enomem(c_layout(size, DEFAULT_ALIGN).and_then(thread_cache::allocate));
+        return or_enomem(thread_cache::allocate_size(size));
     }
     malloc_with_settings(size)
 }
