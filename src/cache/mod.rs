@@ -161,6 +161,13 @@ pub struct FrontCache {
     /// Per class, the magazine swapped in when the loaded one runs empty
     /// or full.
     previous: [*mut Magazine; NUM_CLASSES],
+    /// Empty magazines kept for the next exchange (a list through their
+    /// `next`, at most [`SPARES_MAX`](bins::SPARES_MAX)): an exchange with
+    /// the depot then takes the class lock only, not the magazine pool's
+    /// too. A loop that allocates a batch and frees it hands the depot as
+    /// many full magazines one way as the other.
+    spares: *mut Magazine,
+    spare_count: u8,
     /// Per class, refills from the zones so far (capped): a class the owner
     /// barely uses borrows a couple of blocks, a busy one a full magazine
     /// (`bins::refill_blocks`).
@@ -196,6 +203,8 @@ impl FrontCache {
             base: [ptr::null_mut(); NUM_CLASSES],
             end: [ptr::null_mut(); NUM_CLASSES],
             previous: [ptr::null_mut(); NUM_CLASSES],
+            spares: ptr::null_mut(),
+            spare_count: 0,
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
         }
@@ -337,6 +346,9 @@ impl FrontCache {
                 }
             }
         }
+        while let Some(spare) = self.take_spare() {
+            heap.return_empty(spare);
+        }
     }
 
     /// Blocks the cache holds.
@@ -397,6 +409,34 @@ impl FrontCache {
             self.top[i] = base.wrapping_add(m.len);
             self.end[i] = base.wrapping_add(usize::from(BOUNDS.magazine[i]));
         }
+    }
+
+    /// An empty magazine from the spares, if any.
+    fn take_spare(&mut self) -> Option<NonNull<Magazine>> {
+        let spare = NonNull::new(self.spares)?;
+        // SAFETY: spares are the cache's, valid and empty.
+        self.spares = unsafe { core::mem::replace(&mut (*spare.as_ptr()).next, ptr::null_mut()) };
+        self.spare_count -= 1;
+        Some(spare)
+    }
+
+    /// Keeps the empty `magazine` among the spares, or gives it back to the
+    /// heap if there are enough.
+    fn keep_spare<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        magazine: NonNull<Magazine>,
+    ) {
+        if usize::from(self.spare_count) >= bins::SPARES_MAX {
+            return heap.return_empty(magazine);
+        }
+        // SAFETY: an empty magazine the cache holds and no longer loads.
+        unsafe {
+            (*magazine.as_ptr()).len = 0;
+            (*magazine.as_ptr()).next = self.spares;
+        }
+        self.spares = magazine.as_ptr();
+        self.spare_count += 1;
     }
 
     #[inline(always)]
@@ -484,13 +524,18 @@ impl FrontCache {
             let previous = core::mem::replace(&mut self.previous[i], loaded);
             self.load(i, previous);
         } else {
-            // Both empty: the previous one goes back, the loaded (empty)
-            // one becomes the previous, and a full one is loaded.
+            // Both empty: the previous one becomes a spare (or fills from
+            // the zones if the depot has nothing), the loaded (empty) one
+            // becomes the previous, and a full one is loaded.
             let spare = NonNull::new(core::mem::replace(&mut self.previous[i], loaded));
             self.decay.hold(i);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
-            match heap.full_magazine(class, spare, want) {
+            let (full, unused) = heap.full_magazine(class, spare, want);
+            if let Some(unused) = unused {
+                self.keep_spare(heap, unused);
+            }
+            match full {
                 Some(full) => self.load(i, full.as_ptr()),
                 None => {
                     self.flush(heap);
@@ -523,10 +568,13 @@ impl FrontCache {
             self.load(i, previous);
         } else {
             self.decay.hold(i);
-            let empty = match NonNull::new(self.previous[i]) {
-                Some(full) => heap.take_full(class, full),
-                None => heap.empty_magazine(),
-            };
+            // The previous (full) one goes to the depot; an empty one comes
+            // from the spares, or the pool (or is the full one, drained
+            // into the zones when the depot holds all it may).
+            let drained = NonNull::new(self.previous[i]).and_then(|full| heap.deposit_full(class, full));
+            let empty = drained
+                .or_else(|| self.take_spare())
+                .or_else(|| heap.empty_magazine());
             self.previous[i] = loaded;
             self.load(i, empty.map_or(ptr::null_mut(), NonNull::as_ptr));
         }
