@@ -21,7 +21,7 @@ pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 /// spare a loop that allocates and frees batches of 1000 small blocks a
 /// lock per exchange. (Magazines never go back to the provider before the
 /// heap is dropped, so kept spares cost other owners new magazines only.)
-pub(crate) const SPARES_MAX: usize = 32;
+pub(crate) const SPARES_MAX: usize = 16;
 
 /// A front cache looks for classes it stopped using once every this many
 /// of its slow-path events (refills and pushes that find a magazine full).
