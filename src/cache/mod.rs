@@ -280,6 +280,18 @@ impl FrontCache {
         }
     }
 
+    /// The lock-free part of [`allocate_size`](Self::allocate_size): a
+    /// block of the class of `size` (default alignment) from the loaded
+    /// magazine, or `None` (a LARGE size, an empty magazine), when the
+    /// caller goes on with `allocate_size`. It calls nothing, so a caller
+    /// that tail-calls its slow path needs no stack frame on the fast one.
+    #[inline(always)]
+    pub fn allocate_cached(&mut self, size: usize) -> Option<NonNull<u8>> {
+        let class = SizeClass::for_size(size)?;
+        let entry = self.pop(class)?;
+        Some(Self::hand_out(entry, class, size))
+    }
+
     /// Like [`allocate`](Self::allocate), with the first `layout.size()`
     /// bytes zeroed.
     #[inline]
@@ -313,23 +325,49 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Result<(), HeapError> {
+        // SAFETY: per the contract.
+        unsafe {
+            match self.try_deallocate(heap, ptr) {
+                Some(result) => result,
+                None => heap.deallocate(ptr),
+            }
+        }
+    }
+
+    /// The lock-free part of [`deallocate`](Self::deallocate): the block
+    /// kept in this cache (`Some(Ok)`), a double free or an overflow
+    /// refused and counted (`Some(Err)`), or `None` when the lock-free
+    /// check cannot vouch for the pointer (LARGE, a span, anything
+    /// invalid): the caller then frees it with [`Heap::deallocate`], which
+    /// decides and reports. Nothing was changed in that case. Its only
+    /// call is the rare exchange of a full magazine, after which it
+    /// returns: a caller can tail-call its slow paths.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate).
+    #[inline(always)]
+    pub unsafe fn try_deallocate<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        ptr: NonNull<u8>,
+    ) -> Option<Result<(), HeapError>> {
         match heap.check_for_cache::<false>(ptr) {
             Checked::Keep(class, entry, mark) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
                 // takes it (`free_mark.rs`).
                 if !unsafe { free_mark::claim(ptr, mark) } {
-                    return Err(heap.count_error(HeapError::DoubleFree));
+                    return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
                 if !self.push(class, entry) {
                     self.push_slow(heap, class, entry);
                 }
-                Ok(())
+                Some(Ok(()))
             }
-            // SAFETY: per the contract.
-            Checked::Locked => unsafe { heap.deallocate(ptr) },
-            Checked::DoubleFree => Err(heap.count_error(HeapError::DoubleFree)),
-            Checked::Overflow => Err(heap.count_error(HeapError::Overflow)),
+            Checked::Locked => None,
+            Checked::DoubleFree => Some(Err(heap.count_error(HeapError::DoubleFree))),
+            Checked::Overflow => Some(Err(heap.count_error(HeapError::Overflow))),
         }
     }
 
