@@ -272,11 +272,12 @@ pub(crate) fn allocate(layout: Layout) -> Option<NonNull<u8>> {
 
 /// Allocates `size` bytes at the default alignment (C's `malloc`) through
 /// the calling thread's cache; `None` for a size no layout has.
+#[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) fn allocate_size(size: usize) -> Option<NonNull<u8>> {
     match current() {
         Some(cache) => cache.allocate_size(&HEAP, size),
-        None => HEAP.allocate(crate::layout::c_layout(size, crate::layout::DEFAULT_ALIGN)?),
+        None => HEAP.allocate(Layout::from_size_align(size, ft_malloc::DEFAULT_ALIGN).ok()?),
     }
 }
 
