@@ -137,7 +137,11 @@ impl SizeClass {
     /// 2 for SMALL. Decided by the class index, with no table to read.
     #[inline(always)]
     pub(crate) const fn size_width(self) -> usize {
-        if (self.0 as usize) < TINY_CLASSES { 1 } else { 2 }
+        if (self.0 as usize) < TINY_CLASSES {
+            1
+        } else {
+            2
+        }
     }
 
     /// TINY or SMALL.
@@ -603,7 +607,10 @@ mod tests {
         for class in SizeClass::all() {
             let g = class.geometry();
             let bs = g.block_size;
-            assert_eq!((bs as u64).wrapping_mul(g.exact_inverse) >> g.exact_rotate, 1);
+            assert_eq!(
+                (bs as u64).wrapping_mul(g.exact_inverse) >> g.exact_rotate,
+                1
+            );
             // Every offset in the zone: a boundary gives its index, anything
             // else a number no block count reaches.
             for off in 0..g.zone_bytes {
@@ -640,7 +647,12 @@ mod tests {
             );
             assert_eq!(
                 (g.block_size, g.div_magic, g.exact_inverse, g.exact_rotate),
-                (full.block_size, full.div_magic, full.exact_inverse, full.exact_rotate)
+                (
+                    full.block_size,
+                    full.div_magic,
+                    full.exact_inverse,
+                    full.exact_rotate
+                )
             );
             // At most SCARCE_MAX_EXTRA_PAGES above the fewest pages that hold a block.
             let least = zone_bytes_for(g.block_size, 1);

@@ -419,7 +419,11 @@ fn batch_loops_reuse_their_magazines_and_flush_gives_the_spares_back() {
     for _ in 0..100 {
         handed_over();
     }
-    assert_eq!(heap.stats().metadata_bytes, metadata, "caches flushed in turn");
+    assert_eq!(
+        heap.stats().metadata_bytes,
+        metadata,
+        "caches flushed in turn"
+    );
     cache.flush(&heap);
     assert_eq!(heap.stats().live_blocks, 0);
     heap.trim();

@@ -140,8 +140,8 @@ pub(crate) struct Entry {
 /// A front cache: free blocks per size class for one owner. See the module
 /// documentation for the design and for how a kernel uses one.
 ///
-/// It is a small value (two pointers per class and the decay's counters,
-/// 1.9 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
+/// It is a small value (four pointers per class and the decay's counters,
+/// 3.0 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
 /// thread-local, a per-CPU area). It must always be used with the same
 /// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
@@ -609,7 +609,8 @@ impl FrontCache {
             // The previous (full) one goes to the depot; an empty one comes
             // from the spares, or the pool (or is the full one, drained
             // into the zones when the depot holds all it may).
-            let drained = NonNull::new(self.previous[i]).and_then(|full| heap.deposit_full(class, full));
+            let drained =
+                NonNull::new(self.previous[i]).and_then(|full| heap.deposit_full(class, full));
             let empty = drained
                 .or_else(|| self.take_spare())
                 .or_else(|| heap.empty_magazine());
