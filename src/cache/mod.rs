@@ -438,15 +438,24 @@ impl FrontCache {
     /// must have been unloaded.
     fn load(&mut self, i: usize, magazine: *mut Magazine) {
         debug_assert!(self.base[i].is_null());
+        if magazine.is_null() {
+            return;
+        }
         // SAFETY: a non-null magazine handed to the cache is valid; its
         // first `len` entries are initialised, and the class's capacity is
-        // at most `MAGAZINE_ENTRIES`.
-        if let Some(m) = unsafe { magazine.as_mut() } {
-            let base = m.entries.as_mut_ptr().cast::<Entry>();
-            self.base[i] = base;
-            self.top[i] = base.wrapping_add(m.len);
-            self.end[i] = base.wrapping_add(usize::from(BOUNDS.magazine[i]));
-        }
+        // at most `MAGAZINE_ENTRIES`. The entries' pointer is projected
+        // from the magazine's raw pointer, not through a reference to the
+        // field, so it keeps the whole magazine's provenance (`unload`
+        // steps back from it to the header).
+        let (base, len) = unsafe {
+            (
+                (&raw mut (*magazine).entries).cast::<Entry>(),
+                (*magazine).len,
+            )
+        };
+        self.base[i] = base;
+        self.top[i] = base.wrapping_add(len);
+        self.end[i] = base.wrapping_add(usize::from(BOUNDS.magazine[i]));
     }
 
     /// An empty magazine from the spares, if any.
