@@ -389,7 +389,7 @@ fn shuffle_hands_out_another_cached_block_never_a_live_one() {
 fn batch_loops_reuse_their_magazines_and_flush_gives_the_spares_back() {
     // Under Miri, a few rounds of fewer magazines still go through every
     // exchange (deposits, spares kept and taken, flushes) for its checks.
-    let (magazines, rounds) = if cfg!(miri) { (6, 2) } else { (40, 100) };
+    let (magazines, rounds) = if cfg!(miri) { (4, 1) } else { (40, 100) };
     let heap = arena_heap(8 << 20);
     let batch = |cache: &mut FrontCache| -> Vec<_> {
         (0..magazines * MAGAZINE_ENTRIES)
