@@ -384,12 +384,12 @@ fn shuffle_hands_out_another_cached_block_never_a_live_one() {
 /// exchange included) are reused, never lost: once both loops below have
 /// run, the heap's metadata stays flat over rounds of a steady cache and of
 /// caches flushed one after the other while they hold spares (a leak of
-/// one magazine per round would take a new 64 KiB chunk within 64 rounds).
+/// one magazine per round would take a new 64 KiB chunk within 128 rounds).
 #[test]
 fn batch_loops_reuse_their_magazines_and_flush_gives_the_spares_back() {
     // Under Miri, a few rounds of fewer magazines still go through every
     // exchange (deposits, spares kept and taken, flushes) for its checks.
-    let (magazines, rounds) = if cfg!(miri) { (4, 1) } else { (40, 100) };
+    let (magazines, rounds) = if cfg!(miri) { (4, 1) } else { (40, 130) };
     let heap = arena_heap(8 << 20);
     let batch = |cache: &mut FrontCache| -> Vec<_> {
         (0..magazines * MAGAZINE_ENTRIES)
