@@ -24,3 +24,20 @@ pub(super) const CLASS_BY_GRANULE: [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = {
     }
     table
 };
+
+#[cfg(test)]
+mod tests {
+    use crate::size_class::{SMALL_MAX, SizeClass};
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // pure arithmetic over every size: nothing for Miri to check
+    fn the_table_and_the_formula_agree_on_every_size() {
+        for size in 0..=SMALL_MAX + 1 {
+            assert_eq!(
+                SizeClass::for_size(size),
+                SizeClass::for_size_computed(size),
+                "size {size}"
+            );
+        }
+    }
+}
