@@ -208,6 +208,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(full)
     }
 
+    /// A magazine of `class`'s depot drained into the zones, for a cache
+    /// that needs an empty one when none can be mapped; `None` if the depot
+    /// has none.
+    pub(crate) fn drained_from_depot(&self, class: SizeClass) -> Option<NonNull<Magazine>> {
+        let mut state = self.class(class);
+        let magazine = NonNull::new(state.depot)?;
+        // SAFETY: depot magazines are valid and owned by the depot.
+        state.depot = unsafe { magazine.as_ref().next };
+        state.depot_magazines -= 1;
+        // SAFETY: taken off the depot; lock held.
+        unsafe { self.drain_into_zones(&mut state, class, magazine) };
+        Some(magazine)
+    }
+
     /// Gives back a magazine a cache no longer uses (at flush): into the
     /// depot if it is full and there is room (a partial one would take a
     /// depot slot for a few blocks), else its blocks to the zones; the

@@ -498,12 +498,15 @@ impl FrontCache {
             self.decay.hold(i);
             // The previous (full) one goes to the depot; an empty one comes
             // from the spares, or the pool (or is the full one, drained
-            // into the zones when the depot holds all it may).
+            // into the zones when the depot holds all it may). With no
+            // memory for a new one, a full one comes back out of the depot,
+            // drained: the cache keeps a magazine to work with.
             let drained =
                 NonNull::new(self.previous[i]).and_then(|full| heap.deposit_full(class, full));
             let empty = drained
                 .or_else(|| self.take_spare())
-                .or_else(|| heap.empty_magazine());
+                .or_else(|| heap.empty_magazine())
+                .or_else(|| heap.drained_from_depot(class));
             self.previous[i] = loaded;
             self.load(i, empty.map_or(ptr::null_mut(), NonNull::as_ptr));
         }
