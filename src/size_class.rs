@@ -38,6 +38,12 @@
 use crate::provider::MIN_PAGE_SIZE;
 use crate::zone::ZONE_HEADER_SIZE;
 
+mod exact;
+mod table;
+
+use exact::inverse_mod_2_64;
+use table::{CLASS_BY_GRANULE, CLASS_TABLE_MAX};
+
 /// Largest TINY request.
 pub const TINY_MAX: usize = 128;
 /// Spacing of the TINY classes, which is also the default alignment.
@@ -132,6 +138,18 @@ impl SizeClass {
         CLASS_SIZES[self.0 as usize] as usize
     }
 
+    /// Bytes of a block's requested-size slot in a zone of this class
+    /// (`ZoneGeometry::size_width`, the same in both layouts): 1 for TINY,
+    /// 2 for SMALL. Decided by the class index, with no table to read.
+    #[inline(always)]
+    pub(crate) const fn size_width(self) -> usize {
+        if (self.0 as usize) < TINY_CLASSES {
+            1
+        } else {
+            2
+        }
+    }
+
     /// TINY or SMALL.
     #[inline]
     pub const fn kind(self) -> Kind {
@@ -146,6 +164,17 @@ impl SizeClass {
     /// `None` if the request is LARGE.
     #[inline]
     pub const fn for_size(size: usize) -> Option<Self> {
+        if size <= CLASS_TABLE_MAX {
+            // One load (`CLASS_BY_GRANULE`).
+            return Some(SizeClass(CLASS_BY_GRANULE[size.div_ceil(TINY_STEP)]));
+        }
+        Self::for_size_computed(size)
+    }
+
+    /// [`for_size`](Self::for_size), computed (for the sizes above the
+    /// table, and to build it).
+    #[inline]
+    const fn for_size_computed(size: usize) -> Option<Self> {
         if size <= TINY_MAX {
             // 0 shares the first class: malloc(0) returns a real block.
             let index = size.saturating_sub(1) / TINY_STEP;
@@ -300,6 +329,13 @@ pub struct ZoneGeometry {
     /// `ceil(2^40 / block_size)`: `(offset * magic) >> 40` is `offset /
     /// block_size` for every offset inside a zone, without a division.
     pub div_magic: u64,
+    /// The inverse, modulo 2^64, of the block size's odd part: with
+    /// [`exact_rotate`](Self::exact_rotate), one multiply and one rotate
+    /// give the index of a block boundary, and a huge number for any other
+    /// offset ([`ZoneGeometry::exact_index`]).
+    pub exact_inverse: u64,
+    /// The block size's trailing zero bits.
+    pub exact_rotate: u32,
 }
 
 /// Shift that goes with [`ZoneGeometry::div_magic`].
@@ -335,6 +371,8 @@ const fn geometry_table(scarce: bool) -> [ZoneGeometry; NUM_CLASSES] {
         size_width: 0,
         blocks_offset: 0,
         div_magic: 0,
+        exact_inverse: 0,
+        exact_rotate: 0,
     }; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
@@ -429,6 +467,8 @@ const fn layout(block_size: usize, zone_bytes: usize) -> ZoneGeometry {
         size_width: width,
         blocks_offset: blocks_offset(block_size, capacity, width),
         div_magic: (1u64 << DIV_SHIFT).div_ceil(block_size as u64),
+        exact_inverse: inverse_mod_2_64((block_size >> block_size.trailing_zeros()) as u64),
+        exact_rotate: block_size.trailing_zeros(),
     }
 }
 
@@ -477,6 +517,8 @@ mod tests {
         for class in SizeClass::all() {
             let g = class.geometry();
             assert!(g.capacity >= ZONE_MIN_BLOCKS, "{g:?}");
+            assert_eq!(g.size_width, class.size_width());
+            assert_eq!(class.scarce_geometry().size_width, class.size_width());
             assert!(g.zone_bytes >= ZONE_MIN_BYTES);
             assert_eq!(g.zone_bytes % MIN_PAGE_SIZE, 0);
             assert!(g.blocks_offset + g.capacity * g.block_size <= g.zone_bytes);
@@ -511,8 +553,13 @@ mod tests {
                 0
             );
             assert_eq!(
-                (g.block_size, g.div_magic),
-                (full.block_size, full.div_magic)
+                (g.block_size, g.div_magic, g.exact_inverse, g.exact_rotate),
+                (
+                    full.block_size,
+                    full.div_magic,
+                    full.exact_inverse,
+                    full.exact_rotate
+                )
             );
             // At most SCARCE_MAX_EXTRA_PAGES above the fewest pages that hold a block.
             let least = zone_bytes_for(g.block_size, 1);

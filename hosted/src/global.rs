@@ -32,8 +32,14 @@ pub struct FtMalloc;
 unsafe impl GlobalAlloc for FtMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        lifecycle::ensure();
-        thread_cache::allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        // The lock-free path first, calling nothing. A thread with a cache
+        // has allocated before, so the process is ready (`ensure`).
+        if layout.align() <= ft_malloc::DEFAULT_ALIGN
+            && let Some(block) = thread_cache::allocate_cached(layout.size())
+        {
+            return block.as_ptr();
+        }
+        alloc_slow(layout)
     }
 
     #[inline]
@@ -47,9 +53,12 @@ unsafe impl GlobalAlloc for FtMalloc {
         let Some(block) = NonNull::new(ptr) else {
             return;
         };
-        // SAFETY: `deallocate` validates the pointer before using it.
-        if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-            Misuse::Heap(error).report("dealloc", ptr.cast());
+        // SAFETY: the lock-free check validates the pointer before using
+        // it, and changes nothing when it declines.
+        match unsafe { thread_cache::try_deallocate(block) } {
+            Some(Ok(())) => {}
+            Some(Err(error)) => Misuse::Heap(error).report("dealloc", ptr.cast()),
+            None => dealloc_locked(block),
         }
     }
 
@@ -71,5 +80,24 @@ unsafe impl GlobalAlloc for FtMalloc {
                 ptr::null_mut()
             }
         }
+    }
+}
+
+/// `alloc` beyond the thread's loaded magazine: readies the process on the
+/// first call, then the thread cache's full path.
+#[cold]
+#[inline(never)]
+fn alloc_slow(layout: Layout) -> *mut u8 {
+    lifecycle::ensure();
+    thread_cache::allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+}
+
+/// What the lock-free `dealloc` declined: the thread cache's full path.
+#[cold]
+#[inline(never)]
+fn dealloc_locked(block: NonNull<u8>) {
+    // SAFETY: `deallocate` validates the pointer before using it.
+    if let Err(error) = unsafe { thread_cache::deallocate(block) } {
+        Misuse::Heap(error).report("dealloc", block.as_ptr().cast());
     }
 }

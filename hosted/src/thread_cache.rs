@@ -96,7 +96,10 @@ use crate::HEAP;
 use crate::futex_mutex::FutexMutex;
 use crate::os::ErrnoGuard;
 
-/// A thread's cache, as it sits in the pool or in use.
+/// A thread's cache, as it sits in the pool or in use. The front cache
+/// comes first (`repr(C)`): the slot's pointer is then the cache's, with no
+/// offset to add on every `malloc` and `free`.
+#[repr(C)]
 struct ThreadCache {
     cache: FrontCache,
     /// The hardened mode's part (its quarantine ring and random state),
@@ -230,6 +233,15 @@ fn current() -> Option<&'static mut FrontCache> {
     if value == 0 { set_up() } else { None }
 }
 
+/// The calling thread's cache if it has one already (nothing is set up:
+/// for the fast paths, which leave everything else to a slow path).
+#[inline(always)]
+fn current_if_set_up() -> Option<&'static mut FrontCache> {
+    let value = slot::get();
+    // SAFETY: as in `current`.
+    (value > GONE).then(|| unsafe { &mut (*(value as *mut ThreadCache)).cache })
+}
+
 /// The calling thread's cache and the hardened mode's part of it, if it
 /// has a cache (not set up here: a thread frees after it has allocated, and
 /// a shuffle without cached blocks has nothing to do).
@@ -258,6 +270,25 @@ pub(crate) fn allocate(layout: Layout) -> Option<NonNull<u8>> {
     }
 }
 
+/// Allocates `size` bytes at the default alignment (C's `malloc`) through
+/// the calling thread's cache; `None` for a size no layout has.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn allocate_size(size: usize) -> Option<NonNull<u8>> {
+    match current() {
+        Some(cache) => cache.allocate_size(&HEAP, size),
+        None => HEAP.allocate(Layout::from_size_align(size, ft_malloc::DEFAULT_ALIGN).ok()?),
+    }
+}
+
+/// `FrontCache::allocate_cached` of the calling thread's cache: `None`
+/// when only [`allocate_size`] can tell (no cache yet, an empty magazine, a
+/// LARGE size). Calls nothing.
+#[inline(always)]
+pub(crate) fn allocate_cached(size: usize) -> Option<NonNull<u8>> {
+    current_if_set_up()?.allocate_cached(size)
+}
+
 /// Allocates zeroed memory through the calling thread's cache.
 #[inline(always)]
 pub(crate) fn allocate_zeroed(layout: Layout) -> Option<NonNull<u8>> {
@@ -281,6 +312,19 @@ pub(crate) unsafe fn deallocate(ptr: NonNull<u8>) -> Result<(), HeapError> {
             None => HEAP.deallocate(ptr),
         }
     }
+}
+
+/// `FrontCache::try_deallocate` of the calling thread's cache: `None` when
+/// only [`deallocate`] can tell (no cache yet, a pointer the lock-free
+/// check cannot vouch for), and nothing was changed.
+///
+/// # Safety
+///
+/// As [`ft_malloc::Heap::deallocate`].
+#[inline(always)]
+pub(crate) unsafe fn try_deallocate(ptr: NonNull<u8>) -> Option<Result<(), HeapError>> {
+    // SAFETY: per the contract.
+    unsafe { current_if_set_up()?.try_deallocate(&HEAP, ptr) }
 }
 
 /// Reallocates through the calling thread's cache (lock-free for TINY

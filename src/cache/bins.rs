@@ -16,6 +16,14 @@ pub const DEPOT_MAX_MAGAZINES: usize = 64;
 /// ... and bytes of blocks it may hold.
 pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 
+/// Empty magazines a front cache keeps for its next exchanges with the
+/// depots (`FrontCache::spares`): 32 magazines, 16 KiB of heap metadata,
+/// spare a loop that allocates and frees batches of 1000 small blocks the
+/// magazine pool's lock on every exchange. (Magazines never go back to the
+/// provider before the heap is dropped, so kept spares only make other
+/// owners carve new ones sooner.)
+pub(crate) const SPARES_MAX: usize = 32;
+
 /// A front cache looks for classes it stopped using once every this many
 /// of its slow-path events (refills and pushes that find a magazine full).
 pub const DECAY_PERIOD: u16 = 16;

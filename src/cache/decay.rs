@@ -8,7 +8,6 @@ use core::ptr;
 use lock_api::RawMutex;
 
 use super::bins;
-use super::magazine::Magazine;
 use super::{FrontCache, IDLE_EVENTS};
 use crate::heap::Heap;
 use crate::provider::PageProvider;
@@ -102,13 +101,6 @@ impl FrontCache {
         }
     }
 
-    /// Blocks the magazines of class `i` hold.
-    fn held_blocks(&self, i: usize) -> u16 {
-        // SAFETY: non-null magazines are the cache's, valid.
-        let len = |m: *mut Magazine| unsafe { m.as_ref() }.map_or(0, |m| m.len);
-        (len(self.loaded[i]) + len(self.previous[i])) as u16
-    }
-
     /// The decay's scan (see the module documentation): classes idle for
     /// their patience go back to their zones through [`Heap::shed_class`]
     /// (and their refills start small again); then one class's depot is
@@ -122,7 +114,7 @@ impl FrontCache {
                 let bit = held.trailing_zeros() as usize;
                 held &= held - 1;
                 let i = word * 64 + bit;
-                let blocks = self.held_blocks(i);
+                let blocks = self.held_blocks(i) as u16;
                 let d = &mut self.decay;
                 if blocks != d.seen_blocks[i] {
                     // Used through the fast paths since the last scan.
@@ -134,7 +126,7 @@ impl FrontCache {
                     continue;
                 }
                 let magazines = [
-                    core::mem::replace(&mut self.loaded[i], ptr::null_mut()),
+                    self.unload(i),
                     core::mem::replace(&mut self.previous[i], ptr::null_mut()),
                 ];
                 let class = SizeClass::from_index(i).expect("a held class");

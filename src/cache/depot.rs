@@ -65,25 +65,27 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // SAFETY: as above.
         let g = unsafe { zone::layout_of(zone) };
-        let Some(offset) = addr.checked_sub(base.as_ptr().addr() + g.blocks_offset) else {
-            return Checked::Locked;
-        };
-        let index = zone::div_block(offset, g);
+        // A carved block starts at `addr` exactly when this index is below
+        // the carved count (a pointer before block 0 wraps to a huge offset).
+        let index = g.exact_index(addr.wrapping_sub(base.as_ptr().addr() + g.blocks_offset));
         // SAFETY: as above.
-        let carved = unsafe { zone::carved_hint(zone) };
-        if index * g.block_size != offset || index >= carved {
+        if index >= unsafe { zone::carved_hint(zone) } as u64 {
             return Checked::Locked;
         }
+        let index = index as usize;
         let mark = free_mark::value(ptr);
         // SAFETY: a carved block of a mapped zone.
         if MARK_FIRST && unsafe { free_mark::is_set_to(ptr, mark) } {
             return Checked::DoubleFree;
         }
         // SAFETY: as above.
-        let size_slot = unsafe { zone::size_slot(zone, index) };
+        // The width comes from the class (the page map's), which is the
+        // zone's: the page map registers a zone under its own class.
+        let width = class.size_width();
+        let size_slot = zone::size_slot_with(zone, g, width, index);
         // SAFETY: the slot of a handed-out block of this zone (its holder
         // is freeing it); the block is `g.block_size` bytes.
-        let requested = unsafe { zone::load_own_size(size_slot, g.size_width) };
+        let requested = unsafe { zone::load_own_size(size_slot, width) };
         if requested > g.block_size {
             // A span's head or follower (`span.rs`): the locked path frees
             // all its blocks, or refuses.
@@ -144,50 +146,51 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             .take(&self.provider, &self.counters.metadata_bytes)
     }
 
+    /// An empty magazine a cache no longer needs, back to the pool.
+    pub(crate) fn return_empty(&self, magazine: NonNull<Magazine>) {
+        // SAFETY: the cache hands over an empty magazine it no longer
+        // refers to.
+        unsafe { self.magazines.lock().give(magazine) };
+    }
+
     /// A full magazine of `class` for a cache whose magazines are empty:
-    /// from the depot, or else `spare` (or a new magazine) filled from the
-    /// zones with up to `want` blocks. `None` if not one block can be had.
-    /// `spare` is the heap's again whatever happens.
+    /// from the depot (one acquisition of the class lock; `spare` is then
+    /// returned unused, for the cache to keep), or else `spare` (or a new
+    /// magazine) filled from the zones with up to `want` blocks. The full
+    /// magazine is `None` if not one block can be had (`spare` is then the
+    /// heap's again).
     pub(crate) fn full_magazine(
         &self,
         class: SizeClass,
         spare: Option<NonNull<Magazine>>,
         want: usize,
-    ) -> Option<NonNull<Magazine>> {
+    ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
         let mut state = self.class(class);
         if let Some(full) = NonNull::new(state.depot) {
             // SAFETY: depot magazines are valid and owned by the depot.
             state.depot = unsafe { full.as_ref().next };
             state.depot_magazines -= 1;
-            drop(state);
-            if let Some(spare) = spare {
-                // SAFETY: an empty magazine the cache no longer refers to.
-                unsafe { self.magazines.lock().give(spare) };
-            }
-            return Some(full);
+            return (Some(full), spare);
         }
         drop(state);
-        let magazine = match spare {
-            Some(spare) => spare,
-            None => self.empty_magazine()?,
+        let Some(magazine) = spare.or_else(|| self.empty_magazine()) else {
+            return (None, None);
         };
         // SAFETY: an empty magazine, ours.
         let mag = unsafe { &mut *magazine.as_ptr() };
         let want = want.clamp(1, BOUNDS.magazine[class.index()] as usize);
         mag.len = self.lend_blocks(class, &mut mag.entries[..want]);
         if mag.len == 0 {
-            // SAFETY: empty, unused.
-            unsafe { self.magazines.lock().give(magazine) };
-            return None;
+            self.return_empty(magazine);
+            return (None, None);
         }
-        Some(magazine)
+        (Some(magazine), None)
     }
 
-    /// Takes a cache's full magazine of `class` into the depot, or drains it
-    /// into the zones if the depot holds all it may; returns an empty
-    /// magazine for the cache (`None` only if none can be had, and then the
-    /// full one was drained and given back too).
-    pub(crate) fn take_full(
+    /// Takes a cache's full magazine of `class` into the depot (one
+    /// acquisition of the class lock), or, if the depot holds all it may,
+    /// drains it into the zones and returns it, empty, to the cache.
+    pub(crate) fn deposit_full(
         &self,
         class: SizeClass,
         full: NonNull<Magazine>,
@@ -198,24 +201,25 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             unsafe { (*full.as_ptr()).next = state.depot };
             state.depot = full.as_ptr();
             state.depot_magazines += 1;
-            drop(state);
-            if let Some(empty) = self.empty_magazine() {
-                return Some(empty);
-            }
-            // No memory for an empty one: take the full one back out and
-            // drain it instead.
-            state = self.class(class);
-            let full = NonNull::new(state.depot)?;
-            // SAFETY: as above.
-            state.depot = unsafe { full.as_ref().next };
-            state.depot_magazines -= 1;
-            // SAFETY: a full magazine, taken off the depot under its lock.
-            unsafe { self.drain_into_zones(&mut state, class, full) };
-            return Some(full);
+            return None;
         }
         // SAFETY: a magazine the cache hands over; lock held.
         unsafe { self.drain_into_zones(&mut state, class, full) };
         Some(full)
+    }
+
+    /// A magazine of `class`'s depot drained into the zones, for a cache
+    /// that needs an empty one when none can be mapped; `None` if the depot
+    /// has none.
+    pub(crate) fn drained_from_depot(&self, class: SizeClass) -> Option<NonNull<Magazine>> {
+        let mut state = self.class(class);
+        let magazine = NonNull::new(state.depot)?;
+        // SAFETY: depot magazines are valid and owned by the depot.
+        state.depot = unsafe { magazine.as_ref().next };
+        state.depot_magazines -= 1;
+        // SAFETY: taken off the depot; lock held.
+        unsafe { self.drain_into_zones(&mut state, class, magazine) };
+        Some(magazine)
     }
 
     /// Gives back a magazine a cache no longer uses (at flush): into the

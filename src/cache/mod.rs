@@ -101,6 +101,7 @@
 mod bins;
 mod decay;
 mod depot;
+mod loaded;
 mod magazine;
 mod realloc;
 
@@ -115,10 +116,9 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::size_class::{NUM_CLASSES, SizeClass};
+use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
-use bins::BOUNDS;
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_MAGAZINES, IDLE_EVENTS,
     IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
@@ -140,18 +140,34 @@ pub(crate) struct Entry {
 /// A front cache: free blocks per size class for one owner. See the module
 /// documentation for the design and for how a kernel uses one.
 ///
-/// It is a small value (two pointers per class and the decay's counters,
-/// 1.9 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
+/// It is a small value (four pointers per class and the decay's counters,
+/// 3.0 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
 /// thread-local, a per-CPU area). It must always be used with the same
 /// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
 /// goes offline).
 pub struct FrontCache {
-    /// Per class, the magazine allocations pop from and frees push to.
-    loaded: [*mut Magazine; NUM_CLASSES],
+    /// Per class, the loaded magazine (the one allocations pop from and
+    /// frees push to) as three pointers into its entries: the next free
+    /// slot, the first entry and the end of the class's capacity. So a pop
+    /// is a compare of `top` with `base`, a push one of `top` with `end`,
+    /// with no length or capacity to load and scale. Without a loaded
+    /// magazine all three are null (empty and full at once: both go to the
+    /// slow path). The magazine's own `len` is stale while it is loaded; it
+    /// is written back when the magazine is unloaded (`loaded.rs`).
+    top: [*mut Entry; NUM_CLASSES],
+    base: [*mut Entry; NUM_CLASSES],
+    end: [*mut Entry; NUM_CLASSES],
     /// Per class, the magazine swapped in when the loaded one runs empty
     /// or full.
     previous: [*mut Magazine; NUM_CLASSES],
+    /// Empty magazines kept for the next exchange (a list through their
+    /// `next`, at most [`SPARES_MAX`](bins::SPARES_MAX)): an exchange with
+    /// the depot then takes the class lock only, not the magazine pool's
+    /// too. A loop that allocates a batch and frees it hands the depot as
+    /// many full magazines one way as the other.
+    spares: *mut Magazine,
+    spare_count: u8,
     /// Per class, refills from the zones so far (capped): a class the owner
     /// barely uses borrows a couple of blocks, a busy one a full magazine
     /// (`bins::refill_blocks`).
@@ -186,8 +202,12 @@ impl FrontCache {
     /// An empty cache.
     pub const fn new() -> Self {
         FrontCache {
-            loaded: [ptr::null_mut(); NUM_CLASSES],
+            top: [ptr::null_mut(); NUM_CLASSES],
+            base: [ptr::null_mut(); NUM_CLASSES],
+            end: [ptr::null_mut(); NUM_CLASSES],
             previous: [ptr::null_mut(); NUM_CLASSES],
+            spares: ptr::null_mut(),
+            spare_count: 0,
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
             last_grown: ptr::null_mut(),
@@ -202,23 +222,24 @@ impl FrontCache {
     /// allocations. The pick is swapped to the top of the loaded magazine.
     pub fn shuffle(&mut self, class: SizeClass, random: usize) {
         let i = class.index();
-        // SAFETY: a class index is below `NUM_CLASSES`; non-null magazines
-        // are the cache's, valid, and the loaded and previous ones are two
-        // different magazines.
-        let (loaded, previous) = unsafe { (self.loaded[i].as_mut(), self.previous[i].as_mut()) };
-        let Some(loaded) = loaded.filter(|m| m.len > 0) else {
+        let loaded = self.loaded_len(i);
+        if loaded == 0 {
             return;
-        };
+        }
+        // SAFETY: a non-null previous magazine is the cache's, valid.
+        let previous = unsafe { self.previous[i].as_mut() };
         let in_previous = previous.as_ref().map_or(0, |m| m.len);
-        let pick = random % (loaded.len + in_previous);
-        let top = loaded.len - 1;
-        if pick < loaded.len {
-            loaded.entries.swap(pick, top);
-        } else if let Some(previous) = previous {
-            core::mem::swap(
-                &mut loaded.entries[top],
-                &mut previous.entries[pick - loaded.len],
-            );
+        let pick = random % (loaded + in_previous);
+        let base = self.base[i];
+        // SAFETY: the loaded magazine's first `loaded` entries are
+        // initialised; the previous magazine is another one.
+        unsafe {
+            let top = base.add(loaded - 1);
+            if pick < loaded {
+                ptr::swap(base.add(pick), top);
+            } else if let Some(previous) = previous {
+                ptr::swap(top, previous.entries[pick - loaded].as_mut_ptr());
+            }
         }
     }
 
@@ -238,6 +259,41 @@ impl FrontCache {
             Some(entry) => Some(Self::hand_out(entry, class, layout.size())),
             None => self.allocate_slow(heap, class, layout),
         }
+    }
+
+    /// [`allocate`](Self::allocate) for `size` bytes at the default
+    /// alignment ([`DEFAULT_ALIGN`], C's `malloc`): the class comes straight
+    /// from the size, and the layout is made only off the fast path. `None`
+    /// also for a size no layout has (above `isize::MAX` once rounded).
+    #[inline(always)]
+    pub fn allocate_size<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        size: usize,
+    ) -> Option<NonNull<u8>> {
+        let Some(class) = SizeClass::for_size(size) else {
+            return heap.allocate(Layout::from_size_align(size, DEFAULT_ALIGN).ok()?);
+        };
+        match self.pop(class) {
+            Some(entry) => Some(Self::hand_out(entry, class, size)),
+            None => {
+                // A TINY or SMALL size is far below `isize::MAX`.
+                let layout = Layout::from_size_align(size, DEFAULT_ALIGN).ok()?;
+                self.allocate_slow(heap, class, layout)
+            }
+        }
+    }
+
+    /// The lock-free part of [`allocate_size`](Self::allocate_size): a
+    /// block of the class of `size` (default alignment) from the loaded
+    /// magazine, or `None` (a LARGE size, an empty magazine), when the
+    /// caller goes on with `allocate_size`. It calls nothing, so a caller
+    /// that tail-calls its slow path needs no stack frame on the fast one.
+    #[inline(always)]
+    pub fn allocate_cached(&mut self, size: usize) -> Option<NonNull<u8>> {
+        let class = SizeClass::for_size(size)?;
+        let entry = self.pop(class)?;
+        Some(Self::hand_out(entry, class, size))
     }
 
     /// Like [`allocate`](Self::allocate), with the first `layout.size()`
@@ -273,23 +329,49 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Result<(), HeapError> {
+        // SAFETY: per the contract.
+        unsafe {
+            match self.try_deallocate(heap, ptr) {
+                Some(result) => result,
+                None => heap.deallocate(ptr),
+            }
+        }
+    }
+
+    /// The lock-free part of [`deallocate`](Self::deallocate): the block
+    /// kept in this cache (`Some(Ok)`), a double free or an overflow
+    /// refused and counted (`Some(Err)`), or `None` when the lock-free
+    /// check cannot vouch for the pointer (LARGE, a span, anything
+    /// invalid): the caller then frees it with [`Heap::deallocate`], which
+    /// decides and reports. Nothing was changed in that case. Its only
+    /// call is the rare exchange of a full magazine, after which it
+    /// returns: a caller can tail-call its slow paths.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate).
+    #[inline(always)]
+    pub unsafe fn try_deallocate<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        ptr: NonNull<u8>,
+    ) -> Option<Result<(), HeapError>> {
         match heap.check_for_cache::<false>(ptr) {
             Checked::Keep(class, entry, mark) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
                 // takes it (`free_mark.rs`).
                 if !unsafe { free_mark::claim(ptr, mark) } {
-                    return Err(heap.count_error(HeapError::DoubleFree));
+                    return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
                 if !self.push(class, entry) {
                     self.push_slow(heap, class, entry);
                 }
-                Ok(())
+                Some(Ok(()))
             }
-            // SAFETY: per the contract.
-            Checked::Locked => unsafe { heap.deallocate(ptr) },
-            Checked::DoubleFree => Err(heap.count_error(HeapError::DoubleFree)),
-            Checked::Overflow => Err(heap.count_error(HeapError::Overflow)),
+            Checked::Locked => None,
+            Checked::DoubleFree => Some(Err(heap.count_error(HeapError::DoubleFree))),
+            Checked::Overflow => Some(Err(heap.count_error(HeapError::Overflow))),
         }
     }
 
@@ -299,77 +381,38 @@ impl FrontCache {
         self.decay.hold_none();
         for class in SizeClass::all() {
             let i = class.index();
-            for magazine in [&mut self.loaded[i], &mut self.previous[i]] {
-                if let Some(m) = NonNull::new(core::mem::replace(magazine, ptr::null_mut())) {
+            let previous = core::mem::replace(&mut self.previous[i], ptr::null_mut());
+            for magazine in [self.unload(i), previous] {
+                if let Some(m) = NonNull::new(magazine) {
                     heap.retire_magazine(class, m);
                 }
             }
+        }
+        while let Some(spare) = self.take_spare() {
+            heap.return_empty(spare);
         }
     }
 
     /// Blocks the cache holds.
     pub fn cached_blocks(&self) -> usize {
-        self.loaded
-            .iter()
-            .chain(&self.previous)
-            // SAFETY: non-null magazines are the cache's, valid.
-            .map(|&m| unsafe { m.as_ref() }.map_or(0, |m| m.len))
-            .sum()
+        (0..NUM_CLASSES).map(|i| self.held_blocks(i)).sum()
     }
 
     /// Bytes of the blocks the cache holds (block sizes).
     pub fn cached_bytes(&self) -> usize {
         SizeClass::all()
-            .map(|c| {
-                let i = c.index();
-                // SAFETY: as in `cached_blocks`.
-                let len = |m: *mut Magazine| unsafe { m.as_ref() }.map_or(0, |m| m.len);
-                (len(self.loaded[i]) + len(self.previous[i])) * c.block_size()
-            })
+            .map(|c| self.held_blocks(c.index()) * c.block_size())
             .sum()
-    }
-
-    /// The loaded magazine of `class`, if any.
-    #[inline(always)]
-    fn loaded(&mut self, class: SizeClass) -> Option<&mut Magazine> {
-        // SAFETY: a class index is below `NUM_CLASSES`, the array's length;
-        // a non-null loaded magazine is the cache's, valid.
-        unsafe { self.loaded.get_unchecked(class.index()).as_mut() }
-    }
-
-    #[inline(always)]
-    fn pop(&mut self, class: SizeClass) -> Option<Entry> {
-        let magazine = self.loaded(class)?;
-        let len = magazine.len.checked_sub(1)?;
-        magazine.len = len;
-        // SAFETY: `len < MAGAZINE_ENTRIES`, and entries below the old `len`
-        // are initialised.
-        Some(unsafe { magazine.entries.get_unchecked(len).assume_init() })
-    }
-
-    /// Pushes unless the loaded magazine is full (or missing).
-    #[inline(always)]
-    fn push(&mut self, class: SizeClass, entry: Entry) -> bool {
-        // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
-        let cap = unsafe { *BOUNDS.magazine.get_unchecked(class.index()) } as usize;
-        let Some(magazine) = self.loaded(class) else {
-            return false;
-        };
-        let len = magazine.len;
-        if len == cap {
-            return false;
-        }
-        // SAFETY: `len < cap <= MAGAZINE_ENTRIES`.
-        unsafe { magazine.entries.get_unchecked_mut(len).write(entry) };
-        magazine.len = len + 1;
-        true
     }
 
     /// Records the requested size, clears the free mark and arms the slack
     /// canary of a cached block.
     #[inline(always)]
     fn hand_out(entry: Entry, class: SizeClass, size: usize) -> NonNull<u8> {
-        let g = class.geometry();
+        // From the class index alone (a constant table, the index's range),
+        // not from its geometry: fewer loads on every `malloc`.
+        // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
+        let block_size = unsafe { *CLASS_SIZES.get_unchecked(class.index()) } as usize;
         // SAFETY: the entry's size slot belongs to its block, which the
         // cache holds (marked free) and now hands out; `size` fits the
         // class. The canary, derived from the mark (no second read of the
@@ -377,8 +420,8 @@ impl FrontCache {
         // mark overwritten after free makes a wrong canary: the block is
         // refused when freed.
         unsafe {
-            zone::store_size(entry.size_slot, g.size_width, size);
-            if size < g.block_size {
+            zone::store_size(entry.size_slot, class.size_width(), size);
+            if size < block_size {
                 let mark = free_mark::take(entry.block);
                 canary::arm_past(entry.block, size, mark);
             } else {
@@ -407,19 +450,25 @@ impl FrontCache {
         }
         let i = class.index();
         self.tick(heap, i);
+        let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         if unsafe { self.previous[i].as_ref() }.is_some_and(|m| m.len > 0) {
-            core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
+            let previous = core::mem::replace(&mut self.previous[i], loaded);
+            self.load(i, previous);
         } else {
-            // Both empty: the previous one goes back, the loaded (empty)
-            // one becomes the previous, and a full one is loaded.
-            let spare = NonNull::new(core::mem::replace(&mut self.previous[i], self.loaded[i]));
-            self.loaded[i] = ptr::null_mut();
+            // Both empty: the previous one becomes a spare (or fills from
+            // the zones if the depot has nothing), the loaded (empty) one
+            // becomes the previous, and a full one is loaded.
+            let spare = NonNull::new(core::mem::replace(&mut self.previous[i], loaded));
             self.decay.hold(i);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
-            match heap.full_magazine(class, spare, want) {
-                Some(full) => self.loaded[i] = full.as_ptr(),
+            let (full, unused) = heap.full_magazine(class, spare, want);
+            if let Some(unused) = unused {
+                self.keep_spare(heap, unused);
+            }
+            match full {
+                Some(full) => self.load(i, full.as_ptr()),
                 None => {
                     self.flush(heap);
                     return heap.allocate(layout);
@@ -443,18 +492,27 @@ impl FrontCache {
     ) {
         let i = class.index();
         self.tick(heap, i);
+        let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         let previous = unsafe { self.previous[i].as_ref() };
         if previous.is_some_and(|m| m.len == 0) {
-            core::mem::swap(&mut self.loaded[i], &mut self.previous[i]);
+            let previous = core::mem::replace(&mut self.previous[i], loaded);
+            self.load(i, previous);
         } else {
             self.decay.hold(i);
-            let empty = match NonNull::new(self.previous[i]) {
-                Some(full) => heap.take_full(class, full),
-                None => heap.empty_magazine(),
-            };
-            self.previous[i] = self.loaded[i];
-            self.loaded[i] = empty.map_or(ptr::null_mut(), NonNull::as_ptr);
+            // The previous (full) one goes to the depot; an empty one comes
+            // from the spares, or the pool (or is the full one, drained
+            // into the zones when the depot holds all it may). With no
+            // memory for a new one, a full one comes back out of the depot,
+            // drained: the cache keeps a magazine to work with.
+            let drained =
+                NonNull::new(self.previous[i]).and_then(|full| heap.deposit_full(class, full));
+            let empty = drained
+                .or_else(|| self.take_spare())
+                .or_else(|| heap.empty_magazine())
+                .or_else(|| heap.drained_from_depot(class));
+            self.previous[i] = loaded;
+            self.load(i, empty.map_or(ptr::null_mut(), NonNull::as_ptr));
         }
         if !self.push(class, entry) {
             // No magazine could be had (no memory): the block goes back to

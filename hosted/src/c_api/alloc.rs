@@ -20,9 +20,21 @@ use crate::{HEAP, hardened, lifecycle, os, report, thread_cache};
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if config::plain() {
-        return or_enomem(c_layout(size, DEFAULT_ALIGN).and_then(thread_cache::allocate));
+        if let Some(block) = thread_cache::allocate_cached(size) {
+            return block.as_ptr().cast();
+        }
+        return malloc_plain(size);
     }
     malloc_with_settings(size)
+}
+
+/// `malloc` when [`config::plain`] holds and the thread's loaded magazine
+/// had no block: a call of its own, so that the fast path above calls
+/// nothing and needs no stack frame.
+#[cold]
+#[inline(never)]
+fn malloc_plain(size: usize) -> *mut c_void {
+    or_enomem(thread_cache::allocate_size(size))
 }
 
 /// `malloc` when a setting asks for more (scribble, trace), or before the
@@ -126,14 +138,31 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 }
 
 /// `free` when [`config::plain`] holds; `function` names it in reports.
+/// The lock-free path first; what it cannot decide goes to
+/// [`free_locked`], tail-called, so the fast path needs no stack frame.
 #[inline(always)]
 pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return;
     };
+    // SAFETY: the lock-free check validates the pointer before touching
+    // anything, and changes nothing when it declines.
+    match unsafe { thread_cache::try_deallocate(block) } {
+        Some(Ok(())) => {}
+        Some(Err(error)) => Misuse::Heap(error).report(function, ptr),
+        None => free_locked(function, block),
+    }
+}
+
+/// What the lock-free free declined (a LARGE block, a thread without a
+/// cache, a pointer to refuse): the thread cache's full path, then the
+/// report.
+#[cold]
+#[inline(never)]
+fn free_locked(function: &str, block: NonNull<u8>) {
     // SAFETY: `deallocate` validates the pointer before touching anything.
     if let Err(error) = unsafe { thread_cache::deallocate(block) } {
-        Misuse::Heap(error).report(function, ptr);
+        Misuse::Heap(error).report(function, block.as_ptr().cast());
     }
 }
 
