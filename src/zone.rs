@@ -21,8 +21,10 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::size_class::{DIV_SHIFT, SizeClass, ZoneGeometry};
 
+mod free_pages;
 mod runs;
 mod sizes;
+pub(crate) use free_pages::{for_each_free_tail, free_blocks, has_free_pages};
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
     layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, store_size,
@@ -79,6 +81,10 @@ pub(crate) struct ZoneState {
     pub(crate) listed: bool,
     /// Whether never-carved blocks read as zero (the provider zeroes pages).
     fresh_is_zero: bool,
+    /// Free blocks the zone held when `purge.rs` last gave back their
+    /// pages (lowered as frees find fewer): the free blocks past it are
+    /// those freed since, whose pages may be resident.
+    pub(crate) purged_free: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<ZoneHeader>() <= ZONE_HEADER_SIZE);
@@ -193,6 +199,7 @@ pub(crate) unsafe fn init(
                 class,
                 listed: false,
                 fresh_is_zero: zeroed,
+                purged_free: 0,
             },
         });
         if !zeroed {
@@ -493,6 +500,7 @@ pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(No
     // its count now.)
     unsafe { set_carved(zone, 0) };
     z.free = 0;
+    z.purged_free = 0;
     // Decommitted pages may read back as zero or as they were.
     z.fresh_is_zero = false;
     // The live bitmap is all clear already: the zone is empty.

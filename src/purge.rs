@@ -1,0 +1,95 @@
+//! Giving back the pages of free blocks inside zones that still hold live
+//! blocks.
+//!
+//! A zone goes back to the provider, or is reset and decommitted, only when
+//! its last block is freed (`free.rs`, `Heap::after_free`). A zone of large
+//! blocks that a wave of allocations filled and then mostly left (a string
+//! builder's buffers growing through the classes of 8 to 32 KiB) keeps its
+//! free blocks' pages resident for as long as one block is live, and the
+//! next class fills its own zone meanwhile.
+//!
+//! # Policy
+//!
+//! When a free puts a block of at least a page (and a head, see
+//! `zone/free_pages.rs`) on its zone's free list, the zone counts the free
+//! blocks it got since it last gave pages back (`ZoneState::purged_free`,
+//! lowered whenever a free finds fewer free blocks than that: allocations
+//! took some). Once those are worth [`PURGE_MIN_BYTES`], every free block
+//! of the zone gives back its whole pages past its head, one
+//! `PageProvider::decommit` each, and the count starts again.
+//!
+//! - A class in steady use never gets there: a malloc/free loop keeps the
+//!   zone's free count where it was, and front caches keep its blocks out
+//!   of the zones altogether (only their overflow comes back).
+//! - Every purge follows at least [`PURGE_MIN_BYTES`] of blocks freed into
+//!   the zone and not taken again, so its system calls are amortised over
+//!   that much memory the program gave up.
+//! - Only blocks whose live bit is clear are touched: a block lent to a
+//!   cache is invisible here (its holder may hand it out without a lock).
+//!
+//! Everything runs under the class lock that the free holds anyway.
+
+use core::ptr::NonNull;
+
+use lock_api::RawMutex;
+
+use crate::heap::{ClassState, Heap};
+use crate::provider::PageProvider;
+use crate::zone::{self, ZoneHeader};
+
+/// Bytes of blocks freed into one zone (and not taken again) that make it
+/// give back the pages of its free blocks.
+pub(crate) const PURGE_MIN_BYTES: usize = 128 * 1024;
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
+    /// A block of `block_size` bytes was just put on `zone`'s free list:
+    /// gives back the pages of the zone's free blocks if enough were freed
+    /// since it last did (see the module docs).
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live zone of the class locked through `_state`, holding
+    /// at least one free block.
+    #[inline]
+    pub(crate) unsafe fn note_block_freed(
+        &self,
+        _state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        block_size: usize,
+    ) {
+        let page = self.page_size();
+        if !zone::has_free_pages(block_size, page) {
+            return;
+        }
+        // SAFETY: per the contract.
+        let (free, z) = unsafe { (zone::free_blocks(zone), zone::state_mut(zone)) };
+        // Allocations took blocks since the last look: count from here (the
+        // blocks they left may be purged ones or not; assuming purged errs
+        // on the side of fewer purges).
+        let purged = (z.purged_free as usize).min(free - 1);
+        z.purged_free = purged as u32;
+        if (free - purged) * block_size >= PURGE_MIN_BYTES {
+            z.purged_free = free as u32;
+            // SAFETY: per the contract.
+            unsafe { self.purge_free_pages(zone, page) };
+        }
+    }
+
+    /// Decommits the pages of every free block of `zone` past its head.
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live zone whose class lock the caller holds.
+    #[cold]
+    #[inline(never)]
+    unsafe fn purge_free_pages(&self, zone: NonNull<ZoneHeader>, page: usize) {
+        // SAFETY: live zone, lock held; each range is whole pages of a free
+        // block past its head, which nothing reads until the block is
+        // handed out again (`zone/free_pages.rs`).
+        unsafe {
+            zone::for_each_free_tail(zone, page, |start, len| {
+                self.provider.decommit(start, len)
+            })
+        };
+    }
+}

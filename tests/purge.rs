@@ -1,0 +1,198 @@
+//! Pages of free blocks given back inside zones that still hold live
+//! blocks (`src/purge.rs`), over real `mmap`: how many pages stay resident
+//! (`mincore`), that purged blocks serve again, that a double free of one
+//! is still caught, and that a class in steady use is never purged.
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ft_malloc::{FrontCache, Heap, HeapError, HeapVisitor, PageProvider, ZoneInfo};
+
+/// Real mappings, counting decommits (`madvise(MADV_DONTNEED)`).
+struct Counted {
+    inner: common::Mmap,
+    decommits: AtomicUsize,
+}
+
+// SAFETY: forwards to a provider that keeps the contract.
+unsafe impl PageProvider for Counted {
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        self.inner.map(len, align)
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        unsafe { self.inner.unmap(run, len) }
+    }
+    fn zeroed_on_map(&self) -> bool {
+        self.inner.zeroed_on_map()
+    }
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        self.decommits.fetch_add(1, Ordering::Relaxed);
+        unsafe { self.inner.decommit(start, len) }
+    }
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        unsafe { self.inner.resize(run, old, new, may_move) }
+    }
+}
+
+fn heap() -> Heap<Counted> {
+    Heap::new(Counted {
+        inner: common::Mmap,
+        decommits: AtomicUsize::new(0),
+    })
+}
+
+fn decommits(heap: &Heap<Counted>) -> usize {
+    heap.provider().decommits.load(Ordering::Relaxed)
+}
+
+/// 16 KiB blocks: four pages each, of which a free block keeps one.
+const BLOCK: usize = 16 * 1024;
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 16).unwrap()
+}
+
+#[derive(Default)]
+struct Zones(Vec<ZoneInfo>);
+
+impl HeapVisitor for Zones {
+    fn zone(&mut self, zone: &ZoneInfo) {
+        self.0.push(*zone);
+    }
+}
+
+/// Resident pages of the heap's only zone of `block_size` blocks.
+fn resident_pages(heap: &Heap<Counted>, block_size: usize) -> usize {
+    let mut zones = Zones::default();
+    heap.visit(&mut zones);
+    let zone = zones
+        .0
+        .iter()
+        .find(|z| z.block_size == block_size)
+        .expect("a zone of that class");
+    let mut vec = vec![0u8; zone.len / 4096];
+    let rc = unsafe { libc::mincore(zone.start as *mut _, zone.len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    vec.iter().filter(|v| **v & 1 != 0).count()
+}
+
+/// 100 blocks written in full, then all but the last freed: the zone keeps
+/// a page per free block (its link and free mark), not four.
+fn fill_then_leave_one(heap: &Heap<Counted>) -> (Vec<NonNull<u8>>, NonNull<u8>) {
+    let mut blocks: Vec<_> = (0..100)
+        .map(|_| heap.allocate(layout(BLOCK)).unwrap())
+        .collect();
+    for b in &blocks {
+        unsafe { b.as_ptr().write_bytes(0xa5, BLOCK) };
+    }
+    let kept = blocks.pop().unwrap();
+    for &b in &blocks {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+    (blocks, kept)
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // real mmap and mincore
+fn a_zone_left_by_most_of_its_blocks_gives_their_pages_back() {
+    let heap = heap();
+    let (_, kept) = fill_then_leave_one(&heap);
+    let resident = resident_pages(&heap, BLOCK);
+    // Before: all 400 block pages and the header stayed resident. Now the
+    // 99 free blocks' heads, the live block, the header; and at most
+    // 128 KiB (8 blocks) freed since the last purge, with all their pages.
+    assert!(
+        resident <= 99 + 4 + 2 + 8 * 3,
+        "{resident} pages resident with one block of 100 live"
+    );
+    // The live block is untouched.
+    assert!((0..BLOCK).all(|i| unsafe { kept.as_ptr().add(i).read() } == 0xa5));
+    unsafe { heap.deallocate(kept) }.unwrap();
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // real mmap
+fn purged_blocks_serve_again_and_their_double_free_is_caught() {
+    let heap = heap();
+    let (freed, kept) = fill_then_leave_one(&heap);
+    assert!(decommits(&heap) > 0, "the zone was purged");
+    // A purged block freed again: its free mark survived (it is in the
+    // page the block keeps), on the locked path and on a cache's lock-free
+    // one alike.
+    assert_eq!(
+        unsafe { heap.deallocate(freed[0]) },
+        Err(HeapError::DoubleFree)
+    );
+    let mut cache = FrontCache::new();
+    assert_eq!(
+        unsafe { cache.deallocate(&heap, freed[1]) },
+        Err(HeapError::DoubleFree)
+    );
+    // Every purged block is handed out again, holds what it is given, and
+    // a zeroed allocation reads zero.
+    let again: Vec<_> = (0..99)
+        .map(|i| {
+            let p = if i % 2 == 0 {
+                heap.allocate(layout(BLOCK)).unwrap()
+            } else {
+                heap.allocate_zeroed(layout(BLOCK)).unwrap()
+            };
+            if i % 2 == 1 {
+                assert!((0..BLOCK).all(|j| unsafe { p.as_ptr().add(j).read() } == 0));
+            }
+            unsafe { p.as_ptr().write_bytes(i as u8, BLOCK) };
+            p
+        })
+        .collect();
+    let mut zones = Zones::default();
+    heap.visit(&mut zones);
+    assert_eq!(zones.0.len(), 1, "the purged blocks were reused, not new ones");
+    for (i, p) in again.iter().enumerate() {
+        assert!((0..BLOCK).all(|j| unsafe { p.as_ptr().add(j).read() } == i as u8));
+        unsafe { heap.deallocate(*p) }.unwrap();
+    }
+    unsafe { heap.deallocate(kept) }.unwrap();
+}
+
+/// A class in steady use, on the zone path (no cache): blocks freed and
+/// allocated again one at a time, or a few at a time, with many live.
+/// No purge: the zone never holds much more free memory than it did.
+#[test]
+#[cfg_attr(miri, ignore)] // real mmap
+fn a_class_in_steady_use_is_never_purged() {
+    let heap = heap();
+    let mut live: Vec<_> = (0..90)
+        .map(|_| heap.allocate(layout(BLOCK)).unwrap())
+        .collect();
+    let mut seed = 1u64;
+    for _ in 0..20_000 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        // Up to 4 blocks (64 KiB) out and back in.
+        let n = 1 + (seed >> 40) as usize % 4;
+        let at = (seed >> 20) as usize % (live.len() - n);
+        for b in live.drain(at..at + n).collect::<Vec<_>>() {
+            unsafe { heap.deallocate(b) }.unwrap();
+        }
+        for _ in 0..n {
+            let b = heap.allocate(layout(BLOCK)).unwrap();
+            unsafe { b.as_ptr().write_bytes(1, BLOCK) };
+            live.push(b);
+        }
+    }
+    assert_eq!(decommits(&heap), 0, "a steady class was purged");
+    for b in live {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+}
