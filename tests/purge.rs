@@ -196,3 +196,36 @@ fn a_class_in_steady_use_is_never_purged() {
         unsafe { heap.deallocate(b) }.unwrap();
     }
 }
+
+/// Blocks of a page and more freed through a front cache: past two
+/// magazines and a depot of `DEPOT_MAX_BYTES_PAGED`, they go back to their
+/// zone, which gives their pages back (before, the depot kept 64 of them,
+/// every page resident).
+#[test]
+#[cfg_attr(miri, ignore)] // real mmap and mincore
+fn a_cache_keeps_few_blocks_of_a_page_and_more() {
+    let heap = heap();
+    let mut cache = FrontCache::new();
+    let mut blocks: Vec<_> = (0..100)
+        .map(|_| cache.allocate(&heap, layout(BLOCK)).unwrap())
+        .collect();
+    for b in &blocks {
+        unsafe { b.as_ptr().write_bytes(0x5a, BLOCK) };
+    }
+    let kept = blocks.pop().unwrap();
+    for b in blocks {
+        unsafe { cache.deallocate(&heap, b) }.unwrap();
+    }
+    // 256 KiB of depot (16 blocks) and two magazines of two blocks.
+    let cached = heap.stats().cached_blocks;
+    assert!(cached <= 20, "{cached} blocks of 16 KiB cached");
+    // Their pages, the live block's, a page per other free block, the
+    // header, and at most 128 KiB freed since the last purge.
+    let resident = resident_pages(&heap, BLOCK);
+    assert!(
+        resident <= 4 * 21 + 79 + 2 + 8 * 3,
+        "{resident} pages resident with {cached} blocks cached and one live"
+    );
+    unsafe { cache.deallocate(&heap, kept) }.unwrap();
+    cache.flush(&heap);
+}
