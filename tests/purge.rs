@@ -112,11 +112,14 @@ fn a_zone_left_by_most_of_its_blocks_gives_their_pages_back() {
     let resident = resident_pages(&heap, BLOCK);
     // Before: all 400 block pages and the header stayed resident. Now the
     // 99 free blocks' heads, the live block, the header; and at most
-    // 128 KiB (8 blocks) freed since the last purge, with all their pages.
+    // 512 KiB (32 blocks) freed since the last purge, with all their pages.
     assert!(
-        resident <= 99 + 4 + 2 + 8 * 3,
+        resident <= 99 + 4 + 2 + 32 * 3,
         "{resident} pages resident with one block of 100 live"
     );
+    // Each free block was decommitted once, not at every purge.
+    let calls = decommits(&heap);
+    assert!(calls <= 99, "{calls} decommits for 99 freed blocks");
     // The live block is untouched.
     assert!((0..BLOCK).all(|i| unsafe { kept.as_ptr().add(i).read() } == 0xa5));
     unsafe { heap.deallocate(kept) }.unwrap();
@@ -220,10 +223,10 @@ fn a_cache_keeps_few_blocks_of_a_page_and_more() {
     let cached = heap.stats().cached_blocks;
     assert!(cached <= 20, "{cached} blocks of 16 KiB cached");
     // Their pages, the live block's, a page per other free block, the
-    // header, and at most 128 KiB freed since the last purge.
+    // header, and at most 512 KiB freed since the last purge.
     let resident = resident_pages(&heap, BLOCK);
     assert!(
-        resident <= 4 * 21 + 79 + 2 + 8 * 3,
+        resident <= 4 * 21 + 79 + 2 + 32 * 3,
         "{resident} pages resident with {cached} blocks cached and one live"
     );
     unsafe { cache.deallocate(&heap, kept) }.unwrap();

@@ -22,7 +22,7 @@
 
 use core::ptr::NonNull;
 
-use super::{ZoneHeader, bitmap_word, blocks_start, carved_count, geometry, state};
+use super::{FreeLink, ZoneHeader, blocks_start, carved_count, geometry, link_ok, state};
 
 /// Bytes at the start of a free block that stay resident (link and mark).
 const KEPT_HEAD: usize = 16;
@@ -45,47 +45,46 @@ pub(crate) const fn has_free_pages(block_size: usize, page: usize) -> bool {
     block_size >= page + KEPT_HEAD
 }
 
-/// Calls `f(start, len)` for the page-aligned range of each free block of
-/// the zone that lies past the block's head (see the module docs), for
-/// every free block that has one. Returns the bytes passed to `f`.
+/// Calls `f(start, len)` for the page-aligned range past the head (see
+/// the module docs) of each of the first `count` blocks of the zone's
+/// free list, that is of the last `count` blocks freed into it and not
+/// taken again (the list is a stack: frees push on it, allocations pop
+/// it). Returns the bytes passed to `f`. A link that does not name a free
+/// carved block ends the walk (`pop` cuts the list there).
 ///
 /// # Safety
 ///
 /// `zone` is a live zone whose class lock the caller holds; `page` is the
 /// provider's page size (a power of two).
-pub(crate) unsafe fn for_each_free_tail(
+pub(crate) unsafe fn for_each_recent_free_tail(
     zone: NonNull<ZoneHeader>,
     page: usize,
+    count: usize,
     mut f: impl FnMut(NonNull<u8>, usize),
 ) -> usize {
     // SAFETY: live zone, lock held.
-    let (g, carved) = unsafe { (geometry(zone), carved_count(zone) as usize) };
+    let (g, mut link) = unsafe { (geometry(zone), state(zone).free as FreeLink) };
     if !has_free_pages(g.block_size, page) {
         return 0;
     }
     let blocks = blocks_start(zone, g);
     let mut total = 0;
-    for w in 0..carved.div_ceil(64) {
-        // SAFETY: `w * 64 < carved <= capacity`: inside the bitmap.
-        let live = unsafe { *bitmap_word(zone, g, w * 64) };
-        let in_range = if carved - w * 64 >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << (carved - w * 64)) - 1
-        };
-        let mut free = !live & in_range;
-        while free != 0 {
-            let index = w * 64 + free.trailing_zeros() as usize;
-            free &= free - 1;
-            let block = blocks.wrapping_add(index * g.block_size);
-            let start = (block.addr() + KEPT_HEAD).next_multiple_of(page);
-            let end = (block.addr() + g.block_size) & !(page - 1);
-            if end > start {
-                let at = block.wrapping_add(start - block.addr());
-                // A block inside the zone run: never null.
-                f(NonNull::new(at).expect("inside the zone"), end - start);
-                total += end - start;
-            }
+    for _ in 0..count {
+        // SAFETY: live zone; `link_ok` bounds the index by the carved count.
+        if link == 0 || !unsafe { link_ok(zone, g, link) } {
+            break;
+        }
+        let block = blocks.wrapping_add((link - 1) * g.block_size);
+        // SAFETY: a free carved block: its head (first page) is resident
+        // and holds its link.
+        link = unsafe { block.cast::<FreeLink>().read() };
+        let start = (block.addr() + KEPT_HEAD).next_multiple_of(page);
+        let end = (block.addr() + g.block_size) & !(page - 1);
+        if end > start {
+            let at = block.wrapping_add(start - block.addr());
+            // A block inside the zone run: never null.
+            f(NonNull::new(at).expect("inside the zone"), end - start);
+            total += end - start;
         }
     }
     total
