@@ -38,7 +38,7 @@ use core::ptr::NonNull;
 use lock_api::RawMutex;
 
 use crate::heap::{ClassState, Heap};
-use crate::provider::PageProvider;
+use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of blocks freed into one zone (and not taken again) that make it
@@ -69,6 +69,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         zone: NonNull<ZoneHeader>,
         block_size: usize,
     ) {
+        // Pages are at least `MIN_PAGE_SIZE`: a constant test first keeps
+        // the small classes' zone frees from asking the provider.
+        if !zone::has_free_pages(block_size, MIN_PAGE_SIZE) {
+            return;
+        }
         let page = self.page_size();
         if !zone::has_free_pages(block_size, page) {
             return;
