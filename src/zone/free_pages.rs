@@ -45,20 +45,21 @@ pub(crate) const fn has_free_pages(block_size: usize, page: usize) -> bool {
     block_size >= page + KEPT_HEAD
 }
 
-/// Calls `f(start, len)` for the page-aligned range past the head (see
-/// the module docs) of each of the first `count` blocks of the zone's
-/// free list, that is of the last `count` blocks freed into it and not
-/// taken again (the list is a stack: frees push on it, allocations pop
-/// it). Returns the bytes passed to `f`. A link that does not name a free
-/// carved block ends the walk (`pop` cuts the list there).
+/// Walks the zone's free list from its top (the block freed last: the
+/// list is a stack, frees push on it and allocations pop it), skips `skip`
+/// blocks, then calls `f(start, len)` for the page-aligned range past the
+/// head (see the module docs) of each of the next `count` blocks. Returns
+/// the bytes passed to `f`. A link that does not name a free carved block
+/// ends the walk (`pop` cuts the list there).
 ///
 /// # Safety
 ///
 /// `zone` is a live zone whose class lock the caller holds; `page` is the
 /// provider's page size (a power of two).
-pub(crate) unsafe fn for_each_recent_free_tail(
+pub(crate) unsafe fn for_each_free_tail(
     zone: NonNull<ZoneHeader>,
     page: usize,
+    skip: usize,
     count: usize,
     mut f: impl FnMut(NonNull<u8>, usize),
 ) -> usize {
@@ -69,7 +70,7 @@ pub(crate) unsafe fn for_each_recent_free_tail(
     }
     let blocks = blocks_start(zone, g);
     let mut total = 0;
-    for _ in 0..count {
+    for at in 0..skip + count {
         // SAFETY: live zone; `link_ok` bounds the index by the carved count.
         if link == 0 || !unsafe { link_ok(zone, g, link) } {
             break;
@@ -80,7 +81,7 @@ pub(crate) unsafe fn for_each_recent_free_tail(
         link = unsafe { block.cast::<FreeLink>().read() };
         let start = (block.addr() + KEPT_HEAD).next_multiple_of(page);
         let end = (block.addr() + g.block_size) & !(page - 1);
-        if end > start {
+        if at >= skip && end > start {
             let at = block.wrapping_add(start - block.addr());
             // A block inside the zone run: never null.
             f(NonNull::new(at).expect("inside the zone"), end - start);
