@@ -91,20 +91,36 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ///
     /// # Safety
     ///
-    /// `zone` is a live zone of the class locked through `_state`, holding
+    /// `zone` is a live zone of the class locked through `state`, holding
     /// at least one free block.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn note_block_freed(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        block_size: usize,
+    ) {
+        // Pages are at least `MIN_PAGE_SIZE`: a constant test keeps the
+        // small classes' zone frees from going further.
+        if zone::has_free_pages(block_size, MIN_PAGE_SIZE) {
+            // SAFETY: per the contract.
+            unsafe { self.note_paged_block_freed(state, zone, block_size) };
+        }
+    }
+
+    /// [`note_block_freed`](Self::note_block_freed) for a class of a page
+    /// and more: out of line, so that the other classes' frees stay small.
+    ///
+    /// # Safety
+    ///
+    /// As for `note_block_freed`.
+    #[inline(never)]
+    unsafe fn note_paged_block_freed(
         &self,
         _state: &mut ClassState,
         zone: NonNull<ZoneHeader>,
         block_size: usize,
     ) {
-        // Pages are at least `MIN_PAGE_SIZE`: a constant test first keeps
-        // the small classes' zone frees from asking the provider.
-        if !zone::has_free_pages(block_size, MIN_PAGE_SIZE) {
-            return;
-        }
         let page = self.page_size();
         if !zone::has_free_pages(block_size, page) {
             return;
