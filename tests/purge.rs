@@ -174,7 +174,11 @@ fn purged_blocks_serve_again_and_their_double_free_is_caught() {
         .collect();
     let mut zones = Zones::default();
     heap.visit(&mut zones);
-    assert_eq!(zones.0.len(), 1, "the purged blocks were reused, not new ones");
+    assert_eq!(
+        zones.0.len(),
+        1,
+        "the purged blocks were reused, not new ones"
+    );
     for (i, p) in again.iter().enumerate() {
         assert!((0..BLOCK).all(|j| unsafe { p.as_ptr().add(j).read() } == i as u8));
         unsafe { heap.deallocate(*p) }.unwrap();
@@ -244,7 +248,10 @@ fn batches_larger_than_the_interval_are_not_purged_over_and_over() {
     }
     let steady = decommits(&heap) - warm;
     assert!(warm <= 100, "{warm} decommits in the first 20 rounds");
-    assert_eq!(steady, 0, "{steady} decommits in 280 steady rounds (warm-up: {warm})");
+    assert_eq!(
+        steady, 0,
+        "{steady} decommits in 280 steady rounds (warm-up: {warm})"
+    );
     for b in live {
         unsafe { heap.deallocate(b) }.unwrap();
     }

@@ -121,8 +121,7 @@ use crate::zone;
 use bins::BOUNDS;
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED, DEPOT_MAX_MAGAZINES,
-    IDLE_EVENTS,
-    IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
+    IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
 };
 use decay::Decay;
 pub(crate) use depot::Checked;
