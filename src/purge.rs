@@ -69,6 +69,8 @@ pub(crate) const PURGE_PATIENCE_MAX: u8 = 7;
 /// bytes (a few blocks are not worth a call each: the decay's steady-mix
 /// test, `tests/decay.rs`, counted 21 decommits instead of at most 20).
 pub(crate) const PURGE_IDLE_MIN_BYTES: usize = 64 * 1024;
+// The marks are depths of a zone's free list, kept in 16 bits.
+const _: () = assert!(crate::size_class::MAX_ZONE_BLOCKS <= u16::MAX as usize);
 // Measured (`strace -c -f`, peak RSS): realloc_strings; 8 threads freeing
 // each other's blocks (`hosted/tests/c/threads.c 8 100000`); 2 threads
 // each taking 64 blocks of 20 KB and giving them back, 100,000 times
@@ -169,6 +171,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // SAFETY: listed zones are live; the class lock is held.
             unsafe {
                 next = zone::state(zone).next;
+                if !zone::has_free_pages(zone::state(zone).class.block_size(), page) {
+                    // A class of small blocks: nothing to give in any zone.
+                    return;
+                }
+                if zone::state(zone).live == 0 {
+                    // Empty: released or reset as a whole by the caller.
+                    continue;
+                }
                 let free = zone::free_blocks(zone);
                 let z = zone::state_mut(zone);
                 let purged = usize::from(z.purged_free).min(free);
