@@ -263,6 +263,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             }
             if zone::state(zone).live == 0 {
                 self.zone_emptied(state, zone);
+            } else {
+                let block_size = zone::state(zone).class.block_size();
+                self.note_block_freed(state, zone, block_size);
             }
         }
     }

@@ -442,6 +442,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // first: they may empty zones.
             self.drain_heap_cache(&mut state, class);
             self.drain_depot(&mut state, class);
+            // Free blocks of live zones give their pages back too.
+            self.purge_idle_zones(&state, 0);
             let mut cursor = state.with_room;
             while let Some(zone) = NonNull::new(cursor) {
                 // SAFETY: listed zones are live; lock held.

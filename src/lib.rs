@@ -23,6 +23,7 @@ mod large;
 mod oom;
 mod page_map;
 mod provider;
+mod purge;
 mod realloc;
 mod size_class;
 mod span;

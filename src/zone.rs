@@ -21,8 +21,10 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::size_class::{DIV_SHIFT, SizeClass, ZoneGeometry};
 
+mod free_pages;
 mod runs;
 mod sizes;
+pub(crate) use free_pages::{for_each_free_tail, free_blocks, has_free_pages};
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
     layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
@@ -80,6 +82,15 @@ pub(crate) struct ZoneState {
     pub(crate) listed: bool,
     /// Whether never-carved blocks read as zero (the provider zeroes pages).
     fresh_is_zero: bool,
+    /// `purge.rs`'s marks on the free list, a stack counted from its
+    /// bottom: the blocks below `purged_free` gave their pages back; none
+    /// below `purge_low` has been taken since the last check (both are
+    /// lowered as frees find the list shorter).
+    pub(crate) purged_free: u16,
+    pub(crate) purge_low: u16,
+    /// How many times purged blocks were taken again: each doubles the
+    /// interval of this zone's checks (`purge.rs`).
+    pub(crate) purge_patience: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<ZoneHeader>() <= ZONE_HEADER_SIZE);
@@ -194,6 +205,9 @@ pub(crate) unsafe fn init(
                 class,
                 listed: false,
                 fresh_is_zero: zeroed,
+                purged_free: 0,
+                purge_low: 0,
+                purge_patience: 0,
             },
         });
         if !zeroed {
@@ -522,6 +536,8 @@ pub(crate) unsafe fn reset(zone: NonNull<ZoneHeader>, page: usize) -> Option<(No
     // its count now.)
     unsafe { set_carved(zone, 0) };
     z.free = 0;
+    z.purged_free = 0;
+    z.purge_low = 0;
     // Decommitted pages may read back as zero or as they were.
     z.fresh_is_zero = false;
     // The live bitmap is all clear already: the zone is empty.

@@ -10,7 +10,12 @@
 //!
 //! ```text
 //! cargo run --release -p ft_malloc_hosted --example bench_hosted -- [--runs N] [--lib PATH] [--only NAME] [--csv]
+//!     [--baseline PATH] [--no-peers]
 //! ```
+//!
+//! `--baseline PATH` measures another build of the library too (a column
+//! `baseline`: before and after a change); `--no-peers` leaves out
+//! jemalloc, mimalloc and tcmalloc.
 //!
 //! `--csv` prints `workload,allocator,wall_ms,max_rss_kib` lines (medians)
 //! instead of the tables (`make bench-csv`, drawn by `scripts/plots.py`).
@@ -61,6 +66,10 @@ struct Sample {
 struct Options {
     runs: usize,
     lib: PathBuf,
+    /// Another build of the library, measured as `baseline` (before/after).
+    baseline: Option<PathBuf>,
+    /// Whether jemalloc, mimalloc and tcmalloc run too.
+    peers: bool,
     only: Option<String>,
     csv: bool,
 }
@@ -71,12 +80,18 @@ fn options() -> Options {
     let mut lib = None;
     let mut only = None;
     let mut csv = false;
+    let mut baseline = None;
+    let mut peers = true;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--lib" => lib = Some(PathBuf::from(args.next().expect("--lib PATH"))),
             "--only" => only = args.next(),
             "--csv" => csv = true,
+            "--baseline" => {
+                baseline = Some(PathBuf::from(args.next().expect("--baseline PATH")));
+            }
+            "--no-peers" => peers = false,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -95,6 +110,8 @@ fn options() -> Options {
     Options {
         runs,
         lib: std::fs::canonicalize(lib).unwrap(),
+        baseline: baseline.map(|b| std::fs::canonicalize(b).unwrap()),
+        peers,
         only,
         csv,
     }
@@ -393,7 +410,13 @@ fn main() {
             preload: None,
         },
     ];
-    for (name, path) in PEERS {
+    if let Some(baseline) = &options.baseline {
+        allocators.push(Allocator {
+            name: "baseline",
+            preload: Some(baseline.clone()),
+        });
+    }
+    for (name, path) in PEERS.into_iter().filter(|_| options.peers) {
         if Path::new(path).exists() {
             allocators.push(Allocator {
                 name,
@@ -466,6 +489,7 @@ fn main() {
         );
     }
     println!("\nPeak RSS:\n");
+    let mut rss_ratios = Vec::new();
     println!("| workload | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(names.len()));
     for (w, workload) in workloads.iter().enumerate() {
@@ -487,7 +511,13 @@ fn main() {
             })
             .collect();
         println!("| {} | {} |", workload.name, cells.join(" | "));
+        rss_ratios.push(ours / rss[1] as f64);
     }
+    let log_mean = rss_ratios.iter().map(|r| r.ln()).sum::<f64>() / rss_ratios.len().max(1) as f64;
+    println!(
+        "\nPeak RSS of ft_malloc / glibc, geometric mean over the workloads: {:.2}",
+        log_mean.exp()
+    );
     if too_slow.is_empty() {
         println!("\nNo workload is more than {SLOWER_THAN_GLIBC_LIMIT}x slower than glibc.");
     } else {

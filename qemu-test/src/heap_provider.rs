@@ -190,7 +190,8 @@ unsafe impl PageProvider for DemandPagedProvider {
         true
     }
 
-    /// The core says these pages hold nothing (an emptied zone it keeps):
+    /// The core says these pages hold nothing (an emptied zone it keeps, or
+    /// the pages of free blocks in a zone: `purge.rs`):
     /// their frames go back to the pool now. The run stays reserved and its
     /// frames stay promised, so touching the pages again simply faults fresh
     /// zeroed frames in, as on first touch.

@@ -306,6 +306,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// class lock (`state`).
     fn release_idle_class(&self, state: &mut ClassState, class: SizeClass) {
         self.drain_depot(state, class);
+        // Free blocks of its zones give their pages back (`purge.rs`).
+        self.purge_idle_zones(state, crate::purge::PURGE_IDLE_MIN_BYTES);
         let mut empty_left = state.empty_zones;
         let mut next = state.with_room;
         while let Some(zone) = NonNull::new(next).filter(|_| empty_left > 0) {
