@@ -15,6 +15,14 @@
 //! vouch for (LARGE, a span, an invalid pointer) takes the heap's locked
 //! path, which decides and reports.
 //!
+//! The common step is split out for a caller that wants it without a call
+//! or a stack frame (the hosted C `realloc`):
+//! [`FrontCache::resize_in_place`] checks the block and writes the new size
+//! in place, or hands back what it found ([`InPlace`]: the block vouched
+//! for, in two words, for [`FrontCache::reallocate_vouched`]; a refusal,
+//! counted when the caller takes it; or a decline, for the locked path).
+//! [`FrontCache::reallocate`] is the two put together.
+//!
 //! A growing block moves to a class with room to grow ([`growth_class`]):
 //! room for one more step of its ratio, or two for a known grower (the
 //! block this cache's last move produced, `FrontCache::last_grown`).
