@@ -213,3 +213,66 @@ fn a_grown_block_still_has_its_canary_checked() {
         Err(HeapError::Overflow)
     );
 }
+
+/// The split a C `realloc` uses (`FrontCache::resize_in_place`, then
+/// `reallocate_vouched`): the common step is done in place, a growth past
+/// the block is vouched for and moved with its bytes, a freed or
+/// overflowed block is refused (counted once, when the refusal is), and
+/// what the lock-free check cannot vouch for (LARGE, inside a block) is
+/// declined, each untouched.
+#[test]
+fn the_step_in_place_and_what_it_hands_back() {
+    use ft_malloc::cache::InPlace;
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(4 << 20)));
+    let mut cache = FrontCache::new();
+    let p = cache.allocate(&heap, layout(100)).unwrap();
+    fill(p, 100);
+    // 100 B sits in a 112 B block: 110 fills more than half of it.
+    assert!(matches!(
+        unsafe { FrontCache::resize_in_place(&heap, p, layout(110)) },
+        InPlace::Done
+    ));
+    assert_eq!(heap.usable_size(p), Ok(110));
+    check(p, 100);
+    // Its canary is checked (and left as it is when refused).
+    let o = cache.allocate(&heap, layout(100)).unwrap();
+    unsafe { o.as_ptr().add(100).write(0xee) };
+    let InPlace::Refused(refusal) = (unsafe { FrontCache::resize_in_place(&heap, o, layout(111)) })
+    else {
+        panic!("an overflowed block is refused");
+    };
+    assert_eq!(refusal.count(&heap), HeapError::Overflow);
+    assert_eq!(heap.usable_size(o), Ok(100), "nothing changed");
+    let InPlace::Vouched(vouched) = (unsafe { FrontCache::resize_in_place(&heap, p, layout(400)) })
+    else {
+        panic!("a growth past the block is vouched for");
+    };
+    assert_eq!(heap.usable_size(p), Ok(110), "nothing changed yet");
+    let q = unsafe { cache.reallocate_vouched(&heap, p, vouched, layout(400)) }.unwrap();
+    assert_ne!(p, q);
+    check(q, 100);
+    assert_eq!(heap.usable_size(q), Ok(400));
+    // The old block went back: a realloc of it is refused, and counted
+    // once, by `Refusal::count`.
+    let errors = heap.stats().errors;
+    let InPlace::Refused(refusal) = (unsafe { FrontCache::resize_in_place(&heap, p, layout(50)) })
+    else {
+        panic!("a freed block is refused");
+    };
+    assert_eq!(heap.stats().errors, errors);
+    assert_eq!(refusal.count(&heap), HeapError::DoubleFree);
+    assert_eq!(heap.stats().errors, errors + 1);
+    // LARGE, and a pointer inside a block: the locked path decides.
+    let large = cache.allocate(&heap, layout(64 << 10)).unwrap();
+    assert!(matches!(
+        unsafe { FrontCache::resize_in_place(&heap, large, layout(60 << 10)) },
+        InPlace::Declined
+    ));
+    assert!(matches!(
+        unsafe { FrontCache::resize_in_place(&heap, q.add(16), layout(20)) },
+        InPlace::Declined
+    ));
+    check(q, 100);
+    unsafe { cache.deallocate(&heap, large) }.unwrap();
+    unsafe { cache.deallocate(&heap, q) }.unwrap();
+}

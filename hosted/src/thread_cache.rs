@@ -347,6 +347,28 @@ pub(crate) unsafe fn reallocate(
     }
 }
 
+/// `FrontCache::reallocate_vouched` through the calling thread's cache
+/// (the heap's locked path, which checks the block again, for a thread
+/// without one).
+///
+/// # Safety
+///
+/// As `FrontCache::reallocate_vouched`.
+#[inline(always)]
+pub(crate) unsafe fn reallocate_vouched(
+    ptr: NonNull<u8>,
+    vouched: ft_malloc::cache::Vouched,
+    layout: Layout,
+) -> Result<NonNull<u8>, ft_malloc::ReallocError> {
+    // SAFETY: per the contract.
+    unsafe {
+        match current() {
+            Some(cache) => cache.reallocate_vouched(&HEAP, ptr, vouched, layout),
+            None => HEAP.reallocate(ptr, layout),
+        }
+    }
+}
+
 // ---- setting up, exit, fork ----
 
 /// Caches of exited threads, ready for new ones, and the caches in use.

@@ -128,6 +128,7 @@ pub(crate) use depot::Checked;
 pub(crate) use magazine::Magazine;
 pub(crate) use magazine::MagazinePool;
 pub use magazine::{MAGAZINE_BYTES, MAGAZINE_ENTRIES};
+pub use realloc::{InPlace, Refusal, Vouched};
 
 /// A cached block: its address and where its zone keeps its requested size
 /// (so that handing it out records the size without finding the zone).

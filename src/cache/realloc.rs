@@ -15,6 +15,14 @@
 //! vouch for (LARGE, a span, an invalid pointer) takes the heap's locked
 //! path, which decides and reports.
 //!
+//! The common step is split out for a caller that wants it without a call
+//! or a stack frame (the hosted C `realloc`):
+//! [`FrontCache::resize_in_place`] checks the block and writes the new size
+//! in place, or hands back what it found ([`InPlace`]: the block vouched
+//! for, in two words, for [`FrontCache::reallocate_vouched`]; a refusal,
+//! counted when the caller takes it; or a decline, for the locked path).
+//! [`FrontCache::reallocate`] is the two put together.
+//!
 //! A growing block moves to a class with room to grow ([`growth_class`]):
 //! room for one more step of its ratio, or two for a known grower (the
 //! block this cache's last move produced, `FrontCache::last_grown`).
@@ -34,6 +42,49 @@ use crate::realloc::{growth_class, resizes_in_place};
 use crate::size_class::{DEFAULT_ALIGN, SizeClass, ZoneGeometry};
 use crate::zone;
 
+/// What the lock-free step of a realloc ([`FrontCache::resize_in_place`])
+/// did with a pointer.
+pub enum InPlace {
+    /// A live block that holds the new size where it is: its recorded size
+    /// and slack canary were rewritten; the pointer stays valid.
+    Done,
+    /// A live TINY or SMALL block, vouched for by the check, that does not
+    /// stay in place as simply: [`FrontCache::reallocate_vouched`] resizes
+    /// or moves it. Nothing was changed.
+    Vouched(Vouched),
+    /// A block freed already or whose slack canary was overwritten:
+    /// nothing was changed; [`Refusal::count`] gives the error.
+    Refused(Refusal),
+    /// Nothing the lock-free check can vouch for (LARGE, a span, an invalid
+    /// pointer): nothing was changed, [`FrontCache::reallocate`] or
+    /// [`Heap::reallocate`] decides (and reports).
+    Declined,
+}
+
+/// Why [`FrontCache::resize_in_place`] refused a pointer, not yet counted
+/// in the heap's error count: counting it is a call, which the common
+/// step's caller keeps out of its way.
+#[must_use = "`Refusal::count` counts the error and gives it"]
+pub struct Refusal(HeapError);
+
+impl Refusal {
+    /// Counts the refusal in `heap`'s error count and gives the error.
+    #[cold]
+    #[inline(never)]
+    pub fn count<P: PageProvider, R: RawMutex>(self, heap: &Heap<P, R>) -> HeapError {
+        heap.count_error(self.0)
+    }
+}
+
+/// What [`FrontCache::resize_in_place`] found about a block it vouched for,
+/// for [`FrontCache::reallocate_vouched`]: two words, so that a caller can
+/// pass it on in registers.
+#[derive(Clone, Copy)]
+pub struct Vouched {
+    size_slot: *mut u8,
+    class: SizeClass,
+}
+
 impl FrontCache {
     /// Reallocates like [`Heap::reallocate`], through this cache: without
     /// a lock for a TINY or SMALL block that stays in its class or moves to
@@ -50,15 +101,50 @@ impl FrontCache {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
+        // SAFETY: per the contract (and `vouched` comes from this call's
+        // check of `ptr`).
+        unsafe {
+            match Self::resize_in_place(heap, ptr, new_layout) {
+                InPlace::Done => Ok(ptr),
+                InPlace::Vouched(vouched) => {
+                    self.reallocate_vouched(heap, ptr, vouched, new_layout)
+                }
+                InPlace::Refused(refusal) => Err(ReallocError::Invalid(refusal.count(heap))),
+                InPlace::Declined => heap.reallocate(ptr, new_layout),
+            }
+        }
+    }
+
+    /// The common step of a realloc, without a lock and without a cache:
+    /// the lock-free check (`check_for_cache`: a carved block boundary, not
+    /// marked free, its slack canary intact), then, for a new size of more
+    /// than half the block and at most all of it at the default alignment
+    /// (nothing else to find), the new size and canary written in place
+    /// ([`InPlace::Done`]). Anything else is handed back to the caller:
+    /// the rest of [`reallocate`](Self::reallocate) for a block vouched
+    /// for, the heap's locked path for what the check cannot vouch for.
+    /// Inlined, so that a C `realloc` needs no call and no stack frame for
+    /// its common case.
+    ///
+    /// # Safety
+    ///
+    /// If `ptr` is a live block of `heap`, the caller holds it: no other
+    /// thread frees or resizes it meanwhile.
+    #[inline(always)]
+    pub unsafe fn resize_in_place<P: PageProvider, R: RawMutex>(
+        heap: &Heap<P, R>,
+        ptr: NonNull<u8>,
+        new_layout: Layout,
+    ) -> InPlace {
         let (class, entry, mark) = match heap.check_for_cache::<true>(ptr) {
             Checked::Keep(class, entry, mark) => (class, entry, mark),
-            // SAFETY: per the contract.
-            refused => return unsafe { not_vouched_for(heap, ptr, new_layout, refused) },
+            Checked::Locked => return InPlace::Declined,
+            Checked::DoubleFree => return InPlace::Refused(Refusal(HeapError::DoubleFree)),
+            Checked::Overflow => return InPlace::Refused(Refusal(HeapError::Overflow)),
         };
         let new_size = new_layout.size();
         let g = class.geometry();
-        // The common step in place, with nothing else to find (every block
-        // is `DEFAULT_ALIGN`ed): more than half the block, at most all of it.
+        // Every block is `DEFAULT_ALIGN`ed.
         if new_size <= g.block_size
             && new_size * 2 > g.block_size
             && new_layout.align() <= DEFAULT_ALIGN
@@ -66,10 +152,43 @@ impl FrontCache {
             // SAFETY: a live block of `class` the caller holds, vouched for
             // by the check, whose free mark is `mark`; `new_size` fits it.
             unsafe { resize_in_place(entry, g, new_size, mark) };
-            return Ok(ptr);
+            return InPlace::Done;
         }
-        // SAFETY: as above.
-        unsafe { self.resize_or_move(heap, class, entry, mark, new_layout) }
+        InPlace::Vouched(Vouched {
+            size_slot: entry.size_slot,
+            class,
+        })
+    }
+
+    /// The rest of [`reallocate`](Self::reallocate) for a block that
+    /// [`resize_in_place`](Self::resize_in_place) vouched for: a resize
+    /// that stays in its class all the same (a shrink, an aligned layout),
+    /// or a move (a new block from this cache, with room for the next step
+    /// of a growing block, the copy, the old block back to this cache
+    /// without a second check).
+    ///
+    /// # Safety
+    ///
+    /// `vouched` is what `resize_in_place(heap, ptr, ..)` returned, and the
+    /// caller has done nothing with the block since (it still holds it).
+    #[inline(always)]
+    pub unsafe fn reallocate_vouched<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        ptr: NonNull<u8>,
+        vouched: Vouched,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let entry = Entry {
+            block: ptr,
+            size_slot: vouched.size_slot,
+        };
+        // The check's mark, computed again (two instructions) rather than
+        // carried: `Vouched` stays two words.
+        let mark = free_mark::value(ptr);
+        // SAFETY: per the contract, the check vouched for this block of
+        // `class`, whose size slot is `size_slot`.
+        unsafe { self.resize_or_move(heap, vouched.class, entry, mark, new_layout) }
     }
 
     /// The rest of [`reallocate`](Self::reallocate), out of its way: a
@@ -168,30 +287,5 @@ unsafe fn resize_in_place(entry: Entry, g: &ZoneGeometry, new_size: usize, mark:
         if new_size < g.block_size {
             canary::arm_past(entry.block, new_size, mark);
         }
-    }
-}
-
-/// What [`FrontCache::reallocate`] does with a pointer its check did not
-/// vouch for: the heap's locked path decides (LARGE, a span, anything
-/// doubtful), or the refusal is counted and returned.
-///
-/// # Safety
-///
-/// As for [`Heap::reallocate`].
-#[cold]
-#[inline(never)]
-unsafe fn not_vouched_for<P: PageProvider, R: RawMutex>(
-    heap: &Heap<P, R>,
-    ptr: NonNull<u8>,
-    new_layout: Layout,
-    checked: Checked,
-) -> Result<NonNull<u8>, ReallocError> {
-    match checked {
-        // SAFETY: per the contract.
-        Checked::Locked | Checked::Keep(..) => unsafe { heap.reallocate(ptr, new_layout) },
-        Checked::DoubleFree => Err(ReallocError::Invalid(
-            heap.count_error(HeapError::DoubleFree),
-        )),
-        Checked::Overflow => Err(ReallocError::Invalid(heap.count_error(HeapError::Overflow))),
     }
 }

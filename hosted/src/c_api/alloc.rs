@@ -1,10 +1,12 @@
 //! malloc, calloc, realloc, reallocarray, reallocf, free, cfree,
 //! malloc_usable_size.
 
+use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use ft_malloc::ReallocError;
+use ft_malloc::cache::{InPlace, Refusal, Vouched};
+use ft_malloc::{FrontCache, ReallocError};
 
 use super::{DEFAULT_ALIGN, SCRIBBLE_FREED, allocate, c_layout, or_enomem};
 use crate::config::{self, Config};
@@ -267,6 +269,11 @@ fn resized_to_c(outcome: Resized) -> *mut c_void {
 /// and returns NULL (glibc); on failure NULL + `ENOMEM` and `p` is intact; a
 /// pointer the library never returned is reported and NULL returned.
 ///
+/// The common step (a TINY or SMALL block that holds the new size where it
+/// is) calls nothing and needs no stack frame: the lock-free check and the
+/// size written in place (`FrontCache::resize_in_place`); a move is a tail
+/// call to [`realloc_vouched`], everything else to [`realloc_cold`].
+///
 /// # Safety
 ///
 /// On success `ptr` must not be used any more.
@@ -275,8 +282,56 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     if config::plain()
         && size != 0
         && let Some(block) = NonNull::new(ptr.cast::<u8>())
+        && let Some(layout) = c_layout(size, DEFAULT_ALIGN)
     {
-        // The common case, without the settings' branches.
+        // SAFETY: the check validates the pointer before anything is
+        // trusted, and changes nothing unless the block stays in place.
+        match unsafe { FrontCache::resize_in_place(&HEAP, block, layout) } {
+            InPlace::Done => return ptr,
+            InPlace::Vouched(vouched) => return realloc_vouched(block, vouched, layout),
+            InPlace::Refused(refusal) => return realloc_refused(refusal, ptr),
+            InPlace::Declined => {}
+        }
+    }
+    realloc_cold(ptr, size)
+}
+
+/// `realloc` of a block the lock-free check vouched for that does not stay
+/// in place as simply (a move, mostly): the rest, through the thread's
+/// cache.
+#[inline(never)]
+fn realloc_vouched(block: NonNull<u8>, vouched: Vouched, layout: Layout) -> *mut c_void {
+    // SAFETY: `vouched` is this call's check of `block`, untouched since.
+    let outcome = match unsafe { thread_cache::reallocate_vouched(block, vouched, layout) } {
+        Ok(new) => Resized::Done(new.as_ptr().cast()),
+        Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
+        Err(ReallocError::Invalid(error)) => {
+            Misuse::Heap(error).report("realloc", block.as_ptr().cast());
+            Resized::Refused
+        }
+    };
+    resized_to_c(outcome)
+}
+
+/// `realloc` of a block the lock-free check refused (freed already, its
+/// canary overwritten): reported, NULL returned, `errno` untouched.
+#[cold]
+#[inline(never)]
+fn realloc_refused(refusal: Refusal, ptr: *mut c_void) -> *mut c_void {
+    Misuse::Heap(refusal.count(&HEAP)).report("realloc", ptr);
+    ptr::null_mut()
+}
+
+/// `realloc` in every other case: a setting asks for more, NULL or a zero
+/// size, a size no layout has, a block the lock-free check cannot vouch
+/// for (LARGE, invalid: the heap's locked path decides and reports).
+#[cold]
+#[inline(never)]
+fn realloc_cold(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if config::plain()
+        && size != 0
+        && let Some(block) = NonNull::new(ptr.cast::<u8>())
+    {
         return resized_to_c(reallocate_block("realloc", block, size));
     }
     let config = lifecycle::settings();
