@@ -168,11 +168,10 @@ impl SizeClass {
             // One load (`CLASS_BY_GRANULE`).
             return Some(SizeClass(CLASS_BY_GRANULE[size.div_ceil(TINY_STEP)]));
         }
-        Self::for_size_computed(size)
+        None
     }
 
-    /// [`for_size`](Self::for_size), computed (for the sizes above the
-    /// table, and to build it).
+    /// [`for_size`](Self::for_size), computed (to build its table).
     #[inline]
     const fn for_size_computed(size: usize) -> Option<Self> {
         if size <= TINY_MAX {
