@@ -135,7 +135,10 @@ impl SizeClass {
     /// Size of every block of this class.
     #[inline]
     pub const fn block_size(self) -> usize {
-        CLASS_SIZES[self.0 as usize] as usize
+        // Through a reference (a promoted constant): at opt-level 0,
+        // indexing the `const` itself copies the whole table first.
+        let sizes: &'static [u32; NUM_CLASSES] = &CLASS_SIZES;
+        sizes[self.0 as usize] as usize
     }
 
     /// Bytes of a block's requested-size slot in a zone of this class
@@ -165,8 +168,11 @@ impl SizeClass {
     #[inline]
     pub const fn for_size(size: usize) -> Option<Self> {
         if size <= CLASS_TABLE_MAX {
-            // One load (`CLASS_BY_GRANULE`).
-            return Some(SizeClass(CLASS_BY_GRANULE[size.div_ceil(TINY_STEP)]));
+            // One load (`CLASS_BY_GRANULE`), through a reference: at
+            // opt-level 0, indexing the `const` itself copies its 2 KiB
+            // first (and `div_ceil` is a call).
+            let table: &'static [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = &CLASS_BY_GRANULE;
+            return Some(SizeClass(table[(size + TINY_STEP - 1) / TINY_STEP]));
         }
         None
     }
