@@ -10,7 +10,7 @@ use crate::canary;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::provider::PageProvider;
-use crate::size_class::SizeClass;
+use crate::size_class::{DEFAULT_ALIGN, SizeClass};
 use crate::zone::{self, Popped, ZoneHeader};
 
 /// In a span of at most [`TINY_SPAN`] bytes, a request whose coarse class
@@ -59,6 +59,25 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// (false for the retry after the handler made room).
     #[inline(always)]
     pub(crate) fn allocate_with(
+        &self,
+        layout: Layout,
+        zeroed: bool,
+        oom_hook: bool,
+    ) -> Option<NonNull<u8>> {
+        if layout.align() > DEFAULT_ALIGN {
+            return self.allocate_aligned(layout, zeroed, oom_hook);
+        }
+        match SizeClass::for_size(layout.size()) {
+            Some(class) => self.alloc_small(class, layout, zeroed, oom_hook),
+            None => self.alloc_large_or_retry(layout, zeroed, oom_hook),
+        }
+    }
+
+    /// [`allocate_with`](Self::allocate_with) above the default alignment,
+    /// out of line: the common path then carries none of the aligned class
+    /// search (whose loop would make it save registers).
+    #[inline(never)]
+    fn allocate_aligned(
         &self,
         layout: Layout,
         zeroed: bool,

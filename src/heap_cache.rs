@@ -67,7 +67,7 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{CLASS_SIZES, GEOMETRY, NUM_CLASSES, SCARCE_GEOMETRY, SizeClass, TINY_MAX};
+use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
@@ -98,33 +98,6 @@ const STACKED_CLASSES: usize = {
         n += 1;
     }
     n
-};
-
-/// TINY classes: their size slots are one byte wide, the others' two
-/// (`ZoneGeometry::size_width`). Known from the class index, so the free
-/// path reads no width from the layout.
-const TINY_CLASSES: usize = {
-    let mut n = 0;
-    while n < NUM_CLASSES && CLASS_SIZES[n] as usize <= TINY_MAX {
-        n += 1;
-    }
-    n
-};
-
-/// Bytes of a size slot in a zone of `class`.
-#[inline(always)]
-fn size_width(class: SizeClass) -> usize {
-    if class.index() < TINY_CLASSES { 1 } else { 2 }
-}
-
-// The layouts agree with `size_width`, in both kinds of zone.
-const _: () = {
-    let mut i = 0;
-    while i < NUM_CLASSES {
-        let width = if i < TINY_CLASSES { 1 } else { 2 };
-        assert!(GEOMETRY[i].size_width == width && SCARCE_GEOMETRY[i].size_width == width);
-        i += 1;
-    }
 };
 
 /// Blocks each class's stack holds at most, on every target (a power of
@@ -344,22 +317,25 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 return false;
             }
             let g = zone::layout_of(zone);
-            // Wrapping: a pointer below block 0 gives an offset no block
-            // starts at (`index * block_size` stays below 2^39).
+            // Wrapping: a pointer below block 0 gives an offset that is no
+            // block boundary, which `exact_index` maps far above any count.
             let offset = ptr
                 .as_ptr()
                 .addr()
                 .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
-            let index = zone::div_block(offset, g);
-            if index >= zone::carved_hint(zone)
-                || index * g.block_size != offset
-                || !zone::is_live_in(zone, g, index)
-            {
+            // One multiply and a rotate decide the boundary and the index
+            // at once (no multiply back to check a quotient).
+            let index = g.exact_index(offset);
+            if index >= zone::carved_hint(zone) as u64 {
+                return false;
+            }
+            let index = index as usize;
+            if !zone::is_live_in(zone, g, index) {
                 return false;
             }
             let mark = free_mark::value(ptr);
             // One branch on the slot's width, known from the class.
-            let (size_slot, requested) = if size_width(class) == 1 {
+            let (size_slot, requested) = if class.size_width() == 1 {
                 let slot = zone::size_slot_with(zone, g, 1, index);
                 (slot, zone::load_own_size(slot, 1))
             } else {
@@ -413,19 +389,21 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         size: usize,
         zeroed: bool,
     ) -> NonNull<u8> {
-        let g = class.geometry();
+        // From the class (a width known from its index, a size from the
+        // constant table), not its zone layout: no layout to load.
+        let block_size = class.block_size();
         let block = entry.block;
         let mark = free_mark::value(block);
         // SAFETY: the block was lent to the stack and is handed out now:
         // its size slot and bytes are ours; `size` fits the class. The
         // canary goes after the mark is cleared (it may lie in its word).
         let intact = unsafe {
-            zone::store_size(entry.size_slot, g.size_width, size);
+            zone::store_size(entry.size_slot, class.size_width(), size);
             let words = block.as_ptr().cast::<usize>();
             // Both read before either is judged: the mark must go.
             let (first, second) = (words.read(), free_mark::take(block));
             let intact = first == mark && second == mark;
-            if size < g.block_size {
+            if size < block_size {
                 canary::arm_past(block, size, mark);
             }
             intact

@@ -12,7 +12,7 @@
 //! under 12.5% of any request above [`SMALL_MAX`].
 //!
 //! A class has two zone layouts ([`ZoneGeometry`]), with the same block size
-//! and the same division magic, so indexing costs the same in both:
+//! and the same exact-division constants, so indexing costs the same in both:
 //!
 //! - a **full** zone ([`GEOMETRY`]) holds at least [`ZONE_MIN_BLOCKS`]
 //!   blocks and is at least [`ZONE_MIN_BYTES`] long (the seed's rule);
@@ -135,7 +135,10 @@ impl SizeClass {
     /// Size of every block of this class.
     #[inline]
     pub const fn block_size(self) -> usize {
-        CLASS_SIZES[self.0 as usize] as usize
+        // Through a reference (a promoted constant): at opt-level 0,
+        // indexing the `const` itself copies the whole table first.
+        let sizes: &'static [u32; NUM_CLASSES] = &CLASS_SIZES;
+        sizes[self.0 as usize] as usize
     }
 
     /// Bytes of a block's requested-size slot in a zone of this class
@@ -165,14 +168,18 @@ impl SizeClass {
     #[inline]
     pub const fn for_size(size: usize) -> Option<Self> {
         if size <= CLASS_TABLE_MAX {
-            // One load (`CLASS_BY_GRANULE`).
-            return Some(SizeClass(CLASS_BY_GRANULE[size.div_ceil(TINY_STEP)]));
+            // One load (`CLASS_BY_GRANULE`), through a reference: at
+            // opt-level 0, indexing the `const` itself copies its 2 KiB
+            // first (and `div_ceil` is a call).
+            let table: &'static [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = &CLASS_BY_GRANULE;
+            #[expect(clippy::manual_div_ceil, reason = "a call at opt-level 0")]
+            let granule = (size + TINY_STEP - 1) / TINY_STEP;
+            return Some(SizeClass(table[granule]));
         }
-        Self::for_size_computed(size)
+        None
     }
 
-    /// [`for_size`](Self::for_size), computed (for the sizes above the
-    /// table, and to build it).
+    /// [`for_size`](Self::for_size), computed (to build its table).
     #[inline]
     const fn for_size_computed(size: usize) -> Option<Self> {
         if size <= TINY_MAX {
@@ -242,7 +249,7 @@ impl SizeClass {
         self.geometry().zone_bytes
     }
 
-    /// The layout of this class's scarce zones (same block size and magic,
+    /// The layout of this class's scarce zones (same block size and division,
     /// fewer blocks).
     #[inline]
     pub const fn scarce_geometry(self) -> &'static ZoneGeometry {
@@ -326,9 +333,6 @@ pub struct ZoneGeometry {
     pub size_width: usize,
     /// Offset of block 0.
     pub blocks_offset: usize,
-    /// `ceil(2^40 / block_size)`: `(offset * magic) >> 40` is `offset /
-    /// block_size` for every offset inside a zone, without a division.
-    pub div_magic: u64,
     /// The inverse, modulo 2^64, of the block size's odd part: with
     /// [`exact_rotate`](Self::exact_rotate), one multiply and one rotate
     /// give the index of a block boundary, and a huge number for any other
@@ -337,9 +341,6 @@ pub struct ZoneGeometry {
     /// The block size's trailing zero bits.
     pub exact_rotate: u32,
 }
-
-/// Shift that goes with [`ZoneGeometry::div_magic`].
-pub const DIV_SHIFT: u32 = 40;
 
 /// Full-zone geometry of every class.
 pub static GEOMETRY: [ZoneGeometry; NUM_CLASSES] = geometry_table(false);
@@ -357,6 +358,9 @@ const _: () = {
     let mut i = 0;
     while i < NUM_CLASSES {
         assert!(full[i].capacity <= MAX_ZONE_BLOCKS && scarce[i].capacity <= MAX_ZONE_BLOCKS);
+        // `SizeClass::size_width` needs no table: both layouts agree.
+        let width = SizeClass(i as u8).size_width();
+        assert!(full[i].size_width == width && scarce[i].size_width == width);
         i += 1;
     }
 };
@@ -370,7 +374,6 @@ const fn geometry_table(scarce: bool) -> [ZoneGeometry; NUM_CLASSES] {
         sizes_offset: 0,
         size_width: 0,
         blocks_offset: 0,
-        div_magic: 0,
         exact_inverse: 0,
         exact_rotate: 0,
     }; NUM_CLASSES];
@@ -466,7 +469,6 @@ const fn layout(block_size: usize, zone_bytes: usize) -> ZoneGeometry {
         sizes_offset: bitmap_offset + capacity.div_ceil(64) * 8,
         size_width: width,
         blocks_offset: blocks_offset(block_size, capacity, width),
-        div_magic: (1u64 << DIV_SHIFT).div_ceil(block_size as u64),
         exact_inverse: inverse_mod_2_64((block_size >> block_size.trailing_zeros()) as u64),
         exact_rotate: block_size.trailing_zeros(),
     }
@@ -525,16 +527,6 @@ mod tests {
             assert!(g.sizes_offset + g.capacity * g.size_width <= g.blocks_offset);
             let align = (1 << g.block_size.trailing_zeros()).min(MAX_BLOCK_ALIGN);
             assert_eq!(g.blocks_offset % align, 0);
-            // Magic division is exact for every in-zone offset.
-            for off in (0..g.zone_bytes)
-                .step_by(g.block_size)
-                .chain([g.zone_bytes - 1])
-            {
-                for delta in [0, 1, g.block_size - 1] {
-                    let o = (off + delta) as u64;
-                    assert_eq!((o * g.div_magic) >> DIV_SHIFT, o / g.block_size as u64);
-                }
-            }
         }
     }
 
@@ -553,13 +545,8 @@ mod tests {
                 0
             );
             assert_eq!(
-                (g.block_size, g.div_magic, g.exact_inverse, g.exact_rotate),
-                (
-                    full.block_size,
-                    full.div_magic,
-                    full.exact_inverse,
-                    full.exact_rotate
-                )
+                (g.block_size, g.exact_inverse, g.exact_rotate),
+                (full.block_size, full.exact_inverse, full.exact_rotate)
             );
             // At most SCARCE_MAX_EXTRA_PAGES above the fewest pages that hold a block.
             let least = zone_bytes_for(g.block_size, 1);

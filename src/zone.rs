@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::HeapError;
 use crate::free_mark;
-use crate::size_class::{DIV_SHIFT, SizeClass, ZoneGeometry};
+use crate::size_class::{SizeClass, ZoneGeometry};
 
 mod free_pages;
 mod runs;
@@ -51,7 +51,7 @@ pub(crate) struct ZoneHeader {
     /// `zone address ^ GUARD_KEY`.
     guard: usize,
     /// The class's full or scarce layout (`size_class`): where the bitmap,
-    /// the sizes and block 0 are, and the block size and its magic.
+    /// the sizes and block 0 are, the block size and its exact division.
     geometry: &'static ZoneGeometry,
     /// Blocks handed out by bumping so far; blocks at or past it were never
     /// used. Written under the class lock; a front cache reads it without
@@ -384,14 +384,6 @@ unsafe fn link_ok(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, next: FreeLink) -
     next <= unsafe { carved_count(zone) } as usize && !unsafe { bit_is_set(zone, g, next - 1) }
 }
 
-/// `offset / block_size` for an offset inside the zone (`div_magic`). Any
-/// other offset gives some index (wrapping, never a panic): callers check
-/// that the index's block starts at `offset`.
-#[inline(always)]
-pub(crate) fn div_block(offset: usize, g: &ZoneGeometry) -> usize {
-    ((offset as u64).wrapping_mul(g.div_magic) >> DIV_SHIFT) as usize
-}
-
 /// The index of the block that starts exactly at `ptr`, or why there is none.
 ///
 /// # Safety
@@ -404,15 +396,17 @@ pub(crate) unsafe fn block_index(
 ) -> Result<usize, HeapError> {
     // SAFETY: live zone, lock held.
     let g = unsafe { geometry(zone) };
+    // Wrapping: a pointer below block 0 is no block boundary, which
+    // `exact_index` maps above any count.
     let off = ptr
         .as_ptr()
         .addr()
-        .checked_sub(blocks_start(zone, g).addr())
-        .ok_or(HeapError::InvalidPointer)?;
-    let index = div_block(off, g);
-    if index >= unsafe { carved_count(zone) } as usize || index * g.block_size != off {
+        .wrapping_sub(blocks_start(zone, g).addr());
+    let index = g.exact_index(off);
+    if index >= u64::from(unsafe { carved_count(zone) }) {
         return Err(HeapError::InvalidPointer);
     }
+    let index = index as usize;
     // SAFETY: index < carved <= capacity.
     if unsafe { is_live(zone, index) } {
         Ok(index)

@@ -8,6 +8,12 @@
 //! instruction: the figures are instructions per operation (allocation
 //! plus free, or one realloc for `vec`), the loop's own few included (the
 //! same for everyone).
+//!
+//! Each allocator is called through functions that are never inlined
+//! ([`Called`]), as a kernel's `#[global_allocator]` is (through
+//! `__rust_alloc`) and as the host benchmark does (`bench/src/blocks.rs`):
+//! an allocator inlined into the loop would be measured with the loop's
+//! register pressure, which no kernel's call site has.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::mem::MaybeUninit;
@@ -40,8 +46,31 @@ fn region() -> *mut u8 {
 /// Blocks one workload keeps live at most.
 const MAX_LIVE: usize = 4096;
 
+/// An allocator called, never inlined into the workload's loop.
+struct Called<'a, A>(&'a A);
+
+// SAFETY: forwards every call to the allocator, unchanged.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Called<'_, A> {
+    #[inline(never)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.alloc(layout) }
+    }
+    #[inline(never)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+    #[inline(never)]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+}
+
 /// Runs `name` on `a`; returns instructions per operation.
 fn workload<A: GlobalAlloc>(a: &A, name: &str) -> u64 {
+    let a = &Called(a);
     let l = |size: usize| Layout::from_size_align(size, 8).expect("valid");
     let mut live = [(null_mut::<u8>(), 0usize); MAX_LIVE];
     let mut random = Random(0x5eed_0019);

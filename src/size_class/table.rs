@@ -1,17 +1,18 @@
-//! The size → class table: one load for the requests up to 4 KiB, the
-//! commonest by far (`SizeClass::for_size`).
+//! The size → class table: one load for every TINY or SMALL request
+//! (`SizeClass::for_size`).
 
-use super::{SizeClass, TINY_STEP};
+use super::{SMALL_MAX, SizeClass, TINY_STEP};
 
 /// Requests up to this many bytes find their class with one table load
-/// ([`CLASS_BY_GRANULE`]); larger ones compute it from the size's highest
-/// bit.
-pub(super) const CLASS_TABLE_MAX: usize = 4096;
+/// ([`CLASS_BY_GRANULE`]): all of them, so that the allocation's path has
+/// no second way to the class (2 KiB of read-only data, of which a program
+/// touches the lines of the sizes it asks for).
+pub(super) const CLASS_TABLE_MAX: usize = SMALL_MAX;
 
 /// The class of every request of `16 * (g - 1) + 1 ..= 16 * g` bytes, at
 /// index `g` (0 for 0 bytes), up to [`CLASS_TABLE_MAX`]: every class's block
 /// size is a multiple of 16, so no such granule of sizes straddles two
-/// classes. 257 bytes.
+/// classes. 2049 bytes.
 pub(super) const CLASS_BY_GRANULE: [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = {
     let mut table = [0u8; CLASS_TABLE_MAX / TINY_STEP + 1];
     let mut g = 0;
