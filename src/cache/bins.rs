@@ -36,20 +36,34 @@ pub const DEPOT_MAX_BYTES_PAGED: usize = 256 << 10;
 /// owners carve new ones sooner.)
 pub(crate) const SPARES_MAX: usize = 32;
 
+/// Blocks that make one tick of a front cache's idle-class clock. The clock
+/// counts the blocks that went through a class's loaded magazine (popped or
+/// pushed, net) between two slow-path events of the class, rounded up to
+/// whole ticks and at least one per event, not the events: so the decay's
+/// speed does not follow the magazines' size. With 63-block magazines a loop
+/// reaches the slow paths half as often as with 31-block ones, for the same
+/// traffic and the same clock; an event after a few blocks (a slow-start
+/// refill, a class whose magazines hold one block) is one tick, as before.
+pub const BLOCKS_PER_TICK: usize = 32;
 /// A front cache looks for classes it stopped using once every this many
-/// of its slow-path events (refills and pushes that find a magazine full).
+/// ticks of its clock (`BLOCKS_PER_TICK`; a class whose magazines hold
+/// fewer blocks ticks once per slow-path event: a refill, or a push that
+/// finds a magazine full).
 pub const DECAY_PERIOD: u16 = 16;
+// A tick may advance the clock by more than one: the scan runs when it
+// passes a multiple of the period, found with a mask.
+const _: () = assert!(DECAY_PERIOD.is_power_of_two());
 /// A class without activity (a slow-path event, or a change in the blocks
 /// its magazines hold, seen at a scan) during the cache's last this many
-/// events is idle, at first: its magazines' blocks go back to their zones,
+/// ticks is idle, at first: its magazines' blocks go back to their zones,
 /// and its depot is drained, so zones it emptied can be released or
 /// decommitted.
 pub const IDLE_EVENTS: u16 = 128;
-/// A class shed and used again soon after doubles the events it must stay
+/// A class shed and used again soon after doubles the ticks it must stay
 /// without activity, up to `IDLE_EVENTS << PATIENCE_MAX_SHIFT`: a steady
 /// load pays for a few mistaken sheds, then none.
 pub(crate) const PATIENCE_MAX_SHIFT: u8 = 6;
-/// The most events a class may stay without activity before it is idle.
+/// The most ticks a class may stay without activity before it is idle.
 pub const IDLE_EVENTS_MAX: u16 = IDLE_EVENTS << PATIENCE_MAX_SHIFT;
 // The clock wraps at 2^16: twice the longest patience must stay below half
 // of that for `wrapping_sub` to order events.
@@ -114,6 +128,14 @@ pub(crate) const BOUNDS: Bounds = {
 #[inline]
 pub(crate) fn refill_blocks(n: u8) -> usize {
     2usize << n.min(5)
+}
+
+/// Ticks of the idle-class clock for a slow-path event after `blocks`
+/// blocks went through the loaded magazine (`BLOCKS_PER_TICK`).
+#[inline(always)]
+pub(crate) fn ticks_for(blocks: usize) -> u16 {
+    // At most a magazine: `MAGAZINE_ENTRIES` is far below 2^16 ticks.
+    blocks.div_ceil(BLOCKS_PER_TICK).max(1) as u16
 }
 
 /// The most one front cache can hold, in bytes of blocks (two magazines

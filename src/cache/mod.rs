@@ -449,7 +449,7 @@ impl FrontCache {
             return heap.allocate(layout);
         }
         let i = class.index();
-        self.tick(heap, i);
+        self.tick(heap, i, self.loaded_traffic(i));
         let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         if unsafe { self.previous[i].as_ref() }.is_some_and(|m| m.len > 0) {
@@ -491,7 +491,7 @@ impl FrontCache {
         entry: Entry,
     ) {
         let i = class.index();
-        self.tick(heap, i);
+        self.tick(heap, i, self.loaded_traffic(i));
         let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         let previous = unsafe { self.previous[i].as_ref() };
