@@ -29,12 +29,14 @@ pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 pub const DEPOT_MAX_BYTES_PAGED: usize = 256 << 10;
 
 /// Empty magazines a front cache keeps for its next exchanges with the
-/// depots (`FrontCache::spares`): 32 magazines, 16 KiB of heap metadata,
-/// spare a loop that allocates and frees batches of 1000 small blocks the
-/// magazine pool's lock on every exchange. (Magazines never go back to the
+/// depots (`FrontCache::spares`): 16 magazines of 63 blocks, 16 KiB of heap
+/// metadata, spare a loop that allocates and frees batches of 1000 small
+/// blocks the magazine pool's lock on every exchange (32 of 31 blocks
+/// before: the same metadata; `bench/pairs_callgrind.sh` costs the same
+/// with 16 or 32 of 63). (Magazines never go back to the
 /// provider before the heap is dropped, so kept spares only make other
 /// owners carve new ones sooner.)
-pub(crate) const SPARES_MAX: usize = 32;
+pub(crate) const SPARES_MAX: usize = 16;
 
 /// Blocks that make one tick of a front cache's idle-class clock. The clock
 /// counts the blocks that went through a class's loaded magazine (popped or
