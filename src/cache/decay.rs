@@ -15,9 +15,7 @@ use crate::size_class::{NUM_CLASSES, SizeClass};
 
 /// What the idle-class decay knows, per class, in a cache.
 pub(super) struct Decay {
-    /// Blocks that went through the loaded magazines so far, in ticks
-    /// counted at slow-path events (`bins::BLOCKS_PER_TICK`, wrapping): the
-    /// cache's clock for idleness.
+    /// Slow-path events so far (wrapping): the cache's clock for idleness.
     clock: u16,
     /// Per class, the clock when it was last seen active.
     last_active: [u16; NUM_CLASSES],
@@ -64,7 +62,7 @@ impl Decay {
         self.held = [0; 2];
     }
 
-    /// Ticks without activity after which class `i` is idle.
+    /// Events without activity after which class `i` is idle.
     fn idle_after(&self, i: usize) -> u16 {
         IDLE_EVENTS << self.patience[i]
     }
@@ -88,25 +86,17 @@ impl Decay {
 }
 
 impl FrontCache {
-    /// Counts a slow-path event of class `i` after `blocks` blocks went
-    /// through its loaded magazine (`bins::ticks_for`), and now and then
-    /// gives back what the cache holds of classes it stopped using.
+    /// Counts a slow-path event of class `i`, and now and then gives back
+    /// what the cache holds of classes it stopped using.
     #[inline(always)]
-    pub(super) fn tick<P: PageProvider, R: RawMutex>(
-        &mut self,
-        heap: &Heap<P, R>,
-        i: usize,
-        blocks: usize,
-    ) {
+    pub(super) fn tick<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>, i: usize) {
         let d = &mut self.decay;
-        let before = d.clock;
-        d.clock = d.clock.wrapping_add(bins::ticks_for(blocks));
+        d.clock = d.clock.wrapping_add(1);
         d.last_active[i] = d.clock;
         if d.shed[i / 64] & (1 << (i % 64)) != 0 {
             d.came_back(i);
         }
-        // A multiple of the period passed (it is a power of two).
-        if (before ^ d.clock) & !(bins::DECAY_PERIOD - 1) != 0 {
+        if d.clock.is_multiple_of(bins::DECAY_PERIOD) {
             self.shed_idle_classes(heap);
         }
     }

@@ -34,23 +34,13 @@ impl FrontCache {
 
     /// Takes the loaded magazine of class `i` out (null if none), its
     /// length written back.
-    #[inline(always)]
     pub(super) fn unload(&mut self, i: usize) -> *mut Magazine {
-        self.unload_counted(i).0
-    }
-
-    /// [`unload`](Self::unload), with the blocks popped or pushed (net)
-    /// through the magazine since it was loaded (0 without one): its `len`,
-    /// stale while it is loaded, is what it held then. The decay's clock
-    /// counts these (`bins::BLOCKS_PER_TICK`), at no cost on the fast paths.
-    #[inline(always)]
-    pub(super) fn unload_counted(&mut self, i: usize) -> (*mut Magazine, usize) {
         let len = self.loaded_len(i);
         let base = core::mem::replace(&mut self.base[i], ptr::null_mut());
         self.top[i] = ptr::null_mut();
         self.end[i] = ptr::null_mut();
         if base.is_null() {
-            return (ptr::null_mut(), 0);
+            return ptr::null_mut();
         }
         // The entries are the magazine's last field (`repr(C)`): step back
         // to its start.
@@ -59,8 +49,8 @@ impl FrontCache {
             .wrapping_sub(core::mem::offset_of!(Magazine, entries))
             .cast::<Magazine>();
         // SAFETY: the loaded magazine is the cache's, valid.
-        let at_load = unsafe { core::mem::replace(&mut (*magazine).len, len) };
-        (magazine, at_load.abs_diff(len))
+        unsafe { (*magazine).len = len };
+        magazine
     }
 
     /// Loads `magazine` (null: none) as class `i`'s loaded one, which

@@ -15,7 +15,7 @@ use super::Entry;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 
 /// Bytes of one magazine.
-pub const MAGAZINE_BYTES: usize = 1024;
+pub const MAGAZINE_BYTES: usize = 512;
 /// Blocks one magazine can hold (a class may use fewer: `bins.rs`).
 pub const MAGAZINE_ENTRIES: usize =
     (MAGAZINE_BYTES - 2 * core::mem::size_of::<usize>()) / core::mem::size_of::<Entry>();

@@ -28,17 +28,14 @@
 //!
 //! **Idle classes go back, busy ones never do.** A cached block is lent, so
 //! its zone never empties while the block waits in a cache. Each cache
-//! keeps a clock of its owner's allocation traffic: the blocks that went
-//! through its loaded magazines, counted at its slow-path events (a
-//! magazine's `len` at load against its top, nothing on the fast paths) in
-//! ticks of [`BLOCKS_PER_TICK`], at least one per event, so that the
-//! magazines' size does not set the decay's speed. Every [`DECAY_PERIOD`]
-//! ticks it scans the classes it holds:
+//! counts its slow-path events (its clock: they come with the owner's
+//! allocation traffic, and cost nothing on the fast paths) and, every
+//! [`DECAY_PERIOD`] of them, scans the classes it holds:
 //! - a class is *active* if it had a slow-path event since the last scan,
 //!   or if the blocks its magazines hold changed in number (fast-path use,
 //!   seen without a counter on the fast path);
 //! - a class with no activity for its *patience* (at first [`IDLE_EVENTS`]
-//!   ticks) is idle: its magazines' blocks go back to their zones, its
+//!   events) is idle: its magazines' blocks go back to their zones, its
 //!   depot is drained, and the zones that leaves empty give their pages
 //!   back;
 //! - a class that comes back soon after being shed was in use after all
@@ -123,8 +120,8 @@ use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
 pub use bins::{
-    BLOCKS_PER_TICK, CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED,
-    DEPOT_MAX_MAGAZINES, IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
+    CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED, DEPOT_MAX_MAGAZINES,
+    IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
 };
 use decay::Decay;
 pub(crate) use depot::Checked;
@@ -452,8 +449,8 @@ impl FrontCache {
             return heap.allocate(layout);
         }
         let i = class.index();
-        let (loaded, traffic) = self.unload_counted(i);
-        self.tick(heap, i, traffic);
+        self.tick(heap, i);
+        let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         if unsafe { self.previous[i].as_ref() }.is_some_and(|m| m.len > 0) {
             let previous = core::mem::replace(&mut self.previous[i], loaded);
@@ -494,8 +491,8 @@ impl FrontCache {
         entry: Entry,
     ) {
         let i = class.index();
-        let (loaded, traffic) = self.unload_counted(i);
-        self.tick(heap, i, traffic);
+        self.tick(heap, i);
+        let loaded = self.unload(i);
         // SAFETY: non-null magazines are the cache's, valid.
         let previous = unsafe { self.previous[i].as_ref() };
         if previous.is_some_and(|m| m.len == 0) {
