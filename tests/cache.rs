@@ -432,3 +432,32 @@ fn batch_loops_reuse_their_magazines_and_flush_gives_the_spares_back() {
     heap.trim();
     assert_eq!(heap.stats().cached_blocks, 0);
 }
+
+/// A short-lived owner that takes a magazine from the depot and uses a few
+/// of its blocks gives the rest back to the depot at flush, not block by
+/// block to the zones (where the next owner would have to take them from
+/// again, under the class lock): thread churn did both at every exit.
+#[test]
+fn a_barely_used_magazine_goes_back_to_the_depot_at_flush() {
+    let heap = arena_heap(4 << 20);
+    let mut first = FrontCache::new();
+    let blocks: Vec<_> = (0..4 * MAGAZINE_ENTRIES)
+        .map(|_| first.allocate(&heap, layout(64)).unwrap())
+        .collect();
+    for p in blocks {
+        unsafe { first.deallocate(&heap, p) }.unwrap();
+    }
+    first.flush(&heap);
+    let in_depot = heap.stats().cached_blocks;
+    assert!(in_depot >= 2 * MAGAZINE_ENTRIES, "{in_depot}");
+
+    let mut short_lived = FrontCache::new();
+    let kept: Vec<_> = (0..3)
+        .map(|_| short_lived.allocate(&heap, layout(64)).unwrap())
+        .collect();
+    short_lived.flush(&heap);
+    assert_eq!(heap.stats().cached_blocks, in_depot - kept.len());
+    for p in kept {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}

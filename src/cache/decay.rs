@@ -57,9 +57,10 @@ impl Decay {
         self.held[i / 64] |= 1 << (i % 64);
     }
 
-    /// The cache holds no magazine any more (flushed).
-    pub(super) fn hold_none(&mut self) {
-        self.held = [0; 2];
+    /// The classes that may hold magazines (a bit per class), forgotten:
+    /// the cache is about to give them all back (flush).
+    pub(super) fn take_held(&mut self) -> [u64; 2] {
+        core::mem::take(&mut self.held)
     }
 
     /// Events without activity after which class `i` is idle.

@@ -379,16 +379,27 @@ impl FrontCache {
     /// Gives every cached block back to the heap (to the depots, or to the
     /// zones beyond the depots' bounds).
     pub fn flush<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        self.decay.hold_none();
-        for class in SizeClass::all() {
-            let i = class.index();
-            let previous = core::mem::replace(&mut self.previous[i], ptr::null_mut());
-            for magazine in [self.unload(i), previous] {
-                if let Some(m) = NonNull::new(magazine) {
-                    heap.retire_magazine(class, m);
+        // Only the classes the decay marks as holding may have magazines (a
+        // class gets one only where a slow path marks it): a short-lived
+        // thread's exit visits the few it used, not every class.
+        let held = self.decay.take_held();
+        for (word, mut bits) in held.into_iter().enumerate() {
+            while bits != 0 {
+                let i = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let class = SizeClass::from_index(i).expect("a held class");
+                let previous = core::mem::replace(&mut self.previous[i], ptr::null_mut());
+                for magazine in [self.unload(i), previous] {
+                    if let Some(m) = NonNull::new(magazine) {
+                        heap.retire_magazine(class, m);
+                    }
                 }
             }
         }
+        debug_assert!(
+            (0..NUM_CLASSES).all(|i| self.base[i].is_null() && self.previous[i].is_null()),
+            "a class held magazines without its bit in the decay's set"
+        );
         while let Some(spare) = self.take_spare() {
             heap.return_empty(spare);
         }

@@ -85,7 +85,12 @@ impl Ring {
     /// Takes every held block out, oldest first.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (NonNull<u8>, usize)> + '_ {
         let start = self.pushed;
-        (0..SLOTS).filter_map(move |i| {
+        // A ring that was never filled holds its blocks in its first
+        // `pushed` slots: the others are not visited (a thread of the
+        // default mode, which never pushes, exits without a walk over
+        // every slot).
+        let unused = SLOTS - self.pushed.min(SLOTS);
+        (unused..SLOTS).filter_map(move |i| {
             let (addr, usable) = core::mem::take(&mut self.slots[(start + i) % SLOTS]);
             NonNull::new(addr as *mut u8).map(|block| (block, usable))
         })
