@@ -1,10 +1,36 @@
-//! [`MmapProvider`]: page runs straight from the kernel with `mmap`.
+//! [`MmapProvider`]: page runs straight from the kernel with `mmap`, placed in
+//! the process's address window (`window.rs`) when it has one.
 //!
 //! Private anonymous mappings are zero on first touch, can be given back run by
-//! run with `munmap`, grown or moved without copying with `mremap`, and emptied
-//! of their physical pages with `madvise(MADV_DONTNEED)` while the addresses
-//! stay reserved. When the kernel refuses (`ulimit -v`, `vm.overcommit`), the
-//! provider answers `None` and the heap turns that into a NULL with `ENOMEM`.
+//! run with `munmap`, and emptied of their physical pages with
+//! `madvise(MADV_DONTNEED)` while the addresses stay mapped. When the kernel
+//! refuses (`ulimit -v`, `vm.overcommit`), the provider answers `None` and the
+//! heap turns that into a NULL with `ENOMEM`.
+//!
+//! # The window, and runs outside it
+//!
+//! [`span`](PageProvider::span) is the window (`window::span`: chosen once,
+//! before the first run, race-free), so the heap's page map is a flat array
+//! over it. In the window:
+//! - `map` takes a range from the window's books (first fit, else the top)
+//!   and maps it there with `MAP_FIXED_NOREPLACE`: one `mmap`, as before.
+//!   With guard pages the range is mapped `PROT_NONE` and its middle opened
+//!   (`mprotect`): two calls where there were five.
+//! - `unmap` is one `munmap`; the range goes back to the books.
+//! - `resize` shrinks in place (the tail is unmapped and given back) and
+//!   grows in place when the pages after the run are free in the books
+//!   (one more `mmap`, which the kernel merges with the run). It never
+//!   moves a run: the heap asks a provider with a span to move only when its
+//!   span is tight, and otherwise copies (`src/realloc.rs`). So a LARGE block
+//!   that cannot grow in place is copied where `mremap` used to move it.
+//!
+//! Without a window (a 32-bit process, an `RLIMIT_AS` under
+//! `window::MIN_WINDOW`, an address space that does not reach it), every run
+//! is mapped anywhere and `resize` is `mremap`, as before the window. When
+//! the window is full, or [`CONFLICT_TRIES`] ranges in a row turn out taken
+//! by other mappings, a run is mapped anywhere too; the page map keeps it in
+//! its tree for runs outside the span, and, per the trait's contract, it
+//! never moves (`mremap` without `MREMAP_MAYMOVE`).
 
 use core::ptr::{self, NonNull};
 
@@ -12,8 +38,10 @@ use ft_malloc::PageProvider;
 
 use crate::guard_pages;
 use crate::os::{self, ErrnoGuard};
+use crate::window::{self, BOOKS, CONFLICT_TRIES, Refused};
 
-/// A [`PageProvider`] over `mmap`. Stateless: the kernel keeps the books.
+/// A [`PageProvider`] over `mmap`. Its state is the process's: the window
+/// and its books (`window.rs`).
 #[derive(Debug, Default)]
 pub struct MmapProvider(());
 
@@ -59,10 +87,102 @@ unsafe fn munmap(start: usize, len: usize) {
     }
 }
 
-// SAFETY: runs come from fresh private anonymous mappings: page aligned (and
-// trimmed to `align` when more is asked), `len` bytes, readable and writable,
-// zero-filled, disjoint from every other live mapping, and valid until
-// `munmap`/`mremap`. `page_size` is the kernel's, fixed for the process.
+/// Bytes of guard page on each side of a run (0 without guard pages).
+fn guard_bytes() -> usize {
+    if guard_pages::enabled() {
+        os::page_size()
+    } else {
+        0
+    }
+}
+
+/// Whether `addr` lies in the window `win`.
+fn in_window(win: Option<(usize, usize)>, addr: usize) -> bool {
+    win.is_some_and(|(start, end)| (start..end).contains(&addr))
+}
+
+/// Maps a run of `len` bytes aligned to `align`, with `guard` bytes of
+/// guard on each side, in the window `win`. `Err(true)`: the window has no
+/// room (map it elsewhere); `Err(false)`: the kernel refused (out of memory).
+fn map_in_window(win: (usize, usize), len: usize, align: usize, guard: usize) -> Result<usize, bool> {
+    for _ in 0..CONFLICT_TRIES {
+        let body = BOOKS.lock().take(win, len, align, guard).ok_or(true)?;
+        let (low, total) = (body - guard, len + 2 * guard);
+        let mapped = if guard == 0 {
+            // SAFETY: the books gave us the range: no run of ours is there.
+            unsafe { window::map_fixed(low, total, libc::PROT_READ | libc::PROT_WRITE, 0) }
+        } else {
+            // SAFETY: as above; the guards stay PROT_NONE, the middle opens.
+            unsafe { window::map_fixed(low, total, libc::PROT_NONE, libc::MAP_NORESERVE) }.and_then(
+                |()| {
+                    // SAFETY: the middle of the mapping just made.
+                    let opened = unsafe {
+                        libc::mprotect(body as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE)
+                    };
+                    if opened == 0 {
+                        return Ok(());
+                    }
+                    // SAFETY: the mapping just made, which nothing uses.
+                    unsafe { munmap(low, total) };
+                    Err(Refused::Exhausted)
+                },
+            )
+        };
+        match mapped {
+            Ok(()) => return Ok(body),
+            // Someone else's mapping: the books keep the range taken (the
+            // window loses it) and the next try takes another.
+            Err(Refused::Occupied) => {}
+            Err(Refused::Exhausted) => {
+                BOOKS.lock().give(win.0, low, low + total);
+                return Err(false);
+            }
+        }
+    }
+    Err(true)
+}
+
+/// Maps a run anywhere (outside the window): page aligned by the kernel,
+/// trimmed to `align`, with guards made inaccessible.
+fn map_anywhere_aligned(len: usize, align: usize, guard: usize) -> Option<NonNull<u8>> {
+    let page = os::page_size();
+    if align <= page && guard == 0 {
+        return mmap_anywhere(len);
+    }
+    // The kernel only promises page alignment: map `align - page` extra
+    // bytes (and the guard pages), then cut off the misaligned head and
+    // the unused tail.
+    let align = align.max(page);
+    let total = len.checked_add(align - page)?.checked_add(2 * guard)?;
+    let run = mmap_anywhere(total)?.as_ptr().addr();
+    let start = (run + guard).next_multiple_of(align);
+    let head = start - guard - run;
+    let tail = total - head - len - 2 * guard;
+    // SAFETY: head, tail and the guards lie inside the mapping just
+    // made, page aligned (run, start and len are), and nothing refers to
+    // them.
+    unsafe {
+        munmap(run, head);
+        munmap(start + len + guard, tail);
+        if guard != 0 {
+            libc::mprotect((start - guard) as *mut libc::c_void, guard, libc::PROT_NONE);
+            libc::mprotect((start + len) as *mut libc::c_void, guard, libc::PROT_NONE);
+        }
+    }
+    NonNull::new(start as *mut u8)
+}
+
+// SAFETY: runs are fresh private anonymous mappings: zero-filled, readable
+// and writable, page aligned (and placed or trimmed to `align` when more is
+// asked), `len` bytes, disjoint from every other live run (the window's
+// books hand a range out once, NOREPLACE maps nothing over another mapping,
+// the kernel's placements are free ranges), and valid until `munmap` or a
+// resize. `span` is `window::span`, fixed once chosen, and chosen before the
+// first run; a run lies wholly in the window or wholly outside it (one
+// mapping cannot straddle the window's edge: the books stay inside it, and
+// a run mapped elsewhere never grows into it, `mremap` growing only into
+// unmapped space that NOREPLACE then skips), and a run outside never moves
+// while there is a window. `page_size` is the kernel's, fixed.
 unsafe impl PageProvider for MmapProvider {
     fn page_size(&self) -> usize {
         os::page_size()
@@ -70,44 +190,29 @@ unsafe impl PageProvider for MmapProvider {
 
     fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
         let _errno = ErrnoGuard::save();
-        let page = os::page_size();
-        let guard = if guard_pages::enabled() { page } else { 0 };
-        if align <= page && guard == 0 {
-            return mmap_anywhere(len);
-        }
-        // The kernel only promises page alignment: map `align - page` extra
-        // bytes (and the guard pages), then cut off the misaligned head and
-        // the unused tail.
-        let align = align.max(page);
-        let total = len.checked_add(align - page)?.checked_add(2 * guard)?;
-        let run = mmap_anywhere(total)?.as_ptr().addr();
-        let start = (run + guard).next_multiple_of(align);
-        let head = start - guard - run;
-        let tail = total - head - len - 2 * guard;
-        // SAFETY: head, tail and the guards lie inside the mapping just
-        // made, page aligned (run, start and len are), and nothing refers to
-        // them.
-        unsafe {
-            munmap(run, head);
-            munmap(start + len + guard, tail);
-            if guard != 0 {
-                libc::mprotect((start - guard) as *mut libc::c_void, guard, libc::PROT_NONE);
-                libc::mprotect((start + len) as *mut libc::c_void, guard, libc::PROT_NONE);
+        let guard = guard_bytes();
+        let align = align.max(os::page_size());
+        if let Some(win) = window::span() {
+            match map_in_window(win, len, align, guard) {
+                Ok(body) => return NonNull::new(body as *mut u8),
+                Err(false) => return None,
+                Err(true) => {}
             }
         }
-        NonNull::new(start as *mut u8)
+        map_anywhere_aligned(len, align, guard)
     }
 
     unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
         let _errno = ErrnoGuard::save();
-        let guard = if guard_pages::enabled() {
-            os::page_size()
-        } else {
-            0
-        };
+        let guard = guard_bytes();
+        let low = run.as_ptr().addr() - guard;
         // SAFETY: the caller gives back a whole run it got from `map`, with
         // its guards when runs have them.
-        unsafe { munmap(run.as_ptr().addr() - guard, len + 2 * guard) };
+        unsafe { munmap(low, len + 2 * guard) };
+        let win = window::span();
+        if let Some((start, _)) = win.filter(|_| in_window(win, low)) {
+            BOOKS.lock().give(start, low, low + len + 2 * guard);
+        }
     }
 
     fn zeroed_on_map(&self) -> bool {
@@ -118,6 +223,10 @@ unsafe impl PageProvider for MmapProvider {
         crate::map_limits::may_map_later(len)
     }
 
+    fn span(&self) -> Option<(usize, usize)> {
+        window::span()
+    }
+
     unsafe fn resize(
         &self,
         run: NonNull<u8>,
@@ -126,17 +235,37 @@ unsafe impl PageProvider for MmapProvider {
         may_move: bool,
     ) -> Option<NonNull<u8>> {
         let _errno = ErrnoGuard::save();
+        let win = window::span();
+        let addr = run.as_ptr().addr();
         if guard_pages::enabled() {
             // The guard after the run would be in the way of a growth, or
             // stay behind after a move; a shrink makes a new one.
+            let page = os::page_size();
             // SAFETY: the caller owns the run, mapped with guards, and gives
             // up its bytes past `new_len` (page multiples, as all run
             // lengths).
             let shrunk =
                 new_len < old_len && unsafe { guard_pages::shrink(run.as_ptr(), old_len, new_len) };
+            if let Some((start, _)) = win.filter(|_| shrunk && in_window(win, addr)) {
+                // The rest of the run and its old guard were unmapped.
+                BOOKS
+                    .lock()
+                    .give(start, addr + new_len + page, addr + old_len + page);
+            }
             return shrunk.then_some(run);
         }
-        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
+        if let Some(win) = win.filter(|_| in_window(win, addr)) {
+            // SAFETY: the caller owns the run and, when it shrinks, gives up
+            // its bytes past `new_len`.
+            return unsafe { resize_in_window(win, addr, old_len, new_len) }.then_some(run);
+        }
+        // Outside the window a run moves only while there is no window (the
+        // trait's contract: never out of, into or outside a span).
+        let flags = if may_move && win.is_none() {
+            libc::MREMAP_MAYMOVE
+        } else {
+            0
+        };
         // SAFETY: the caller owns the run `[run, run + old_len)`; mremap
         // either succeeds (the old range is then dead, the new one live and
         // its growth zero-filled) or fails leaving the run untouched.
@@ -154,5 +283,44 @@ unsafe impl PageProvider for MmapProvider {
         // nothing; DONTNEED on private anonymous memory makes it read as zero
         // on next touch, which the trait allows.
         unsafe { libc::madvise(start.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Resizes the unguarded run `[addr, addr + old_len)` of the window `win`
+/// in place; whether it could.
+///
+/// # Safety
+///
+/// The run is live and the caller's; when it shrinks, nothing uses its
+/// bytes past `new_len`.
+unsafe fn resize_in_window(
+    win: (usize, usize),
+    addr: usize,
+    old_len: usize,
+    new_len: usize,
+) -> bool {
+    let (start, (old_end, new_end)) = (win.0, (addr + old_len, addr + new_len));
+    if new_len <= old_len {
+        // SAFETY: the run's tail, which the caller gives up.
+        unsafe { munmap(new_end, old_len - new_len) };
+        BOOKS.lock().give(start, new_end, old_end);
+        return true;
+    }
+    if !BOOKS.lock().take_after(win, old_end, new_end) {
+        return false;
+    }
+    // SAFETY: the books gave us the range after the run.
+    let grown = unsafe {
+        window::map_fixed(old_end, new_len - old_len, libc::PROT_READ | libc::PROT_WRITE, 0)
+    };
+    match grown {
+        Ok(()) => true,
+        // Someone else's mapping: the books keep it taken (the window loses
+        // it).
+        Err(Refused::Occupied) => false,
+        Err(Refused::Exhausted) => {
+            BOOKS.lock().give(start, old_end, new_end);
+            false
+        }
     }
 }
