@@ -246,25 +246,34 @@ impl PageMap {
     /// The slot of the granule holding `addr`, if its nodes exist.
     #[inline(always)]
     fn existing_slot(&self, addr: usize) -> Option<&AtomicPtr<u8>> {
-        // `flat_start` and the array were written before `flat_len` was
-        // published (Acquire here). A tree (or no map yet) has `flat_len`
-        // 0; testing that first keeps the tree's lookup (a provider without
-        // a span) as short as before there was an inline array.
+        match self.flat_index(addr) {
+            // SAFETY: `flat_index` checked `g` against the array's length;
+            // the array lives as long as the map.
+            Ok(g) => Some(unsafe { slot_at(self.flat_array(), g) }),
+            // SAFETY: `root` is null or a published tree root, never freed
+            // while the map lives.
+            Err(root) => unsafe { Self::tree_slot(root, addr) },
+        }
+    }
+
+    /// The flat array's index of `addr`, or else the root of the tree that
+    /// would hold it: the tree of runs outside the span for a flat map, the
+    /// map's tree otherwise (either may be null).
+    ///
+    /// A tree has `flat_len` 0, which no index is below, so one comparison
+    /// tells both "flat" and "inside the span"; `flat_start` and the array
+    /// were written before `flat_len` was published (Acquire here).
+    #[inline(always)]
+    fn flat_index(&self, addr: usize) -> Result<usize, *mut u8> {
         let flat_len = self.flat_len.load(Ordering::Acquire);
-        let root = if flat_len != 0 {
-            let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
-            if g < flat_len {
-                // SAFETY: the flat array has `flat_len` slots and lives as
-                // long as the map.
-                return Some(unsafe { slot_at(self.flat_array(), g) });
-            }
-            self.outside.load(Ordering::Acquire)
+        let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
+        if g < flat_len {
+            Ok(g)
+        } else if flat_len != 0 {
+            Err(self.outside.load(Ordering::Acquire))
         } else {
-            self.root.load(Ordering::Acquire)
-        };
-        // SAFETY: `root` is null or a published tree root, never freed while
-        // the map lives.
-        unsafe { Self::tree_slot(root, addr) }
+            Err(self.root.load(Ordering::Acquire))
+        }
     }
 
     /// The leaf slot of `addr` in the tree at `root`, if its nodes exist.
@@ -310,11 +319,23 @@ impl PageMap {
     /// cache's free path.
     #[inline(always)]
     pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
-        let slot = self.existing_slot(addr)?.load(Ordering::Acquire);
+        let slot = match self.flat_index(addr) {
+            // A flat slot is the address's own: no high bits to compare.
+            // SAFETY: as in `existing_slot`.
+            Ok(g) => unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire),
+            Err(root) => {
+                // SAFETY: as in `existing_slot`.
+                let slot = unsafe { Self::tree_slot(root, addr) }?.load(Ordering::Acquire);
+                if (slot.addr() ^ addr) & HIGH_MASK != 0 {
+                    return None;
+                }
+                slot
+            }
+        };
         // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
         // or land past the last class.
         let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
-        if class >= crate::size_class::NUM_CLASSES || (slot.addr() ^ addr) & HIGH_MASK != 0 {
+        if class >= crate::size_class::NUM_CLASSES {
             return None;
         }
         let base = slot.map_addr(|a| a & !TAG_MASK);
