@@ -12,8 +12,8 @@
 //!   region keeps all its pages for blocks. A larger span's array comes from
 //!   the provider. A run the provider places *outside* its span (allowed once
 //!   the span is full: see [`PageProvider::span`]) goes to a tree beside the
-//!   array (`outside`), made on first such run: lookups inside the span never
-//!   see it, lookups outside it pay the tree's walk.
+//!   array, made on first such run: lookups inside the span never see it,
+//!   lookups outside it pay the tree's walk.
 //! - **tree**: anywhere in the address space (`mmap`): a radix tree over the
 //!   granules of the 48-bit (64-bit targets: 3 levels of 4096 slots) or
 //!   32-bit (2 levels of 1024 slots) address space.
@@ -162,10 +162,10 @@ fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
     bytes.next_multiple_of(provider.page_size())
 }
 
-/// The map: its top (flat array or tree root) and the release counter.
+/// The map: its flat array, its tree and the release counter.
 pub(crate) struct PageMap {
-    /// The provider-mapped flat slot array or the tree's root node; null
-    /// until the first registration maps it, and for an inline flat map.
+    /// The provider-mapped flat slot array; null until the first
+    /// registration maps it, for an inline flat map, and for a tree.
     root: AtomicPtr<u8>,
     /// Flat layout: address of granule 0 and the slot count; 0 slots means
     /// the tree (or nothing yet). `flat_len` is published last (Release),
@@ -178,9 +178,11 @@ pub(crate) struct PageMap {
     /// [`for_each`](Self::for_each) reads only the part of a large span the
     /// provider has used, not the whole array (untouched pages stay so).
     flat_used: AtomicUsize,
-    /// Flat layout: the root of the tree of runs outside the span (null
-    /// until the first such run).
-    outside: AtomicPtr<u8>,
+    /// The tree's root: of the whole map without a span, of the runs
+    /// outside the span with one (null until the first such run). One field
+    /// for both, so that a lookup the flat array does not cover goes to
+    /// the tree without asking which layout it is in.
+    tree: AtomicPtr<u8>,
     /// Unregistrations so far (see the module's protocol).
     releases: AtomicUsize,
     /// The flat array of a span of at most [`INLINE_SLOTS`] granules.
@@ -218,7 +220,7 @@ impl PageMap {
             flat_start: AtomicUsize::new(0),
             flat_len: AtomicUsize::new(0),
             flat_used: AtomicUsize::new(0),
-            outside: AtomicPtr::new(ptr::null_mut()),
+            tree: AtomicPtr::new(ptr::null_mut()),
             releases: AtomicUsize::new(0),
             inline: [const { AtomicPtr::new(ptr::null_mut()) }; INLINE_SLOTS],
         }
@@ -257,8 +259,7 @@ impl PageMap {
     }
 
     /// The flat array's index of `addr`, or else the root of the tree that
-    /// would hold it: the tree of runs outside the span for a flat map, the
-    /// map's tree otherwise (either may be null).
+    /// would hold it (null if there is none yet).
     ///
     /// A tree has `flat_len` 0, which no index is below, so one comparison
     /// tells both "flat" and "inside the span"; `flat_start` and the array
@@ -269,10 +270,8 @@ impl PageMap {
         let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
         if g < flat_len {
             Ok(g)
-        } else if flat_len != 0 {
-            Err(self.outside.load(Ordering::Acquire))
         } else {
-            Err(self.root.load(Ordering::Acquire))
+            Err(self.tree.load(Ordering::Acquire))
         }
     }
 
@@ -378,8 +377,8 @@ impl PageMap {
             match (inside(start), inside(start + len - 1)) {
                 (true, true) => (true, None),
                 // Outside the span (the provider's span is full): the tree.
-                (false, false) => match self.outside_root(provider, metadata_bytes) {
-                    Some(outside) => (false, Some(outside)),
+                (false, false) => match self.tree_root(provider, metadata_bytes) {
+                    Some(tree) => (false, Some(tree)),
                     None => return false,
                 },
                 // A run across the span's edge breaks the provider's
@@ -439,7 +438,7 @@ impl PageMap {
     #[inline]
     pub(crate) fn prepare<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> bool {
         self.flat_len.load(Ordering::Acquire) != 0
-            || !self.root.load(Ordering::Acquire).is_null()
+            || !self.tree.load(Ordering::Acquire).is_null()
             || self.top_for(provider, metadata).is_some()
     }
 
@@ -452,58 +451,40 @@ impl PageMap {
         if flat_len != 0 {
             return Some(self.flat_array());
         }
-        let (start, slots) = flat_extent(provider).unwrap_or((0, 0));
-        if slots != 0 && slots <= INLINE_SLOTS {
-            self.flat_start.store(start, Ordering::Relaxed);
-            self.flat_len.store(slots, Ordering::Release);
-            return Some(self.flat_array());
-        }
-        let mut top = self.root.load(Ordering::Acquire);
-        if top.is_null() {
-            let bytes = if slots == 0 {
-                NODE_BYTES
-            } else {
-                slots * SLOT_BYTES
-            };
+        let Some((start, slots)) = flat_extent(provider) else {
+            return self.tree_root(provider, metadata);
+        };
+        if slots > INLINE_SLOTS && self.root.load(Ordering::Acquire).is_null() {
+            let bytes = slots * SLOT_BYTES;
             let fresh = Self::new_run(provider, bytes, metadata)?;
-            top = match self.root.compare_exchange(
-                ptr::null_mut(),
-                fresh.as_ptr(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => fresh.as_ptr(),
-                Err(winner) => {
-                    let len = run_len(provider, bytes);
-                    // SAFETY: `fresh` is a zeroed run nobody else refers to.
-                    unsafe { provider.unmap(fresh, len) };
-                    metadata.fetch_sub(len, Ordering::Relaxed);
-                    winner
-                }
-            };
+            if self
+                .root
+                .compare_exchange(
+                    ptr::null_mut(),
+                    fresh.as_ptr(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+            {
+                let len = run_len(provider, bytes);
+                // SAFETY: `fresh` is a zeroed run nobody else refers to.
+                unsafe { provider.unmap(fresh, len) };
+                metadata.fetch_sub(len, Ordering::Relaxed);
+            }
         }
-        if slots != 0 {
-            // Published after the array (Release), by every thread that gets
-            // here (the winner may not have yet): a reader that sees the
-            // slot count sees the array and its start.
-            self.flat_start.store(start, Ordering::Relaxed);
-            self.flat_len.store(slots, Ordering::Release);
-        }
-        Some(top)
+        // Published after the array (Release), by every thread that gets
+        // here (the winner may not have yet): a reader that sees the slot
+        // count sees the array and its start.
+        self.flat_start.store(start, Ordering::Relaxed);
+        self.flat_len.store(slots, Ordering::Release);
+        Some(self.flat_array())
     }
 
-    /// The root of the tree of runs outside a flat span, made and published
-    /// if missing (compare-exchange, as every node).
-    fn outside_root<P: PageProvider>(
-        &self,
-        provider: &P,
-        metadata: &AtomicUsize,
-    ) -> Option<*mut u8> {
-        let root = self.outside.load(Ordering::Acquire);
-        if !root.is_null() {
-            return Some(root);
-        }
-        Self::child(&self.outside, provider, metadata, None)
+    /// The tree's root, made and published if missing (compare-exchange, as
+    /// every node).
+    fn tree_root<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> Option<*mut u8> {
+        Self::child(&self.tree, provider, metadata, None)
     }
 
     /// The tree leaf covering granule `g`, created if missing.
@@ -586,16 +567,13 @@ impl PageMap {
     /// No other thread may use the map, now or later.
     pub(crate) unsafe fn release_nodes<P: PageProvider>(&mut self, provider: &P) {
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
-        let outside = self.outside.swap(ptr::null_mut(), Ordering::Relaxed);
+        let tree = self.tree.swap(ptr::null_mut(), Ordering::Relaxed);
         let flat_len = self.flat_len.swap(0, Ordering::Relaxed);
         self.flat_used.store(0, Ordering::Relaxed);
-        // SAFETY: the outside tree, if any, is ours alone now.
-        unsafe { walk::release_tree(provider, outside) };
-        if flat_len == 0 {
-            // SAFETY: as above, for the tree at `root`.
-            unsafe { walk::release_tree(provider, root) };
-        } else if let Some(array) = NonNull::new(root) {
-            // An inline array (null `root`) has nothing of the provider's.
+        // SAFETY: the tree, if any, is ours alone now.
+        unsafe { walk::release_tree(provider, tree) };
+        // An inline array (null `root`) has nothing of the provider's.
+        if let Some(array) = NonNull::new(root) {
             // SAFETY: the array was a run of `flat_len` slots (page-rounded)
             // from `provider`, which only we can see now.
             unsafe { provider.unmap(array, run_len(provider, flat_len * SLOT_BYTES)) };

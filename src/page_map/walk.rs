@@ -17,13 +17,13 @@ impl PageMap {
     pub(crate) fn for_each(&self, mut f: impl FnMut(usize, Owner)) {
         let flat_len = self.flat_len.load(Ordering::Acquire);
         if flat_len == 0 {
-            // SAFETY: `root` is null or the published tree root.
-            unsafe { for_each_in_tree(self.root.load(Ordering::Acquire), 0, usize::MAX, &mut f) };
+            // SAFETY: `tree` is null or the published tree root.
+            unsafe { for_each_in_tree(self.tree.load(Ordering::Acquire), 0, usize::MAX, &mut f) };
             return;
         }
         let start = self.flat_start.load(Ordering::Relaxed);
         let end = start + (flat_len << GRANULE_SHIFT);
-        let outside = self.outside.load(Ordering::Acquire);
+        let outside = self.tree.load(Ordering::Acquire);
         // SAFETY: `outside` is null or the published root of the tree of
         // runs outside the span.
         unsafe { for_each_in_tree(outside, 0, start, &mut f) };
