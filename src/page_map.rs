@@ -398,7 +398,8 @@ impl PageMap {
             }
         }
         if in_span {
-            let used = ((start + len - 1 - self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT) + 1;
+            let used =
+                ((start + len - 1 - self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT) + 1;
             self.flat_used.fetch_max(used, Ordering::Relaxed);
         }
         for g in first..=last {

@@ -96,14 +96,23 @@ fn blocks_outside_a_full_span_live_and_die_like_the_others() {
         let size = sizes[i % sizes.len()];
         i += 1;
         let layout = Layout::from_size_align(size, 8).unwrap();
-        let p = heap.allocate(layout).unwrap_or_else(|| panic!("block {i} ({outside} outside) failed"));
+        let p = heap
+            .allocate(layout)
+            .unwrap_or_else(|| panic!("block {i} ({outside} outside) failed"));
         unsafe { p.as_ptr().write_bytes(i as u8, size) };
         outside += usize::from(!heap.provider().in_span(p.as_ptr().addr()));
         blocks.push((p, size, i as u8));
     }
     let visited = visit(&heap);
-    assert_eq!(visited.len(), blocks.len(), "every block is visited, in or out");
-    assert!(visited.is_sorted(), "in address order across the span's edge");
+    assert_eq!(
+        visited.len(),
+        blocks.len(),
+        "every block is visited, in or out"
+    );
+    assert!(
+        visited.is_sorted(),
+        "in address order across the span's edge"
+    );
     assert_eq!(heap.stats().live_blocks, blocks.len());
     // A pointer outside the span that no run holds is refused.
     let stray = heap.provider().outside.span().unwrap().1 - MIN_PAGE_SIZE;
@@ -114,7 +123,10 @@ fn blocks_outside_a_full_span_live_and_die_like_the_others() {
     ));
     for (p, size, tag) in blocks.drain(..) {
         let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
-        assert!(bytes.iter().all(|&b| b == tag), "block {p:p} kept its bytes");
+        assert!(
+            bytes.iter().all(|&b| b == tag),
+            "block {p:p} kept its bytes"
+        );
         unsafe { heap.deallocate(p) }.expect("a live block frees");
         // Freed once: the second free is caught, outside the span too.
         assert!(unsafe { heap.deallocate(p) }.is_err());

@@ -104,7 +104,12 @@ fn in_window(win: Option<(usize, usize)>, addr: usize) -> bool {
 /// Maps a run of `len` bytes aligned to `align`, with `guard` bytes of
 /// guard on each side, in the window `win`. `Err(true)`: the window has no
 /// room (map it elsewhere); `Err(false)`: the kernel refused (out of memory).
-fn map_in_window(win: (usize, usize), len: usize, align: usize, guard: usize) -> Result<usize, bool> {
+fn map_in_window(
+    win: (usize, usize),
+    len: usize,
+    align: usize,
+    guard: usize,
+) -> Result<usize, bool> {
     for _ in 0..CONFLICT_TRIES {
         let body = BOOKS.lock().take(win, len, align, guard).ok_or(true)?;
         let (low, total) = (body - guard, len + 2 * guard);
@@ -117,7 +122,11 @@ fn map_in_window(win: (usize, usize), len: usize, align: usize, guard: usize) ->
                 |()| {
                     // SAFETY: the middle of the mapping just made.
                     let opened = unsafe {
-                        libc::mprotect(body as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE)
+                        libc::mprotect(
+                            body as *mut libc::c_void,
+                            len,
+                            libc::PROT_READ | libc::PROT_WRITE,
+                        )
                     };
                     if opened == 0 {
                         return Ok(());
@@ -311,7 +320,12 @@ unsafe fn resize_in_window(
     }
     // SAFETY: the books gave us the range after the run.
     let grown = unsafe {
-        window::map_fixed(old_end, new_len - old_len, libc::PROT_READ | libc::PROT_WRITE, 0)
+        window::map_fixed(
+            old_end,
+            new_len - old_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            0,
+        )
     };
     match grown {
         Ok(()) => true,

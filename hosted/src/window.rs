@@ -111,11 +111,11 @@ fn decode(state: usize) -> (usize, usize) {
 fn choose() -> Option<(usize, usize)> {
     let _errno = ErrnoGuard::save();
     let proposal = propose().unwrap_or(NO_WINDOW);
-    let state = match STATE.compare_exchange(UNCHOSEN, proposal, Ordering::AcqRel, Ordering::Acquire)
-    {
-        Ok(_) => proposal,
-        Err(won) => won,
-    };
+    let state =
+        match STATE.compare_exchange(UNCHOSEN, proposal, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => proposal,
+            Err(won) => won,
+        };
     (state != NO_WINDOW).then(|| decode(state))
 }
 
@@ -151,7 +151,9 @@ fn window_len() -> Option<usize> {
         };
         (libc::sysconf(libc::_SC_PHYS_PAGES), limit)
     };
-    let ram = usize::try_from(pages).unwrap_or(0).saturating_mul(os::page_size());
+    let ram = usize::try_from(pages)
+        .unwrap_or(0)
+        .saturating_mul(os::page_size());
     let mut len = ram
         .saturating_mul(RAM_FACTOR)
         .checked_next_power_of_two()
@@ -297,7 +299,10 @@ impl Books {
                 start: e.start,
                 end: body - guard,
             };
-            let tail = Extent { start: hi, end: e.end };
+            let tail = Extent {
+                start: hi,
+                end: e.end,
+            };
             match (head.start < head.end, tail.start < tail.end) {
                 (false, false) => self.remove(i),
                 (false, true) => self.free[i] = tail,
@@ -326,7 +331,12 @@ impl Books {
 
     /// Takes `[from, to)` for a run that ends at `from` to grow into, if it
     /// is all free. Returns whether it was taken.
-    pub(crate) fn take_after(&mut self, (start, end): (usize, usize), from: usize, to: usize) -> bool {
+    pub(crate) fn take_after(
+        &mut self,
+        (start, end): (usize, usize),
+        from: usize,
+        to: usize,
+    ) -> bool {
         if from == start + self.top {
             if to > end {
                 return false;
@@ -370,7 +380,13 @@ impl Books {
             (true, false) => self.free[i - 1].end = to,
             (false, true) => self.free[i].start = from,
             (false, false) if self.count < FREE_EXTENTS => {
-                self.insert(i, Extent { start: from, end: to });
+                self.insert(
+                    i,
+                    Extent {
+                        start: from,
+                        end: to,
+                    },
+                );
             }
             (false, false) => {}
         }

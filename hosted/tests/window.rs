@@ -49,14 +49,21 @@ fn listed_blocks(out: &Run) -> Vec<u64> {
     out.stdout
         .lines()
         .filter(|l| l.contains(" bytes") && l.contains(" - "))
-        .filter_map(|l| u64::from_str_radix(l.trim().strip_prefix("0x")?.split(' ').next()?, 16).ok())
+        .filter_map(|l| {
+            u64::from_str_radix(l.trim().strip_prefix("0x")?.split(' ').next()?, 16).ok()
+        })
         .collect()
 }
 
 #[test]
 fn runs_lie_in_the_window_by_default() {
     let out = run_window(None);
-    assert_eq!(field(&out, "in_window"), field(&out, "blocks"), "{}", out.stdout);
+    assert_eq!(
+        field(&out, "in_window"),
+        field(&out, "blocks"),
+        "{}",
+        out.stdout
+    );
     let listed = listed_blocks(&out);
     assert!(listed.len() >= 64, "{}", out.stdout);
     assert!(listed.iter().all(|&a| ((1 << 40)..(1 << 45)).contains(&a)));
