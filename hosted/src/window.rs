@@ -262,16 +262,19 @@ pub(crate) struct Books {
 }
 
 /// The books, under the lock every thread takes to use them.
-pub(crate) static BOOKS: Mutex<FutexMutex, Books> = Mutex::const_new(
-    FutexMutex::new(),
-    Books {
-        top: 0,
-        count: 0,
-        free: [Extent { start: 0, end: 0 }; FREE_EXTENTS],
-    },
-);
+pub(crate) static BOOKS: Mutex<FutexMutex, Books> =
+    Mutex::const_new(FutexMutex::new(), Books::new());
 
 impl Books {
+    /// Empty books: the whole window free.
+    const fn new() -> Self {
+        Books {
+            top: 0,
+            count: 0,
+            free: [Extent { start: 0, end: 0 }; FREE_EXTENTS],
+        }
+    }
+
     /// Takes a range for a run of `len` bytes whose start is aligned to
     /// `align`, with `guard` bytes before and after it. Returns the run's
     /// start, or `None` if the window has no such range. First fit: a
@@ -420,4 +423,87 @@ pub(crate) fn before_fork() {
 pub(crate) unsafe fn after_fork() {
     // SAFETY: per the contract.
     unsafe { BOOKS.force_unlock() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: (usize, usize) = (1 << 40, (1 << 40) + (64 << 20));
+    const P: usize = 4096;
+
+    fn free_ranges(b: &Books) -> std::vec::Vec<(usize, usize)> {
+        b.free[..b.count]
+            .iter()
+            .map(|e| (e.start - W.0, e.end - W.0))
+            .collect()
+    }
+
+    #[test]
+    fn runs_come_from_the_top_and_given_back_ones_are_reused_first_fit() {
+        let mut b = Books::new();
+        let a = b.take(W, 4 * P, P, 0).unwrap();
+        let c = b.take(W, 2 * P, P, 0).unwrap();
+        let d = b.take(W, P, P, 0).unwrap();
+        assert_eq!((a - W.0, c - W.0, d - W.0, b.top), (0, 4 * P, 6 * P, 7 * P));
+        b.give(W.0, a, a + 4 * P);
+        assert_eq!(free_ranges(&b), [(0, 4 * P)]);
+        // First fit splits the hole; the rest stays free.
+        assert_eq!(b.take(W, P, P, 0), Some(a));
+        assert_eq!(free_ranges(&b), [(P, 4 * P)]);
+        // Neighbours merge: the hole and `c`, then the top swallows them.
+        b.give(W.0, c, c + 2 * P);
+        assert_eq!(free_ranges(&b), [(P, 6 * P)]);
+        b.give(W.0, d, d + P);
+        assert_eq!((free_ranges(&b), b.top), ([].into(), P));
+    }
+
+    #[test]
+    fn alignment_and_guards_leave_their_gaps_free() {
+        let mut b = Books::new();
+        b.take(W, P, P, 0).unwrap();
+        let aligned = b.take(W, P, 64 * P, P).unwrap();
+        assert_eq!(aligned % (64 * P), 0);
+        // The gap below the guard is free; the guards are the run's.
+        assert_eq!(free_ranges(&b), [(P, aligned - P - W.0)]);
+        assert_eq!(b.top, aligned + 2 * P - W.0);
+        // A run too big for the window is refused, leaving the books as
+        // they were.
+        assert_eq!(b.take(W, 64 << 20, P, 0), None);
+        assert_eq!(b.top, aligned + 2 * P - W.0);
+    }
+
+    #[test]
+    fn a_run_grows_into_the_top_or_a_free_range_after_it_only() {
+        let mut b = Books::new();
+        let a = b.take(W, P, P, 0).unwrap();
+        assert!(b.take_after(W, a + P, a + 3 * P), "the top is free");
+        let c = b.take(W, P, P, 0).unwrap();
+        let d = b.take(W, P, P, 0).unwrap();
+        assert!(!b.take_after(W, c + P, c + 2 * P), "d is in the way");
+        b.give(W.0, d, d + P);
+        // `d` went back to the top: `c` grows into it and beyond.
+        assert!(b.take_after(W, c + P, c + 4 * P));
+        let e = b.take(W, 4 * P, P, 0).unwrap();
+        let f = b.take(W, P, P, 0).unwrap();
+        b.give(W.0, e + 2 * P, e + 4 * P);
+        assert!(
+            !b.take_after(W, e + P, e + 3 * P),
+            "not right after the run"
+        );
+        assert!(b.take_after(W, e + 2 * P, e + 3 * P));
+        assert_eq!(free_ranges(&b), [(e + 3 * P - W.0, e + 4 * P - W.0)]);
+        assert!(!b.take_after(W, f + P, W.1 + P), "past the window's end");
+    }
+
+    #[test]
+    fn the_window_is_chosen_once_in_its_place() {
+        let first = span();
+        assert_eq!(span(), first);
+        if let Some((start, end)) = first {
+            assert!(start >= PLACE_LOW && end <= PLACE_HIGH);
+            assert_eq!(start % PLACE_ALIGN, 0);
+            assert!((end - start).is_power_of_two() && end - start >= MIN_WINDOW);
+        }
+    }
 }
