@@ -1,7 +1,9 @@
 //! The provider's address window (`hosted/src/window.rs`, issue 21): by
 //! default every run lies in it, so the heap's page map is its flat array;
 //! under a low `RLIMIT_AS` there is none and runs are mapped anywhere (the
-//! page map's tree), as before. Both ways, the heap works the same.
+//! page map's tree), as before; and a process that fills its window maps
+//! further runs outside it (the page map's tree beside its array). Every
+//! way, the heap works the same.
 
 mod common;
 
@@ -12,8 +14,9 @@ use common::{Run, command, compile, preloaded, run};
 /// Runs `window.c`, under an address-space limit of `limit` bytes if given
 /// (set before the program starts, as `ulimit -v` does, so before the
 /// library chooses its window).
-fn run_window(limit: Option<u64>) -> Run {
+fn run_window(limit: Option<u64>, args: &[&str]) -> Run {
     let mut cmd = command(compile("window.c"));
+    cmd.args(args);
     preloaded(&mut cmd);
     if let Some(limit) = limit {
         // SAFETY: setrlimit is async-signal-safe and touches only the child.
@@ -57,7 +60,7 @@ fn listed_blocks(out: &Run) -> Vec<u64> {
 
 #[test]
 fn runs_lie_in_the_window_by_default() {
-    let out = run_window(None);
+    let out = run_window(None, &[]);
     assert_eq!(
         field(&out, "in_window"),
         field(&out, "blocks"),
@@ -76,9 +79,27 @@ fn runs_lie_in_the_window_by_default() {
 #[test]
 fn a_low_address_space_limit_maps_runs_anywhere() {
     // 2 GiB: below the smallest window (window::MIN_WINDOW, 4 GiB).
-    let out = run_window(Some(2 << 30));
+    let out = run_window(Some(2 << 30), &[]);
     assert_eq!(field(&out, "in_window"), 0, "{}", out.stdout);
     let listed = listed_blocks(&out);
     assert!(listed.len() >= 64, "{}", out.stdout);
     assert!(listed.iter().all(|&a| !((1 << 40)..(1 << 45)).contains(&a)));
+}
+
+#[test]
+fn runs_go_outside_a_full_window() {
+    // 7 GiB: a 4 GiB window (the largest power of two under the limit),
+    // which three blocks of 1 GiB (untouched) and the page map's array fill.
+    let out = run_window(Some(7 << 30), &["fill"]);
+    assert_eq!(field(&out, "big_out"), 1, "{}", out.stdout);
+    assert!(field(&out, "big_in") >= 2, "{}", out.stdout);
+    assert_eq!(
+        field(&out, "in_window"),
+        field(&out, "blocks"),
+        "{}",
+        out.stdout
+    );
+    let listed = listed_blocks(&out);
+    assert!(listed.len() >= 64 + 3, "{}", out.stdout);
+    assert!(listed.iter().any(|&a| !((1 << 40)..(1 << 45)).contains(&a)));
 }

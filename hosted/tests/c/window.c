@@ -5,7 +5,13 @@
  * (blocks in [1 TiB, 32 TiB), where libft_malloc.so places its address
  * window when it has one: window.rs), "rss_kib <r>" (resident memory after
  * the allocations: the page map's array over the window must not be
- * touched up front) and "done". Exit status = failures. */
+ * touched up front) and "done". Exit status = failures.
+ *
+ * Usage: window [fill]. With "fill", 1 GiB blocks (never touched) are
+ * allocated first until one lies outside the window, which is then full:
+ * prints "big_in <i> big_out <o>", and the big blocks are shrunk by realloc
+ * (in place: growing them would copy a GiB), listed and freed with the
+ * rest. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +41,29 @@ static long rss_kib(void)
 	return resident * 4;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	enum { BIG = 1 << 30, MAX_BIG = 16 };
+	unsigned char *big[MAX_BIG];
+	int nbig = 0, big_in = 0;
+
+	if (argc > 1 && strcmp(argv[1], "fill") == 0) {
+		while (nbig < MAX_BIG && (big[nbig] = malloc(BIG)) != NULL) {
+			big[nbig][0] = 1;
+			big[nbig][BIG - 1] = 2;
+			if (!in_window(big[nbig++]))
+				break;
+			big_in++;
+		}
+		printf("big_in %d big_out %d\n", big_in, nbig - big_in);
+		for (int i = 0; i < nbig; i++) {
+			unsigned char *q = realloc(big[i], BIG / 2);
+			if (!q)
+				return (printf("FAIL realloc big\n"), 1);
+			failures += q != big[i] || q[0] != 1;
+			big[i] = q;
+		}
+	}
 	static const size_t sizes[] = { 16, 100, 3000, 20000, 200000, 1 << 20 };
 	unsigned char *blocks[N];
 	size_t lens[N];
@@ -72,6 +99,8 @@ int main(void)
 	show_alloc_mem();
 	for (int i = 0; i < N; i++)
 		free(blocks[i]);
+	for (int i = 0; i < nbig; i++)
+		free(big[i]);
 	printf("done\n");
 	return failures;
 }
