@@ -205,6 +205,16 @@ pub unsafe trait PageProvider {
         None
     }
 
+    /// Whether [`resize`](Self::resize) with `may_move` moves a run without
+    /// copying its bytes (`mremap` remaps the pages). The heap then moves a
+    /// growing LARGE run before it tries a fresh run and a copy; otherwise
+    /// (an arena copies all of a moved run) only once its span is tight.
+    /// The default: a provider without a span (the address space is the
+    /// kernel's, as `mremap`'s) moves cheaply, one with a span copies.
+    fn moves_without_copying(&self) -> bool {
+        self.span().is_none()
+    }
+
     /// Optional: resizes a run from `old_len` to `new_len` bytes (both
     /// multiples of the page size), like `mremap`. When `may_move` is false
     /// the run must stay where it is. Returns the run's (possibly new) start,
@@ -263,6 +273,9 @@ unsafe impl<P: PageProvider + ?Sized> PageProvider for &P {
     }
     fn span(&self) -> Option<(usize, usize)> {
         (**self).span()
+    }
+    fn moves_without_copying(&self) -> bool {
+        (**self).moves_without_copying()
     }
     unsafe fn resize(
         &self,

@@ -19,10 +19,14 @@
 //! - `unmap` is one `munmap`; the range goes back to the books.
 //! - `resize` shrinks in place (the tail is unmapped and given back) and
 //!   grows in place when the pages after the run are free in the books
-//!   (one more `mmap`, which the kernel merges with the run). It never
-//!   moves a run: the heap asks a provider with a span to move only when its
-//!   span is tight, and otherwise copies (`src/realloc.rs`). So a LARGE block
-//!   that cannot grow in place is copied where `mremap` used to move it.
+//!   (`mremap` without `MREMAP_MAYMOVE`: the run stays one mapping). Otherwise,
+//!   when the heap lets it move, it takes a fresh range of the window,
+//!   claims it with a `PROT_NONE` placeholder and moves the run's pages
+//!   there with `mremap(MREMAP_FIXED)`: no copy, as before the window
+//!   (`moves_without_copying` is true, so the heap moves a growing LARGE
+//!   run before it tries a copy). The placeholder makes a move need the
+//!   new length of free address space under `RLIMIT_AS`, where a plain
+//!   `mremap` needs the growth only.
 //!
 //! Without a window (a 32-bit process, an `RLIMIT_AS` under
 //! `window::MIN_WINDOW`, an address space that does not reach it), every run
@@ -236,6 +240,11 @@ unsafe impl PageProvider for MmapProvider {
         window::span()
     }
 
+    fn moves_without_copying(&self) -> bool {
+        // `mremap` moves pages, in the window or out of it.
+        true
+    }
+
     unsafe fn resize(
         &self,
         run: NonNull<u8>,
@@ -266,7 +275,8 @@ unsafe impl PageProvider for MmapProvider {
         if let Some(win) = win.filter(|_| in_window(win, addr)) {
             // SAFETY: the caller owns the run and, when it shrinks, gives up
             // its bytes past `new_len`.
-            return unsafe { resize_in_window(win, addr, old_len, new_len) }.then_some(run);
+            let resized = unsafe { resize_in_window(win, addr, old_len, new_len, may_move) };
+            return resized.and_then(|at| NonNull::new(at as *mut u8));
         }
         // Outside the window a run moves only while there is no window (the
         // trait's contract: never out of, into or outside a span).
@@ -295,8 +305,10 @@ unsafe impl PageProvider for MmapProvider {
     }
 }
 
-/// Resizes the unguarded run `[addr, addr + old_len)` of the window `win`
-/// in place; whether it could.
+/// Resizes the unguarded run `[addr, addr + old_len)` of the window `win`:
+/// in place, or else, if `may_move`, by moving its pages to another range of
+/// the window (`mremap`, no copy). Returns the run's start, or `None` with
+/// the run as it was.
 ///
 /// # Safety
 ///
@@ -307,34 +319,90 @@ unsafe fn resize_in_window(
     addr: usize,
     old_len: usize,
     new_len: usize,
-) -> bool {
+    may_move: bool,
+) -> Option<usize> {
     let (start, (old_end, new_end)) = (win.0, (addr + old_len, addr + new_len));
     if new_len <= old_len {
         // SAFETY: the run's tail, which the caller gives up.
         unsafe { munmap(new_end, old_len - new_len) };
         BOOKS.lock().give(start, new_end, old_end);
-        return true;
+        return Some(addr);
     }
-    if !BOOKS.lock().take_after(win, old_end, new_end) {
-        return false;
+    if BOOKS.lock().take_after(win, old_end, new_end) {
+        // `mremap` in place extends the run's own mapping, so a run stays
+        // one kernel mapping (a second `mmap` after it would not merge with
+        // a run that was moved, whose page offset is its old address's, and
+        // a later move of both would fail).
+        // SAFETY: the caller owns the run; without MAYMOVE it grows into
+        // the unmapped range after it or fails, changing nothing.
+        let grown = unsafe { libc::mremap(addr as *mut libc::c_void, old_len, new_len, 0) };
+        if grown != libc::MAP_FAILED {
+            return Some(addr);
+        }
+        // Out of memory, or someone else's mapping after the run (a
+        // `map` will find it and skip it).
+        BOOKS.lock().give(start, old_end, new_end);
     }
-    // SAFETY: the books gave us the range after the run.
-    let grown = unsafe {
-        window::map_fixed(
-            old_end,
-            new_len - old_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            0,
-        )
-    };
-    match grown {
-        Ok(()) => true,
-        // Someone else's mapping: the books keep it taken (the window loses
-        // it).
-        Err(Refused::Occupied) => false,
-        Err(Refused::Exhausted) => {
-            BOOKS.lock().give(start, old_end, new_end);
-            false
+    if !may_move {
+        return None;
+    }
+    // SAFETY: the caller owns the run.
+    unsafe { move_in_window(win, addr, old_len, new_len) }
+}
+
+/// Moves the run `[addr, addr + old_len)` of the window `win` to a fresh
+/// range of `new_len` bytes in it: the range is claimed with a `PROT_NONE`
+/// mapping first (so that `MREMAP_FIXED`, which replaces whatever is at its
+/// target, only ever replaces our own placeholder), then the run's pages
+/// are moved over it. Returns the new start, or `None` with the run as it
+/// was.
+///
+/// # Safety
+///
+/// The run is live and the caller's, and `new_len > old_len`.
+unsafe fn move_in_window(
+    win: (usize, usize),
+    addr: usize,
+    old_len: usize,
+    new_len: usize,
+) -> Option<usize> {
+    let page = os::page_size();
+    let mut claimed = None;
+    for _ in 0..CONFLICT_TRIES {
+        let to = BOOKS.lock().take(win, new_len, page, 0)?;
+        // SAFETY: the books gave us the range: nothing of ours is there.
+        match unsafe { window::map_fixed(to, new_len, libc::PROT_NONE, libc::MAP_NORESERVE) } {
+            Ok(()) => {
+                claimed = Some(to);
+                break;
+            }
+            Err(Refused::Occupied) => {}
+            Err(Refused::Exhausted) => {
+                BOOKS.lock().give(win.0, to, to + new_len);
+                return None;
+            }
         }
     }
+    let to = claimed?;
+    // SAFETY: the caller owns the run; the target is our placeholder. On
+    // success the old range is unmapped and the run lives at `to`, its
+    // growth zero-filled; on failure nothing changed.
+    let moved = unsafe {
+        libc::mremap(
+            addr as *mut libc::c_void,
+            old_len,
+            new_len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            to as *mut libc::c_void,
+        )
+    };
+    let (free_from, free_len, result) = if moved == libc::MAP_FAILED {
+        // SAFETY: the placeholder, which nothing uses.
+        unsafe { munmap(to, new_len) };
+        (to, new_len, None)
+    } else {
+        (addr, old_len, Some(to))
+    };
+    BOOKS.lock().give(win.0, free_from, free_from + free_len);
+    result
 }
