@@ -191,11 +191,13 @@ fn map_anywhere_aligned(len: usize, align: usize, guard: usize) -> Option<NonNul
 // books hand a range out once, NOREPLACE maps nothing over another mapping,
 // the kernel's placements are free ranges), and valid until `munmap` or a
 // resize. `span` is `window::span`, fixed once chosen, and chosen before the
-// first run; a run lies wholly in the window or wholly outside it (one
-// mapping cannot straddle the window's edge: the books stay inside it, and
-// a run mapped elsewhere never grows into it, `mremap` growing only into
-// unmapped space that NOREPLACE then skips), and a run outside never moves
-// while there is a window. `page_size` is the kernel's, fixed.
+// first run; a run lies wholly in the window or wholly outside it (the
+// books stay inside it, `map` refuses a kernel placement that touches it,
+// and `resize` refuses to grow a run outside into it), and a run outside
+// never moves while there is a window. Disjointness never rests on the
+// books alone: every mapping in the window is NOREPLACE (or `mremap`
+// without MAYMOVE, or MREMAP_FIXED over our own NOREPLACE placeholder).
+// `page_size` is the kernel's, fixed.
 unsafe impl PageProvider for MmapProvider {
     fn page_size(&self) -> usize {
         os::page_size()
@@ -212,7 +214,24 @@ unsafe impl PageProvider for MmapProvider {
                 Err(true) => {}
             }
         }
-        map_anywhere_aligned(len, align, guard)
+        let run = map_anywhere_aligned(len, align, guard)?;
+        // The kernel places runs far from the window; one in it (possible
+        // only once the address space above it is used up) would be in
+        // ranges the books think free, one across its edge would break the
+        // trait's contract: refuse both.
+        let (low, high) = (
+            run.as_ptr().addr() - guard,
+            run.as_ptr().addr() + len + guard,
+        );
+        if let Some((start, end)) = window::span()
+            && low < end
+            && high > start
+        {
+            // SAFETY: the run just mapped, with its guards; nothing uses it.
+            unsafe { munmap(low, high - low) };
+            return None;
+        }
+        Some(run)
     }
 
     unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
@@ -279,7 +298,14 @@ unsafe impl PageProvider for MmapProvider {
             return resized.and_then(|at| NonNull::new(at as *mut u8));
         }
         // Outside the window a run moves only while there is no window (the
-        // trait's contract: never out of, into or outside a span).
+        // trait's contract: never out of, into or outside a span), and never
+        // grows into the window (it would straddle the span's edge).
+        if let Some((start, end)) = win
+            && addr < end
+            && addr.saturating_add(new_len) > start
+        {
+            return None;
+        }
         let flags = if may_move && win.is_none() {
             libc::MREMAP_MAYMOVE
         } else {

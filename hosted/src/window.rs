@@ -34,8 +34,8 @@
 //!
 //! A process that outgrows its window maps further runs anywhere, as
 //! before; the page map keeps those in a tree beside the array
-//! (`src/page_map.rs`), and they move by `mremap` no more (see
-//! `provider.rs`).
+//! (`src/page_map.rs`); they grow in place or are copied, never moved
+//! (`provider.rs`).
 //!
 //! # Protocol
 //!
