@@ -105,41 +105,52 @@ fn in_window(win: Option<(usize, usize)>, addr: usize) -> bool {
     win.is_some_and(|(start, end)| (start..end).contains(&addr))
 }
 
+/// Why a run was not mapped in the window.
+enum NotInWindow {
+    /// No free range fits (or the ranges tried were someone else's): map
+    /// the run elsewhere.
+    Full,
+    /// The kernel is out of memory or address space: so is every other place.
+    Exhausted,
+}
+
 /// Maps a run of `len` bytes aligned to `align`, with `guard` bytes of
-/// guard on each side, in the window `win`. `Err(true)`: the window has no
-/// room (map it elsewhere); `Err(false)`: the kernel refused (out of memory).
+/// guard on each side, in the window `win`; returns its start.
 fn map_in_window(
     win: (usize, usize),
     len: usize,
     align: usize,
     guard: usize,
-) -> Result<usize, bool> {
+) -> Result<usize, NotInWindow> {
     for _ in 0..CONFLICT_TRIES {
-        let body = BOOKS.lock().take(win, len, align, guard).ok_or(true)?;
+        let body = BOOKS
+            .lock()
+            .take(win, len, align, guard)
+            .ok_or(NotInWindow::Full)?;
         let (low, total) = (body - guard, len + 2 * guard);
         let mapped = if guard == 0 {
             // SAFETY: the books gave us the range: no run of ours is there.
             unsafe { window::map_fixed(low, total, libc::PROT_READ | libc::PROT_WRITE, 0) }
         } else {
-            // SAFETY: as above; the guards stay PROT_NONE, the middle opens.
-            unsafe { window::map_fixed(low, total, libc::PROT_NONE, libc::MAP_NORESERVE) }.and_then(
-                |()| {
-                    // SAFETY: the middle of the mapping just made.
-                    let opened = unsafe {
-                        libc::mprotect(
-                            body as *mut libc::c_void,
-                            len,
-                            libc::PROT_READ | libc::PROT_WRITE,
-                        )
-                    };
-                    if opened == 0 {
-                        return Ok(());
-                    }
-                    // SAFETY: the mapping just made, which nothing uses.
-                    unsafe { munmap(low, total) };
-                    Err(Refused::Exhausted)
-                },
-            )
+            // SAFETY: as above; the guards stay PROT_NONE, the middle opens
+            // (charged to the commit limit then, as a writable mapping is:
+            // no MAP_NORESERVE).
+            unsafe { window::map_fixed(low, total, libc::PROT_NONE, 0) }.and_then(|()| {
+                // SAFETY: the middle of the mapping just made.
+                let opened = unsafe {
+                    libc::mprotect(
+                        body as *mut libc::c_void,
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                    )
+                };
+                if opened == 0 {
+                    return Ok(());
+                }
+                // SAFETY: the mapping just made, which nothing uses.
+                unsafe { munmap(low, total) };
+                Err(Refused::Exhausted)
+            })
         };
         match mapped {
             Ok(()) => return Ok(body),
@@ -148,11 +159,11 @@ fn map_in_window(
             Err(Refused::Occupied) => {}
             Err(Refused::Exhausted) => {
                 BOOKS.lock().give(win.0, low, low + total);
-                return Err(false);
+                return Err(NotInWindow::Exhausted);
             }
         }
     }
-    Err(true)
+    Err(NotInWindow::Full)
 }
 
 /// Maps a run anywhere (outside the window): page aligned by the kernel,
@@ -210,8 +221,8 @@ unsafe impl PageProvider for MmapProvider {
         if let Some(win) = window::span() {
             match map_in_window(win, len, align, guard) {
                 Ok(body) => return NonNull::new(body as *mut u8),
-                Err(false) => return None,
-                Err(true) => {}
+                Err(NotInWindow::Exhausted) => return None,
+                Err(NotInWindow::Full) => {}
             }
         }
         let run = map_anywhere_aligned(len, align, guard)?;
