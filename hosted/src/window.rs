@@ -1,14 +1,15 @@
 //! The provider's span: one address window, chosen once per process, that
 //! [`MmapProvider`](crate::provider::MmapProvider) places its runs in, so
 //! that the heap's page map is a flat array over it (one subtraction, one
-//! shift and one load per lookup) instead of the 3-level tree.
+//! shift, one comparison and one load per lookup) instead of the 3-level
+//! tree.
 //!
 //! # Claimed by convention, not reserved
 //!
 //! The window is *not* a `PROT_NONE` mapping. Each run in it is an ordinary
 //! mapping made with `MAP_FIXED_NOREPLACE` at an address these books choose,
 //! and given back with `munmap`. A reservation would make commits inside it
-//! free of `RLIMIT_AS` (the kernel counts a reserved range once): a program
+//! free of `RLIMIT_AS` (the kernel counted the range when it was reserved): a program
 //! that sets `setrlimit(RLIMIT_AS, current + 96 MiB)` after start-up
 //! (`hosted/tests/c/enomem.c`, `ulimit -v` semantics) would then get
 //! gigabytes more, and `statm` would show the whole window. Plain mappings
@@ -25,8 +26,9 @@
 //!
 //! `2 × RAM`, rounded up to a power of two, between [`MIN_WINDOW`] and
 //! [`MAX_WINDOW`]; the page map's array costs 1/512 of it (128 MiB of
-//! address space for a 64 GiB window, committed page by page as slots are
-//! written). No window, so the tree as before, when:
+//! address space for a 64 GiB window, in `VmSize` from the first
+//! allocation, resident page by page as slots are written). No window, so
+//! the tree as before, when:
 //! - `RLIMIT_AS` is finite and below [`MIN_WINDOW`] (the window is capped to
 //!   the limit otherwise, so its array takes at most 1/512 of it);
 //! - the process is 32-bit, or its address space does not reach the window
@@ -41,8 +43,9 @@
 //!
 //! - **Chosen once, before any run.** [`span`] is the only way in: the
 //!   provider's `map` and the heap's page map both ask it first. The first
-//!   callers each compute a proposal (no mapping is made, so losing costs
-//!   nothing) and publish it by compare-exchange on one word, `STATE`
+//!   callers each compute a proposal (the same one: it follows from the
+//!   machine and the process's random bytes; its probe page is unmapped at
+//!   once, so losing costs nothing) and publish it by compare-exchange on one word, `STATE`
 //!   (start | log2 of the length, or [`NO_WINDOW`]); every caller returns
 //!   what won. So the answer never changes, with no lock and no waiting.
 //! - **The books** (which parts of the window are free) are under one
