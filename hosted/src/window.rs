@@ -37,7 +37,10 @@
 //! A process that outgrows its window maps further runs anywhere, as
 //! before; the page map keeps those in a tree beside the array
 //! (`src/page_map.rs`); they grow in place or are copied, never moved
-//! (`provider.rs`).
+//! (`provider.rs`). One that maps more than half of its window (`RAM`
+//! bytes, a process that overcommits) makes the heap's span *tight*
+//! (INTERNALS.md, "A tight span"): new zones get their scarce layout and
+//! cached LARGE runs are cut to the request, as in a nearly full arena.
 //!
 //! # Protocol
 //!
