@@ -67,18 +67,24 @@ use lock_api::{Mutex, RawMutex};
 use crate::futex_mutex::FutexMutex;
 use crate::os::{self, ErrnoGuard};
 
+/// `bytes` as a `usize`: the sizes and places below are 64-bit ones (a
+/// 32-bit process has no window: [`propose`] returns before using them).
+const fn wide(bytes: u64) -> usize {
+    bytes as usize
+}
+
 /// The smallest window worth its array (8 MiB of slots); a smaller
 /// `RLIMIT_AS` means no window.
-pub(crate) const MIN_WINDOW: usize = 4 << 30;
+pub(crate) const MIN_WINDOW: usize = wide(4 << 30);
 /// The largest window (a 2 GiB array of address space).
-const MAX_WINDOW: usize = 1 << 40;
+const MAX_WINDOW: usize = wide(1 << 40);
 /// The window is `RAM_FACTOR × RAM` (rounded up to a power of two): room for
 /// a process that overcommits, without an array out of proportion.
 const RAM_FACTOR: usize = 2;
 /// Where windows are placed: `[PLACE_LOW, PLACE_HIGH)`, at a multiple of
 /// `PLACE_ALIGN`.
-const PLACE_LOW: usize = 1 << 40;
-const PLACE_HIGH: usize = 1 << 45;
+const PLACE_LOW: usize = wide(1 << 40);
+const PLACE_HIGH: usize = wide(1 << 45);
 const PLACE_ALIGN: usize = 2 << 20;
 /// Free ranges the books remember (16 bytes each). A range given back when
 /// they are full is left to the kernel: the window loses it.
