@@ -125,8 +125,12 @@ fn blocks_outside_a_full_span_live_and_die_like_the_others() {
     ));
     for (p, size, tag) in blocks.drain(..) {
         let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
+        // Every 509th byte and the last (all of them made Miri too slow).
         assert!(
-            bytes.iter().all(|&b| b == tag),
+            (0..size)
+                .step_by(509)
+                .chain([size - 1])
+                .all(|k| bytes[k] == tag),
             "block {p:p} kept its bytes"
         );
         unsafe { heap.deallocate(p) }.expect("a live block frees");
