@@ -252,7 +252,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // A moved run is registered at its new place by the caller: with the
         // reserve full, that cannot fail. A bounded provider moves by
         // copying, and a cached run holds nothing worth copying.
-        let may_move = self.span_bytes().is_none()
+        let may_move = self.provider.moves_without_copying()
             && state
                 .reserve
                 .fill(&self.provider, &self.counters.metadata_bytes);

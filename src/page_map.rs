@@ -4,11 +4,16 @@
 //! One slot per 4 KiB granule, in one of two layouts chosen on first use:
 //!
 //! - **flat**: the provider knows its [`span`](PageProvider::span) (an
-//!   arena): one array of slots over the span, `slot[(addr - start) >> 12]`.
-//!   It costs one pointer per page of the span (1/512 of it on 64-bit
-//!   targets). A span of at most [`INLINE_SLOTS`] granules uses the array
-//!   inside the map itself (so inside the `Heap`): a 16 KiB region keeps all
-//!   its pages for blocks. A larger span's array comes from the provider.
+//!   arena, or `libft_malloc.so`'s address window): one array of slots over
+//!   the span, `slot[(addr - start) >> 12]`. It costs one pointer per page of
+//!   the span (1/512 of it on 64-bit targets), committed by the provider as
+//!   slots are first written. A span of at most [`INLINE_SLOTS`] granules
+//!   uses the array inside the map itself (so inside the `Heap`): a 16 KiB
+//!   region keeps all its pages for blocks. A larger span's array comes from
+//!   the provider. A run the provider places *outside* its span (allowed once
+//!   the span is full: see [`PageProvider::span`]) goes to a tree beside the
+//!   array, made on first such run: lookups inside the span never see it,
+//!   lookups outside it pay the tree's walk.
 //! - **tree**: anywhere in the address space (`mmap`): a radix tree over the
 //!   granules of the 48-bit (64-bit targets: 3 levels of 4096 slots) or
 //!   32-bit (2 levels of 1024 slots) address space.
@@ -80,12 +85,12 @@ const SLOT_BYTES: usize = core::mem::size_of::<usize>();
 const NODE_BYTES: usize = FANOUT * SLOT_BYTES;
 const TAG_MASK: usize = GRANULE - 1;
 /// Granules of the largest span whose flat array lives inside the map (a
-/// 448 KiB span: 896 bytes of slots on 64-bit targets). Sized so that a
+/// 440 KiB span: 880 bytes of slots on 64-bit targets). Sized so that a
 /// `static Heap<ArenaProvider>` stays within a page (`tests/small_heaps.rs`)
 /// with the small-region pool and the arena's four region slots, and still
 /// covers blog_os's 100 KiB heap and the benchmark's smallest mixed-load
 /// regions (320-336 KiB).
-pub(crate) const INLINE_SLOTS: usize = 112;
+pub(crate) const INLINE_SLOTS: usize = 110;
 const TAG_LARGE: usize = TAG_MASK;
 /// A segment of the small-region pool (`coalesce/`).
 const TAG_POOL: usize = TAG_MASK - 1;
@@ -157,10 +162,10 @@ fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
     bytes.next_multiple_of(provider.page_size())
 }
 
-/// The map: its top (flat array or tree root) and the release counter.
+/// The map: its flat array, its tree and the release counter.
 pub(crate) struct PageMap {
-    /// The provider-mapped flat slot array or the tree's root node; null
-    /// until the first registration maps it, and for an inline flat map.
+    /// The provider-mapped flat slot array; null until the first
+    /// registration maps it, for an inline flat map, and for a tree.
     root: AtomicPtr<u8>,
     /// Flat layout: address of granule 0 and the slot count; 0 slots means
     /// the tree (or nothing yet). `flat_len` is published last (Release),
@@ -169,6 +174,15 @@ pub(crate) struct PageMap {
     /// fixed span).
     flat_start: AtomicUsize,
     flat_len: AtomicUsize,
+    /// Flat layout: one past the highest slot ever registered, so that
+    /// [`for_each`](Self::for_each) reads only the part of a large span the
+    /// provider has used, not the whole array (untouched pages stay so).
+    flat_used: AtomicUsize,
+    /// The tree's root: of the whole map without a span, of the runs
+    /// outside the span with one (null until the first such run). One field
+    /// for both, so that a lookup the flat array does not cover goes to
+    /// the tree without asking which layout it is in.
+    tree: AtomicPtr<u8>,
     /// Unregistrations so far (see the module's protocol).
     releases: AtomicUsize,
     /// The flat array of a span of at most [`INLINE_SLOTS`] granules.
@@ -178,6 +192,7 @@ pub(crate) struct PageMap {
 }
 
 mod reserve;
+mod walk;
 pub(crate) use reserve::NodeReserve;
 
 /// Slot `i` of the node or flat array at `node`.
@@ -204,6 +219,8 @@ impl PageMap {
             root: AtomicPtr::new(ptr::null_mut()),
             flat_start: AtomicUsize::new(0),
             flat_len: AtomicUsize::new(0),
+            flat_used: AtomicUsize::new(0),
+            tree: AtomicPtr::new(ptr::null_mut()),
             releases: AtomicUsize::new(0),
             inline: [const { AtomicPtr::new(ptr::null_mut()) }; INLINE_SLOTS],
         }
@@ -231,18 +248,40 @@ impl PageMap {
     /// The slot of the granule holding `addr`, if its nodes exist.
     #[inline(always)]
     fn existing_slot(&self, addr: usize) -> Option<&AtomicPtr<u8>> {
-        // `flat_start` and the array were written before `flat_len` was
-        // published (Acquire here). A tree (or no map yet) has `flat_len`
-        // 0; testing that first keeps the tree's lookup (the hosted heap's)
-        // as short as before there was an inline array.
-        let flat_len = self.flat_len.load(Ordering::Acquire);
-        if flat_len != 0 {
-            let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
-            // SAFETY: the flat array has `flat_len` slots and lives as long
-            // as the map.
-            return (g < flat_len).then(|| unsafe { slot_at(self.flat_array(), g) });
+        match self.flat_index(addr) {
+            // SAFETY: `flat_index` checked `g` against the array's length;
+            // the array lives as long as the map.
+            Ok(g) => Some(unsafe { slot_at(self.flat_array(), g) }),
+            // SAFETY: `root` is null or a published tree root, never freed
+            // while the map lives.
+            Err(root) => unsafe { Self::tree_slot(root, addr) },
         }
-        let root = self.root.load(Ordering::Acquire);
+    }
+
+    /// The flat array's index of `addr`, or else the root of the tree that
+    /// would hold it (null if there is none yet).
+    ///
+    /// A tree has `flat_len` 0, which no index is below, so one comparison
+    /// tells both "flat" and "inside the span"; `flat_start` and the array
+    /// were written before `flat_len` was published (Acquire here).
+    #[inline(always)]
+    fn flat_index(&self, addr: usize) -> Result<usize, *mut u8> {
+        let flat_len = self.flat_len.load(Ordering::Acquire);
+        let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
+        if g < flat_len {
+            Ok(g)
+        } else {
+            Err(self.tree.load(Ordering::Acquire))
+        }
+    }
+
+    /// The leaf slot of `addr` in the tree at `root`, if its nodes exist.
+    ///
+    /// # Safety
+    ///
+    /// `root` is null or a published tree root of this map.
+    #[inline(always)]
+    unsafe fn tree_slot<'a>(root: *mut u8, addr: usize) -> Option<&'a AtomicPtr<u8>> {
         if root.is_null() {
             return None;
         }
@@ -279,11 +318,23 @@ impl PageMap {
     /// cache's free path.
     #[inline(always)]
     pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
-        let slot = self.existing_slot(addr)?.load(Ordering::Acquire);
+        let slot = match self.flat_index(addr) {
+            // A flat slot is the address's own: no high bits to compare.
+            // SAFETY: as in `existing_slot`.
+            Ok(g) => unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire),
+            Err(root) => {
+                // SAFETY: as in `existing_slot`.
+                let slot = unsafe { Self::tree_slot(root, addr) }?.load(Ordering::Acquire);
+                if (slot.addr() ^ addr) & HIGH_MASK != 0 {
+                    return None;
+                }
+                slot
+            }
+        };
         // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
         // or land past the last class.
         let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
-        if class >= crate::size_class::NUM_CLASSES || (slot.addr() ^ addr) & HIGH_MASK != 0 {
+        if class >= crate::size_class::NUM_CLASSES {
             return None;
         }
         let base = slot.map_addr(|a| a & !TAG_MASK);
@@ -317,14 +368,25 @@ impl PageMap {
             return false;
         };
         // Create every node first so failure leaves nothing half-registered.
-        if self.flat_len.load(Ordering::Relaxed) != 0 {
-            // A flat array has every slot of the span, and every run lies in
-            // it (the provider's contract): refuse one that does not.
-            if self.existing_slot(start).is_none() || self.existing_slot(start + len - 1).is_none()
-            {
-                return false;
-            }
+        let flat_len = self.flat_len.load(Ordering::Relaxed);
+        let (in_span, tree) = if flat_len == 0 {
+            (false, Some(root))
         } else {
+            let flat_start = self.flat_start.load(Ordering::Relaxed);
+            let inside = |a: usize| (a.wrapping_sub(flat_start) >> GRANULE_SHIFT) < flat_len;
+            match (inside(start), inside(start + len - 1)) {
+                (true, true) => (true, None),
+                // Outside the span (the provider's span is full): the tree.
+                (false, false) => match self.tree_root(provider, metadata_bytes) {
+                    Some(tree) => (false, Some(tree)),
+                    None => return false,
+                },
+                // A run across the span's edge breaks the provider's
+                // contract: refuse it rather than split it.
+                _ => return false,
+            }
+        };
+        if let Some(root) = tree {
             let mut g = first;
             while g <= last {
                 if Self::leaf_for(provider, root, g, metadata_bytes, reserve.as_deref_mut())
@@ -334,6 +396,11 @@ impl PageMap {
                 }
                 g = (g | (FANOUT - 1)) + 1;
             }
+        }
+        if in_span {
+            let used =
+                ((start + len - 1 - self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT) + 1;
+            self.flat_used.fetch_max(used, Ordering::Relaxed);
         }
         for g in first..=last {
             let slot = self
@@ -372,7 +439,7 @@ impl PageMap {
     #[inline]
     pub(crate) fn prepare<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> bool {
         self.flat_len.load(Ordering::Acquire) != 0
-            || !self.root.load(Ordering::Acquire).is_null()
+            || !self.tree.load(Ordering::Acquire).is_null()
             || self.top_for(provider, metadata).is_some()
     }
 
@@ -385,44 +452,40 @@ impl PageMap {
         if flat_len != 0 {
             return Some(self.flat_array());
         }
-        let (start, slots) = flat_extent(provider).unwrap_or((0, 0));
-        if slots != 0 && slots <= INLINE_SLOTS {
-            self.flat_start.store(start, Ordering::Relaxed);
-            self.flat_len.store(slots, Ordering::Release);
-            return Some(self.flat_array());
-        }
-        let mut top = self.root.load(Ordering::Acquire);
-        if top.is_null() {
-            let bytes = if slots == 0 {
-                NODE_BYTES
-            } else {
-                slots * SLOT_BYTES
-            };
+        let Some((start, slots)) = flat_extent(provider) else {
+            return self.tree_root(provider, metadata);
+        };
+        if slots > INLINE_SLOTS && self.root.load(Ordering::Acquire).is_null() {
+            let bytes = slots * SLOT_BYTES;
             let fresh = Self::new_run(provider, bytes, metadata)?;
-            top = match self.root.compare_exchange(
-                ptr::null_mut(),
-                fresh.as_ptr(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => fresh.as_ptr(),
-                Err(winner) => {
-                    let len = run_len(provider, bytes);
-                    // SAFETY: `fresh` is a zeroed run nobody else refers to.
-                    unsafe { provider.unmap(fresh, len) };
-                    metadata.fetch_sub(len, Ordering::Relaxed);
-                    winner
-                }
-            };
+            if self
+                .root
+                .compare_exchange(
+                    ptr::null_mut(),
+                    fresh.as_ptr(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+            {
+                let len = run_len(provider, bytes);
+                // SAFETY: `fresh` is a zeroed run nobody else refers to.
+                unsafe { provider.unmap(fresh, len) };
+                metadata.fetch_sub(len, Ordering::Relaxed);
+            }
         }
-        if slots != 0 {
-            // Published after the array (Release), by every thread that gets
-            // here (the winner may not have yet): a reader that sees the
-            // slot count sees the array and its start.
-            self.flat_start.store(start, Ordering::Relaxed);
-            self.flat_len.store(slots, Ordering::Release);
-        }
-        Some(top)
+        // Published after the array (Release), by every thread that gets
+        // here (the winner may not have yet): a reader that sees the slot
+        // count sees the array and its start.
+        self.flat_start.store(start, Ordering::Relaxed);
+        self.flat_len.store(slots, Ordering::Release);
+        Some(self.flat_array())
+    }
+
+    /// The tree's root, made and published if missing (compare-exchange, as
+    /// every node).
+    fn tree_root<P: PageProvider>(&self, provider: &P, metadata: &AtomicUsize) -> Option<*mut u8> {
+        Self::child(&self.tree, provider, metadata, None)
     }
 
     /// The tree leaf covering granule `g`, created if missing.
@@ -498,36 +561,6 @@ impl PageMap {
         }
     }
 
-    /// Calls `f` with every registered granule's address and owner, in
-    /// increasing address order (of the granule index).
-    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, Owner)) {
-        let flat_len = self.flat_len.load(Ordering::Acquire);
-        if flat_len != 0 {
-            let start = self.flat_start.load(Ordering::Relaxed);
-            let array = self.flat_array();
-            for g in 0..flat_len {
-                // SAFETY: the flat array has `flat_len` slots.
-                let slot = unsafe { slot_at(array, g) }.load(Ordering::Acquire);
-                if let Some(owner) = Owner::decode(slot) {
-                    f(start + (g << GRANULE_SHIFT), owner);
-                }
-            }
-            return;
-        }
-        let root = self.root.load(Ordering::Acquire);
-        if root.is_null() {
-            return;
-        }
-        let mut visit = |g: usize, slot: *mut u8| {
-            if let Some(owner) = Owner::decode(slot) {
-                let high = owner.base().as_ptr().addr() & HIGH_MASK;
-                f(high | (g << GRANULE_SHIFT), owner);
-            }
-        };
-        // SAFETY: the root is a published node at the top level.
-        unsafe { walk(root, LEVELS - 1, 0, &mut visit) };
-    }
-
     /// Gives every node back to the provider.
     ///
     /// # Safety
@@ -535,70 +568,16 @@ impl PageMap {
     /// No other thread may use the map, now or later.
     pub(crate) unsafe fn release_nodes<P: PageProvider>(&mut self, provider: &P) {
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
+        let tree = self.tree.swap(ptr::null_mut(), Ordering::Relaxed);
         let flat_len = self.flat_len.swap(0, Ordering::Relaxed);
-        // An inline array (or no map) has nothing of the provider's.
-        let Some(root) = NonNull::new(root) else {
-            return;
-        };
-        let bytes = if flat_len != 0 {
-            flat_len * SLOT_BYTES
-        } else {
-            let node_len = run_len(provider, NODE_BYTES);
-            let mut release = |node: NonNull<u8>| {
-                // SAFETY: every tree node is a node run from `provider`, and
-                // only we can see it now.
-                unsafe { provider.unmap(node, node_len) };
-            };
-            // SAFETY: the root is a live node that only we can see.
-            unsafe { walk_nodes(root.as_ptr(), LEVELS - 1, &mut release) };
-            NODE_BYTES
-        };
-        // SAFETY: the top was a run of `bytes` (page-rounded) from `provider`.
-        unsafe { provider.unmap(root, run_len(provider, bytes)) };
-    }
-}
-
-/// Calls `f(granule, slot)` for every non-null leaf slot of the tree under
-/// `node`, a node at `level` (0 = leaf) whose first granule is `first`, in
-/// increasing granule order.
-///
-/// # Safety
-///
-/// `node` is a live tree node at `level`.
-unsafe fn walk(node: *mut u8, level: u32, first: usize, f: &mut dyn FnMut(usize, *mut u8)) {
-    for i in 0..FANOUT {
-        // SAFETY: per the contract; nodes have FANOUT slots.
-        let slot = unsafe { slot_at(node, i) }.load(Ordering::Acquire);
-        if slot.is_null() {
-            continue;
-        }
-        let g = first | (i << (level * NODE_BITS));
-        if level == 0 {
-            f(g, slot);
-        } else {
-            // SAFETY: a non-null slot above the leaves is a live child node.
-            unsafe { walk(slot, level - 1, g, f) };
-        }
-    }
-}
-
-/// Calls `f(child)` for every node below `node` (at `level`), each after
-/// the nodes below it.
-///
-/// # Safety
-///
-/// `node` is a live tree node at `level` that only the caller can see.
-unsafe fn walk_nodes(node: *mut u8, level: u32, f: &mut dyn FnMut(NonNull<u8>)) {
-    if level == 0 {
-        return;
-    }
-    for i in 0..FANOUT {
-        // SAFETY: per the contract.
-        let child = unsafe { slot_at(node, i) }.load(Ordering::Relaxed);
-        if let Some(child) = NonNull::new(child) {
-            // SAFETY: a non-null slot above the leaves is a live child node.
-            unsafe { walk_nodes(child.as_ptr(), level - 1, f) };
-            f(child);
+        self.flat_used.store(0, Ordering::Relaxed);
+        // SAFETY: the tree, if any, is ours alone now.
+        unsafe { walk::release_tree(provider, tree) };
+        // An inline array (null `root`) has nothing of the provider's.
+        if let Some(array) = NonNull::new(root) {
+            // SAFETY: the array was a run of `flat_len` slots (page-rounded)
+            // from `provider`, which only we can see now.
+            unsafe { provider.unmap(array, run_len(provider, flat_len * SLOT_BYTES)) };
         }
     }
 }

@@ -138,7 +138,9 @@ pub const MIN_PAGE_SIZE: usize = 4096;
 /// - If [`zeroed_on_map`](Self::zeroed_on_map) returns `true`, every byte of a
 ///   freshly mapped run (and of the part added by a resize) reads as zero.
 /// - [`span`](Self::span), if it returns a range, returns the same one on
-///   every call, and every run lies inside it.
+///   every call, and every run lies either wholly inside it or wholly
+///   outside it (runs outside are for a provider whose span is full: see
+///   [`span`](Self::span)).
 /// - The optional methods either do exactly what their documentation says or
 ///   keep their default behaviour.
 pub unsafe trait PageProvider {
@@ -190,8 +192,27 @@ pub unsafe trait PageProvider {
     /// that starts empty): the answer must already be the final one, such
     /// as the virtual window the heap will be mapped at
     /// ([`ArenaProvider::empty_in`](crate::ArenaProvider::empty_in)).
+    ///
+    /// Runs belong inside the span; a provider whose span is full may still
+    /// hand out runs wholly outside it (`libft_malloc.so`'s window, once a
+    /// process has outgrown it). The page map keeps those in a tree beside
+    /// its flat array, so they cost a tree walk per lookup; the small-region
+    /// pool, whose links are offsets from the span, takes none of them. A
+    /// run never crosses the span's edge, and [`resize`](Self::resize) never
+    /// moves one across it or outside it (the heap re-registers a moved run
+    /// with the nodes it set aside for the flat array's layout: none).
     fn span(&self) -> Option<(usize, usize)> {
         None
+    }
+
+    /// Whether [`resize`](Self::resize) with `may_move` moves a run without
+    /// copying its bytes (`mremap` remaps the pages). The heap then moves a
+    /// growing LARGE run before it tries a fresh run and a copy; otherwise
+    /// (an arena copies all of a moved run) only once its span is tight.
+    /// The default: a provider without a span (the address space is the
+    /// kernel's, as `mremap`'s) moves cheaply, one with a span copies.
+    fn moves_without_copying(&self) -> bool {
+        self.span().is_none()
     }
 
     /// Optional: resizes a run from `old_len` to `new_len` bytes (both
@@ -252,6 +273,9 @@ unsafe impl<P: PageProvider + ?Sized> PageProvider for &P {
     }
     fn span(&self) -> Option<(usize, usize)> {
         (**self).span()
+    }
+    fn moves_without_copying(&self) -> bool {
+        (**self).moves_without_copying()
     }
     unsafe fn resize(
         &self,

@@ -293,7 +293,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // span has room, a fresh run and a copy of the requested bytes come
         // first and the move last; once it is tight, the move first, since
         // its joining of the free pages around the run matters more.
-        let move_first = self.span_bytes().is_none() || self.span_is_tight();
+        let cheap_move = self.provider.moves_without_copying();
+        let move_first = cheap_move || self.span_is_tight();
         if needed != block.run_len {
             match self.resize_run(&mut state, &block, needed, move_first) {
                 Some(new_start) => {
@@ -309,7 +310,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     // A bounded provider tries the move (again) last: the
                     // failed allocation trimmed the heap, which may have
                     // freed the pages around the run.
-                    if copied.is_ok() || self.span_bytes().is_none() {
+                    if copied.is_ok() || cheap_move {
                         return copied;
                     }
                     return self.realloc_large_by_move(start, ptr, new_size, needed);

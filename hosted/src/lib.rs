@@ -58,6 +58,7 @@ mod policy;
 mod provider;
 mod report;
 mod thread_cache;
+mod window;
 
 pub use futex_mutex::FutexMutex;
 pub use global::FtMalloc;

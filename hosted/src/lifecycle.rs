@@ -98,6 +98,8 @@ extern "C" fn before_fork() {
     crate::hardened::before_fork();
     thread_cache::before_fork();
     HEAP.lock_all();
+    // The provider's books: innermost, taken under heap locks.
+    crate::window::before_fork();
     LOCKED_FOR_FORK.store(true, Ordering::Relaxed);
 }
 
@@ -106,6 +108,7 @@ extern "C" fn after_fork_in_parent() {
         // SAFETY: `before_fork` took every lock, and the list lock, in this
         // thread; glibc has released its own level of the list lock.
         unsafe {
+            crate::window::after_fork();
             HEAP.unlock_all();
             thread_cache::after_fork();
             #[cfg(feature = "c-abi")]
@@ -121,6 +124,7 @@ extern "C" fn after_fork_in_child() {
         // `before_fork`; this thread is its copy, and no other thread exists
         // in the child. The list lock was reset by glibc: not ours to touch.
         unsafe {
+            crate::window::after_fork();
             HEAP.unlock_all();
             thread_cache::after_fork();
             #[cfg(feature = "c-abi")]

@@ -105,8 +105,13 @@ fn realloc_grows_in_place_within_the_block() {
     ] {
         let (hard_moves, hard_copied) = parse(&run_with("realloc_by_byte", env));
         println!("{env:?}: {hard_moves} moves, {hard_copied} bytes copied");
+        // Copies are bounded by the default's or, when that copies less, by
+        // the target's size (1 MiB): since the provider's address window
+        // (issue 21), a default LARGE run grows in place where it used to
+        // move, so the default copies less than one geometric series (0.4
+        // MiB) while the hardened modes copy as before (3.3 MiB).
         assert!(
-            hard_moves <= 2 * moves + 8 && hard_copied <= 4 * copied,
+            hard_moves <= 2 * moves + 8 && hard_copied <= 4 * copied.max(1 << 20),
             "{env:?}: {hard_moves} moves ({hard_copied} bytes) against {moves} ({copied}) by default"
         );
     }
