@@ -354,6 +354,7 @@ pub(crate) unsafe fn reallocate(
 /// # Safety
 ///
 /// As `FrontCache::reallocate_vouched`.
+#[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) unsafe fn reallocate_vouched(
     ptr: NonNull<u8>,
