@@ -87,6 +87,8 @@ lint: setup
 	scripts/check-package.sh
 	$(CARGO) build -p ft_malloc --target aarch64-unknown-none
 	$(CARGO) build -p ft_malloc --target i686-unknown-linux-gnu
+	@# The hosted library for a 32-bit process (no window: the page map's tree).
+	$(CARGO) clippy -p ft_malloc -p ft_malloc_hosted --lib --target i686-unknown-linux-gnu -- -D warnings
 	$(CARGO) build -p ft_malloc --target thumbv7em-none-eabihf
 	$(CARGO) build -p ft_malloc --target riscv32imac-unknown-none-elf
 

@@ -54,7 +54,7 @@ pub(crate) fn may_map_later(len: usize) -> bool {
         let mut limit: libc::rlimit = core::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_AS, &mut limit) == 0
             && limit.rlim_cur != libc::RLIM_INFINITY
-            && len as u64 > limit.rlim_cur
+            && len as libc::rlim_t > limit.rlim_cur
         {
             return false;
         }
