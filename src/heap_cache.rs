@@ -90,6 +90,10 @@ const MAX_BLOCK: usize = 1024;
 /// that a push (`len < DEPTH`) and a pop (`len - 1 < DEPTH`, wrapping)
 /// each test one byte against one constant.
 pub(crate) const NO_STACK: u8 = u8::MAX;
+/// A class's `stack_len` once its first free found that it has no stack
+/// (its blocks are above [`MAX_BLOCK`]): its frees no longer try to open
+/// one (a cold call each).
+const NEVER_STACK: u8 = u8::MAX - 1;
 
 /// Classes with a stack: the first ones, up to [`MAX_BLOCK`].
 const STACKED_CLASSES: usize = {
@@ -102,8 +106,8 @@ const STACKED_CLASSES: usize = {
 
 /// Blocks each class's stack holds at most, on every target (a power of
 /// two, so that finding an entry is a shift and an add).
-const DEPTH: usize = 16;
-const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NO_STACK as usize);
+const DEPTH: usize = 32;
+const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NEVER_STACK as usize);
 
 /// The area pointer's value once making it failed or the span is too
 /// small: no class opens a stack (until `trim`).
@@ -183,7 +187,7 @@ impl HeapCache {
     /// proof): each class's stack is only touched under its lock.
     #[inline(always)]
     pub(crate) fn pop(&self, locked: &mut ClassState, class: SizeClass) -> Option<Entry> {
-        // `NO_STACK` and 0 both wrap to at least `DEPTH`.
+        // `NO_STACK`, `NEVER_STACK` and 0 all wrap to at least `DEPTH`.
         let len = locked.stack_len.wrapping_sub(1);
         if len as usize >= DEPTH {
             return None;
@@ -438,11 +442,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Opens `class`'s stack, making the area if it was never tried (see
     /// [`NO_AREA`]), if the class has one; returns whether it did. The
     /// caller holds `class`'s lock (`state`) and its stack is not open
-    /// (`NO_STACK`).
+    /// (`NO_STACK`). A class without a stack is marked [`NEVER_STACK`], so
+    /// that its frees stop asking.
     #[cold]
     #[inline(never)]
     pub(crate) fn open_stack(&self, state: &mut ClassState, class: SizeClass) -> bool {
         if class.index() >= STACKED_CLASSES {
+            state.stack_len = NEVER_STACK;
             return false;
         }
         if self.heap_cache.untried() {
