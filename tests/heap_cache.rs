@@ -239,31 +239,31 @@ fn a_doubling_vector_moves_at_every_other_step() {
     assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::Overflow));
 }
 
-/// A stack holds 16 blocks; the frees past them go to their zones, under
+/// A stack holds 32 blocks; the frees past them go to their zones, under
 /// the same lock. A second free of either kind of block is caught, the
 /// stacked ones are handed out again last freed first, and the zones' ones
 /// after them.
 #[test]
 fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     let heap = heap();
-    let blocks: Vec<_> = (0..24)
+    let blocks: Vec<_> = (0..40)
         .map(|_| heap.allocate(layout(24)).unwrap())
         .collect();
     for &p in &blocks {
         unsafe { heap.deallocate(p) }.unwrap();
     }
-    assert_eq!(heap.stats().cached_blocks, 16, "the stack is full at 16");
+    assert_eq!(heap.stats().cached_blocks, 32, "the stack is full at 32");
     assert_eq!(heap.stats().live_blocks, 0);
     for &p in &blocks {
         assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
     }
-    assert_eq!(heap.stats().errors, 24);
+    assert_eq!(heap.stats().errors, 40);
     // Stacked blocks come back first, the last freed first.
-    for &p in blocks[..16].iter().rev() {
+    for &p in blocks[..32].iter().rev() {
         assert_eq!(heap.allocate(layout(24)), Some(p));
     }
     let rest: Vec<_> = (0..8).map(|_| heap.allocate(layout(24)).unwrap()).collect();
-    let mut expected = blocks[16..].to_vec();
+    let mut expected = blocks[32..].to_vec();
     let mut got = rest.clone();
     expected.sort();
     got.sort();
@@ -271,5 +271,5 @@ fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     for p in blocks {
         unsafe { heap.deallocate(p) }.unwrap();
     }
-    assert_eq!(heap.stats().errors, 24);
+    assert_eq!(heap.stats().errors, 40);
 }
