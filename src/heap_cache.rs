@@ -13,7 +13,8 @@
 //! kept in its class's state (`ClassState::stack_len`), next to the lock:
 //! [`NO_STACK`] until the class's first free that the stack does not take
 //! finds the area made (or makes it), so that the hot paths test one byte
-//! and never the area pointer.
+//! and never the area pointer; [`NEVER_STACK`] once a class's first free
+//! found that it has none (its frees stop asking).
 //!
 //! - **Free** (`free.rs`): a class whose stack is full or not open goes the
 //!   whole way at once, with the zone it found. Otherwise the block is
@@ -71,13 +72,13 @@ use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
-/// whole pages (8 KiB on 64-bit targets, 4 KiB on 32-bit ones).
+/// whole pages (16 KiB on 64-bit targets, 8 KiB on 32-bit ones).
 const AREA_BYTES: usize =
     (DEPTH * STACKED_CLASSES * size_of::<Entry>()).next_multiple_of(MIN_PAGE_SIZE);
 /// A span smaller than this gets no area. In a small region every page
 /// counts (`tests/small_heaps.rs`: the minimum-region load runs in 384
 /// KiB), and blocks pinned in stacks keep zones from going back; here the
-/// area is 1.6% of the span at most.
+/// area is 3.1% of the span at most.
 pub(crate) const AREA_MIN_SPAN: usize = 512 << 10;
 /// Only classes of blocks up to this size have a stack: a kernel's
 /// everyday objects. Bigger blocks go back to their zones at once, so the
