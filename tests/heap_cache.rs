@@ -273,3 +273,30 @@ fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     }
     assert_eq!(heap.stats().errors, 40);
 }
+
+/// A class above 1 KiB has no stack: its blocks go back to their zone at
+/// every free (the first one marks the class so, the later ones do not
+/// ask again), a second free is still caught, and a block freed is handed
+/// out again from the zone, live and exact in `stats`.
+#[test]
+fn blocks_above_the_stacked_classes_go_back_to_their_zones() {
+    let heap = heap();
+    // A small block first, so that the area exists and stacks are open.
+    let small = heap.allocate(layout(16)).unwrap();
+    unsafe { heap.deallocate(small) }.unwrap();
+    assert_eq!(heap.stats().cached_blocks, 1);
+    let big: Vec<_> = (0..3)
+        .map(|_| heap.allocate(layout(2000)).unwrap())
+        .collect();
+    for &p in &big {
+        unsafe { heap.deallocate(p) }.unwrap();
+        assert_eq!(heap.stats().cached_blocks, 1, "not stacked");
+        assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
+    }
+    assert_eq!(heap.stats().live_blocks, 0);
+    assert_eq!(heap.stats().errors, 3);
+    let again = heap.allocate(layout(2000)).unwrap();
+    assert!(big.contains(&again), "from the zone's free blocks");
+    assert_eq!(heap.stats().live_blocks, 1);
+    unsafe { heap.deallocate(again) }.unwrap();
+}
