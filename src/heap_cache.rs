@@ -13,7 +13,8 @@
 //! kept in its class's state (`ClassState::stack_len`), next to the lock:
 //! [`NO_STACK`] until the class's first free that the stack does not take
 //! finds the area made (or makes it), so that the hot paths test one byte
-//! and never the area pointer.
+//! and never the area pointer; [`NEVER_STACK`] once a class's first free
+//! found that it has none (its frees stop asking).
 //!
 //! - **Free** (`free.rs`): a class whose stack is full or not open goes the
 //!   whole way at once, with the zone it found. Otherwise the block is
@@ -71,13 +72,13 @@ use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
-/// whole pages (8 KiB on 64-bit targets, 4 KiB on 32-bit ones).
+/// whole pages (16 KiB on 64-bit targets, 8 KiB on 32-bit ones).
 const AREA_BYTES: usize =
     (DEPTH * STACKED_CLASSES * size_of::<Entry>()).next_multiple_of(MIN_PAGE_SIZE);
 /// A span smaller than this gets no area. In a small region every page
 /// counts (`tests/small_heaps.rs`: the minimum-region load runs in 384
 /// KiB), and blocks pinned in stacks keep zones from going back; here the
-/// area is 1.6% of the span at most.
+/// area is 3.1% of the span at most.
 pub(crate) const AREA_MIN_SPAN: usize = 512 << 10;
 /// Only classes of blocks up to this size have a stack: a kernel's
 /// everyday objects. Bigger blocks go back to their zones at once, so the
@@ -90,6 +91,10 @@ const MAX_BLOCK: usize = 1024;
 /// that a push (`len < DEPTH`) and a pop (`len - 1 < DEPTH`, wrapping)
 /// each test one byte against one constant.
 pub(crate) const NO_STACK: u8 = u8::MAX;
+/// A class's `stack_len` once its first free found that it has no stack
+/// (its blocks are above [`MAX_BLOCK`]): its frees no longer try to open
+/// one (a cold call each).
+const NEVER_STACK: u8 = u8::MAX - 1;
 
 /// Classes with a stack: the first ones, up to [`MAX_BLOCK`].
 const STACKED_CLASSES: usize = {
@@ -102,8 +107,8 @@ const STACKED_CLASSES: usize = {
 
 /// Blocks each class's stack holds at most, on every target (a power of
 /// two, so that finding an entry is a shift and an add).
-const DEPTH: usize = 16;
-const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NO_STACK as usize);
+const DEPTH: usize = 32;
+const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NEVER_STACK as usize);
 
 /// The area pointer's value once making it failed or the span is too
 /// small: no class opens a stack (until `trim`).
@@ -183,7 +188,7 @@ impl HeapCache {
     /// proof): each class's stack is only touched under its lock.
     #[inline(always)]
     pub(crate) fn pop(&self, locked: &mut ClassState, class: SizeClass) -> Option<Entry> {
-        // `NO_STACK` and 0 both wrap to at least `DEPTH`.
+        // `NO_STACK`, `NEVER_STACK` and 0 all wrap to at least `DEPTH`.
         let len = locked.stack_len.wrapping_sub(1);
         if len as usize >= DEPTH {
             return None;
@@ -438,11 +443,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Opens `class`'s stack, making the area if it was never tried (see
     /// [`NO_AREA`]), if the class has one; returns whether it did. The
     /// caller holds `class`'s lock (`state`) and its stack is not open
-    /// (`NO_STACK`).
+    /// (`NO_STACK`). A class without a stack is marked [`NEVER_STACK`], so
+    /// that its frees stop asking.
     #[cold]
     #[inline(never)]
     pub(crate) fn open_stack(&self, state: &mut ClassState, class: SizeClass) -> bool {
         if class.index() >= STACKED_CLASSES {
+            state.stack_len = NEVER_STACK;
             return false;
         }
         if self.heap_cache.untried() {

@@ -239,31 +239,31 @@ fn a_doubling_vector_moves_at_every_other_step() {
     assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::Overflow));
 }
 
-/// A stack holds 16 blocks; the frees past them go to their zones, under
+/// A stack holds 32 blocks; the frees past them go to their zones, under
 /// the same lock. A second free of either kind of block is caught, the
 /// stacked ones are handed out again last freed first, and the zones' ones
 /// after them.
 #[test]
 fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     let heap = heap();
-    let blocks: Vec<_> = (0..24)
+    let blocks: Vec<_> = (0..40)
         .map(|_| heap.allocate(layout(24)).unwrap())
         .collect();
     for &p in &blocks {
         unsafe { heap.deallocate(p) }.unwrap();
     }
-    assert_eq!(heap.stats().cached_blocks, 16, "the stack is full at 16");
+    assert_eq!(heap.stats().cached_blocks, 32, "the stack is full at 32");
     assert_eq!(heap.stats().live_blocks, 0);
     for &p in &blocks {
         assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
     }
-    assert_eq!(heap.stats().errors, 24);
+    assert_eq!(heap.stats().errors, 40);
     // Stacked blocks come back first, the last freed first.
-    for &p in blocks[..16].iter().rev() {
+    for &p in blocks[..32].iter().rev() {
         assert_eq!(heap.allocate(layout(24)), Some(p));
     }
     let rest: Vec<_> = (0..8).map(|_| heap.allocate(layout(24)).unwrap()).collect();
-    let mut expected = blocks[16..].to_vec();
+    let mut expected = blocks[32..].to_vec();
     let mut got = rest.clone();
     expected.sort();
     got.sort();
@@ -271,5 +271,32 @@ fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     for p in blocks {
         unsafe { heap.deallocate(p) }.unwrap();
     }
-    assert_eq!(heap.stats().errors, 24);
+    assert_eq!(heap.stats().errors, 40);
+}
+
+/// A class above 1 KiB has no stack: its blocks go back to their zone at
+/// every free (the first one marks the class so, the later ones do not
+/// ask again), a second free is still caught, and a block freed is handed
+/// out again from the zone, live and exact in `stats`.
+#[test]
+fn blocks_above_the_stacked_classes_go_back_to_their_zones() {
+    let heap = heap();
+    // A small block first, so that the area exists and stacks are open.
+    let small = heap.allocate(layout(16)).unwrap();
+    unsafe { heap.deallocate(small) }.unwrap();
+    assert_eq!(heap.stats().cached_blocks, 1);
+    let big: Vec<_> = (0..3)
+        .map(|_| heap.allocate(layout(2000)).unwrap())
+        .collect();
+    for &p in &big {
+        unsafe { heap.deallocate(p) }.unwrap();
+        assert_eq!(heap.stats().cached_blocks, 1, "not stacked");
+        assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
+    }
+    assert_eq!(heap.stats().live_blocks, 0);
+    assert_eq!(heap.stats().errors, 3);
+    let again = heap.allocate(layout(2000)).unwrap();
+    assert!(big.contains(&again), "from the zone's free blocks");
+    assert_eq!(heap.stats().live_blocks, 1);
+    unsafe { heap.deallocate(again) }.unwrap();
 }
