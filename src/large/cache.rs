@@ -135,16 +135,17 @@ impl RunCache {
         Some(self.take(oldest))
     }
 
-    /// An ageing tick: unlinks and hands to `unmap` every run that was
-    /// already cached at the previous tick; marks the others.
-    pub(crate) fn age(&mut self, mut unmap: impl FnMut(NonNull<u8>, usize)) {
+    /// An ageing tick: moves to `doomed` every run that was already cached
+    /// at the previous tick; marks the others.
+    pub(crate) fn age(&mut self, doomed: &mut RunCache) {
         let (mut prev, mut run) = (ptr::null_mut(), self.head);
         while !run.is_null() {
-            // SAFETY: as in `choose`; a run is read before it is handed over.
+            // SAFETY: as in `choose`; a run is read before it is moved.
             let (aged, next) = unsafe { ((*run).aged, (*run).next) };
             if aged {
                 let (start, len) = self.take(Choice { prev, run });
-                unmap(start, len);
+                // SAFETY: just unlinked: cached, so unregistered and unused.
+                unsafe { doomed.push(start, len) };
             } else {
                 // SAFETY: as above.
                 unsafe { (*run).aged = true };
