@@ -28,6 +28,33 @@
 //!   there (all stale ones, or only the oldest, every 256 frees) unmapped
 //!   the big runs a random mix of sizes waits for, and tripled the `mmap`
 //!   calls and the lock waits of `hosted/bench/large_threads.c`.
+//!
+//! # The LARGE lock: who holds what
+//!
+//! The LARGE lock guards the cache list, the counts and the page map's
+//! LARGE entries (registration and unregistration, so that under the lock
+//! an entry naming a LARGE run proves the run live: its header readable).
+//! It is never held across a system call or a first touch of a page:
+//! - a run is *owned* by exactly one of: the page map (registered, live:
+//!   its user holds the pointer), the cache list (unregistered), or one
+//!   thread (unregistered and on no list: fresh from the provider, just
+//!   unlinked from the cache, or on that thread's `doomed` list). Only the
+//!   owning thread touches a run it owns, so it maps, grows, shrinks,
+//!   writes the header of, or unmaps that run with no lock held;
+//! - allocation: lock, unlink a cached run, unlock; grow or shrink it (or
+//!   map a fresh one) and write its header; lock, register, count, unlock;
+//! - free: lock, check the entry and the header, break the header,
+//!   unregister, cache the run (evicting older runs to a `doomed` list
+//!   threaded through them), unlock; then unmap the doomed runs;
+//! - realloc (`realloc.rs`) keeps the lock across the provider's resize of
+//!   a *live* run: its entry moves with it (unregister, resize, register).
+//!
+//! Lock order: the LARGE lock is taken with no other heap lock held (except
+//! by `lock_all`, after the class locks) and nothing but the provider's own
+//! lock (and the lock-free page map) is taken under it. A fork that lands
+//! while a thread owns a run outside the lock leaks that run in the child
+//! (the child has no such thread), as glibc leaks an in-flight mmapped
+//! chunk; nothing there is locked.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
