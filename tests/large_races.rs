@@ -7,8 +7,8 @@ mod common;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use ft_malloc::Heap;
 
@@ -43,7 +43,10 @@ unsafe fn stamp(p: NonNull<u8>, size: usize, serial: usize) {
 unsafe fn check(p: NonNull<u8>) -> usize {
     unsafe {
         let [size, serial] = p.cast::<[usize; 2]>().read_unaligned();
-        assert!((20 << 10..=(3 << 20)).contains(&size), "stamp gone at {p:p}");
+        assert!(
+            (20 << 10..=(3 << 20)).contains(&size),
+            "stamp gone at {p:p}"
+        );
         assert_eq!(p.add(size - 8).cast::<usize>().read_unaligned(), serial);
         size
     }
@@ -77,7 +80,7 @@ fn large_blocks_swapped_between_threads_stay_disjoint() {
                     };
                     // `old` is this thread's alone now.
                     let old_size = unsafe { check(old) };
-                    let old = if next(&mut x) % 3 == 0 {
+                    let old = if next(&mut x).is_multiple_of(3) {
                         let new_size = large_size(&mut x);
                         let moved = unsafe { heap.reallocate(old, layout(new_size)) }.unwrap();
                         // The block's first bytes came along.
@@ -153,7 +156,10 @@ fn a_stale_large_free_racing_reuse_frees_each_block_once() {
             }
         });
     });
-    assert_eq!(freed.load(Ordering::Relaxed), allocated.load(Ordering::Relaxed));
+    assert_eq!(
+        freed.load(Ordering::Relaxed),
+        allocated.load(Ordering::Relaxed)
+    );
     let stats = heap.stats();
     assert_eq!(stats.large_runs, 0);
     // A run cached twice would be counted twice: the cache holds at most
