@@ -69,7 +69,7 @@ use crate::provider::PageProvider;
 
 mod cache;
 
-use cache::RunCache;
+use cache::{Doomed, RunCache};
 
 /// Bytes before the user pointer at the default alignment.
 pub(crate) const LARGE_HEADER_SIZE: usize = 32;
@@ -306,7 +306,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             None => {
                 // Back to the cache, as it was (whatever it evicts is
                 // unmapped after the lock).
-                let mut doomed = RunCache::new();
+                let mut doomed = Doomed::new();
                 let mut state = self.large.lock();
                 state.cache_run(start, len, &mut doomed);
                 drop(state);
@@ -379,7 +379,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// released.
     #[inline(never)]
     pub(crate) fn free_large(&self, start: NonNull<u8>, ptr: NonNull<u8>) -> Result<(), HeapError> {
-        let mut doomed = RunCache::new();
+        let mut doomed = Doomed::new();
         let mut state = self.large.lock();
         let block = self.large_block(start, ptr)?;
         // Break the header so a stale copy of this pointer can never pass.
@@ -406,10 +406,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// released. A hardened host calls it after each LARGE free so that no
     /// freed run stays mapped.
     pub fn trim_large_cache(&self) -> usize {
+        let mut doomed = Doomed::new();
+        let mut released = 0;
         let mut state = self.large.lock();
-        let doomed = core::mem::replace(&mut state.cache, RunCache::new());
+        state.cache.drain(|start, len| {
+            // SAFETY: just unlinked from the cache: unregistered and unused.
+            unsafe { doomed.push(start, len) };
+            released += len;
+        });
         drop(state);
-        let released = doomed.bytes;
         self.unmap_doomed(doomed);
         released
     }
@@ -421,7 +426,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// unmapped); while LARGE frees go on, they age it themselves. Never
     /// waits for the LARGE lock: if it is busy, LARGE blocks are in use.
     pub(crate) fn decay_large_cache(&self) {
-        let mut doomed = RunCache::new();
+        let mut doomed = Doomed::new();
         if let Some(mut state) = self.large.try_lock() {
             if state.frees == state.activity_frees && state.cache.runs > 0 {
                 state.cache.age(&mut doomed);
@@ -433,7 +438,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// Unmaps the runs taken out of the cache (or freed past the
     /// threshold) under the LARGE lock, now that it is released.
-    fn unmap_doomed(&self, mut doomed: RunCache) {
+    fn unmap_doomed(&self, doomed: Doomed) {
         doomed.drain(|start, len| {
             // SAFETY: runs on a doomed list are unregistered, unlinked from
             // the cache and used by nobody: this thread's alone.
@@ -483,7 +488,7 @@ impl LargeState {
     /// Keeps a freed (unregistered) run for reuse; the runs that do not fit
     /// (it, or older ones evicted to make room) go to `doomed`, to be
     /// unmapped once the LARGE lock is released.
-    fn cache_run(&mut self, start: NonNull<u8>, len: usize, doomed: &mut RunCache) {
+    fn cache_run(&mut self, start: NonNull<u8>, len: usize, doomed: &mut Doomed) {
         if len > LARGE_CACHE_RUN_MAX || len > LARGE_CACHE_BYTES_MAX {
             // SAFETY: the run was just freed and is unregistered.
             unsafe { doomed.push(start, len) };

@@ -14,8 +14,8 @@
 //! - the *age* list (most recent first): eviction takes its tail at once,
 //!   and an ageing tick walks it.
 //!
-//! Everything here runs under the LARGE lock, or on a list private to one
-//! thread (`large.rs`'s `doomed` runs).
+//! Everything here runs under the LARGE lock, except a [`Doomed`] list,
+//! which is private to one thread.
 
 use core::ptr::{self, NonNull};
 
@@ -215,7 +215,7 @@ impl RunCache {
 
     /// An ageing tick: moves to `doomed` every run that was already cached
     /// at the previous tick; marks the others.
-    pub(crate) fn age(&mut self, doomed: &mut RunCache) {
+    pub(crate) fn age(&mut self, doomed: &mut Doomed) {
         let mut run = self.newest;
         while !run.is_null() {
             // SAFETY: cached runs, under the lock; a run is read before it
@@ -237,6 +237,58 @@ impl RunCache {
     pub(crate) fn drain(&mut self, mut unmap: impl FnMut(NonNull<u8>, usize)) {
         while let Some((start, len)) = self.take_oldest() {
             unmap(start, len);
+        }
+    }
+}
+
+/// The first bytes of a run on a [`Doomed`] list.
+#[repr(C)]
+struct DoomedRun {
+    next: *mut DoomedRun,
+    len: usize,
+}
+
+/// Runs taken out of the cache (evicted, aged, trimmed) or freed past the
+/// threshold under the LARGE lock, to be unmapped by the same thread once
+/// the lock is released: a list threaded through them, one word on the
+/// stack.
+pub(crate) struct Doomed {
+    head: *mut DoomedRun,
+}
+
+impl Doomed {
+    pub(crate) const fn new() -> Self {
+        Doomed {
+            head: ptr::null_mut(),
+        }
+    }
+
+    /// Adds `start`/`len`.
+    ///
+    /// # Safety
+    ///
+    /// The run is the heap's, mapped, unregistered, in no cache and used by
+    /// nobody: the caller's alone.
+    pub(crate) unsafe fn push(&mut self, start: NonNull<u8>, len: usize) {
+        let run = start.cast::<DoomedRun>().as_ptr();
+        // SAFETY: per the contract; page aligned, so aligned for the struct.
+        unsafe {
+            run.write(DoomedRun {
+                next: self.head,
+                len,
+            })
+        };
+        self.head = run;
+    }
+
+    /// Hands every run to `unmap`.
+    pub(crate) fn drain(self, mut unmap: impl FnMut(NonNull<u8>, usize)) {
+        let mut run = self.head;
+        while let Some(r) = NonNull::new(run) {
+            // SAFETY: pushed runs are mapped and ours; read before unmapping.
+            let DoomedRun { next, len } = unsafe { r.as_ptr().read() };
+            unmap(r.cast(), len);
+            run = next;
         }
     }
 }
