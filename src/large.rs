@@ -28,6 +28,33 @@
 //!   there (all stale ones, or only the oldest, every 256 frees) unmapped
 //!   the big runs a random mix of sizes waits for, and tripled the `mmap`
 //!   calls and the lock waits of `hosted/bench/large_threads.c`.
+//!
+//! # The LARGE lock: who holds what
+//!
+//! The LARGE lock guards the cache list, the counts and the page map's
+//! LARGE entries (registration and unregistration, so that under the lock
+//! an entry naming a LARGE run proves the run live: its header readable).
+//! It is never held across a system call or a first touch of a page:
+//! - a run is *owned* by exactly one of: the page map (registered, live:
+//!   its user holds the pointer), the cache list (unregistered), or one
+//!   thread (unregistered and on no list: fresh from the provider, just
+//!   unlinked from the cache, or on that thread's `doomed` list). Only the
+//!   owning thread touches a run it owns, so it maps, grows, shrinks,
+//!   writes the header of, or unmaps that run with no lock held;
+//! - allocation: lock, unlink a cached run, unlock; grow or shrink it (or
+//!   map a fresh one) and write its header; lock, register, count, unlock;
+//! - free: lock, check the entry and the header, break the header,
+//!   unregister, cache the run (evicting older runs to a `doomed` list
+//!   threaded through them), unlock; then unmap the doomed runs;
+//! - realloc (`realloc.rs`) keeps the lock across the provider's resize of
+//!   a *live* run: its entry moves with it (unregister, resize, register).
+//!
+//! Lock order: the LARGE lock is taken with no other heap lock held (except
+//! by `lock_all`, after the class locks) and nothing but the provider's own
+//! lock (and the lock-free page map) is taken under it. A fork that lands
+//! while a thread owns a run outside the lock leaks that run in the child
+//! (the child has no such thread), as glibc leaks an in-flight mmapped
+//! chunk; nothing there is locked.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
@@ -42,7 +69,7 @@ use crate::provider::PageProvider;
 
 mod cache;
 
-use cache::RunCache;
+use cache::{Doomed, RunCache};
 
 /// Bytes before the user pointer at the default alignment.
 pub(crate) const LARGE_HEADER_SIZE: usize = 32;
@@ -142,14 +169,6 @@ impl LargeState {
             cache_threshold: LARGE_CACHE_THRESHOLD_START,
         }
     }
-
-    /// An ageing tick (see [`RunCache::age`]): the runs cached at the
-    /// previous tick and unused since are unmapped.
-    fn age<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
-        // SAFETY: cached runs are unregistered and unused.
-        self.cache
-            .age(|start, len| unsafe { heap.unmap_cached(start, len) });
-    }
 }
 
 /// Where the user pointer goes in a run for alignment `align`.
@@ -159,6 +178,12 @@ fn user_offset_for(align: usize) -> usize {
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Allocates a LARGE block of `size` bytes aligned to `align`.
+    ///
+    /// The LARGE lock is held twice, briefly: to unlink a cached run, and to
+    /// register the run and count it. Mapping, growing or shrinking the run
+    /// and writing its header (the first touch of a fresh run's first page)
+    /// happen between, on a run nobody else can reach (see the protocol at
+    /// the top of this file).
     #[inline(never)]
     pub(crate) fn alloc_large(
         &self,
@@ -176,43 +201,42 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return None;
         }
         let run_align = align.max(page);
-        let mut state = self.large.lock();
         let cached = if run_align == page {
-            self.take_cached(&mut state, needed)
+            self.take_cached(needed)
         } else {
             None
         };
         let (start, run_len, fresh) = match cached {
-            Some((start, len)) => {
-                let owner = Owner::Large { base: start };
-                let user = start.as_ptr().addr() + user_offset;
-                if !self.page_map.register(
-                    &self.provider,
-                    user,
-                    1,
-                    owner,
-                    &self.counters.metadata_bytes,
-                    Some(&mut state.reserve),
-                ) {
-                    // Put it back; nothing changed.
-                    state.cache_run(self, start, len);
-                    return None;
-                }
-                (start, len, false)
-            }
-            None => {
-                let start = self.map_run(needed, run_align, user_offset, 1, |base| {
-                    Owner::Large { base }
-                })?;
-                (start, needed, self.provider.zeroed_on_map())
-            }
+            Some((start, len)) => (start, len, false),
+            None => (
+                self.map_large_run(needed, run_align)?,
+                needed,
+                self.provider.zeroed_on_map(),
+            ),
         };
+        // The run is unregistered: only this thread can reach it.
         self.write_large_header(&LargeBlock {
             start,
             run_len,
             requested: size,
             user_offset,
         });
+        let mut state = self.large.lock();
+        let user = start.as_ptr().addr() + user_offset;
+        if !self.page_map.register(
+            &self.provider,
+            user,
+            1,
+            Owner::Large { base: start },
+            &self.counters.metadata_bytes,
+            Some(&mut state.reserve),
+        ) {
+            drop(state);
+            // Out of page-map nodes: memory is short, give the run back.
+            // SAFETY: ours, unregistered, unused.
+            unsafe { self.unmap_cached(start, run_len) };
+            return None;
+        }
         state.runs += 1;
         drop(state);
         // SAFETY: inside the run.
@@ -231,16 +255,36 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(user)
     }
 
-    /// A cached run for a request of `needed` bytes (`RunCache::choose`): used
+    /// Maps a fresh LARGE run of `len` bytes aligned to `align`, registered
+    /// nowhere yet. No lock is held: the provider has its own.
+    fn map_large_run(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        // The map's top first: in an arena it then sits below every run.
+        if !self
+            .page_map
+            .prepare(&self.provider, &self.counters.metadata_bytes)
+        {
+            return None;
+        }
+        let start = self.provider.map(len, align)?;
+        self.counters.map_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.mapped_bytes.fetch_add(len, Ordering::Relaxed);
+        Some(start)
+    }
+
+    /// A cached run for a request of `needed` bytes (`RunCache::choose`),
+    /// unlinked under the LARGE lock and then, with the lock released, used
     /// as it is if big enough, or grown by the provider, which may move it:
-    /// its pages come along without being copied or faulted in again.
-    fn take_cached(&self, state: &mut LargeState, needed: usize) -> Option<(NonNull<u8>, usize)> {
+    /// its pages come along without being copied or faulted in again. The
+    /// run returned is the caller's, unregistered.
+    fn take_cached(&self, needed: usize) -> Option<(NonNull<u8>, usize)> {
+        let mut state = self.large.lock();
         let choice = state.cache.choose(needed)?;
         let (start, len) = state.cache.take(choice);
+        drop(state);
         if needed < len && self.span_is_tight() {
             // Memory is short: the pages past `needed` serve other runs
             // better than this one's slack (a refused shrink keeps them).
-            // SAFETY: the cached run is ours, unregistered and unused.
+            // SAFETY: the run is ours, unregistered and unused.
             if unsafe { self.provider.resize(start, len, needed, false) }.is_some() {
                 self.count_resize(len, needed);
                 return Some((start, needed));
@@ -249,22 +293,24 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if needed <= len {
             return Some((start, len));
         }
-        // A moved run is registered at its new place by the caller: with the
-        // reserve full, that cannot fail. A bounded provider moves by
-        // copying, and a cached run holds nothing worth copying.
-        let may_move = self.provider.moves_without_copying()
-            && state
-                .reserve
-                .fill(&self.provider, &self.counters.metadata_bytes);
-        // SAFETY: the cached run is ours, unregistered, and unused.
+        // A moved run is registered at its new place by the caller. A
+        // bounded provider moves by copying, and a cached run holds nothing
+        // worth copying.
+        let may_move = self.provider.moves_without_copying();
+        // SAFETY: the run is ours, unregistered, and unused.
         match unsafe { self.provider.resize(start, len, needed, may_move) } {
             Some(new_start) => {
                 self.count_resize(len, needed);
                 Some((new_start, needed))
             }
             None => {
-                // SAFETY: the run is as it was: cached, unused.
-                unsafe { state.cache.push(start, len) };
+                // Back to the cache, as it was (whatever it evicts is
+                // unmapped after the lock).
+                let mut doomed = Doomed::new();
+                let mut state = self.large.lock();
+                state.cache_run(start, len, &mut doomed);
+                drop(state);
+                self.unmap_doomed(doomed);
                 None
             }
         }
@@ -329,9 +375,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Frees the LARGE block at `ptr` whose run the page map says starts at
-    /// `start`.
+    /// `start`. The runs it gives back are unmapped after the LARGE lock is
+    /// released.
     #[inline(never)]
     pub(crate) fn free_large(&self, start: NonNull<u8>, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        let mut doomed = Doomed::new();
         let mut state = self.large.lock();
         let block = self.large_block(start, ptr)?;
         // Break the header so a stale copy of this pointer can never pass.
@@ -344,10 +392,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // glibc's adaptive mmap threshold: see its constant.
             state.cache_threshold = block.run_len.min(LARGE_CACHE_RUN_MAX);
             // SAFETY: the run was just freed and is unregistered.
-            unsafe { self.unmap_cached(start, block.run_len) };
+            unsafe { doomed.push(start, block.run_len) };
         } else {
-            state.cache_run(self, start, block.run_len);
+            state.cache_run(start, block.run_len, &mut doomed);
         }
+        drop(state);
+        self.unmap_doomed(doomed);
         Ok(())
     }
 
@@ -356,13 +406,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// released. A hardened host calls it after each LARGE free so that no
     /// freed run stays mapped.
     pub fn trim_large_cache(&self) -> usize {
-        let mut state = self.large.lock();
+        let mut doomed = Doomed::new();
         let mut released = 0;
+        let mut state = self.large.lock();
         state.cache.drain(|start, len| {
-            // SAFETY: cached runs are unregistered and unused.
-            unsafe { self.unmap_cached(start, len) };
+            // SAFETY: just unlinked from the cache: unregistered and unused.
+            unsafe { doomed.push(start, len) };
             released += len;
         });
+        drop(state);
+        self.unmap_doomed(doomed);
         released
     }
 
@@ -373,12 +426,24 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// unmapped); while LARGE frees go on, they age it themselves. Never
     /// waits for the LARGE lock: if it is busy, LARGE blocks are in use.
     pub(crate) fn decay_large_cache(&self) {
+        let mut doomed = Doomed::new();
         if let Some(mut state) = self.large.try_lock() {
             if state.frees == state.activity_frees && state.cache.runs > 0 {
-                state.age(self);
+                state.cache.age(&mut doomed);
             }
             state.activity_frees = state.frees;
         }
+        self.unmap_doomed(doomed);
+    }
+
+    /// Unmaps the runs taken out of the cache (or freed past the
+    /// threshold) under the LARGE lock, now that it is released.
+    fn unmap_doomed(&self, doomed: Doomed) {
+        doomed.drain(|start, len| {
+            // SAFETY: runs on a doomed list are unregistered, unlinked from
+            // the cache and used by nobody: this thread's alone.
+            unsafe { self.unmap_cached(start, len) }
+        });
     }
 
     /// Unmaps a run that is not registered in the page map.
@@ -420,17 +485,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 }
 
 impl LargeState {
-    /// Keeps a freed (unregistered) run for reuse, or unmaps it (or an older
-    /// one) when the cache is full.
-    fn cache_run<P: PageProvider, R: RawMutex>(
-        &mut self,
-        heap: &Heap<P, R>,
-        start: NonNull<u8>,
-        len: usize,
-    ) {
+    /// Keeps a freed (unregistered) run for reuse; the runs that do not fit
+    /// (it, or older ones evicted to make room) go to `doomed`, to be
+    /// unmapped once the LARGE lock is released.
+    fn cache_run(&mut self, start: NonNull<u8>, len: usize, doomed: &mut Doomed) {
         if len > LARGE_CACHE_RUN_MAX || len > LARGE_CACHE_BYTES_MAX {
             // SAFETY: the run was just freed and is unregistered.
-            unsafe { heap.unmap_cached(start, len) };
+            unsafe { doomed.push(start, len) };
             return;
         }
         self.frees = self.frees.wrapping_add(1);
@@ -440,8 +501,8 @@ impl LargeState {
             let Some((old, old_len)) = self.cache.take_oldest() else {
                 break;
             };
-            // SAFETY: cached runs are unregistered and unused.
-            unsafe { heap.unmap_cached(old, old_len) };
+            // SAFETY: unlinked from the cache: unregistered and unused.
+            unsafe { doomed.push(old, old_len) };
         }
         // SAFETY: the run was just freed (or taken back) and is unregistered.
         unsafe { self.cache.push(start, len) };

@@ -132,3 +132,48 @@ fn the_cache_holds_at_most_64_runs_and_64_mib() {
     assert!(cached <= 64 << 20, "{cached} bytes cached");
     assert!(cached >= 30 * (2 << 20), "{cached} bytes cached");
 }
+
+/// The cache's size bins (`src/large/cache.rs`) keep the policy of one
+/// list: the smallest run that fits, in the request's bin or a higher one,
+/// unless it is more than 4x too big; else the largest smaller run, grown.
+#[test]
+fn a_request_takes_the_smallest_fitting_run_across_size_bins() {
+    let heap: Heap<common::Mmap> = Heap::new(common::Mmap);
+    // Raise the adaptive threshold so that runs up to 2 MiB are cached.
+    let big = heap.allocate(layout(2 << 20)).unwrap();
+    unsafe { heap.deallocate(big) }.unwrap();
+    let sizes = [40 << 10, 100 << 10, 300 << 10, 1536 << 10];
+    let runs: Vec<NonNull<u8>> = sizes
+        .iter()
+        .map(|&s| heap.allocate(layout(s)).unwrap())
+        .collect();
+    for &p in &runs {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    let maps = heap.stats().map_calls;
+    let take = |size: usize| {
+        let p = heap.allocate(layout(size)).unwrap();
+        unsafe { p.as_ptr().write_bytes(1, size) };
+        p
+    };
+    let a = take(90 << 10);
+    assert_eq!(a, runs[1], "90 KiB: the 100 KiB run, same bin");
+    let b = take(200 << 10);
+    assert_eq!(b, runs[2], "200 KiB: the 300 KiB run, a bin above");
+    let c = take(1200 << 10);
+    assert_eq!(c, runs[3], "1.2 MiB: the 1.5 MiB run");
+    assert_eq!(heap.stats().map_calls, maps, "all from the cache");
+    // Only the 40 KiB run is left: a request 4x past it grows it.
+    let d = take(170 << 10);
+    let stats = heap.stats();
+    assert_eq!(stats.map_calls, maps, "grown, not mapped");
+    assert_eq!(stats.large_cached_bytes, 0);
+    // A run more than 4x too big waits for a bigger request.
+    unsafe { heap.deallocate(c) }.unwrap();
+    let e = take(100 << 10);
+    assert_ne!(e, c);
+    assert_eq!(heap.stats().map_calls, maps + 1);
+    for p in [a, b, d, e] {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}

@@ -516,11 +516,21 @@ fn set_up() -> Option<&'static mut FrontCache> {
         Some(cache) => cache,
         None => {
             pool.reclaim_exited();
-            match pool.take_free().or_else(map_cache) {
+            match pool.take_free() {
                 Some(cache) => cache,
                 None => {
-                    slot::set(0);
-                    return None;
+                    // A new cache is mapped and first written (its pages
+                    // faulted in) with the pool lock released: threads
+                    // starting together do not queue behind each other's
+                    // system calls. The cache is this thread's alone until
+                    // linked.
+                    drop(pool);
+                    let Some(cache) = map_cache() else {
+                        slot::set(0);
+                        return None;
+                    };
+                    pool = POOL.lock();
+                    cache
                 }
             }
         }
