@@ -186,9 +186,19 @@ impl FrontCache {
         // The check's mark, computed again (two instructions) rather than
         // carried: `Vouched` stays two words.
         let mark = free_mark::value(ptr);
-        // SAFETY: per the contract, the check vouched for this block of
-        // `class`, whose size slot is `size_slot`.
-        unsafe { self.resize_or_move(heap, vouched.class, entry, mark, new_layout) }
+        let class = vouched.class;
+        // Growth past the block at the default alignment (every block has
+        // it) is a move, whatever the rest decides: inlined into the
+        // caller, so that a C `realloc`'s move is one function from its
+        // entry to the copy, its alignment a constant (no class lookup
+        // for other alignments).
+        if new_layout.size() > class.block_size() && new_layout.align() <= DEFAULT_ALIGN {
+            // SAFETY: per the contract, the check vouched for this block
+            // of `class`, whose size slot is `size_slot`.
+            return unsafe { self.realloc_by_move(heap, class, entry, mark, new_layout) };
+        }
+        // SAFETY: as above.
+        unsafe { self.resize_or_move(heap, class, entry, mark, new_layout) }
     }
 
     /// The rest of [`reallocate`](Self::reallocate), out of its way: a
