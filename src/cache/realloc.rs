@@ -39,7 +39,7 @@ use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::realloc::{growth_class, resizes_in_place};
-use crate::size_class::{DEFAULT_ALIGN, SizeClass, ZoneGeometry};
+use crate::size_class::{DEFAULT_ALIGN, SizeClass};
 use crate::zone;
 
 /// What the lock-free step of a realloc ([`FrontCache::resize_in_place`])
@@ -143,15 +143,11 @@ impl FrontCache {
             Checked::Overflow => return InPlace::Refused(Refusal(HeapError::Overflow)),
         };
         let new_size = new_layout.size();
-        let g = class.geometry();
         // Every block is `DEFAULT_ALIGN`ed.
-        if new_size <= g.block_size
-            && new_size * 2 > g.block_size
-            && new_layout.align() <= DEFAULT_ALIGN
-        {
+        if fills_more_than_half(class, new_size) && new_layout.align() <= DEFAULT_ALIGN {
             // SAFETY: a live block of `class` the caller holds, vouched for
             // by the check, whose free mark is `mark`; `new_size` fits it.
-            unsafe { resize_in_place(entry, g, new_size, mark) };
+            unsafe { resize_in_place(entry, class, new_size, mark) };
             return InPlace::Done;
         }
         InPlace::Vouched(Vouched {
@@ -225,7 +221,7 @@ impl FrontCache {
             && resizes_in_place(class, new_layout.size(), new_layout.align())
         {
             // SAFETY: per the contract; the new size fits the block.
-            unsafe { resize_in_place(entry, class.geometry(), new_layout.size(), mark) };
+            unsafe { resize_in_place(entry, class, new_layout.size(), mark) };
             return Ok(ptr);
         }
         // SAFETY: per the contract.
@@ -256,7 +252,7 @@ impl FrontCache {
         let new_size = new_layout.size();
         let ptr = entry.block;
         // SAFETY: the slot of the block the caller holds.
-        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) };
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         let again = self.last_grown == ptr.as_ptr();
         let new = match growth_class(old_size, again, new_layout) {
             Some(roomy) => match self.pop(roomy) {
@@ -282,19 +278,31 @@ impl FrontCache {
     }
 }
 
+/// Whether `new_size` bytes fill more than half of a block of `class` and
+/// fit it: `block_size / 2 < new_size <= block_size`, as one unsigned
+/// comparison (a block size is even).
+#[inline(always)]
+fn fills_more_than_half(class: SizeClass, new_size: usize) -> bool {
+    let half = class.block_size() / 2;
+    debug_assert!(class.block_size().is_multiple_of(2));
+    new_size.wrapping_sub(half + 1) < half
+}
+
 /// Records `new_size` for the block of `entry` and moves its canary to the
-/// new end (a shrink leaves the old one among the slack, unchecked).
+/// new end (a shrink leaves the old one among the slack, unchecked). The
+/// block size and the slot's width come from the class index (a constant
+/// table, a comparison), not from its geometry: fewer loads.
 ///
 /// # Safety
 ///
-/// `entry` is a live block the caller holds, of a class with geometry `g`,
-/// whose free mark is `mark`; `new_size <= g.block_size`.
+/// `entry` is a live block of `class` the caller holds, whose free mark is
+/// `mark`; `new_size <= class.block_size()`.
 #[inline(always)]
-unsafe fn resize_in_place(entry: Entry, g: &ZoneGeometry, new_size: usize, mark: usize) {
+unsafe fn resize_in_place(entry: Entry, class: SizeClass, new_size: usize, mark: usize) {
     // SAFETY: per the contract.
     unsafe {
-        zone::store_size(entry.size_slot, g.size_width, new_size);
-        if new_size < g.block_size {
+        zone::store_size(entry.size_slot, class.size_width(), new_size);
+        if new_size < class.block_size() {
             canary::arm_past(entry.block, new_size, mark);
         }
     }
