@@ -54,24 +54,27 @@ pub(crate) fn resizes_in_place(class: SizeClass, new_size: usize, align: usize) 
 #[inline]
 pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
     let new_size = new_layout.size();
+    let low = old_size + old_size / 4;
+    // `low <= new_size <= old_size + old_size / 2` as one comparison.
     if old_size == 0
         || new_size > SMALL_MAX
-        || new_size < old_size + old_size / 4
-        || new_size > old_size + old_size / 2
+        || new_size.wrapping_sub(low) > old_size / 2 - old_size / 4
     {
         return None;
     }
     // `new_size` is at most 32 KiB and one step's room at most 48 KiB: the
-    // products stay below 2^31, even for a 32-bit `usize`.
-    let one_step = new_size * new_size / old_size;
+    // products stay below 2^31, in 32 bits (one division instruction each,
+    // without the 64-bit operand's test).
+    let (new, old) = (new_size as u32, old_size as u32);
+    let one_step = new * new / old;
     let mut room = one_step;
     if again {
-        let two_steps = one_step * new_size / old_size;
-        if two_steps <= GROWER_ROOM_MAX {
+        let two_steps = one_step * new / old;
+        if two_steps as usize <= GROWER_ROOM_MAX {
             room = two_steps;
         }
     }
-    SizeClass::for_layout(room, new_layout.align())
+    SizeClass::for_layout(room as usize, new_layout.align())
 }
 
 /// A known grower gets room for two more steps only up to this many bytes

@@ -85,6 +85,18 @@ pub struct Vouched {
     class: SizeClass,
 }
 
+impl Vouched {
+    /// Whether [`FrontCache::reallocate_vouched`] moves the block to grow
+    /// it: `new_layout` is bigger than the block, at the default alignment
+    /// (every block has it), a move whatever the rest decides. Its other
+    /// cases (a shrink, an aligned layout) are out of line.
+    #[inline(always)]
+    #[must_use]
+    pub fn grows_by_move(self, new_layout: Layout) -> bool {
+        new_layout.size() > self.class.block_size() && new_layout.align() <= DEFAULT_ALIGN
+    }
+}
+
 impl FrontCache {
     /// Reallocates like [`Heap::reallocate`], through this cache: without
     /// a lock for a TINY or SMALL block that stays in its class or moves to
@@ -183,12 +195,10 @@ impl FrontCache {
         // carried: `Vouched` stays two words.
         let mark = free_mark::value(ptr);
         let class = vouched.class;
-        // Growth past the block at the default alignment (every block has
-        // it) is a move, whatever the rest decides: inlined into the
-        // caller, so that a C `realloc`'s move is one function from its
-        // entry to the copy, its alignment a constant (no class lookup
-        // for other alignments).
-        if new_layout.size() > class.block_size() && new_layout.align() <= DEFAULT_ALIGN {
+        // Inlined into the caller, so that a C `realloc`'s move is one
+        // function from its entry to the copy, its alignment a constant
+        // (no class lookup for other alignments).
+        if vouched.grows_by_move(new_layout) {
             // SAFETY: per the contract, the check vouched for this block
             // of `class`, whose size slot is `size_slot`.
             return unsafe { self.realloc_by_move(heap, class, entry, mark, new_layout) };

@@ -306,16 +306,42 @@ fn realloc_vouched(block: NonNull<u8>, vouched: Vouched, size: usize) -> *mut c_
     // SAFETY: `realloc` made a layout of `size` at this alignment (no
     // larger than `isize::MAX`, the alignment a power of two).
     let layout = unsafe { Layout::from_size_align_unchecked(size, DEFAULT_ALIGN) };
+    if vouched.grows_by_move(layout) {
+        // SAFETY: `vouched` is this call's check of `block`, untouched
+        // since.
+        match unsafe { thread_cache::grow_vouched(block, vouched, layout) } {
+            Some(Ok(new)) => return new.as_ptr().cast(),
+            Some(Err(error)) => return realloc_failed(error, block),
+            None => {}
+        }
+    }
+    realloc_vouched_rest(block, vouched, layout)
+}
+
+/// [`realloc_vouched`] when the block does not simply grow by a move
+/// through the thread's cache: a shrink, or a thread without a cache.
+#[inline(never)]
+fn realloc_vouched_rest(block: NonNull<u8>, vouched: Vouched, layout: Layout) -> *mut c_void {
     // SAFETY: `vouched` is this call's check of `block`, untouched since.
-    let outcome = match unsafe { thread_cache::reallocate_vouched(block, vouched, layout) } {
-        Ok(new) => Resized::Done(new.as_ptr().cast()),
-        Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
-        Err(ReallocError::Invalid(error)) => {
+    match unsafe { thread_cache::reallocate_vouched(block, vouched, layout) } {
+        Ok(new) => new.as_ptr().cast(),
+        Err(error) => realloc_failed(error, block),
+    }
+}
+
+/// A `realloc` that failed: NULL, with `ENOMEM` when out of memory, or
+/// the refused pointer reported (`errno` untouched). Out of the way of
+/// [`realloc_vouched`]'s move.
+#[cold]
+#[inline(never)]
+fn realloc_failed(error: ReallocError, block: NonNull<u8>) -> *mut c_void {
+    resized_to_c(match error {
+        ReallocError::OutOfMemory => Resized::OutOfMemory,
+        ReallocError::Invalid(error) => {
             Misuse::Heap(error).report("realloc", block.as_ptr().cast());
             Resized::Refused
         }
-    };
-    resized_to_c(outcome)
+    })
 }
 
 /// `realloc` of a block the lock-free check refused (freed already, its
