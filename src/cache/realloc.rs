@@ -23,7 +23,8 @@
 //! counted when the caller takes it; or a decline, for the locked path).
 //! [`FrontCache::reallocate`] is the two put together.
 //!
-//! A growing block moves to a class with room to grow ([`growth_class`]):
+//! A growing block moves to a class with room to grow
+//! ([`growth_class`](crate::realloc::growth_class)):
 //! room for one more step of its ratio, or two for a known grower (the
 //! block this cache's last move produced, `FrontCache::last_grown`).
 
@@ -38,7 +39,7 @@ use crate::error::{HeapError, ReallocError};
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::realloc::{growth_class, resizes_in_place};
+use crate::realloc::{growth_class_of_small, resizes_in_place};
 use crate::size_class::{DEFAULT_ALIGN, SizeClass};
 use crate::zone;
 
@@ -239,7 +240,7 @@ impl FrontCache {
     }
 
     /// The move of [`reallocate`](Self::reallocate): a new block (with
-    /// room for the next step of a growing block, [`growth_class`]), the
+    /// room for the next step of a growing block, `growth_class`), the
     /// copy, and the old block back to this cache. The old block is not
     /// checked again: the check that vouched for it is this call's, and
     /// the caller holds the block; the claim of its free mark still
@@ -264,7 +265,9 @@ impl FrontCache {
         // SAFETY: the slot of the block the caller holds.
         let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         let again = self.last_grown == ptr.as_ptr();
-        let new = match growth_class(old_size, again, new_layout) {
+        // The recorded size of a checked block (at most its size), and a
+        // new size past it.
+        let new = match growth_class_of_small(old_size, again, new_layout) {
             Some(roomy) => match self.pop(roomy) {
                 Some(e) => Some(Self::hand_out(e, roomy, new_size)),
                 None => self.allocate_slow(heap, roomy, new_layout),
