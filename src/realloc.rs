@@ -27,14 +27,23 @@ pub(crate) fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
     new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
 }
 
-/// Whether a block of `class` stays where it is for `new_size` bytes at
-/// `align` ([`stays_in_class`]), without finding the new size's class
-/// when it fills more than half the block (the common case: a step in
-/// place), which that class then does too.
+/// Whether a block of `class` holding `old_size` bytes stays where it is
+/// for `new_size` bytes at `align`: it grows within the block (its room
+/// for growth, [`growth_class`], is there to be grown into, however much
+/// of it is still empty), or [`stays_in_class`] (found without the new
+/// size's class when it fills more than half the block, the common case,
+/// which that class then does too).
 #[inline(always)]
-pub(crate) fn resizes_in_place(class: SizeClass, new_size: usize, align: usize) -> bool {
+pub(crate) fn resizes_in_place(
+    class: SizeClass,
+    old_size: usize,
+    new_size: usize,
+    align: usize,
+) -> bool {
     let block_size = class.block_size();
-    (new_size <= block_size && new_size * 2 > block_size && align <= DEFAULT_ALIGN)
+    (new_size <= block_size
+        && (new_size * 2 > block_size || new_size >= old_size)
+        && align <= DEFAULT_ALIGN)
         || stays_in_class(class, SizeClass::for_layout(new_size, align))
 }
 
@@ -245,7 +254,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             // A span (`span.rs`) always moves: its blocks go back together.
             let one_block = old_size <= block_size;
-            if aligned && one_block && resizes_in_place(class, new_size, new_layout.align()) {
+            if aligned && one_block && resizes_in_place(class, old_size, new_size, new_layout.align())
+            {
                 // SAFETY: as above; the new size fits the block. The canary
                 // moves to the new end (a shrink leaves the old one among
                 // the slack, unchecked).

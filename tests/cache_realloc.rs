@@ -276,3 +276,32 @@ fn the_step_in_place_and_what_it_hands_back() {
     unsafe { cache.deallocate(&heap, large) }.unwrap();
     unsafe { cache.deallocate(&heap, q) }.unwrap();
 }
+
+/// A block grows where it is whenever its block holds the new size, even
+/// while that fills no more than half of it (an aligned request's block,
+/// or the room a growing block was given): only a shrink moves to a
+/// smaller class. Before, growth from 10 to 16 bytes in a 64 B block moved
+/// to a 16 B block, as a shrink would have. The same in the heap's locked
+/// path.
+#[test]
+fn a_block_grows_within_itself_however_little_it_fills() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(4 << 20)));
+    let mut cache = FrontCache::new();
+    let aligned = Layout::from_size_align(10, 64).unwrap();
+    let p = cache.allocate(&heap, aligned).unwrap();
+    assert_eq!(heap.zone_block_size(p), Some(64));
+    fill(p, 10);
+    let q = unsafe { cache.reallocate(&heap, p, layout(16)) }.unwrap();
+    assert_eq!(q, p, "grown within its block");
+    check(q, 10);
+    assert_eq!(heap.usable_size(q), Ok(16));
+    let r = unsafe { heap.reallocate(q, layout(30)) }.unwrap();
+    assert_eq!(r, q, "grown within its block, locked path");
+    assert_eq!(heap.usable_size(r), Ok(30));
+    // A shrink below half of it still moves to a smaller class.
+    let s = unsafe { cache.reallocate(&heap, r, layout(8)) }.unwrap();
+    assert_ne!(s, r, "a shrink moves");
+    check(s, 8);
+    unsafe { cache.deallocate(&heap, s) }.unwrap();
+    assert_eq!(heap.stats().live_blocks, 0);
+}

@@ -227,9 +227,11 @@ impl FrontCache {
         let ptr = entry.block;
         let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
         // Growth past the block moves without finding a class for it.
+        // SAFETY: the slot of the block the caller holds.
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         if aligned
             && new_layout.size() <= class.block_size()
-            && resizes_in_place(class, new_layout.size(), new_layout.align())
+            && resizes_in_place(class, old_size, new_layout.size(), new_layout.align())
         {
             // SAFETY: per the contract; the new size fits the block.
             unsafe { resize_in_place(entry, class, new_layout.size(), mark) };
