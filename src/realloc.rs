@@ -15,7 +15,7 @@ use crate::heap::Heap;
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass};
+use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass, TINY_MAX};
 use crate::span;
 use crate::zone;
 
@@ -90,7 +90,10 @@ pub(crate) fn growth_class_of_small(
     // a `new_size` of 0) has no ratio.
     let (new, old) = (new_size as u32, old_size as u32);
     let one_step = (new * new).checked_div(old)?;
-    let mut room = one_step;
+    // A TINY grower gets room up to the largest TINY block: at most a
+    // hundred bytes of slack, and the steps through the TINY classes (four
+    // of +50% from 16 B) stay in place.
+    let mut room = one_step.max(TINY_MAX as u32);
     if again {
         let two_steps = one_step * new / old;
         if two_steps as usize <= GROWER_ROOM_MAX {

@@ -305,3 +305,35 @@ fn a_block_grows_within_itself_however_little_it_fills() {
     unsafe { cache.deallocate(&heap, s) }.unwrap();
     assert_eq!(heap.stats().live_blocks, 0);
 }
+
+/// A grower's room is at least the largest TINY block (128 B): from 16 B in
+/// +50% steps, the first step moves and the next four (to 121 B) stay in
+/// place, the block filling less than half of its 128 B at first; the
+/// string builder's 14 steps to 4 KiB then move 5 times (6 before the
+/// floor). Contents and sizes stay exact.
+#[test]
+fn a_tiny_grower_gets_room_to_the_largest_tiny_block() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 16;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    fill(p, size);
+    let mut moved_at = Vec::new();
+    while size < 4096 {
+        let new = (size * 3 / 2).min(4096);
+        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        check(q, size);
+        assert_eq!(heap.usable_size(q), Ok(new));
+        fill(q, new);
+        if q != p {
+            moved_at.push(new);
+        }
+        if new == 24 {
+            assert_eq!(heap.zone_block_size(q), Some(128));
+        }
+        (p, size) = (q, new);
+    }
+    assert_eq!(moved_at, [24, 181, 609, 1369, 3079]);
+    unsafe { cache.deallocate(&heap, p) }.unwrap();
+    assert_eq!(heap.stats().live_blocks, 0);
+}

@@ -130,9 +130,10 @@ impl FrontCache {
 
     /// The common step of a realloc, without a lock and without a cache:
     /// the lock-free check (`check_for_cache`: a carved block boundary, not
-    /// marked free, its slack canary intact), then, for a new size of more
-    /// than half the block and at most all of it at the default alignment
-    /// (nothing else to find), the new size and canary written in place
+    /// marked free, its slack canary intact), then, for a new size from the
+    /// recorded one to all of the block at the default alignment (a growth
+    /// within the block: nothing else to find), the new size and canary
+    /// written in place
     /// ([`InPlace::Done`]). Anything else is handed back to the caller:
     /// the rest of [`reallocate`](Self::reallocate) for a block vouched
     /// for, the heap's locked path for what the check cannot vouch for.
@@ -156,8 +157,11 @@ impl FrontCache {
             Checked::Overflow => return InPlace::Refused(Refusal(HeapError::Overflow)),
         };
         let new_size = new_layout.size();
+        // SAFETY: the slot of the block the caller holds (the check read
+        // it: the same load).
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         // Every block is `DEFAULT_ALIGN`ed.
-        if fills_more_than_half(class, new_size) && new_layout.align() <= DEFAULT_ALIGN {
+        if grows_within(class, old_size, new_size) && new_layout.align() <= DEFAULT_ALIGN {
             // SAFETY: a live block of `class` the caller holds, vouched for
             // by the check, whose free mark is `mark`; `new_size` fits it.
             unsafe { resize_in_place(entry, class, new_size, mark) };
@@ -293,14 +297,16 @@ impl FrontCache {
     }
 }
 
-/// Whether `new_size` bytes fill more than half of a block of `class` and
-/// fit it: `block_size / 2 < new_size <= block_size`, as one unsigned
-/// comparison (a block size is even).
+/// Whether a block of `class` holding `old_size` bytes grows (or keeps
+/// its size) within itself for `new_size` bytes: `old_size <= new_size <=
+/// block_size`, as one unsigned comparison. The common step of a realloc
+/// (the room a growing block was given, `growth_class`, grown into); a
+/// shrink is decided out of line (`resizes_in_place`).
 #[inline(always)]
-fn fills_more_than_half(class: SizeClass, new_size: usize) -> bool {
-    let half = class.block_size() / 2;
-    debug_assert!(class.block_size().is_multiple_of(2));
-    new_size.wrapping_sub(half + 1) < half
+fn grows_within(class: SizeClass, old_size: usize, new_size: usize) -> bool {
+    // The check refuses a recorded size past the block (a span's).
+    debug_assert!(old_size <= class.block_size());
+    new_size.wrapping_sub(old_size) <= class.block_size() - old_size
 }
 
 /// Records `new_size` for the block of `entry` and moves its canary to the
