@@ -58,8 +58,13 @@ pub(crate) fn resizes_in_place(
 /// the heap's own path gives them room, `allocate_for_growth`), shrinks,
 /// LARGE sizes.
 ///
+/// Any grower's room is at least [`TINY_MAX`]: the steps through the TINY
+/// classes then stay in place (a block grows within itself however little
+/// of it it fills, [`resizes_in_place`]), for at most a hundred bytes.
+///
 /// The price is slack at rest: a block that stops growing keeps up to the
-/// ratio (1.5 at +50%) of its size, or the ratio squared under the bound.
+/// ratio (1.5 at +50%) of its size, or the ratio squared under the bound,
+/// or 128 B.
 #[inline]
 pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
     if old_size > SMALL_MAX {
@@ -257,7 +262,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             // A span (`span.rs`) always moves: its blocks go back together.
             let one_block = old_size <= block_size;
-            if aligned && one_block && resizes_in_place(class, old_size, new_size, new_layout.align())
+            if aligned
+                && one_block
+                && resizes_in_place(class, old_size, new_size, new_layout.align())
             {
                 // SAFETY: as above; the new size fits the block. The canary
                 // moves to the new end (a shrink leaves the old one among

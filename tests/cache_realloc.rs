@@ -227,7 +227,7 @@ fn the_step_in_place_and_what_it_hands_back() {
     let mut cache = FrontCache::new();
     let p = cache.allocate(&heap, layout(100)).unwrap();
     fill(p, 100);
-    // 100 B sits in a 112 B block: 110 fills more than half of it.
+    // 100 B sits in a 112 B block: growing to 110 stays within it.
     assert!(matches!(
         unsafe { FrontCache::resize_in_place(&heap, p, layout(110)) },
         InPlace::Done
