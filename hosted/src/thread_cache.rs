@@ -354,6 +354,7 @@ pub(crate) unsafe fn reallocate(
 /// # Safety
 ///
 /// As `FrontCache::reallocate_vouched`.
+#[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) unsafe fn reallocate_vouched(
     ptr: NonNull<u8>,
@@ -377,6 +378,7 @@ pub(crate) unsafe fn reallocate_vouched(
 /// # Safety
 ///
 /// As `FrontCache::reallocate_vouched`.
+#[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) unsafe fn grow_vouched(
     ptr: NonNull<u8>,
