@@ -40,7 +40,7 @@ use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::realloc::{growth_class_of_small, resizes_in_place};
-use crate::size_class::{DEFAULT_ALIGN, SizeClass};
+use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, SizeClass};
 use crate::zone;
 
 /// What the lock-free step of a realloc ([`FrontCache::resize_in_place`])
@@ -94,7 +94,10 @@ impl Vouched {
     #[inline(always)]
     #[must_use]
     pub fn grows_by_move(self, new_layout: Layout) -> bool {
-        new_layout.size() > self.class.block_size() && new_layout.align() <= DEFAULT_ALIGN
+        // SAFETY: a class index is below `NUM_CLASSES`, the table's length
+        // (no bounds check on the move's path, as `hand_out`).
+        let block_size = unsafe { *CLASS_SIZES.get_unchecked(self.class.index()) } as usize;
+        new_layout.size() > block_size && new_layout.align() <= DEFAULT_ALIGN
     }
 }
 
