@@ -153,16 +153,13 @@ impl FrontCache {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> InPlace {
-        let (class, entry, mark) = match heap.check_for_cache::<true>(ptr) {
-            Checked::Keep(class, entry, mark) => (class, entry, mark),
+        let (class, entry, mark, old_size) = match heap.check_for_cache::<true>(ptr) {
+            Checked::Keep(class, entry, mark, requested) => (class, entry, mark, requested),
             Checked::Locked => return InPlace::Declined,
             Checked::DoubleFree => return InPlace::Refused(Refusal(HeapError::DoubleFree)),
             Checked::Overflow => return InPlace::Refused(Refusal(HeapError::Overflow)),
         };
         let new_size = new_layout.size();
-        // SAFETY: the slot of the block the caller holds (the check read
-        // it: the same load).
-        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         // Every block is `DEFAULT_ALIGN`ed.
         if grows_within(class, old_size, new_size) && new_layout.align() <= DEFAULT_ALIGN {
             // SAFETY: a live block of `class` the caller holds, vouched for
@@ -302,14 +299,17 @@ impl FrontCache {
 
 /// Whether a block of `class` holding `old_size` bytes grows (or keeps
 /// its size) within itself for `new_size` bytes: `old_size <= new_size <=
-/// block_size`, as one unsigned comparison. The common step of a realloc
-/// (the room a growing block was given, `growth_class`, grown into); a
-/// shrink is decided out of line (`resizes_in_place`).
+/// block_size`, as two comparisons (one register fewer than a single
+/// unsigned one: the inlined step then saves none). The common step of a
+/// realloc (the room a growing block was given, `growth_class`, grown
+/// into); a shrink is decided out of line (`resizes_in_place`). The old
+/// size is the one the check read (`Checked::Keep`): reading it again
+/// tested the slot's width a second time.
 #[inline(always)]
 fn grows_within(class: SizeClass, old_size: usize, new_size: usize) -> bool {
     // The check refuses a recorded size past the block (a span's).
     debug_assert!(old_size <= class.block_size());
-    new_size.wrapping_sub(old_size) <= class.block_size() - old_size
+    old_size <= new_size && new_size <= class.block_size()
 }
 
 /// Records `new_size` for the block of `entry` and moves its canary to the
