@@ -15,7 +15,7 @@ use crate::heap::Heap;
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass};
+use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass, TINY_MAX};
 use crate::span;
 use crate::zone;
 
@@ -27,14 +27,23 @@ pub(crate) fn stays_in_class(class: SizeClass, new: Option<SizeClass>) -> bool {
     new.is_some_and(|new| new <= class && new.block_size() * 2 >= class.block_size())
 }
 
-/// Whether a block of `class` stays where it is for `new_size` bytes at
-/// `align` ([`stays_in_class`]), without finding the new size's class
-/// when it fills more than half the block (the common case: a step in
-/// place), which that class then does too.
+/// Whether a block of `class` holding `old_size` bytes stays where it is
+/// for `new_size` bytes at `align`: it grows within the block (its room
+/// for growth, [`growth_class`], is there to be grown into, however much
+/// of it is still empty), or [`stays_in_class`] (found without the new
+/// size's class when it fills more than half the block, the common case,
+/// which that class then does too).
 #[inline(always)]
-pub(crate) fn resizes_in_place(class: SizeClass, new_size: usize, align: usize) -> bool {
+pub(crate) fn resizes_in_place(
+    class: SizeClass,
+    old_size: usize,
+    new_size: usize,
+    align: usize,
+) -> bool {
     let block_size = class.block_size();
-    (new_size <= block_size && new_size * 2 > block_size && align <= DEFAULT_ALIGN)
+    (new_size <= block_size
+        && (new_size * 2 > block_size || new_size >= old_size)
+        && align <= DEFAULT_ALIGN)
         || stays_in_class(class, SizeClass::for_layout(new_size, align))
 }
 
@@ -49,29 +58,54 @@ pub(crate) fn resizes_in_place(class: SizeClass, new_size: usize, align: usize) 
 /// the heap's own path gives them room, `allocate_for_growth`), shrinks,
 /// LARGE sizes.
 ///
+/// Any grower's room is at least [`TINY_MAX`]: the steps through the TINY
+/// classes then stay in place (a block grows within itself however little
+/// of it it fills, [`resizes_in_place`]), for at most a hundred bytes.
+///
 /// The price is slack at rest: a block that stops growing keeps up to the
-/// ratio (1.5 at +50%) of its size, or the ratio squared under the bound.
+/// ratio (1.5 at +50%) of its size, or the ratio squared under the bound,
+/// or 128 B.
 #[inline]
 pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
-    let new_size = new_layout.size();
-    if old_size == 0
-        || new_size > SMALL_MAX
-        || new_size < old_size + old_size / 4
-        || new_size > old_size + old_size / 2
-    {
+    if old_size > SMALL_MAX {
         return None;
     }
-    // `new_size` is at most 32 KiB and one step's room at most 48 KiB: the
-    // products stay below 2^31, even for a 32-bit `usize`.
-    let one_step = new_size * new_size / old_size;
-    let mut room = one_step;
+    growth_class_of_small(old_size, again, new_layout)
+}
+
+/// [`growth_class`] for a caller that knows `old_size` is a TINY or SMALL
+/// block's recorded size (at most [`SMALL_MAX`]: the front cache's move):
+/// one test fewer.
+#[inline(always)]
+pub(crate) fn growth_class_of_small(
+    old_size: usize,
+    again: bool,
+    new_layout: Layout,
+) -> Option<SizeClass> {
+    debug_assert!(old_size <= SMALL_MAX);
+    let new_size = new_layout.size();
+    // `low <= new_size <= old_size + old_size / 2` as one comparison.
+    let low = old_size + old_size / 4;
+    if new_size.wrapping_sub(low) > old_size / 2 - old_size / 4 {
+        return None;
+    }
+    // `new_size` is then at most 48 KiB, one step's room at most 72 KiB:
+    // the products stay below 2^32, in 32 bits (one division instruction
+    // each, without the 64-bit operand's test). An `old_size` of 0 (with
+    // a `new_size` of 0) has no ratio.
+    let (new, old) = (new_size as u32, old_size as u32);
+    let one_step = (new * new).checked_div(old)?;
+    // A TINY grower gets room up to the largest TINY block: at most a
+    // hundred bytes of slack, and the steps through the TINY classes (four
+    // of +50% from 16 B) stay in place.
+    let mut room = one_step.max(TINY_MAX as u32);
     if again {
-        let two_steps = one_step * new_size / old_size;
-        if two_steps <= GROWER_ROOM_MAX {
+        let two_steps = one_step * new / old;
+        if two_steps as usize <= GROWER_ROOM_MAX {
             room = two_steps;
         }
     }
-    SizeClass::for_layout(room, new_layout.align())
+    SizeClass::for_layout(room as usize, new_layout.align())
 }
 
 /// A known grower gets room for two more steps only up to this many bytes
@@ -228,7 +262,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             // A span (`span.rs`) always moves: its blocks go back together.
             let one_block = old_size <= block_size;
-            if aligned && one_block && resizes_in_place(class, new_size, new_layout.align()) {
+            if aligned
+                && one_block
+                && resizes_in_place(class, old_size, new_size, new_layout.align())
+            {
                 // SAFETY: as above; the new size fits the block. The canary
                 // moves to the new end (a shrink leaves the old one among
                 // the slack, unchecked).

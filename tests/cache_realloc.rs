@@ -227,7 +227,7 @@ fn the_step_in_place_and_what_it_hands_back() {
     let mut cache = FrontCache::new();
     let p = cache.allocate(&heap, layout(100)).unwrap();
     fill(p, 100);
-    // 100 B sits in a 112 B block: 110 fills more than half of it.
+    // 100 B sits in a 112 B block: growing to 110 stays within it.
     assert!(matches!(
         unsafe { FrontCache::resize_in_place(&heap, p, layout(110)) },
         InPlace::Done
@@ -275,4 +275,65 @@ fn the_step_in_place_and_what_it_hands_back() {
     check(q, 100);
     unsafe { cache.deallocate(&heap, large) }.unwrap();
     unsafe { cache.deallocate(&heap, q) }.unwrap();
+}
+
+/// A block grows where it is whenever its block holds the new size, even
+/// while that fills no more than half of it (an aligned request's block,
+/// or the room a growing block was given): only a shrink moves to a
+/// smaller class. Before, growth from 10 to 16 bytes in a 64 B block moved
+/// to a 16 B block, as a shrink would have. The same in the heap's locked
+/// path.
+#[test]
+fn a_block_grows_within_itself_however_little_it_fills() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(4 << 20)));
+    let mut cache = FrontCache::new();
+    let aligned = Layout::from_size_align(10, 64).unwrap();
+    let p = cache.allocate(&heap, aligned).unwrap();
+    assert_eq!(heap.zone_block_size(p), Some(64));
+    fill(p, 10);
+    let q = unsafe { cache.reallocate(&heap, p, layout(16)) }.unwrap();
+    assert_eq!(q, p, "grown within its block");
+    check(q, 10);
+    assert_eq!(heap.usable_size(q), Ok(16));
+    let r = unsafe { heap.reallocate(q, layout(30)) }.unwrap();
+    assert_eq!(r, q, "grown within its block, locked path");
+    assert_eq!(heap.usable_size(r), Ok(30));
+    // A shrink below half of it still moves to a smaller class.
+    let s = unsafe { cache.reallocate(&heap, r, layout(8)) }.unwrap();
+    assert_ne!(s, r, "a shrink moves");
+    check(s, 8);
+    unsafe { cache.deallocate(&heap, s) }.unwrap();
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+/// A grower's room is at least the largest TINY block (128 B): from 16 B in
+/// +50% steps, the first step moves and the next four (to 121 B) stay in
+/// place, the block filling less than half of its 128 B at first; the
+/// string builder's 14 steps to 4 KiB then move 5 times (6 before the
+/// floor). Contents and sizes stay exact.
+#[test]
+fn a_tiny_grower_gets_room_to_the_largest_tiny_block() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
+    let mut cache = FrontCache::new();
+    let mut size = 16;
+    let mut p = cache.allocate(&heap, layout(size)).unwrap();
+    fill(p, size);
+    let mut moved_at = Vec::new();
+    while size < 4096 {
+        let new = (size * 3 / 2).min(4096);
+        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
+        check(q, size);
+        assert_eq!(heap.usable_size(q), Ok(new));
+        fill(q, new);
+        if q != p {
+            moved_at.push(new);
+        }
+        if new == 24 {
+            assert_eq!(heap.zone_block_size(q), Some(128));
+        }
+        (p, size) = (q, new);
+    }
+    assert_eq!(moved_at, [24, 181, 609, 1369, 3079]);
+    unsafe { cache.deallocate(&heap, p) }.unwrap();
+    assert_eq!(heap.stats().live_blocks, 0);
 }

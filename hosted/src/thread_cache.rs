@@ -370,6 +370,25 @@ pub(crate) unsafe fn reallocate_vouched(
     }
 }
 
+/// [`reallocate_vouched`] for a block that grows by a move
+/// (`Vouched::grows_by_move`), when the thread has a cache; `None`, with
+/// nothing done, when it has none. Without the other cases, so that the
+/// move returns its block in registers.
+///
+/// # Safety
+///
+/// As `FrontCache::reallocate_vouched`.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) unsafe fn grow_vouched(
+    ptr: NonNull<u8>,
+    vouched: ft_malloc::cache::Vouched,
+    layout: Layout,
+) -> Option<Result<NonNull<u8>, ft_malloc::ReallocError>> {
+    // SAFETY: per the contract.
+    current().map(|cache| unsafe { cache.reallocate_vouched(&HEAP, ptr, vouched, layout) })
+}
+
 // ---- setting up, exit, fork ----
 
 /// Caches of exited threads, ready for new ones, and the caches in use.

@@ -29,7 +29,9 @@ use crate::zone::{self, ZoneHeader};
 pub(crate) enum Checked {
     /// A handed-out block of this class: keep it once claimed with the
     /// mark given (`free_mark::value` of the block; `free_mark::claim`).
-    Keep(SizeClass, Entry, usize),
+    /// Last, its recorded size (read by the check: a realloc needs it, and
+    /// reading it again costs a second test of the slot's width).
+    Keep(SizeClass, Entry, usize, usize),
     /// A block that is free already.
     DoubleFree,
     /// A handed-out block whose slack canary was overwritten.
@@ -107,6 +109,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 size_slot,
             },
             mark,
+            requested,
         )
     }
 
@@ -120,7 +123,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub fn small_usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         match self.check_for_cache::<true>(ptr) {
             // SAFETY: the slot of a handed-out block the caller holds.
-            Checked::Keep(class, entry, _) => {
+            Checked::Keep(class, entry, _, _) => {
                 Some(unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) })
             }
             Checked::Locked | Checked::DoubleFree | Checked::Overflow => None,

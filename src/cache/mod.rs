@@ -358,7 +358,7 @@ impl FrontCache {
         ptr: NonNull<u8>,
     ) -> Option<Result<(), HeapError>> {
         match heap.check_for_cache::<false>(ptr) {
-            Checked::Keep(class, entry, mark) => {
+            Checked::Keep(class, entry, mark, _) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
                 // takes it (`free_mark.rs`).

@@ -23,7 +23,8 @@
 //! counted when the caller takes it; or a decline, for the locked path).
 //! [`FrontCache::reallocate`] is the two put together.
 //!
-//! A growing block moves to a class with room to grow ([`growth_class`]):
+//! A growing block moves to a class with room to grow
+//! ([`growth_class`](crate::realloc::growth_class)):
 //! room for one more step of its ratio, or two for a known grower (the
 //! block this cache's last move produced, `FrontCache::last_grown`).
 
@@ -38,8 +39,8 @@ use crate::error::{HeapError, ReallocError};
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::realloc::{growth_class, resizes_in_place};
-use crate::size_class::{DEFAULT_ALIGN, SizeClass, ZoneGeometry};
+use crate::realloc::{growth_class_of_small, resizes_in_place};
+use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, SizeClass};
 use crate::zone;
 
 /// What the lock-free step of a realloc ([`FrontCache::resize_in_place`])
@@ -85,6 +86,21 @@ pub struct Vouched {
     class: SizeClass,
 }
 
+impl Vouched {
+    /// Whether [`FrontCache::reallocate_vouched`] moves the block to grow
+    /// it: `new_layout` is bigger than the block, at the default alignment
+    /// (every block has it), a move whatever the rest decides. Its other
+    /// cases (a shrink, an aligned layout) are out of line.
+    #[inline(always)]
+    #[must_use]
+    pub fn grows_by_move(self, new_layout: Layout) -> bool {
+        // SAFETY: a class index is below `NUM_CLASSES`, the table's length
+        // (no bounds check on the move's path, as `hand_out`).
+        let block_size = unsafe { *CLASS_SIZES.get_unchecked(self.class.index()) } as usize;
+        new_layout.size() > block_size && new_layout.align() <= DEFAULT_ALIGN
+    }
+}
+
 impl FrontCache {
     /// Reallocates like [`Heap::reallocate`], through this cache: without
     /// a lock for a TINY or SMALL block that stays in its class or moves to
@@ -117,9 +133,10 @@ impl FrontCache {
 
     /// The common step of a realloc, without a lock and without a cache:
     /// the lock-free check (`check_for_cache`: a carved block boundary, not
-    /// marked free, its slack canary intact), then, for a new size of more
-    /// than half the block and at most all of it at the default alignment
-    /// (nothing else to find), the new size and canary written in place
+    /// marked free, its slack canary intact), then, for a new size from the
+    /// recorded one to all of the block at the default alignment (a growth
+    /// within the block: nothing else to find), the new size and canary
+    /// written in place
     /// ([`InPlace::Done`]). Anything else is handed back to the caller:
     /// the rest of [`reallocate`](Self::reallocate) for a block vouched
     /// for, the heap's locked path for what the check cannot vouch for.
@@ -136,22 +153,18 @@ impl FrontCache {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> InPlace {
-        let (class, entry, mark) = match heap.check_for_cache::<true>(ptr) {
-            Checked::Keep(class, entry, mark) => (class, entry, mark),
+        let (class, entry, mark, old_size) = match heap.check_for_cache::<true>(ptr) {
+            Checked::Keep(class, entry, mark, requested) => (class, entry, mark, requested),
             Checked::Locked => return InPlace::Declined,
             Checked::DoubleFree => return InPlace::Refused(Refusal(HeapError::DoubleFree)),
             Checked::Overflow => return InPlace::Refused(Refusal(HeapError::Overflow)),
         };
         let new_size = new_layout.size();
-        let g = class.geometry();
         // Every block is `DEFAULT_ALIGN`ed.
-        if new_size <= g.block_size
-            && new_size * 2 > g.block_size
-            && new_layout.align() <= DEFAULT_ALIGN
-        {
+        if grows_within(class, old_size, new_size) && new_layout.align() <= DEFAULT_ALIGN {
             // SAFETY: a live block of `class` the caller holds, vouched for
             // by the check, whose free mark is `mark`; `new_size` fits it.
-            unsafe { resize_in_place(entry, g, new_size, mark) };
+            unsafe { resize_in_place(entry, class, new_size, mark) };
             return InPlace::Done;
         }
         InPlace::Vouched(Vouched {
@@ -186,9 +199,17 @@ impl FrontCache {
         // The check's mark, computed again (two instructions) rather than
         // carried: `Vouched` stays two words.
         let mark = free_mark::value(ptr);
-        // SAFETY: per the contract, the check vouched for this block of
-        // `class`, whose size slot is `size_slot`.
-        unsafe { self.resize_or_move(heap, vouched.class, entry, mark, new_layout) }
+        let class = vouched.class;
+        // Inlined into the caller, so that a C `realloc`'s move is one
+        // function from its entry to the copy, its alignment a constant
+        // (no class lookup for other alignments).
+        if vouched.grows_by_move(new_layout) {
+            // SAFETY: per the contract, the check vouched for this block
+            // of `class`, whose size slot is `size_slot`.
+            return unsafe { self.realloc_by_move(heap, class, entry, mark, new_layout) };
+        }
+        // SAFETY: as above.
+        unsafe { self.resize_or_move(heap, class, entry, mark, new_layout) }
     }
 
     /// The rest of [`reallocate`](Self::reallocate), out of its way: a
@@ -210,12 +231,14 @@ impl FrontCache {
         let ptr = entry.block;
         let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
         // Growth past the block moves without finding a class for it.
+        // SAFETY: the slot of the block the caller holds.
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         if aligned
             && new_layout.size() <= class.block_size()
-            && resizes_in_place(class, new_layout.size(), new_layout.align())
+            && resizes_in_place(class, old_size, new_layout.size(), new_layout.align())
         {
             // SAFETY: per the contract; the new size fits the block.
-            unsafe { resize_in_place(entry, class.geometry(), new_layout.size(), mark) };
+            unsafe { resize_in_place(entry, class, new_layout.size(), mark) };
             return Ok(ptr);
         }
         // SAFETY: per the contract.
@@ -223,7 +246,7 @@ impl FrontCache {
     }
 
     /// The move of [`reallocate`](Self::reallocate): a new block (with
-    /// room for the next step of a growing block, [`growth_class`]), the
+    /// room for the next step of a growing block, `growth_class`), the
     /// copy, and the old block back to this cache. The old block is not
     /// checked again: the check that vouched for it is this call's, and
     /// the caller holds the block; the claim of its free mark still
@@ -246,9 +269,11 @@ impl FrontCache {
         let new_size = new_layout.size();
         let ptr = entry.block;
         // SAFETY: the slot of the block the caller holds.
-        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.geometry().size_width) };
+        let old_size = unsafe { zone::load_own_size(entry.size_slot, class.size_width()) };
         let again = self.last_grown == ptr.as_ptr();
-        let new = match growth_class(old_size, again, new_layout) {
+        // The recorded size of a checked block (at most its size), and a
+        // new size past it.
+        let new = match growth_class_of_small(old_size, again, new_layout) {
             Some(roomy) => match self.pop(roomy) {
                 Some(e) => Some(Self::hand_out(e, roomy, new_size)),
                 None => self.allocate_slow(heap, roomy, new_layout),
@@ -272,19 +297,36 @@ impl FrontCache {
     }
 }
 
+/// Whether a block of `class` holding `old_size` bytes grows (or keeps
+/// its size) within itself for `new_size` bytes: `old_size <= new_size <=
+/// block_size`, as two comparisons (one register fewer than a single
+/// unsigned one: the inlined step then saves none). The common step of a
+/// realloc (the room a growing block was given, `growth_class`, grown
+/// into); a shrink is decided out of line (`resizes_in_place`). The old
+/// size is the one the check read (`Checked::Keep`): reading it again
+/// tested the slot's width a second time.
+#[inline(always)]
+fn grows_within(class: SizeClass, old_size: usize, new_size: usize) -> bool {
+    // The check refuses a recorded size past the block (a span's).
+    debug_assert!(old_size <= class.block_size());
+    old_size <= new_size && new_size <= class.block_size()
+}
+
 /// Records `new_size` for the block of `entry` and moves its canary to the
-/// new end (a shrink leaves the old one among the slack, unchecked).
+/// new end (a shrink leaves the old one among the slack, unchecked). The
+/// block size and the slot's width come from the class index (a constant
+/// table, a comparison), not from its geometry: fewer loads.
 ///
 /// # Safety
 ///
-/// `entry` is a live block the caller holds, of a class with geometry `g`,
-/// whose free mark is `mark`; `new_size <= g.block_size`.
+/// `entry` is a live block of `class` the caller holds, whose free mark is
+/// `mark`; `new_size <= class.block_size()`.
 #[inline(always)]
-unsafe fn resize_in_place(entry: Entry, g: &ZoneGeometry, new_size: usize, mark: usize) {
+unsafe fn resize_in_place(entry: Entry, class: SizeClass, new_size: usize, mark: usize) {
     // SAFETY: per the contract.
     unsafe {
-        zone::store_size(entry.size_slot, g.size_width, new_size);
-        if new_size < g.block_size {
+        zone::store_size(entry.size_slot, class.size_width(), new_size);
+        if new_size < class.block_size() {
             canary::arm_past(entry.block, new_size, mark);
         }
     }

@@ -288,7 +288,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         // trusted, and changes nothing unless the block stays in place.
         match unsafe { FrontCache::resize_in_place(&HEAP, block, layout) } {
             InPlace::Done => return ptr,
-            InPlace::Vouched(vouched) => return realloc_vouched(block, vouched, layout),
+            InPlace::Vouched(vouched) => return realloc_vouched(block, vouched, size),
             InPlace::Refused(refusal) => return realloc_refused(refusal, ptr),
             InPlace::Declined => {}
         }
@@ -298,19 +298,50 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
 
 /// `realloc` of a block the lock-free check vouched for that does not stay
 /// in place as simply (a move, mostly): the rest, through the thread's
-/// cache.
+/// cache. One function from here to the copy (`FrontCache`'s move is
+/// inlined), with the C alignment a constant: `size` is the one the entry
+/// made a layout of.
 #[inline(never)]
-fn realloc_vouched(block: NonNull<u8>, vouched: Vouched, layout: Layout) -> *mut c_void {
+fn realloc_vouched(block: NonNull<u8>, vouched: Vouched, size: usize) -> *mut c_void {
+    // SAFETY: `realloc` made a layout of `size` at this alignment (no
+    // larger than `isize::MAX`, the alignment a power of two).
+    let layout = unsafe { Layout::from_size_align_unchecked(size, DEFAULT_ALIGN) };
+    if vouched.grows_by_move(layout) {
+        // SAFETY: `vouched` is this call's check of `block`, untouched
+        // since.
+        match unsafe { thread_cache::grow_vouched(block, vouched, layout) } {
+            Some(Ok(new)) => return new.as_ptr().cast(),
+            Some(Err(error)) => return realloc_failed(error, block),
+            None => {}
+        }
+    }
+    realloc_vouched_rest(block, vouched, layout)
+}
+
+/// [`realloc_vouched`] when the block does not simply grow by a move
+/// through the thread's cache: a shrink, or a thread without a cache.
+#[inline(never)]
+fn realloc_vouched_rest(block: NonNull<u8>, vouched: Vouched, layout: Layout) -> *mut c_void {
     // SAFETY: `vouched` is this call's check of `block`, untouched since.
-    let outcome = match unsafe { thread_cache::reallocate_vouched(block, vouched, layout) } {
-        Ok(new) => Resized::Done(new.as_ptr().cast()),
-        Err(ReallocError::OutOfMemory) => Resized::OutOfMemory,
-        Err(ReallocError::Invalid(error)) => {
+    match unsafe { thread_cache::reallocate_vouched(block, vouched, layout) } {
+        Ok(new) => new.as_ptr().cast(),
+        Err(error) => realloc_failed(error, block),
+    }
+}
+
+/// A `realloc` that failed: NULL, with `ENOMEM` when out of memory, or
+/// the refused pointer reported (`errno` untouched). Out of the way of
+/// [`realloc_vouched`]'s move.
+#[cold]
+#[inline(never)]
+fn realloc_failed(error: ReallocError, block: NonNull<u8>) -> *mut c_void {
+    resized_to_c(match error {
+        ReallocError::OutOfMemory => Resized::OutOfMemory,
+        ReallocError::Invalid(error) => {
             Misuse::Heap(error).report("realloc", block.as_ptr().cast());
             Resized::Refused
         }
-    };
-    resized_to_c(outcome)
+    })
 }
 
 /// `realloc` of a block the lock-free check refused (freed already, its
