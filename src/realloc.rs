@@ -15,7 +15,7 @@ use crate::heap::Heap;
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass, TINY_MAX};
+use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass};
 use crate::span;
 use crate::zone;
 
@@ -58,13 +58,14 @@ pub(crate) fn resizes_in_place(
 /// the heap's own path gives them room, `allocate_for_growth`), shrinks,
 /// LARGE sizes.
 ///
-/// Any grower's room is at least [`TINY_MAX`]: the steps through the TINY
-/// classes then stay in place (a block grows within itself however little
-/// of it it fills, [`resizes_in_place`]), for at most a hundred bytes.
+/// No floor: a room of at least the largest TINY block (128 B) would save
+/// one move of a string builder's 14 steps (2,470 -> 2,346 instructions a
+/// round) but make every string grown once or twice from 16 B and kept
+/// hold 128 B instead of 48 or 64 (200,000 of them: 28.8 MiB peak instead
+/// of 13.3; glibc 9.2-12.3). The footprint wins.
 ///
 /// The price is slack at rest: a block that stops growing keeps up to the
-/// ratio (1.5 at +50%) of its size, or the ratio squared under the bound,
-/// or 128 B.
+/// ratio (1.5 at +50%) of its size, or the ratio squared under the bound.
 #[inline]
 pub(crate) fn growth_class(old_size: usize, again: bool, new_layout: Layout) -> Option<SizeClass> {
     if old_size > SMALL_MAX {
@@ -95,10 +96,7 @@ pub(crate) fn growth_class_of_small(
     // a `new_size` of 0) has no ratio.
     let (new, old) = (new_size as u32, old_size as u32);
     let one_step = (new * new).checked_div(old)?;
-    // A TINY grower gets room up to the largest TINY block: at most a
-    // hundred bytes of slack, and the steps through the TINY classes (four
-    // of +50% from 16 B) stay in place.
-    let mut room = one_step.max(TINY_MAX as u32);
+    let mut room = one_step;
     if again {
         let two_steps = one_step * new / old;
         if two_steps as usize <= GROWER_ROOM_MAX {
