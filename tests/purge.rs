@@ -7,55 +7,10 @@ mod common;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ft_malloc::{FrontCache, Heap, HeapError, HeapVisitor, PageProvider, ZoneInfo};
+use ft_malloc::{FrontCache, Heap, HeapError, HeapVisitor, ZoneInfo};
 
-/// Real mappings, counting decommits (`madvise(MADV_DONTNEED)`).
-struct Counted {
-    inner: common::Mmap,
-    decommits: AtomicUsize,
-}
-
-// SAFETY: forwards to a provider that keeps the contract.
-unsafe impl PageProvider for Counted {
-    fn page_size(&self) -> usize {
-        self.inner.page_size()
-    }
-    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
-        self.inner.map(len, align)
-    }
-    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
-        unsafe { self.inner.unmap(run, len) }
-    }
-    fn zeroed_on_map(&self) -> bool {
-        self.inner.zeroed_on_map()
-    }
-    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
-        self.decommits.fetch_add(1, Ordering::Relaxed);
-        unsafe { self.inner.decommit(start, len) }
-    }
-    unsafe fn resize(
-        &self,
-        run: NonNull<u8>,
-        old: usize,
-        new: usize,
-        may_move: bool,
-    ) -> Option<NonNull<u8>> {
-        unsafe { self.inner.resize(run, old, new, may_move) }
-    }
-}
-
-fn heap() -> Heap<Counted> {
-    Heap::new(Counted {
-        inner: common::Mmap,
-        decommits: AtomicUsize::new(0),
-    })
-}
-
-fn decommits(heap: &Heap<Counted>) -> usize {
-    heap.provider().decommits.load(Ordering::Relaxed)
-}
+use common::{DecommitCounted as Counted, decommit_counted_heap as heap, decommits};
 
 /// 16 KiB blocks: four pages each, of which a free block keeps one.
 const BLOCK: usize = 16 * 1024;

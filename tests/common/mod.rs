@@ -268,3 +268,52 @@ unsafe impl<P: PageProvider> PageProvider for WideSpan<P> {
         unsafe { self.inner.resize(run, old, new, may_move) }
     }
 }
+
+/// Real mappings, counting decommits (`madvise(MADV_DONTNEED)`): for the
+/// tests of what goes back to the kernel (`decay.rs`, `purge.rs`).
+pub struct DecommitCounted {
+    pub inner: Mmap,
+    pub decommits: AtomicUsize,
+}
+
+// SAFETY: forwards to a provider that keeps the contract.
+unsafe impl PageProvider for DecommitCounted {
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
+    }
+    fn map(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        self.inner.map(len, align)
+    }
+    unsafe fn unmap(&self, run: NonNull<u8>, len: usize) {
+        unsafe { self.inner.unmap(run, len) }
+    }
+    fn zeroed_on_map(&self) -> bool {
+        self.inner.zeroed_on_map()
+    }
+    unsafe fn decommit(&self, start: NonNull<u8>, len: usize) {
+        self.decommits.fetch_add(1, Ordering::Relaxed);
+        unsafe { self.inner.decommit(start, len) }
+    }
+    unsafe fn resize(
+        &self,
+        run: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        unsafe { self.inner.resize(run, old, new, may_move) }
+    }
+}
+
+/// A heap over real mappings that counts its decommits.
+pub fn decommit_counted_heap() -> ft_malloc::Heap<DecommitCounted> {
+    ft_malloc::Heap::new(DecommitCounted {
+        inner: Mmap,
+        decommits: AtomicUsize::new(0),
+    })
+}
+
+/// The decommits `heap` made so far.
+pub fn decommits(heap: &ft_malloc::Heap<DecommitCounted>) -> usize {
+    heap.provider().decommits.load(Ordering::Relaxed)
+}
