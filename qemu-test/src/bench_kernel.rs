@@ -1,8 +1,10 @@
 //! A small kernel's everyday work in the kernel (`bench-kernel`, issue 19):
 //! the six workloads of the host benchmark (`bench/src/kernel_workloads.rs`)
 //! on a plain `static Heap` with the default spin lock, the same with
-//! `IrqSpinLock`, talc and linked_list_allocator, each on a fresh 4 MiB
-//! region (one static region, reused in turn), through `GlobalAlloc`.
+//! `IrqSpinLock`, the same behind one CPU's [`FrontCache`] (as the test
+//! kernel's own heap is, `cpu_caches.rs`), talc and linked_list_allocator,
+//! each on a fresh 4 MiB region (one static region, reused in turn),
+//! through `GlobalAlloc`.
 //!
 //! Under the runner's `-icount shift=0` a TSC tick is one guest
 //! instruction: the figures are instructions per operation (allocation
@@ -16,10 +18,12 @@
 //! register pressure, which no kernel's call site has.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::ptr::null_mut;
+use core::ptr::{NonNull, null_mut};
 
-use ft_malloc::{ArenaProvider, Heap, IrqSpinLock};
+use ft_malloc::{ArenaProvider, FrontCache, Heap, IrqSpinLock};
+use x86_64::instructions::interrupts;
 
 use crate::bench::Random;
 use crate::{println, tsc};
@@ -152,6 +156,56 @@ const NAMES: [&str; 6] = [
     "random4096",
 ];
 
+/// The core behind one CPU's front cache, as `cpu_caches.rs` runs the
+/// kernel heap: the cache used with interrupts off (one `pushf`/`cli` and
+/// `popf` per call), the heap's `IrqSpinLock`s taken only to refill or
+/// drain a magazine.
+struct PerCpuCore {
+    heap: Heap<ArenaProvider, IrqSpinLock>,
+    cache: UnsafeCell<FrontCache>,
+}
+
+// SAFETY: the benchmark runs on one CPU and touches the cache only with
+// interrupts off (`with_cache`), so it is never used twice at once.
+unsafe impl Sync for PerCpuCore {}
+
+impl PerCpuCore {
+    fn with_cache<R>(
+        &self,
+        f: impl FnOnce(&mut FrontCache, &Heap<ArenaProvider, IrqSpinLock>) -> R,
+    ) -> R {
+        interrupts::without_interrupts(|| {
+            // SAFETY: see `Sync` above: the only reference while it lives.
+            f(unsafe { &mut *self.cache.get() }, &self.heap)
+        })
+    }
+}
+
+// SAFETY: every block comes from `heap` through the cache and goes back
+// the same way.
+unsafe impl GlobalAlloc for PerCpuCore {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.with_cache(|cache, heap| cache.allocate(heap, layout))
+            .map_or(null_mut(), NonNull::as_ptr)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: the caller's contract; a block of ours is not null.
+        let result = self.with_cache(|cache, heap| unsafe {
+            cache.deallocate(heap, NonNull::new_unchecked(ptr))
+        });
+        assert!(result.is_ok(), "bench-kernel: a free was refused");
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract (a valid layout for `new_size`).
+        let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: the caller's contract; a block of ours is not null.
+        self.with_cache(|cache, heap| unsafe {
+            cache.reallocate(heap, NonNull::new_unchecked(ptr), new)
+        })
+        .map_or(null_mut(), NonNull::as_ptr)
+    }
+}
+
 /// talc behind the same spin lock as the core.
 type Talc = talc::TalcLock<spin::Mutex<()>, talc::source::Manual>;
 
@@ -183,7 +237,7 @@ pub fn run() -> bool {
     println!(
         "bench-kernel: instructions per operation (-icount), {OPERATIONS} operations, 4 MiB region"
     );
-    println!("bench-kernel: workload    core-spin  core-irq      talc  linked_list");
+    println!("bench-kernel: workload    core-spin  core-irq  core-percpu      talc  linked_list");
     for name in NAMES {
         // SAFETY (each block): the region is this allocator's until it is
         // dropped at the end of the block.
@@ -196,6 +250,15 @@ pub fn run() -> bool {
             let heap: Heap<ArenaProvider, IrqSpinLock> =
                 Heap::new(unsafe { ArenaProvider::new(region(), REGION) });
             workload(&heap, name)
+        };
+        let percpu = {
+            let core = PerCpuCore {
+                heap: Heap::new(unsafe { ArenaProvider::new(region(), REGION) }),
+                cache: UnsafeCell::new(FrontCache::new()),
+            };
+            let n = workload(&core, name);
+            core.with_cache(|cache, heap| cache.flush(heap));
+            n
         };
         let talc = {
             let talc = Talc::new(talc::source::Manual);
@@ -210,7 +273,7 @@ pub fn run() -> bool {
             unsafe { heap.0.lock().init(region(), REGION) };
             workload(&heap, name)
         };
-        println!("bench-kernel: {name:<11} {spin:>9} {irq:>9} {talc:>9} {lla:>12}");
+        println!("bench-kernel: {name:<11} {spin:>9} {irq:>9} {percpu:>12} {talc:>9} {lla:>12}");
     }
     true
 }
