@@ -145,23 +145,40 @@ fn geometric_growth_moves_every_other_step() {
 fn a_known_grower_gets_room_for_two_steps() {
     let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
     let mut cache = FrontCache::new();
-    let mut size = 16;
-    let mut p = cache.allocate(&heap, layout(size)).unwrap();
-    fill(p, size);
-    let (mut steps, mut moves) = (0, 0);
-    while size < 4096 {
-        let new = (size * 3 / 2).min(4096);
-        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
-        check(q, size);
-        assert_eq!(heap.usable_size(q), Ok(new));
-        fill(q, new);
-        moves += usize::from(q != p);
-        steps += 1;
-        (p, size) = (q, new);
-    }
+    let (p, steps, moved_at) = build_string(&heap, &mut cache, |_, _| {});
+    let moves = moved_at.len();
     assert_eq!(steps, 14);
     assert!(moves <= 6, "{moves} moves in {steps} steps of +50%");
     unsafe { cache.deallocate(&heap, p) }.unwrap();
+}
+
+/// A string builder's +50% steps from 16 B to 4 KiB through `cache`: each
+/// step's bytes and recorded size checked, `at_step` shown each new block
+/// and size. Returns the last block, the steps, and the sizes at which the
+/// block moved.
+fn build_string(
+    heap: &ArenaHeap,
+    cache: &mut FrontCache,
+    mut at_step: impl FnMut(NonNull<u8>, usize),
+) -> (NonNull<u8>, usize, Vec<usize>) {
+    let mut size = 16;
+    let mut p = cache.allocate(heap, layout(size)).unwrap();
+    fill(p, size);
+    let (mut steps, mut moved_at) = (0, Vec::new());
+    while size < 4096 {
+        let new = (size * 3 / 2).min(4096);
+        let q = unsafe { cache.reallocate(heap, p, layout(new)) }.unwrap();
+        check(q, size);
+        assert_eq!(heap.usable_size(q), Ok(new));
+        fill(q, new);
+        if q != p {
+            moved_at.push(new);
+        }
+        at_step(q, new);
+        steps += 1;
+        (p, size) = (q, new);
+    }
+    (p, steps, moved_at)
 }
 
 /// A move gives the old block back without checking it again (the call's
@@ -315,26 +332,13 @@ fn a_block_grows_within_itself_however_little_it_fills() {
 fn a_string_builder_moves_six_times_and_a_once_grown_string_keeps_little_slack() {
     let heap: ArenaHeap = Heap::new(Counting::new(arena(16 << 20)));
     let mut cache = FrontCache::new();
-    let mut size = 16;
-    let mut p = cache.allocate(&heap, layout(size)).unwrap();
-    fill(p, size);
-    let mut moved_at = Vec::new();
-    while size < 4096 {
-        let new = (size * 3 / 2).min(4096);
-        let q = unsafe { cache.reallocate(&heap, p, layout(new)) }.unwrap();
-        check(q, size);
-        assert_eq!(heap.usable_size(q), Ok(new));
-        fill(q, new);
-        if q != p {
-            moved_at.push(new);
-        }
+    let (p, _, moved_at) = build_string(&heap, &mut cache, |q, new| {
         if new == 24 {
             // Room for one more +50% step (36 B), not for the largest
             // TINY block: a string grown once and kept stays small.
             assert_eq!(heap.zone_block_size(q), Some(48));
         }
-        (p, size) = (q, new);
-    }
+    });
     assert_eq!(moved_at, [24, 54, 181, 609, 1369, 3079]);
     unsafe { cache.deallocate(&heap, p) }.unwrap();
     assert_eq!(heap.stats().live_blocks, 0);
