@@ -13,6 +13,10 @@ fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=linker.ld");
     println!("cargo:rerun-if-changed=build.rs");
+    // `bench-kernel` prints the level it was built at (`make bench-kernel`
+    // runs it at 3 and at 0).
+    let opt_level = std::env::var("OPT_LEVEL").unwrap_or_default();
+    println!("cargo:rustc-env=KERNEL_OPT_LEVEL={opt_level}");
     if target == "x86_64-unknown-none" {
         println!("cargo:rustc-link-arg-bins=--no-pie");
         println!("cargo:rustc-link-arg-bins=-T{manifest_dir}/linker.ld");
