@@ -14,7 +14,7 @@ SETUP   := scripts/setup.sh
 # python3 (pyenv, venv) may hide.
 PLOT_PY ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 
-.PHONY: all setup setup-demo test stress lint miri miri-heap miri-lib-cache demo qemu bench bench-hosted bench-callgrind bench-csv \
+.PHONY: all setup setup-demo test stress lint miri miri-heap miri-lib-cache demo qemu bench bench-hosted bench-callgrind bench-kernel bench-csv \
 	pictures plots clean fclean re
 
 all: $(NAME)
@@ -111,6 +111,18 @@ qemu: setup-demo
 
 bench: setup
 	$(CARGO) run --release -p ft_malloc_bench
+
+## A small kernel's everyday work in the QEMU kernel (issue 19,
+## qemu-test/src/bench_kernel.rs), instructions per operation (-icount):
+## the kernel built optimised, then as a debug kernel's dev profile builds
+## it (opt-level 0, debug assertions and overflow checks on; the core, talc
+## and linked_list_allocator alike), in its own target directory.
+KERNEL_O0_TARGET := $(or $(CARGO_TARGET_DIR),target)/kernel-o0
+bench-kernel: setup-demo
+	$(CARGO) qemu bench-kernel
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+		CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_TARGET_DIR=$(KERNEL_O0_TARGET) \
+		QEMU_TIMEOUT=600 $(CARGO) qemu bench-kernel
 
 bench-hosted: all
 	@$(SETUP) --bench
