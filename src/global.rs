@@ -13,16 +13,22 @@ use crate::provider::PageProvider;
 // `layout.align()`, distinct while live; `dealloc`/`realloc` only act on
 // blocks the page map vouches for.
 unsafe impl<P: PageProvider + Sync, R: RawMutex + Send + Sync> GlobalAlloc for Heap<P, R> {
+    // `match`es, not `map_or`, and `matches!`, not `is_ok`: in a kernel's
+    // debug build (opt-level 0) each combinator is a function call.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate(layout)
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        match self.allocate(layout) {
+            Some(block) => block.as_ptr(),
+            None => ptr::null_mut(),
+        }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        self.allocate_zeroed(layout)
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        match self.allocate_zeroed(layout) {
+            Some(block) => block.as_ptr(),
+            None => ptr::null_mut(),
+        }
     }
 
     #[inline]
@@ -31,7 +37,7 @@ unsafe impl<P: PageProvider + Sync, R: RawMutex + Send + Sync> GlobalAlloc for H
             // SAFETY: the caller gives up the block. A refused pointer is a
             // caller bug that `GlobalAlloc` cannot report; the heap ignores it.
             let result = unsafe { self.deallocate(ptr) };
-            debug_assert!(result.is_ok(), "dealloc of {ptr:p}: {result:?}");
+            debug_assert!(matches!(result, Ok(())), "dealloc of {ptr:p}: {result:?}");
         }
     }
 
@@ -43,6 +49,9 @@ unsafe impl<P: PageProvider + Sync, R: RawMutex + Send + Sync> GlobalAlloc for H
         // SAFETY: `GlobalAlloc::realloc` guarantees the new layout is valid.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: the caller owns `ptr` and uses only the result on success.
-        unsafe { self.reallocate(ptr, new_layout) }.map_or(ptr::null_mut(), NonNull::as_ptr)
+        match unsafe { self.reallocate(ptr, new_layout) } {
+            Ok(block) => block.as_ptr(),
+            Err(_) => ptr::null_mut(),
+        }
     }
 }

@@ -249,7 +249,7 @@ impl PageMap {
     /// lookup; if it is unchanged once the owner's lock is held, the owner
     /// found is still registered (owners are only unregistered under their
     /// own lock).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn releases(&self) -> usize {
         self.releases.load(Ordering::Acquire)
     }

@@ -127,13 +127,13 @@ impl SizeClass {
     }
 
     /// Position in the class table.
-    #[inline]
+    #[inline(always)]
     pub const fn index(self) -> usize {
         self.0 as usize
     }
 
     /// Size of every block of this class.
-    #[inline]
+    #[inline(always)]
     pub const fn block_size(self) -> usize {
         // Through a reference (a promoted constant): at opt-level 0,
         // indexing the `const` itself copies the whole table first.
@@ -165,7 +165,7 @@ impl SizeClass {
 
     /// The class for a request of `size` bytes at the default alignment, or
     /// `None` if the request is LARGE.
-    #[inline]
+    #[inline(always)]
     pub const fn for_size(size: usize) -> Option<Self> {
         if size <= CLASS_TABLE_MAX {
             // One load (`CLASS_BY_GRANULE`), through a reference: at
