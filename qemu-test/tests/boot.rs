@@ -95,8 +95,8 @@ fn every_kernel_test_passes() {
         .collect();
     assert_eq!(
         test_lines.len(),
-        7,
-        "expected 7 test lines:\n{}",
+        8,
+        "expected 8 test lines:\n{}",
         boot.output
     );
     assert!(
@@ -105,7 +105,7 @@ fn every_kernel_test_passes() {
         boot.output
     );
     assert!(
-        boot.output.contains("kernel tests: 7 passed, 0 failed"),
+        boot.output.contains("kernel tests: 8 passed, 0 failed"),
         "{}",
         boot.output
     );
@@ -157,6 +157,7 @@ fn every_cpu_starts_and_passes_the_tests(cpus: usize) {
         "faults_equal_distinct_pages_touched",
         "frames_return_after_free_and_trim",
         "realloc_keeps_contents",
+        "irq_lock_restores_the_interrupt_flag",
         "blocks_freed_on_another_cpu",
     ] {
         for cpu in 0..cpus {

@@ -13,6 +13,7 @@
 mod collections;
 mod cross_cpu;
 mod frames_return;
+mod irq_lock;
 mod oom;
 mod page_faults;
 mod patterns;
@@ -115,6 +116,10 @@ pub const TESTS: &[Test] = &[
     Test {
         name: "realloc_keeps_contents",
         run: realloc::run,
+    },
+    Test {
+        name: "irq_lock_restores_the_interrupt_flag",
+        run: irq_lock::run,
     },
 ];
 
