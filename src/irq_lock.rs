@@ -44,9 +44,9 @@ const HELD: u16 = 1;
 /// heap locks once per allocation and once per free. The saved flags are
 /// the lock word itself: locking swaps 0 for the low 16 bits of RFLAGS
 /// (with bit 0 set, so that a held word is never 0), so no separate store
-/// records them, and unlocking
-/// reads the word it clears. Over the default spin lock that is `pushfq`,
-/// `pop`, `or`, `cli` per lock and a load, a test and `sti` per unlock.
+/// records them, and unlocking reads the word it clears. Over the default
+/// spin lock that is `pushfq`, `pop`, `or`, `cli` per lock and a load, a
+/// test and `sti` per unlock.
 pub struct IrqSpinLock {
     /// 0 while free; while held, the holder's RFLAGS (low 16 bits) as they
     /// were before it locked, with [`HELD`] set: its interrupt flag is

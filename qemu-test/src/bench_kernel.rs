@@ -1,8 +1,9 @@
 //! A small kernel's everyday work in the kernel (`bench-kernel`, issue 19):
 //! the six workloads of the host benchmark (`bench/src/kernel_workloads.rs`)
 //! on a plain `static Heap` with the default spin lock, the same with
-//! `IrqSpinLock` (run with interrupts off, then on), the same behind one CPU's [`FrontCache`] (as the test
-//! kernel's own heap is, `cpu_caches.rs`), talc and linked_list_allocator,
+//! `IrqSpinLock` (run with interrupts off, then on), the same behind one
+//! CPU's [`FrontCache`] (as the test kernel's own heap is,
+//! `cpu_caches.rs`), talc and linked_list_allocator,
 //! each on a fresh 4 MiB region (one static region, reused in turn),
 //! through `GlobalAlloc`.
 //!
