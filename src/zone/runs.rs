@@ -106,3 +106,61 @@ pub(crate) unsafe fn take_run(zone: NonNull<ZoneHeader>, start: usize, n: usize)
     z.free = head as u32;
     z.live += n as u32;
 }
+
+/// Takes blocks `first..first + n` for a span that grows in place
+/// (`span::grow_in_place`), if that is cheap: each carved one must be the
+/// free list's head in turn (a span freed as a whole is pushed head last,
+/// so its blocks come back off the list in address order), and the rest
+/// not carved yet (they are carved now). Anything else (a block live, lent
+/// to a cache, or deeper in the list, where taking it out is a walk)
+/// returns `false` with nothing changed: the caller moves the block.
+///
+/// Each link followed is checked as `pop` checks a new head (a carved
+/// block, free), and the head left behind must not be one of the taken
+/// blocks: an overwritten link is refused, never followed.
+///
+/// # Safety
+///
+/// `zone` is a live zone whose class lock the caller holds.
+pub(crate) unsafe fn take_following(zone: NonNull<ZoneHeader>, first: usize, n: usize) -> bool {
+    // SAFETY: live zone, lock held.
+    let (g, carved, z) = unsafe { (geometry(zone), carved_count(zone) as usize, state(zone)) };
+    let end = first + n;
+    if end > z.capacity as usize {
+        return false;
+    }
+    let mut head = z.free as FreeLink;
+    let mut index = first;
+    while index < end.min(carved) {
+        if head != index + 1 {
+            return false;
+        }
+        // SAFETY: `index < carved`: a free carved block of this zone (the
+        // head, checked when it was linked or as its predecessor's link).
+        head = unsafe { block_ptr(zone, index).as_ptr().cast::<FreeLink>().read() };
+        // SAFETY: as in `link_ok`.
+        let ok = head == 0 || (head <= carved && !unsafe { bit_is_set(zone, g, head - 1) });
+        if !ok {
+            return false;
+        }
+        index += 1;
+    }
+    // Every wanted block below `carved` was on the list, in order; the
+    // head left behind must name none of them.
+    if head != 0 && (first..end).contains(&(head - 1)) {
+        return false;
+    }
+    for i in first..end {
+        // SAFETY: `i < end <= capacity`: inside the bitmap.
+        unsafe { *bitmap_word(zone, g, i) |= 1 << (i % 64) };
+    }
+    if end > carved {
+        // SAFETY: lock held; `end <= capacity`.
+        unsafe { set_carved(zone, end as u32) };
+    }
+    // SAFETY: live zone, lock held; `z` is no longer used.
+    let z = unsafe { state_mut(zone) };
+    z.free = head as u32;
+    z.live += n as u32;
+    true
+}
