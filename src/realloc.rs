@@ -250,7 +250,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let zone = base.cast();
         let new_size = new_layout.size();
         let old_size = {
-            let mut state = self.class(class);
+            let _state = self.class(class);
             let index = self
                 .validate_small(zone, class, ptr, seen)
                 .map_err(ReallocError::Invalid)?;
@@ -274,19 +274,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 return Ok(ptr);
             }
             if !one_block {
-                // SAFETY: as above; checked as a whole before it grows or
-                // moves.
+                // SAFETY: as above; checked as a whole before it moves.
                 unsafe { span::check_span(zone, index, ptr, old_size) }
                     .map_err(ReallocError::Invalid)?;
-            }
-            // Growing: into the free blocks right after it, if it can.
-            // SAFETY: as above; the block (or span) is checked and the
-            // caller's.
-            if aligned
-                && new_size > old_size
-                && unsafe { span::grow_in_place(&mut state, zone, index, ptr, old_size, new_size) }
-            {
-                return Ok(ptr);
             }
             old_size
         };

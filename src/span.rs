@@ -46,7 +46,7 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::provider::PageProvider;
-use crate::size_class::{NUM_CLASSES, SMALL_MAX, SizeClass, TINY_MAX};
+use crate::size_class::{NUM_CLASSES, SizeClass, TINY_MAX};
 use crate::zone::{self, ZoneHeader};
 
 /// A span joins at most this many blocks: a 2 KiB request may join
@@ -129,10 +129,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let bytes = unsafe { check_span(zone, index, ptr, requested) }?;
         // SAFETY: per the contract.
         let block_size = unsafe { zone::layout_of(zone) }.block_size;
-        // Head last: the list then gives the blocks back in address order,
-        // the head first, so the next block taken there can grow in place
-        // over the same blocks (`grow_in_place`).
-        for i in (index..index + bytes / block_size).rev() {
+        for i in index..index + bytes / block_size {
             // SAFETY: `check_span` proved every block of the span live and
             // ours; each goes back as a block of its own (its size slot is
             // written again when it is next handed out).
@@ -142,60 +139,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         unsafe { self.after_free(state, zone) };
         Ok(())
     }
-}
-
-/// Grows the SMALL block or span whose head is block `index` (at `ptr`,
-/// holding `old_size` bytes, validated, and checked as a whole if a span)
-/// to `new_size` bytes where it is, by taking the free blocks right after
-/// it ([`zone::take_following`]: only when that is cheap). The head's size
-/// slot takes the new size, each new follower's [`FOLLOWER`], and the slack
-/// canary moves to the new end. `false`, nothing changed, when the blocks
-/// are not there to take, the class is TINY (one-byte slots), or the span
-/// would pass [`SPAN_MAX_BLOCKS`] or the largest SMALL size.
-///
-/// # Safety
-///
-/// The class lock is held through `state`; the block is as above and the
-/// caller's (no one else frees or resizes it meanwhile).
-#[inline(never)]
-pub(crate) unsafe fn grow_in_place(
-    state: &mut ClassState,
-    zone: NonNull<ZoneHeader>,
-    index: usize,
-    ptr: NonNull<u8>,
-    old_size: usize,
-    new_size: usize,
-) -> bool {
-    // SAFETY: per the contract.
-    let block_size = unsafe { zone::layout_of(zone) }.block_size;
-    if block_size <= TINY_MAX || new_size > SMALL_MAX {
-        return false;
-    }
-    let (have, want) = (
-        blocks_for(old_size, block_size),
-        blocks_for(new_size, block_size),
-    );
-    if want > SPAN_MAX_BLOCKS {
-        return false;
-    }
-    // SAFETY: per the contract; the blocks after the span are the zone's.
-    unsafe {
-        if want > have {
-            if !zone::take_following(zone, index + have, want - have) {
-                return false;
-            }
-            if zone::is_full(zone) && zone::state(zone).listed {
-                state.unlink(zone);
-            }
-            for follower in index + have..index + want {
-                zone::set_requested(zone, follower, FOLLOWER);
-                free_mark::clear(zone::block_ptr(zone, follower));
-            }
-        }
-        zone::set_requested(zone, index, new_size);
-        canary::arm(ptr, new_size, want * block_size);
-    }
-    true
 }
 
 /// Takes `n` adjacent free blocks from a listed zone of the class locked
