@@ -187,10 +187,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
-        // A zone's block first, in a path kept small (as `deallocate`'s):
-        // the lookup trimmed to zones, one lock, every check made once
-        // (`resize_checked`); the rest goes on in calls made last, so that
-        // this path saves few registers of its own.
+        // A zone's block first (as `deallocate` does): the lookup trimmed to
+        // zones, one lock, every check made once (`resize_checked`). The
+        // move is inlined here (a call with its eight arguments cost the
+        // random actions 1-3 instructions per operation); the full way and
+        // everything but zones are calls of their own.
         let seen = self.page_map.releases();
         if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
             let state = self.class(class);
@@ -424,7 +425,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// the old block freed through the zone found before (checked again
     /// under the lock, as any free: to the heap's stack if it has room),
     /// without a second lookup.
-    #[inline(never)]
+    ///
+    /// Inlined into [`reallocate`](Self::reallocate), which the move
+    /// mostly comes from; `realloc_small_locked` calls it too.
+    #[inline(always)]
     fn realloc_small_by_move(
         &self,
         zone: NonNull<ZoneHeader>,
