@@ -304,8 +304,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let within = new_size <= g.block_size
                 && (new_size * 2 > g.block_size || new_size >= old_size)
                 && align <= DEFAULT_ALIGN;
+            // (A size past the block has a larger class: no need to find it.)
             if !within
                 && (ptr.as_ptr().addr() & (align - 1) != 0
+                    || new_size > g.block_size
                     || !stays_in_class(class, SizeClass::for_layout(new_size, align)))
             {
                 return Resize::Move(old_size);
