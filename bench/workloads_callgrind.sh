@@ -7,6 +7,7 @@
 #
 # Usage: bench/workloads_callgrind.sh [OPS] [WORKLOADS] [ALLOCATORS]
 #   defaults: 100000 operations, all six workloads, ft_malloc,talc,linked_list.
+#   A seventh, in_place (a realloc within its block), runs only when named.
 # BIN=path overrides the binary; PROFILE=dev measures a debug build
 # (opt-level 0, what a kernel's default dev profile builds dependencies at).
 set -euo pipefail

@@ -6,18 +6,19 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 
-use lock_api::RawMutex;
+use lock_api::{MutexGuard, RawMutex};
 
 use crate::canary;
 use crate::error::{HeapError, ReallocError};
 use crate::free::check_canary;
-use crate::heap::Heap;
+use crate::free_mark;
+use crate::heap::{ClassState, Heap};
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::{DEFAULT_ALIGN, SMALL_MAX, SizeClass};
 use crate::span;
-use crate::zone;
+use crate::zone::{self, ZoneHeader};
 
 /// A block stays in its class when the new size still fits and would not
 /// fit a class less than half its size: shrinking further moves it, so a
@@ -113,6 +114,16 @@ pub(crate) fn growth_class_of_small(
 /// a move costs the same instructions but the slack few bytes.
 pub(crate) const GROWER_ROOM_MAX: usize = 1024;
 
+/// What [`Heap::resize_checked`] found.
+enum Resize {
+    /// Resized where it is.
+    InPlace,
+    /// Checked and good, holding this many bytes, but it must move.
+    Move(usize),
+    /// Something to check again on the full way (which reports it).
+    Doubt,
+}
+
 /// A block that a realloc moves grows by this factor to that factor
 /// squared (a vector doubling its capacity): it gets a block for this many
 /// times its new size.
@@ -176,9 +187,44 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
+        // A zone's block first (as `deallocate` does): the lookup trimmed to
+        // zones, one lock, every check made once (`resize_checked`). The
+        // move is inlined here (a call with its eight arguments cost the
+        // random actions 1-3 instructions per operation); the full way and
+        // everything but zones are calls of their own.
+        let seen = self.page_map.releases();
+        if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
+            let state = self.class(class);
+            let zone = base.cast();
+            // SAFETY: the map named this zone of `class` when `seen` was
+            // read; its lock is held through `state`.
+            return match unsafe { self.resize_checked(zone, class, ptr, seen, new_layout) } {
+                Resize::InPlace => Ok(ptr),
+                Resize::Move(old_size) => {
+                    drop(state);
+                    self.realloc_small_by_move(zone, class, ptr, seen, old_size, new_layout)
+                }
+                Resize::Doubt => {
+                    self.realloc_small_locked(state, zone, class, ptr, seen, new_layout)
+                }
+            };
+        }
+        self.reallocate_slow(ptr, new_layout)
+    }
+
+    /// [`reallocate`](Self::reallocate) of anything but a zone's block:
+    /// LARGE runs, a small region's pool and bare runs, and pointers that
+    /// are none of these.
+    #[inline(never)]
+    fn reallocate_slow(
+        &self,
+        ptr: NonNull<u8>,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
         let result = match self.find(ptr.as_ptr().addr()) {
             (Some(Owner::Zone { base, class }), seen) => {
-                self.realloc_small(base, class, ptr, seen, new_layout)
+                let state = self.class(class);
+                return self.realloc_small_locked(state, base.cast(), class, ptr, seen, new_layout);
             }
             (Some(Owner::Large { base }), _) => self.realloc_large(base, ptr, new_layout),
             (Some(Owner::Pool { base }), _) => self.pool_realloc(base, ptr, new_layout),
@@ -189,6 +235,91 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             self.count_error(());
         }
         result
+    }
+
+    /// The common realloc of a zone's block, under its class lock: every
+    /// check of the full way (`validate_small`, `check_canary`) made once,
+    /// on values read once, as `free_to_heap_cache` does for a free:
+    /// nothing unregistered since the lookup, the zone's guard, a carved
+    /// block boundary (`exact_index`), the live bit, no free mark (a block
+    /// on a stack or in a cache is freed already), a size slot that is not
+    /// a span's, the slack canary. Then either the new size and canary are
+    /// written ([`Resize::InPlace`]), or the block is known good and must
+    /// move ([`Resize::Move`]). Any doubt changes nothing: the full way
+    /// checks again under the same lock, decides and reports.
+    ///
+    /// # Safety
+    ///
+    /// The page map named `zone` (of `class`) for `ptr` when the release
+    /// count was `seen`; the caller holds `class`'s lock.
+    #[inline(always)]
+    unsafe fn resize_checked(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+        new_layout: Layout,
+    ) -> Resize {
+        let new_size = new_layout.size();
+        // SAFETY (the whole block): the zone is live while nothing was
+        // unregistered since the lookup (its class lock is held), tested
+        // first; the bitmap, size slot and block reads are guarded by
+        // `index < carved`, tested before them.
+        unsafe {
+            if self.page_map.releases() != seen || !zone::guard_ok(zone) {
+                return Resize::Doubt;
+            }
+            let g = zone::layout_of(zone);
+            // Wrapping: below block 0 is no block boundary, which
+            // `exact_index` maps far above any count.
+            let offset = ptr
+                .as_ptr()
+                .addr()
+                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
+            let index = g.exact_index(offset);
+            if index >= zone::carved_hint(zone) as u64 {
+                return Resize::Doubt;
+            }
+            let index = index as usize;
+            let mark = free_mark::value(ptr);
+            if !zone::is_live_in(zone, g, index) || free_mark::is_set_to(ptr, mark) {
+                return Resize::Doubt;
+            }
+            // One branch on the slot's width, known from the class.
+            let (slot, width) = if class.size_width() == 1 {
+                (zone::size_slot_with(zone, g, 1, index), 1)
+            } else {
+                (zone::size_slot_with(zone, g, 2, index), 2)
+            };
+            let old_size = zone::load_own_size(slot, width);
+            // More than the block is a span's (the full way's).
+            if old_size > g.block_size || !canary::intact_for(ptr, old_size, g.block_size, mark) {
+                return Resize::Doubt;
+            }
+            // `resizes_in_place`, its common case (within the block, at
+            // most the blocks' own alignment) on the zone's block size
+            // already read, and no division (alignments are powers of two).
+            let align = new_layout.align();
+            let within = new_size <= g.block_size
+                && (new_size * 2 > g.block_size || new_size >= old_size)
+                && align <= DEFAULT_ALIGN;
+            // (A size past the block has a larger class: no need to find it.)
+            if !within
+                && (ptr.as_ptr().addr() & (align - 1) != 0
+                    || new_size > g.block_size
+                    || !stays_in_class(class, SizeClass::for_layout(new_size, align)))
+            {
+                return Resize::Move(old_size);
+            }
+            zone::store_size(slot, width, new_size);
+            if new_size < g.block_size {
+                // The canary moves to the new end (a shrink leaves the old
+                // one among the slack, unchecked).
+                canary::arm_past(ptr, new_size, mark);
+            }
+        }
+        Resize::InPlace
     }
 
     /// Resizes the TINY or SMALL block at `ptr` to `new_size` bytes where
@@ -239,24 +370,25 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Ok(true)
     }
 
-    fn realloc_small(
+    /// The full way of a zone block's realloc, under the class lock the
+    /// caller took (`state`): checks, decides and reports; a block that
+    /// moves goes on to [`realloc_small_by_move`](Self::realloc_small_by_move)
+    /// with the lock dropped.
+    #[inline(never)]
+    fn realloc_small_locked(
         &self,
-        base: NonNull<u8>,
+        state: MutexGuard<'_, R, ClassState>,
+        zone: NonNull<ZoneHeader>,
         class: SizeClass,
         ptr: NonNull<u8>,
         seen: usize,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let zone = base.cast();
         let new_size = new_layout.size();
-        let old_size = {
-            let _state = self.class(class);
-            let index = self
-                .validate_small(zone, class, ptr, seen)
-                .map_err(ReallocError::Invalid)?;
+        let checked = (|| {
+            let index = self.validate_small(zone, class, ptr, seen)?;
             // SAFETY: validated block of a live zone, lock held.
-            let (old_size, block_size) =
-                unsafe { check_canary(zone, index, ptr) }.map_err(ReallocError::Invalid)?;
+            let (old_size, block_size) = unsafe { check_canary(zone, index, ptr) }?;
             let aligned = ptr.as_ptr().addr().is_multiple_of(new_layout.align());
             // A span (`span.rs`) always moves: its blocks go back together.
             let one_block = old_size <= block_size;
@@ -271,24 +403,52 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     zone::set_requested(zone, index, new_size);
                     canary::arm(ptr, new_size, block_size);
                 }
-                return Ok(ptr);
+                return Ok(None);
             }
             if !one_block {
                 // SAFETY: as above; checked as a whole before it moves.
-                unsafe { span::check_span(zone, index, ptr, old_size) }
-                    .map_err(ReallocError::Invalid)?;
+                unsafe { span::check_span(zone, index, ptr, old_size) }?;
             }
-            old_size
-        };
+            Ok(Some(old_size))
+        })();
+        drop(state);
+        match checked {
+            Ok(None) => Ok(ptr),
+            Ok(Some(old_size)) => {
+                self.realloc_small_by_move(zone, class, ptr, seen, old_size, new_layout)
+            }
+            Err(e) => Err(ReallocError::Invalid(self.count_error(e))),
+        }
+    }
+
+    /// Moves a zone's block that was checked under its class lock (now
+    /// released) and holds `old_size` bytes: a new block
+    /// ([`allocate_for_growth`](Self::allocate_for_growth)), the copy, and
+    /// the old block freed through the zone found before (checked again
+    /// under the lock, as any free: to the heap's stack if it has room),
+    /// without a second lookup.
+    ///
+    /// Inlined into [`reallocate`](Self::reallocate), which the move
+    /// mostly comes from; `realloc_small_locked` calls it too.
+    #[inline(always)]
+    fn realloc_small_by_move(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+        old_size: usize,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
         let new = self
             .allocate_for_growth(old_size, new_layout)
             .ok_or(ReallocError::OutOfMemory)?;
         // SAFETY: both blocks are live, distinct, and hold the copied length.
-        unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
-        // The old block goes back through the zone found above (checked
-        // again under the lock, as any free: to the heap's stack if it has
-        // room), without a second lookup. A failure means the caller freed
-        // it concurrently, which is their bug: the new block is theirs.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_layout.size()))
+        };
+        // A failure means the caller freed it concurrently, which is their
+        // bug: the new block is theirs.
         let mut state = self.class(class);
         // SAFETY: the map named this zone of `class` when `seen` was read.
         if !unsafe { self.free_to_heap_cache(&mut state, zone, class, ptr, seen) } {

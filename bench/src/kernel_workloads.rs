@@ -10,6 +10,7 @@
 //! | `fifo64`    | free the oldest of 64 live blocks of 16..1024 B, allocate one |
 //! | `random64`  | free a random one of 64 live blocks of 16..1024 B, allocate one |
 //! | `random4096`| the same among 4096 live blocks of 16..256 B                  |
+//! | `in_place`  | not one of the six: one realloc of a 16000-byte block to 9000 bytes or back, which ft_malloc and talc do in place |
 //!
 //! The calls go through `blocks::call_*`, so `workloads_callgrind.sh` counts
 //! the allocator's instructions alone. The live set is filled before the
@@ -30,13 +31,14 @@ use crate::peers::Workload;
 pub const REGION: usize = 4 << 20;
 
 /// The workloads, by name.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "boxes",
     "long_lived",
     "vec",
     "fifo64",
     "random64",
     "random4096",
+    "in_place",
 ];
 
 /// One workload, run for `ops` operations.
@@ -148,6 +150,28 @@ impl Workload for KernelWorkload {
                     live[at] = alloc(a, name, rng.usize(16..=max), (i % 255) as u8 + 1);
                 }
                 live.drain(..).for_each(|b| free(a, name, b));
+                ops
+            }
+            "in_place" => {
+                // Not one of the six: the cost of a realloc that ft_malloc
+                // and talc do where the block is (a 16000-byte block
+                // resized to 9000 bytes and back).
+                let mut b = alloc(a, name, 16000, 7);
+                for i in 0..ops {
+                    check(name, &b);
+                    let new_size = if i % 2 == 0 { 9000 } else { 16000 };
+                    // SAFETY: live block of `a`, new size valid.
+                    let ptr = unsafe { call_realloc(a, b.ptr, b.layout, new_size) };
+                    assert!(!ptr.is_null(), "{name}: realloc to {new_size} failed");
+                    // SAFETY: the first byte survived, the new last is ours.
+                    unsafe {
+                        assert_eq!(ptr.read(), b.tag, "{name}: realloc lost the contents");
+                        ptr.add(new_size - 1).write(b.tag);
+                    }
+                    b.ptr = ptr;
+                    b.layout = Layout::from_size_align(new_size, 8).expect("valid");
+                }
+                free(a, name, b);
                 ops
             }
             other => panic!("no workload {other}"),

@@ -91,7 +91,8 @@ Options:
   --breakdown         instead: heap efficiency only (--he-rounds rounds) and,
                       for the core, where the arena went when each round ended
   --kernel-workload W instead: one of a small kernel's workloads
-                      (boxes, long_lived, vec, fifo64, random64, random4096)
+                      (boxes, long_lived, vec, fifo64, random64, random4096;
+                      and in_place, a realloc within its block)
                       for --ops operations [100000] on a 4 MiB region;
                       prints `workload,allocator,operations` (for callgrind:
                       bench/workloads_callgrind.sh)

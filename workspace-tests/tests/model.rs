@@ -1,5 +1,6 @@
 //! Shadow-model property test: long random sequences of allocate / aligned
-//! allocate / zeroed / realloc / free / invalid free / double free, checked
+//! allocate / zeroed / realloc (any size, or doubling, as a vector grows) /
+//! free / invalid free / double free / realloc of a freed block, checked
 //! against a model of the live ranges, over the arena provider and real
 //! `mmap`.
 
@@ -23,6 +24,15 @@ enum Op {
         zeroed: bool,
     },
     Realloc {
+        pick: usize,
+        size: usize,
+    },
+    /// A realloc to twice the block's size (a vector growing).
+    Double {
+        pick: usize,
+    },
+    /// A realloc of a block freed since: refused, nothing changed.
+    StaleRealloc {
         pick: usize,
         size: usize,
     },
@@ -68,7 +78,9 @@ fn op_of(size: impl Strategy<Value = usize> + Clone) -> impl Strategy<Value = Op
     prop_oneof![
         8 => (size.clone(), prop_oneof![4 => Just(0u32), 1 => 0u32..=13], any::<bool>())
             .prop_map(|(size, align_log, zeroed)| Op::Alloc { size, align_log, zeroed }),
-        3 => (any::<usize>(), size).prop_map(|(pick, size)| Op::Realloc { pick, size }),
+        3 => (any::<usize>(), size.clone()).prop_map(|(pick, size)| Op::Realloc { pick, size }),
+        2 => any::<usize>().prop_map(|pick| Op::Double { pick }),
+        1 => (any::<usize>(), size).prop_map(|(pick, size)| Op::StaleRealloc { pick, size }),
         6 => any::<usize>().prop_map(|pick| Op::Free { pick }),
         1 => (any::<usize>(), 1usize..4096).prop_map(|(pick, offset)| Op::InteriorFree { pick, offset }),
         1 => any::<usize>().prop_map(|pick| Op::DoubleFree { pick }),
@@ -175,10 +187,18 @@ fn run<P: PageProvider>(heap: &Heap<&Counting<P>>, ops: &[Op]) -> Result<(), Tes
                 let seed = m.insert(p, size, align);
                 fill(p, size, seed);
             }
-            Op::Realloc { pick, size } => {
+            Op::Realloc { .. } | Op::Double { .. } => {
                 if m.live.is_empty() {
                     continue;
                 }
+                let (pick, size) = match *op {
+                    Op::Realloc { pick, size } => (pick, size),
+                    Op::Double { pick } => {
+                        let size = m.live[pick % m.live.len()].size;
+                        (pick, (size * 2).clamp(1, 300_000))
+                    }
+                    _ => unreachable!(),
+                };
                 let i = pick % m.live.len();
                 let (old, old_size, align, seed) = (
                     m.live[i].ptr,
@@ -258,6 +278,34 @@ fn run<P: PageProvider>(heap: &Heap<&Counting<P>>, ops: &[Op]) -> Result<(), Tes
                 prop_assert!(
                     unsafe { heap.deallocate(p) }.is_err(),
                     "double free accepted"
+                );
+                let after = heap.stats();
+                prop_assert_eq!(
+                    (before.live_blocks, before.live_bytes),
+                    (after.live_blocks, after.live_bytes)
+                );
+            }
+            Op::StaleRealloc { pick, size } => {
+                if m.freed.is_empty() {
+                    continue;
+                }
+                let p = m.freed[pick % m.freed.len()];
+                // A freed LARGE run's pages may hold a new block: only a
+                // pointer outside every live block is stale for sure.
+                if m.ranges
+                    .range(..=p.as_ptr().addr())
+                    .next_back()
+                    .is_some_and(|(_, &e)| e > p.as_ptr().addr())
+                {
+                    continue;
+                }
+                let before = heap.stats();
+                prop_assert!(
+                    matches!(
+                        unsafe { heap.reallocate(p, Layout::from_size_align(size, 8).unwrap()) },
+                        Err(ft_malloc::ReallocError::Invalid(_))
+                    ),
+                    "realloc of a freed block accepted"
                 );
                 let after = heap.stats();
                 prop_assert_eq!(
