@@ -22,9 +22,11 @@ use crate::free_mark;
 use crate::size_class::{SizeClass, ZoneGeometry};
 
 mod free_pages;
+mod owner;
 mod runs;
 mod sizes;
 pub(crate) use free_pages::{for_each_free_tail, free_blocks, has_free_pages};
+pub(crate) use owner::{owner, set_owner};
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
     layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
@@ -57,6 +59,11 @@ pub(crate) struct ZoneHeader {
     /// used. Written under the class lock; a front cache reads it without
     /// the lock (see `carved_hint`), hence atomic.
     carved: AtomicU32,
+    /// The front cache whose refills this zone serves first (its
+    /// [`Affinity`](crate::cache::Affinity) id), or 0: written under the
+    /// class lock, read without it by a depot's scan (`owner.rs`). In the
+    /// padding before `state`: the header stays 64 bytes.
+    owner: AtomicU32,
     /// The rest, under the class lock.
     state: ZoneState,
 }
@@ -195,6 +202,7 @@ pub(crate) unsafe fn init(
             guard: base.as_ptr().addr() ^ GUARD_KEY,
             geometry: g,
             carved: AtomicU32::new(0),
+            owner: AtomicU32::new(0),
             state: ZoneState {
                 free: 0,
                 prev: ptr::null_mut(),

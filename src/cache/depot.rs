@@ -15,6 +15,7 @@ use core::ptr::NonNull;
 use lock_api::RawMutex;
 
 use super::Entry;
+use super::affinity::Affinity;
 use super::bins::BOUNDS;
 use super::magazine::Magazine;
 use crate::canary;
@@ -23,7 +24,7 @@ use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
-use crate::zone::{self, ZoneHeader};
+use crate::zone::{self, Popped, ZoneHeader};
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
@@ -161,14 +162,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// returned unused, for the cache to keep), or else `spare` (or a new
     /// magazine) filled from the zones with up to `want` blocks. The full
     /// magazine is `None` if not one block can be had (`spare` is then the
-    /// heap's again).
+    /// heap's again). For a class with homes, the cache's own blocks come
+    /// first, in the depot and in the zones (`affinity.rs`).
     pub(crate) fn full_magazine(
         &self,
         class: SizeClass,
         spare: Option<NonNull<Magazine>>,
         want: usize,
+        affinity: &mut Affinity,
     ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
+        let homes = self.has_homes(class);
         let mut state = self.class(class);
+        if homes && let Some(own) = self.take_own_magazine(&mut state, affinity) {
+            return (Some(own), spare);
+        }
         if let Some(full) = NonNull::new(state.depot) {
             // SAFETY: depot magazines are valid and owned by the depot.
             state.depot = unsafe { full.as_ref().next };
@@ -182,7 +189,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: an empty magazine, ours.
         let mag = unsafe { &mut *magazine.as_ptr() };
         let want = want.clamp(1, BOUNDS.magazine[class.index()] as usize);
-        mag.len = self.lend_blocks(class, &mut mag.entries[..want]);
+        mag.len = self.lend_blocks(class, &mut mag.entries[..want], homes.then_some(affinity));
         if mag.len == 0 {
             self.return_empty(magazine);
             return (None, None);
@@ -260,8 +267,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// refills from the zones once). Zones this empties are kept or given
     /// back as for any free, which is the point: pinned in a cache, their
     /// pages could never be released or decommitted.
-    pub(crate) fn shed_class(&self, class: SizeClass, magazines: [*mut Magazine; 2]) {
+    pub(crate) fn shed_class(
+        &self,
+        class: SizeClass,
+        magazines: [*mut Magazine; 2],
+        affinity: &mut Affinity,
+    ) {
         let mut state = self.class(class);
+        affinity.release(self, &mut state, class);
         for magazine in magazines.into_iter().filter_map(NonNull::new) {
             // SAFETY: the cache handed the magazine over; lock held.
             unsafe { self.drain_into_zones(&mut state, class, magazine) };
@@ -345,10 +358,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// Lends up to `out.len()` blocks of `class` from the zones, under one
     /// acquisition of the class lock; returns how many. The blocks carry
-    /// the free mark: they are free, held by a cache.
-    fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
+    /// the free mark: they are free, held by a cache. With `home`, from the
+    /// cache's home zone (`affinity.rs`), or the shared way if it can have
+    /// none.
+    fn lend_blocks(
+        &self,
+        class: SizeClass,
+        out: &mut [MaybeUninit<Entry>],
+        home: Option<&mut Affinity>,
+    ) -> usize {
         let block_size = class.block_size();
-        let filled = self.take_batch(class, out.len(), |i, popped| {
+        let keep = |out: &mut [MaybeUninit<Entry>], i: usize, popped: Popped| {
             // SAFETY: the block is the cache's from now on; free, so marked.
             unsafe { free_mark::set(popped.ptr) };
             out[i] = MaybeUninit::new(Entry {
@@ -361,7 +381,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // faults in memory the program may not need.
             let end = popped.ptr.as_ptr().addr() + block_size;
             !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE
-        });
+        };
+        let mut filled = match home {
+            Some(affinity) => self.take_batch_at_home(class, affinity, out, keep),
+            None => 0,
+        };
+        if filled == 0 {
+            filled = self.take_batch(class, out.len(), |i, popped| keep(out, i, popped));
+        }
         // A magazine pops from its end: reversed, the blocks go out in the
         // order the zone gave them (ascending addresses for fresh carving).
         out[..filled].reverse();

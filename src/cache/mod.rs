@@ -98,6 +98,7 @@
 //! assert_eq!(heap.stats().cached_blocks, 0);
 //! ```
 
+mod affinity;
 mod bins;
 mod decay;
 mod depot;
@@ -123,6 +124,8 @@ pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED, DEPOT_MAX_MAGAZINES,
     IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
 };
+pub use affinity::{CLAIM_SCAN, DEPOT_SCAN, OWNED_MAX_BLOCK};
+use affinity::Affinity;
 use decay::Decay;
 pub(crate) use depot::Checked;
 pub(crate) use magazine::Magazine;
@@ -175,6 +178,8 @@ pub struct FrontCache {
     refills: [u8; NUM_CLASSES],
     /// The idle-class decay's state (see the module documentation).
     decay: Decay,
+    /// The cache's id and home zones (`affinity.rs`).
+    affinity: Affinity,
     /// The block this cache's last reallocation moved to (`realloc.rs`):
     /// compared with, never read through.
     last_grown: *mut u8,
@@ -211,6 +216,7 @@ impl FrontCache {
             spare_count: 0,
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
+            affinity: Affinity::new(),
             last_grown: ptr::null_mut(),
         }
     }
@@ -403,6 +409,7 @@ impl FrontCache {
         while let Some(spare) = self.take_spare() {
             heap.return_empty(spare);
         }
+        self.affinity.release_all(heap);
     }
 
     /// Blocks the cache holds.
@@ -475,7 +482,7 @@ impl FrontCache {
             self.decay.hold(i);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
-            let (full, unused) = heap.full_magazine(class, spare, want);
+            let (full, unused) = heap.full_magazine(class, spare, want, &mut self.affinity);
             if let Some(unused) = unused {
                 self.keep_spare(heap, unused);
             }
