@@ -85,7 +85,7 @@ pub(crate) const OWNED_CLASSES: usize = {
 /// maps a new zone.
 pub const CLAIM_SCAN: usize = 8;
 /// Depot magazines a cache looks at for one of its own blocks.
-pub const DEPOT_SCAN: usize = 4;
+pub const DEPOT_SCAN: usize = 8;
 
 /// Ids handed to caches; 0 means none (so the counter starts at 1). Ids
 /// are compared within one heap's zones only; a wrap after 2^32 caches
@@ -252,9 +252,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// Unlinks and returns, of the first [`DEPOT_SCAN`] magazines of the
-    /// depot, one whose top block lies in a zone `affinity` owns; `None`
-    /// if there is none (the caller takes the top). The caller holds the
-    /// class lock (`state`).
+    /// depot, one whose top block lies in a zone `affinity` owns, or that
+    /// no cache owns; `None` if there is none. The caller holds the class
+    /// lock (`state`).
     pub(crate) fn take_own_magazine(
         &self,
         state: &mut ClassState,
@@ -273,7 +273,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let top = m.blocks().last()?.block;
             if let Some(Owner::Zone { base, .. }) = self.page_map.lookup(top.as_ptr().addr()) {
                 // SAFETY: the zone lent this block to the depot: live.
-                if unsafe { zone::owner(base.cast()) } == affinity.id {
+                let owner = unsafe { zone::owner(base.cast()) };
+                if owner == affinity.id || owner == 0 {
                     // SAFETY: as above.
                     unsafe { *link = m.next };
                     state.depot_magazines -= 1;

@@ -173,18 +173,21 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
         let homes = self.has_homes(class);
         let mut state = self.class(class);
-        if homes && let Some(own) = self.take_own_magazine(&mut state, affinity) {
-            return (Some(own), spare);
-        }
-        if let Some(full) = NonNull::new(state.depot) {
-            // SAFETY: depot magazines are valid and owned by the depot.
-            state.depot = unsafe { full.as_ref().next };
-            state.depot_magazines -= 1;
+        let from_depot = if homes {
+            // Another cache's blocks would share its lines: they wait for
+            // their owner, and this cache refills from its home instead.
+            self.take_own_magazine(&mut state, affinity)
+        } else {
+            Self::pop_depot(&mut state)
+        };
+        if let Some(full) = from_depot {
             return (Some(full), spare);
         }
         drop(state);
+        // With no block from the zones, another cache's magazine after all.
+        let others = || homes.then(|| Self::pop_depot(&mut self.class(class))).flatten();
         let Some(magazine) = spare.or_else(|| self.empty_magazine()) else {
-            return (None, None);
+            return (others(), None);
         };
         // SAFETY: an empty magazine, ours.
         let mag = unsafe { &mut *magazine.as_ptr() };
@@ -192,9 +195,19 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         mag.len = self.lend_blocks(class, &mut mag.entries[..want], homes.then_some(affinity));
         if mag.len == 0 {
             self.return_empty(magazine);
-            return (None, None);
+            return (others(), None);
         }
         (Some(magazine), None)
+    }
+
+    /// The depot's top magazine, taken off it. The caller holds the class
+    /// lock (`state`).
+    fn pop_depot(state: &mut ClassState) -> Option<NonNull<Magazine>> {
+        let full = NonNull::new(state.depot)?;
+        // SAFETY: depot magazines are valid and owned by the depot.
+        state.depot = unsafe { full.as_ref().next };
+        state.depot_magazines -= 1;
+        Some(full)
     }
 
     /// Takes a cache's full magazine of `class` into the depot (one
