@@ -131,7 +131,7 @@ impl FrontCache {
                     core::mem::replace(&mut self.previous[i], ptr::null_mut()),
                 ];
                 let class = SizeClass::from_index(i).expect("a held class");
-                heap.shed_class(class, magazines, &mut self.affinity);
+                heap.shed_class(class, magazines);
                 self.refills[i] = 0;
                 let d = &mut self.decay;
                 d.seen_blocks[i] = 0;

@@ -280,14 +280,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// refills from the zones once). Zones this empties are kept or given
     /// back as for any free, which is the point: pinned in a cache, their
     /// pages could never be released or decommitted.
-    pub(crate) fn shed_class(
-        &self,
-        class: SizeClass,
-        magazines: [*mut Magazine; 2],
-        affinity: &mut Affinity,
-    ) {
+    pub(crate) fn shed_class(&self, class: SizeClass, magazines: [*mut Magazine; 2]) {
         let mut state = self.class(class);
-        affinity.release(self, &mut state, class);
         for magazine in magazines.into_iter().filter_map(NonNull::new) {
             // SAFETY: the cache handed the magazine over; lock held.
             unsafe { self.drain_into_zones(&mut state, class, magazine) };
