@@ -233,7 +233,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// No listed zone has room: map a new one.
     #[cold]
     #[inline(never)]
-    pub(crate) fn alloc_from_new_zone(
+    fn alloc_from_new_zone(
         &self,
         state: &mut ClassState,
         class: SizeClass,

@@ -71,6 +71,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use lock_api::RawMutex;
 
 use super::Entry;
+use super::bins::BOUNDS;
+use super::depot::lend_one;
 use super::magazine::Magazine;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
@@ -102,15 +104,65 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 /// A cache's id and homes (see the module documentation).
 pub(crate) struct Affinity {
     id: u32,
+    /// Per owned class: whether it has homes in this cache's heap (bit
+    /// set), once decided (`decided`): the provider's span, asked once.
+    with_homes: u64,
+    decided: u64,
     homes: [*mut ZoneHeader; OWNED_CLASSES],
+    /// Where each home ends: a depot magazine whose top block lies in
+    /// `[home, end)` holds this cache's blocks (compared only; a stale
+    /// range costs a wrong preference, no more).
+    ends: [usize; OWNED_CLASSES],
 }
+
+const _: () = assert!(OWNED_CLASSES <= 64);
 
 impl Affinity {
     pub(crate) const fn new() -> Self {
         Affinity {
             id: 0,
+            with_homes: 0,
+            decided: 0,
             homes: [ptr::null_mut(); OWNED_CLASSES],
+            ends: [0; OWNED_CLASSES],
         }
+    }
+
+    /// Whether refills of `class` go through homes: an owned class, in a
+    /// heap that gives every class full zones of its own (a small heap
+    /// keeps one shared zone per class).
+    #[inline]
+    pub(crate) fn has_homes<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        class: SizeClass,
+    ) -> bool {
+        let i = class.index();
+        if i >= OWNED_CLASSES {
+            return false;
+        }
+        let bit = 1 << i;
+        if self.decided & bit == 0 {
+            self.decided |= bit;
+            if class.prefers_full_zone(heap.span_bytes()) && !heap.span_is_tight() {
+                self.with_homes |= bit;
+            }
+        }
+        self.with_homes & bit != 0
+    }
+
+    /// Makes `zone` the home of class `i`.
+    fn set_home(&mut self, i: usize, zone: NonNull<ZoneHeader>) {
+        self.homes[i] = zone.as_ptr();
+        // SAFETY: a live zone (the caller holds its class lock).
+        self.ends[i] = zone.as_ptr().addr() + unsafe { zone::layout_of(zone) }.zone_bytes;
+    }
+
+    /// Whether `block` lies in the home of class `i`.
+    #[inline]
+    fn at_home(&self, i: usize, block: NonNull<u8>) -> bool {
+        let addr = block.as_ptr().addr();
+        addr >= self.homes[i].addr() && addr < self.ends[i]
     }
 
     /// The cache's id, taken at first use.
@@ -122,9 +174,12 @@ impl Affinity {
     }
 
     /// Gives up every home (flush), taking each class lock in turn.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn release_all<P: PageProvider, R: RawMutex>(&mut self, heap: &Heap<P, R>) {
         for i in 0..OWNED_CLASSES {
             let home = core::mem::replace(&mut self.homes[i], ptr::null_mut());
+            self.ends[i] = 0;
             if home.is_null() {
                 continue;
             }
@@ -139,15 +194,6 @@ impl Affinity {
 }
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
-    /// Whether refills of `class` go through homes: an owned class, in a
-    /// heap that gives every class full zones of its own.
-    #[inline]
-    pub(crate) fn has_homes(&self, class: SizeClass) -> bool {
-        class.index() < OWNED_CLASSES
-            && class.prefers_full_zone(self.span_bytes())
-            && !self.span_is_tight()
-    }
-
     /// `home`, if it is a live zone of `class` that `id` owns. The caller
     /// holds the class lock (`_state`), so the zone cannot go meanwhile.
     fn owned_home(
@@ -167,76 +213,158 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
     }
 
-    /// Takes a block of `class` for a cache's refill from its home, or, if
-    /// the home has no room, from a new home it claims (see the module
-    /// documentation). `None` when no zone can be had: the caller falls
-    /// back to the shared path.
-    fn take_at_home(
+    /// The cache's home for `class`, with room: the current one if it is
+    /// still this cache's and not full, or else a new one it claims: the
+    /// first of the class's zones with room that no cache owns (of the
+    /// first [`CLAIM_SCAN`] listed), or a new zone. `None` if no zone can
+    /// be mapped. A full home is given up (its blocks come back to it, and
+    /// to whoever claims it next). The caller holds the class lock
+    /// (`state`).
+    fn home_with_room(
         &self,
         state: &mut ClassState,
         class: SizeClass,
         affinity: &mut Affinity,
-    ) -> Option<Popped> {
+    ) -> Option<NonNull<ZoneHeader>> {
         let i = class.index();
         let id = affinity.id();
-        let size = class.block_size();
-        let home = self.owned_home(state, class, affinity.homes[i], id);
-        if let Some(zone) = home {
+        if let Some(zone) = self.owned_home(state, class, affinity.homes[i], id) {
             // SAFETY: a live zone of the class, lock held.
             if unsafe { zone::state(zone).listed } {
-                // SAFETY: listed, so on the with-room list.
-                return unsafe { Self::take_from(state, zone, size) };
+                return Some(zone);
             }
-            // Full: give it up (its blocks come back to whoever claims it).
             // SAFETY: as above.
             unsafe { zone::set_owner(zone, 0) };
         }
         affinity.homes[i] = ptr::null_mut();
+        affinity.ends[i] = 0;
         let mut cursor = state.with_room;
+        let mut claimed = None;
         for _ in 0..CLAIM_SCAN {
             let Some(zone) = NonNull::new(cursor) else {
                 break;
             };
             // SAFETY: listed zones are live; the class lock is held.
-            unsafe {
-                cursor = zone::state(zone).next;
-                if zone::owner(zone) == 0 {
-                    zone::set_owner(zone, id);
-                    affinity.homes[i] = zone.as_ptr();
-                    return Self::take_from(state, zone, size);
-                }
+            cursor = unsafe { zone::state(zone).next };
+            // SAFETY: as above.
+            if unsafe { zone::owner(zone) } == 0 {
+                claimed = Some(zone);
+                break;
             }
         }
-        let popped = self.alloc_from_new_zone(state, class, size)?;
-        // SAFETY: the fresh zone the block came from, lock held.
-        unsafe { zone::set_owner(popped.zone, id) };
-        affinity.homes[i] = popped.zone.as_ptr();
-        Some(popped)
+        let zone = match claimed {
+            Some(zone) => zone,
+            None => {
+                let zone = self.new_zone(class)?;
+                state.zones += 1;
+                // SAFETY: a fresh zone of this class, not listed; lock held.
+                unsafe { state.link_front(zone) };
+                // Listed and empty: counted as such (`take_from` uncounts
+                // it with its first block, under this same lock).
+                state.empty_zones += 1;
+                zone
+            }
+        };
+        // SAFETY: a live zone of the class, lock held.
+        unsafe { zone::set_owner(zone, id) };
+        affinity.set_home(i, zone);
+        Some(zone)
     }
 
-    /// Lends up to `out.len()` blocks of `class` from the cache's home
-    /// zones, under one acquisition of the class lock; `keep` as for
-    /// `take_batch`. Returns how many.
-    pub(crate) fn take_batch_at_home(
+    /// [`full_magazine`](Heap::full_magazine) for a class with homes, out
+    /// of line (the other classes' refills stay as they were): of the
+    /// depot's magazines, one of the cache's own blocks; else a refill from
+    /// its home; and only if that gives no block, another cache's magazine.
+    #[inline(never)]
+    pub(crate) fn full_magazine_at_home(
+        &self,
+        class: SizeClass,
+        spare: Option<NonNull<Magazine>>,
+        want: usize,
+        affinity: &mut Affinity,
+    ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
+        // Another cache's blocks would share its lines: they wait for
+        // their owner, and this cache refills from its home.
+        if let Some(own) = self.take_own_magazine(&mut self.class(class), class, affinity) {
+            return (Some(own), spare);
+        }
+        let others = || Self::pop_depot(&mut self.class(class));
+        let Some(magazine) = spare.or_else(|| self.empty_magazine()) else {
+            return (others(), None);
+        };
+        // SAFETY: an empty magazine, ours.
+        let mag = unsafe { &mut *magazine.as_ptr() };
+        let want = want.clamp(1, BOUNDS.magazine[class.index()] as usize);
+        mag.len = self.lend_blocks_at_home(class, affinity, &mut mag.entries[..want]);
+        if mag.len == 0 {
+            self.return_empty(magazine);
+            return (others(), None);
+        }
+        (Some(magazine), None)
+    }
+
+    /// Lends up to `out.len()` blocks of `class` from the cache's home, as
+    /// `lend_blocks` does from any zone (which it falls back to if the
+    /// home gives none: no zone could be mapped). Returns how many.
+    fn lend_blocks_at_home(
         &self,
         class: SizeClass,
         affinity: &mut Affinity,
         out: &mut [MaybeUninit<Entry>],
-        mut keep: impl FnMut(&mut [MaybeUninit<Entry>], usize, Popped) -> bool,
     ) -> usize {
+        let block_size = class.block_size();
+        let mut filled = self.take_batch_at_home(class, affinity, out.len(), |i, popped| {
+            lend_one(out, i, popped, block_size)
+        });
+        if filled == 0 {
+            // Not `lend_blocks`: a second caller would take it out of line
+            // from the other classes' refills.
+            filled = self.take_batch(class, out.len(), |i, popped| {
+                lend_one(out, i, popped, block_size)
+            });
+        }
+        // As in `lend_blocks`: the blocks go out in the zone's order.
+        out[..filled].reverse();
+        filled
+    }
+
+    /// Up to `max` blocks of `class` from the cache's home (or homes, if
+    /// one fills), under one acquisition of the class lock; `keep` as for
+    /// `take_batch`. Returns how many.
+    fn take_batch_at_home(
+        &self,
+        class: SizeClass,
+        affinity: &mut Affinity,
+        max: usize,
+        mut keep: impl FnMut(usize, Popped) -> bool,
+    ) -> usize {
+        let size = class.block_size();
         let mut cut_at = None;
         let mut taken = 0;
         {
             let mut state = self.class(class);
-            while taken < out.len() {
-                let Some(popped) = self.take_at_home(&mut state, class, affinity) else {
+            let mut home = None;
+            while taken < max {
+                // The home is looked up once per refill, and again only
+                // when it fills.
+                // SAFETY: a home is a live zone of the class; lock held.
+                let zone = match home.filter(|&z| unsafe { zone::state(z).listed }) {
+                    Some(zone) => zone,
+                    None => match self.home_with_room(&mut state, class, affinity) {
+                        Some(zone) => zone,
+                        None => break,
+                    },
+                };
+                home = Some(zone);
+                // SAFETY: a listed zone of the class; lock held.
+                let Some(popped) = (unsafe { Self::take_from(&mut state, zone, size) }) else {
                     break;
                 };
                 if popped.link_cut {
                     cut_at = Some(popped.ptr);
                 }
                 taken += 1;
-                if !keep(out, taken - 1, popped) {
+                if !keep(taken - 1, popped) {
                     break;
                 }
             }
@@ -247,18 +375,28 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         taken
     }
 
+    /// The owner of the zone of `block`, a block lent by a zone of the
+    /// class whose lock the caller holds (so the zone is live); `u32::MAX`
+    /// if the page map does not know it (it would be corruption).
+    fn owner_of(&self, block: NonNull<u8>) -> u32 {
+        match self.page_map.lookup(block.as_ptr().addr()) {
+            // SAFETY: the zone lent the block: live.
+            Some(Owner::Zone { base, .. }) => unsafe { zone::owner(base.cast()) },
+            _ => u32::MAX,
+        }
+    }
+
     /// Unlinks and returns, of the first [`DEPOT_SCAN`] magazines of the
     /// depot, one whose top block lies in a zone `affinity` owns, or that
     /// no cache owns; `None` if there is none. The caller holds the class
     /// lock (`state`).
-    pub(crate) fn take_own_magazine(
+    fn take_own_magazine(
         &self,
         state: &mut ClassState,
+        class: SizeClass,
         affinity: &Affinity,
     ) -> Option<NonNull<Magazine>> {
-        if affinity.id == 0 {
-            return None;
-        }
+        let i = class.index();
         let mut link: *mut *mut Magazine = &mut state.depot;
         for _ in 0..DEPOT_SCAN {
             // SAFETY: `link` is the depot's head or a depot magazine's
@@ -267,15 +405,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // SAFETY: depot magazines are valid, full, owned by the depot.
             let m = unsafe { &mut *magazine.as_ptr() };
             let top = m.blocks().last()?.block;
-            if let Some(Owner::Zone { base, .. }) = self.page_map.lookup(top.as_ptr().addr()) {
-                // SAFETY: the zone lent this block to the depot: live.
-                let owner = unsafe { zone::owner(base.cast()) };
-                if owner == affinity.id || owner == 0 {
-                    // SAFETY: as above.
-                    unsafe { *link = m.next };
-                    state.depot_magazines -= 1;
-                    return Some(magazine);
-                }
+            // The home's range first: no page-map lookup in the common case.
+            if affinity.at_home(i, top) || self.owner_of(top) == 0 {
+                // SAFETY: as above.
+                unsafe { *link = m.next };
+                state.depot_magazines -= 1;
+                return Some(magazine);
             }
             link = &raw mut m.next;
         }

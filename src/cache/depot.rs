@@ -171,38 +171,31 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         want: usize,
         affinity: &mut Affinity,
     ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
-        let homes = self.has_homes(class);
+        if affinity.has_homes(self, class) {
+            return self.full_magazine_at_home(class, spare, want, affinity);
+        }
         let mut state = self.class(class);
-        let from_depot = if homes {
-            // Another cache's blocks would share its lines: they wait for
-            // their owner, and this cache refills from its home instead.
-            self.take_own_magazine(&mut state, affinity)
-        } else {
-            Self::pop_depot(&mut state)
-        };
-        if let Some(full) = from_depot {
+        if let Some(full) = Self::pop_depot(&mut state) {
             return (Some(full), spare);
         }
         drop(state);
-        // With no block from the zones, another cache's magazine after all.
-        let others = || homes.then(|| Self::pop_depot(&mut self.class(class))).flatten();
         let Some(magazine) = spare.or_else(|| self.empty_magazine()) else {
-            return (others(), None);
+            return (None, None);
         };
         // SAFETY: an empty magazine, ours.
         let mag = unsafe { &mut *magazine.as_ptr() };
         let want = want.clamp(1, BOUNDS.magazine[class.index()] as usize);
-        mag.len = self.lend_blocks(class, &mut mag.entries[..want], homes.then_some(affinity));
+        mag.len = self.lend_blocks(class, &mut mag.entries[..want]);
         if mag.len == 0 {
             self.return_empty(magazine);
-            return (others(), None);
+            return (None, None);
         }
         (Some(magazine), None)
     }
 
     /// The depot's top magazine, taken off it. The caller holds the class
     /// lock (`state`).
-    fn pop_depot(state: &mut ClassState) -> Option<NonNull<Magazine>> {
+    pub(super) fn pop_depot(state: &mut ClassState) -> Option<NonNull<Magazine>> {
         let full = NonNull::new(state.depot)?;
         // SAFETY: depot magazines are valid and owned by the depot.
         state.depot = unsafe { full.as_ref().next };
@@ -365,37 +358,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// Lends up to `out.len()` blocks of `class` from the zones, under one
     /// acquisition of the class lock; returns how many. The blocks carry
-    /// the free mark: they are free, held by a cache. With `home`, from the
-    /// cache's home zone (`affinity.rs`), or the shared way if it can have
-    /// none.
-    fn lend_blocks(
-        &self,
-        class: SizeClass,
-        out: &mut [MaybeUninit<Entry>],
-        home: Option<&mut Affinity>,
-    ) -> usize {
+    /// the free mark: they are free, held by a cache.
+    pub(super) fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
         let block_size = class.block_size();
-        let keep = |out: &mut [MaybeUninit<Entry>], i: usize, popped: Popped| {
-            // SAFETY: the block is the cache's from now on; free, so marked.
-            unsafe { free_mark::set(popped.ptr) };
-            out[i] = MaybeUninit::new(Entry {
-                block: popped.ptr,
-                // SAFETY: the block's zone, live, lock held.
-                size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
-            });
-            // Carving writes the free mark into pages nobody used yet: stop
-            // at the page the last carved block ends in, so a refill never
-            // faults in memory the program may not need.
-            let end = popped.ptr.as_ptr().addr() + block_size;
-            !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE
-        };
-        let mut filled = match home {
-            Some(affinity) => self.take_batch_at_home(class, affinity, out, keep),
-            None => 0,
-        };
-        if filled == 0 {
-            filled = self.take_batch(class, out.len(), |i, popped| keep(out, i, popped));
-        }
+        let filled = self.take_batch(class, out.len(), |i, popped| {
+            lend_one(out, i, popped, block_size)
+        });
         // A magazine pops from its end: reversed, the blocks go out in the
         // order the zone gave them (ascending addresses for fresh carving).
         out[..filled].reverse();
@@ -443,4 +411,27 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         mag.len = 0;
     }
+}
+
+/// Makes a block taken from its zone for a refill the `i`-th entry of
+/// `out`: marked free (a cache holds it). Returns whether the refill may
+/// go on: carving writes the free mark into pages nobody used yet, so a
+/// refill stops at the page the last carved block ends in and never faults
+/// in memory the program may not need.
+#[inline(always)]
+pub(super) fn lend_one(
+    out: &mut [MaybeUninit<Entry>],
+    i: usize,
+    popped: Popped,
+    block_size: usize,
+) -> bool {
+    // SAFETY: the block is the cache's from now on; free, so marked.
+    unsafe { free_mark::set(popped.ptr) };
+    out[i] = MaybeUninit::new(Entry {
+        block: popped.ptr,
+        // SAFETY: the block's zone, live, lock held.
+        size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
+    });
+    let end = popped.ptr.as_ptr().addr() + block_size;
+    !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE
 }
