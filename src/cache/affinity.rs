@@ -275,7 +275,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// of line (the other classes' refills stay as they were): of the
     /// depot's magazines, one of the cache's own blocks; else a refill from
     /// its home; and only if that gives no block, another cache's magazine.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn full_magazine_at_home(
         &self,
         class: SizeClass,
