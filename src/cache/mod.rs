@@ -178,11 +178,11 @@ pub struct FrontCache {
     refills: [u8; NUM_CLASSES],
     /// The idle-class decay's state (see the module documentation).
     decay: Decay,
-    /// The cache's id and home zones (`affinity.rs`).
-    affinity: Affinity,
     /// The block this cache's last reallocation moved to (`realloc.rs`):
     /// compared with, never read through.
     last_grown: *mut u8,
+    /// The cache's id and home zones (`affinity.rs`).
+    affinity: Affinity,
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
