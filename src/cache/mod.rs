@@ -15,6 +15,13 @@
 //! owners: caches and depots only borrow blocks from them. Every bound is in
 //! `bins.rs`.
 //!
+//! **Homes keep owners off each other's cache lines** (`affinity.rs`). A
+//! cache refills its TINY classes from a zone that names it as owner (its
+//! *home*), and takes from a depot the magazines of its own blocks first:
+//! two threads that never share a block then never share a line of blocks
+//! or of size slots either. Ownership is a preference only; the checks of
+//! a free never read it.
+//!
 //! **Remote frees** need nothing special. A block freed by an owner other
 //! than the one that allocated it goes into the freeing owner's magazine and
 //! is reused there, or travels back in a whole magazine: no lock per block,
@@ -145,7 +152,7 @@ pub(crate) struct Entry {
 /// documentation for the design and for how a kernel uses one.
 ///
 /// It is a small value (four pointers per class and the decay's counters,
-/// 3.0 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
+/// 3.2 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
 /// thread-local, a per-CPU area). It must always be used with the same
 /// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
