@@ -79,7 +79,9 @@ fn a_cache_takes_its_own_magazines_back_from_the_depot() {
     let heap: Heap<Mmap> = Heap::new(Mmap);
     let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
     let alloc = |cache: &mut FrontCache, n: usize| -> Vec<NonNull<u8>> {
-        (0..n).map(|_| cache.allocate(&heap, layout(32)).unwrap()).collect()
+        (0..n)
+            .map(|_| cache.allocate(&heap, layout(32)).unwrap())
+            .collect()
     };
     let (blocks_a, blocks_b) = (alloc(&mut a, 200), alloc(&mut b, 200));
     // `b` gives its magazines to the depot first, then `a`: the depot's top

@@ -127,12 +127,12 @@ use crate::provider::PageProvider;
 use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
+use affinity::Affinity;
+pub use affinity::{CLAIM_SCAN, DEPOT_SCAN, OWNED_MAX_BLOCK};
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED, DEPOT_MAX_MAGAZINES,
     IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
 };
-pub use affinity::{CLAIM_SCAN, DEPOT_SCAN, OWNED_MAX_BLOCK};
-use affinity::Affinity;
 use decay::Decay;
 pub(crate) use depot::Checked;
 pub(crate) use magazine::Magazine;
