@@ -46,8 +46,10 @@ const GUARD_KEY: usize = 0x5a0e_f7ee_c0de_b10c_u64 as usize;
 /// lock (`cache/depot.rs`): the first three are set when the zone is made
 /// (the carved count only grows while the zone has a lent block) and are
 /// never covered by a `&mut` to the header, which the memory model would
-/// count as a write racing those reads. Everything else is [`ZoneState`],
-/// reached only under the class lock through [`state`] and [`state_mut`].
+/// count as a write racing those reads. The owner (a front cache's home,
+/// `owner.rs`) sits in the padding after them. Everything else is
+/// [`ZoneState`], reached only under the class lock through [`state`] and
+/// [`state_mut`].
 #[repr(C)]
 pub(crate) struct ZoneHeader {
     /// `zone address ^ GUARD_KEY`.
@@ -59,10 +61,11 @@ pub(crate) struct ZoneHeader {
     /// used. Written under the class lock; a front cache reads it without
     /// the lock (see `carved_hint`), hence atomic.
     carved: AtomicU32,
-    /// The front cache whose refills this zone serves first (its
-    /// [`Affinity`](crate::cache::Affinity) id), or 0: written under the
-    /// class lock, read without it by a depot's scan (`owner.rs`). In the
-    /// padding before `state`: the header stays 64 bytes.
+    /// The front cache whose refills this zone serves first (its id,
+    /// `cache/affinity.rs`), or 0. Written and read under the class lock;
+    /// an atomic because it lies outside `state`, beside the fields read
+    /// without the lock (no `&mut` may cover it). In the padding before
+    /// `state`: the header stays 64 bytes.
     owner: AtomicU32,
     /// The rest, under the class lock.
     state: ZoneState,

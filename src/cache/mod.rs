@@ -151,8 +151,8 @@ pub(crate) struct Entry {
 /// A front cache: free blocks per size class for one owner. See the module
 /// documentation for the design and for how a kernel uses one.
 ///
-/// It is a small value (four pointers per class and the decay's counters,
-/// 3.2 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
+/// It is a small value (four pointers per class, the decay's counters and
+/// the homes, 3.2 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
 /// thread-local, a per-CPU area). It must always be used with the same
 /// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU

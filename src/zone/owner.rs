@@ -12,7 +12,8 @@ use super::ZoneHeader;
 ///
 /// # Safety
 ///
-/// `zone` is a mapped zone.
+/// `zone` is a live zone whose class lock the caller holds (so that the
+/// answer holds while the caller acts on it).
 #[inline]
 pub(crate) unsafe fn owner(zone: NonNull<ZoneHeader>) -> u32 {
     // SAFETY: per the contract; a reference to the atomic field only.
