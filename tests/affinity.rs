@@ -2,7 +2,8 @@
 //! classes from zones of their own, so that two owners that never share a
 //! block never share a cache line (of blocks, or of the zone's size slots).
 //! Over real mappings (`Mmap`: the span is unknown, so classes get full
-//! zones of their own and caches get homes) and real threads.
+//! zones of their own and caches get homes) and real threads; and over an
+//! arena large enough for homes, for Miri (`make miri`).
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::Barrier;
 
-use common::{Mmap, Rng};
+use common::{Mmap, OwnedArena, Rng, arena};
 use ft_malloc::{BlockInfo, FrontCache, Heap, HeapVisitor, ZoneInfo};
 
 const LINE: usize = 64;
@@ -32,7 +33,12 @@ impl HeapVisitor for ZoneOf {
 
 /// Fails if a cache line holds blocks of both sets, or if both sets have
 /// blocks in one zone (whose size slots would then share lines).
-fn assert_apart(heap: &Heap<Mmap>, a: &[NonNull<u8>], b: &[NonNull<u8>], what: &str) {
+fn assert_apart<P: ft_malloc::PageProvider>(
+    heap: &Heap<P>,
+    a: &[NonNull<u8>],
+    b: &[NonNull<u8>],
+    what: &str,
+) {
     let mut zones = ZoneOf::default();
     heap.visit(&mut zones);
     let zone_of = |p: &NonNull<u8>| zones.0[&p.as_ptr().addr()];
@@ -52,6 +58,7 @@ fn assert_apart(heap: &Heap<Mmap>, a: &[NonNull<u8>], b: &[NonNull<u8>], what: &
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real mappings and threads: too slow under Miri")]
 fn caches_refilling_in_turn_get_zones_of_their_own() {
     let heap: Heap<Mmap> = Heap::new(Mmap);
     let mut caches = [FrontCache::new(), FrontCache::new()];
@@ -75,6 +82,7 @@ fn caches_refilling_in_turn_get_zones_of_their_own() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real mappings and threads: too slow under Miri")]
 fn a_cache_takes_its_own_magazines_back_from_the_depot() {
     let heap: Heap<Mmap> = Heap::new(Mmap);
     let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
@@ -106,6 +114,7 @@ fn a_cache_takes_its_own_magazines_back_from_the_depot() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real mappings and threads: too slow under Miri")]
 fn a_flushed_cache_leaves_its_zone_to_the_next() {
     let heap: Heap<Mmap> = Heap::new(Mmap);
     let mut first = FrontCache::new();
@@ -140,6 +149,7 @@ fn a_flushed_cache_leaves_its_zone_to_the_next() {
 /// the same time. No cache line (nor zone) may hold live blocks of two of
 /// them at the end.
 #[test]
+#[cfg_attr(miri, ignore = "real mappings and threads: too slow under Miri")]
 fn threads_that_never_share_a_block_never_share_a_line() {
     const THREADS: usize = 2;
     const WORKING_SET: usize = 512;
@@ -202,4 +212,50 @@ fn threads_that_never_share_a_block_never_share_a_line() {
     });
     heap.trim();
     assert_eq!(heap.stats().live_blocks, 0);
+}
+
+/// The same rules over an arena (4 MiB: a span that allows every TINY
+/// class full zones, so caches get homes), small enough for Miri: refills
+/// in turn, a round through the depot, and the homes given back at flush.
+#[test]
+fn homes_in_an_arena() {
+    let heap: Heap<OwnedArena> = Heap::new(arena(4 << 20));
+    let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
+    let (mut blocks_a, mut blocks_b) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        blocks_a.push(a.allocate(&heap, layout(24)).unwrap());
+        blocks_b.push(b.allocate(&heap, layout(24)).unwrap());
+    }
+    assert_apart(&heap, &blocks_a, &blocks_b, "refills in turn, in an arena");
+    for p in blocks_b.drain(..) {
+        unsafe { b.deallocate(&heap, p) }.unwrap();
+    }
+    for p in blocks_a.drain(..) {
+        unsafe { a.deallocate(&heap, p) }.unwrap();
+    }
+    let again: Vec<_> = (0..100)
+        .map(|_| b.allocate(&heap, layout(24)).unwrap())
+        .collect();
+    let blocks_a: Vec<_> = (0..100)
+        .map(|_| a.allocate(&heap, layout(24)).unwrap())
+        .collect();
+    assert_apart(&heap, &blocks_a, &again, "after the depot, in an arena");
+    for p in again {
+        unsafe { b.deallocate(&heap, p) }.unwrap();
+    }
+    for p in blocks_a {
+        unsafe { a.deallocate(&heap, p) }.unwrap();
+    }
+    a.flush(&heap);
+    b.flush(&heap);
+    // Given back: a third cache claims a zone left, and maps none.
+    let zones = heap.stats().tiny_zones;
+    let mut c = FrontCache::new();
+    let p = c.allocate(&heap, layout(24)).unwrap();
+    assert_eq!(heap.stats().tiny_zones, zones);
+    unsafe { c.deallocate(&heap, p) }.unwrap();
+    c.flush(&heap);
+    heap.trim();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (0, 0));
 }
