@@ -69,8 +69,9 @@
 //! owned (where blocks share lines, and where nearly every small-block
 //! program's traffic is): owning every class up to 1 KiB made
 //! `private_churn` another 15% faster but its peak RSS 0.3-0.4 MiB larger.
-//! And only where the provider's span allows full zones: a small heap (a
-//! kernel arena) keeps one shared zone per class.
+//! And only where the provider's span allows full zones and is not tight
+//! (at least 32 full zones: 2 MiB for the TINY classes): a smaller heap
+//! keeps one shared zone per class, as before.
 
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
