@@ -72,6 +72,13 @@
 //! And only where the provider's span allows full zones and is not tight
 //! (at least 32 full zones: 2 MiB for the TINY classes): a smaller heap
 //! keeps one shared zone per class, as before.
+//!
+//! A cache that never flushes (dropped as is, or a thread that vanished in
+//! a `fork` child, whose cache is abandoned with its blocks) keeps its
+//! homes owned: other caches do not refill from them while they can map a
+//! zone of their own (at most one per such cache and class), and take
+//! their free blocks once no zone can be mapped (the shared path), as the
+//! locked paths do all along.
 
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
