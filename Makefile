@@ -67,12 +67,12 @@ stress:
 # descriptors a recipe does not inherit.)
 MIRI = env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
 miri:
-	$(MIRI) --no-run --lib --test heap --test cache --test spans --test heap_cache --test purge
+	$(MIRI) --no-run --lib --test heap --test cache --test spans --test heap_cache --test purge --test affinity
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache
 miri-heap:
 	$(MIRI) --test heap
 miri-lib-cache:
-	$(MIRI) --lib --test cache --test spans --test heap_cache --test purge
+	$(MIRI) --lib --test cache --test spans --test heap_cache --test purge --test affinity
 
 ## Formatting, lints, the core built for bare metal, its docs, and what its
 ## crates.io package holds.

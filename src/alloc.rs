@@ -192,6 +192,30 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
     }
 
+    /// A block of `zone`, a listed zone of the class (the one a front
+    /// cache's refill prefers: `cache/affinity.rs`), recorded as holding
+    /// `size` bytes; unlists the zone if that made it full. The caller
+    /// holds the class lock (`state`).
+    ///
+    /// # Safety
+    ///
+    /// `zone` is a live zone of `state`'s class, on its with-room list.
+    #[inline]
+    pub(crate) unsafe fn take_from(
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        size: usize,
+    ) -> Option<Popped> {
+        // SAFETY: per the contract; the class lock is held.
+        let popped = unsafe {
+            if zone::state(zone).live == 0 {
+                state.empty_zones -= 1;
+            }
+            zone::pop(zone)?
+        };
+        Some(Self::finish_pop(state, zone, popped, size))
+    }
+
     /// Bookkeeping after a pop: requested size, counters, full zones unlisted.
     #[inline(always)]
     fn finish_pop(

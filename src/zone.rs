@@ -22,9 +22,11 @@ use crate::free_mark;
 use crate::size_class::{SizeClass, ZoneGeometry};
 
 mod free_pages;
+mod owner;
 mod runs;
 mod sizes;
 pub(crate) use free_pages::{for_each_free_tail, free_blocks, has_free_pages};
+pub(crate) use owner::{owner, set_owner};
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
     layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
@@ -44,8 +46,10 @@ const GUARD_KEY: usize = 0x5a0e_f7ee_c0de_b10c_u64 as usize;
 /// lock (`cache/depot.rs`): the first three are set when the zone is made
 /// (the carved count only grows while the zone has a lent block) and are
 /// never covered by a `&mut` to the header, which the memory model would
-/// count as a write racing those reads. Everything else is [`ZoneState`],
-/// reached only under the class lock through [`state`] and [`state_mut`].
+/// count as a write racing those reads. The owner (a front cache's home,
+/// `owner.rs`) sits in the padding after them. Everything else is
+/// [`ZoneState`], reached only under the class lock through [`state`] and
+/// [`state_mut`].
 #[repr(C)]
 pub(crate) struct ZoneHeader {
     /// `zone address ^ GUARD_KEY`.
@@ -57,6 +61,12 @@ pub(crate) struct ZoneHeader {
     /// used. Written under the class lock; a front cache reads it without
     /// the lock (see `carved_hint`), hence atomic.
     carved: AtomicU32,
+    /// The front cache whose refills this zone serves first (its id,
+    /// `cache/affinity.rs`), or 0. Written and read under the class lock;
+    /// an atomic because it lies outside `state`, beside the fields read
+    /// without the lock (no `&mut` may cover it). In the padding before
+    /// `state`: the header stays 64 bytes.
+    owner: AtomicU32,
     /// The rest, under the class lock.
     state: ZoneState,
 }
@@ -195,6 +205,7 @@ pub(crate) unsafe fn init(
             guard: base.as_ptr().addr() ^ GUARD_KEY,
             geometry: g,
             carved: AtomicU32::new(0),
+            owner: AtomicU32::new(0),
             state: ZoneState {
                 free: 0,
                 prev: ptr::null_mut(),

@@ -15,6 +15,7 @@ use core::ptr::NonNull;
 use lock_api::RawMutex;
 
 use super::Entry;
+use super::affinity::Affinity;
 use super::bins::BOUNDS;
 use super::magazine::Magazine;
 use crate::canary;
@@ -23,7 +24,7 @@ use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
-use crate::zone::{self, ZoneHeader};
+use crate::zone::{self, Popped, ZoneHeader};
 
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
@@ -161,18 +162,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// returned unused, for the cache to keep), or else `spare` (or a new
     /// magazine) filled from the zones with up to `want` blocks. The full
     /// magazine is `None` if not one block can be had (`spare` is then the
-    /// heap's again).
+    /// heap's again). For a class with homes, the cache's own blocks come
+    /// first, in the depot and in the zones (`affinity.rs`).
     pub(crate) fn full_magazine(
         &self,
         class: SizeClass,
         spare: Option<NonNull<Magazine>>,
         want: usize,
+        affinity: &mut Affinity,
     ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
+        if affinity.has_homes(self, class) {
+            return self.full_magazine_at_home(class, spare, want, affinity);
+        }
         let mut state = self.class(class);
-        if let Some(full) = NonNull::new(state.depot) {
-            // SAFETY: depot magazines are valid and owned by the depot.
-            state.depot = unsafe { full.as_ref().next };
-            state.depot_magazines -= 1;
+        if let Some(full) = Self::pop_depot(&mut state) {
             return (Some(full), spare);
         }
         drop(state);
@@ -188,6 +191,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return (None, None);
         }
         (Some(magazine), None)
+    }
+
+    /// The depot's top magazine, taken off it. The caller holds the class
+    /// lock (`state`).
+    pub(super) fn pop_depot(state: &mut ClassState) -> Option<NonNull<Magazine>> {
+        let full = NonNull::new(state.depot)?;
+        // SAFETY: depot magazines are valid and owned by the depot.
+        state.depot = unsafe { full.as_ref().next };
+        state.depot_magazines -= 1;
+        Some(full)
     }
 
     /// Takes a cache's full magazine of `class` into the depot (one
@@ -346,21 +359,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Lends up to `out.len()` blocks of `class` from the zones, under one
     /// acquisition of the class lock; returns how many. The blocks carry
     /// the free mark: they are free, held by a cache.
-    fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
+    pub(super) fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
         let block_size = class.block_size();
         let filled = self.take_batch(class, out.len(), |i, popped| {
-            // SAFETY: the block is the cache's from now on; free, so marked.
-            unsafe { free_mark::set(popped.ptr) };
-            out[i] = MaybeUninit::new(Entry {
-                block: popped.ptr,
-                // SAFETY: the block's zone, live, lock held.
-                size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
-            });
-            // Carving writes the free mark into pages nobody used yet: stop
-            // at the page the last carved block ends in, so a refill never
-            // faults in memory the program may not need.
-            let end = popped.ptr.as_ptr().addr() + block_size;
-            !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE
+            lend_one(out, i, popped, block_size)
         });
         // A magazine pops from its end: reversed, the blocks go out in the
         // order the zone gave them (ascending addresses for fresh carving).
@@ -409,4 +411,27 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         mag.len = 0;
     }
+}
+
+/// Makes a block taken from its zone for a refill the `i`-th entry of
+/// `out`: marked free (a cache holds it). Returns whether the refill may
+/// go on: carving writes the free mark into pages nobody used yet, so a
+/// refill stops at the page the last carved block ends in and never faults
+/// in memory the program may not need.
+#[inline(always)]
+pub(super) fn lend_one(
+    out: &mut [MaybeUninit<Entry>],
+    i: usize,
+    popped: Popped,
+    block_size: usize,
+) -> bool {
+    // SAFETY: the block is the cache's from now on; free, so marked.
+    unsafe { free_mark::set(popped.ptr) };
+    out[i] = MaybeUninit::new(Entry {
+        block: popped.ptr,
+        // SAFETY: the block's zone, live, lock held.
+        size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
+    });
+    let end = popped.ptr.as_ptr().addr() + block_size;
+    !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE
 }

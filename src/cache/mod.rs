@@ -15,6 +15,13 @@
 //! owners: caches and depots only borrow blocks from them. Every bound is in
 //! `bins.rs`.
 //!
+//! **Homes keep owners off each other's cache lines** (`affinity.rs`). A
+//! cache refills its TINY classes from a zone that names it as owner (its
+//! *home*), and takes from a depot the magazines of its own blocks first:
+//! two threads that never share a block then never share a line of blocks
+//! or of size slots either. Ownership is a preference only; the checks of
+//! a free never read it.
+//!
 //! **Remote frees** need nothing special. A block freed by an owner other
 //! than the one that allocated it goes into the freeing owner's magazine and
 //! is reused there, or travels back in a whole magazine: no lock per block,
@@ -98,6 +105,7 @@
 //! assert_eq!(heap.stats().cached_blocks, 0);
 //! ```
 
+mod affinity;
 mod bins;
 mod decay;
 mod depot;
@@ -119,6 +127,8 @@ use crate::provider::PageProvider;
 use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
+use affinity::Affinity;
+pub use affinity::{CLAIM_SCAN, DEPOT_SCAN, OWNED_MAX_BLOCK};
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED, DEPOT_MAX_MAGAZINES,
     IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
@@ -141,8 +151,8 @@ pub(crate) struct Entry {
 /// A front cache: free blocks per size class for one owner. See the module
 /// documentation for the design and for how a kernel uses one.
 ///
-/// It is a small value (four pointers per class and the decay's counters,
-/// 3.0 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
+/// It is a small value (four pointers per class, the decay's counters and
+/// the homes, 3.2 KiB on 64-bit targets): put it where the owner can reach it without a lock (a
 /// thread-local, a per-CPU area). It must always be used with the same
 /// [`Heap`]. It holds at most [`CACHE_MAX_BYTES`] of blocks;
 /// [`flush`](Self::flush) gives them all back (at thread exit, before a CPU
@@ -178,6 +188,8 @@ pub struct FrontCache {
     /// The block this cache's last reallocation moved to (`realloc.rs`):
     /// compared with, never read through.
     last_grown: *mut u8,
+    /// The cache's id and home zones (`affinity.rs`).
+    affinity: Affinity,
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -211,6 +223,7 @@ impl FrontCache {
             spare_count: 0,
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
+            affinity: Affinity::new(),
             last_grown: ptr::null_mut(),
         }
     }
@@ -403,6 +416,7 @@ impl FrontCache {
         while let Some(spare) = self.take_spare() {
             heap.return_empty(spare);
         }
+        self.affinity.release_all(heap);
     }
 
     /// Blocks the cache holds.
@@ -475,7 +489,7 @@ impl FrontCache {
             self.decay.hold(i);
             let want = bins::refill_blocks(self.refills[i]);
             self.refills[i] = self.refills[i].saturating_add(1);
-            let (full, unused) = heap.full_magazine(class, spare, want);
+            let (full, unused) = heap.full_magazine(class, spare, want, &mut self.affinity);
             if let Some(unused) = unused {
                 self.keep_spare(heap, unused);
             }
