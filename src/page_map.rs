@@ -183,6 +183,11 @@ pub(crate) struct PageMap {
     /// fixed span).
     flat_start: AtomicUsize,
     flat_len: AtomicUsize,
+    /// `flat_len` when the flat array is the provider's run in `root`, 0
+    /// otherwise (an inline array, a tree, nothing yet): the free path's
+    /// lookup tests it alone and indexes `root`, with no select between
+    /// the two arrays. Published (Release) after `root` and `flat_start`.
+    mapped_len: AtomicUsize,
     /// Flat layout: one past the highest slot ever registered, so that
     /// [`for_each`](Self::for_each) reads only the part of a large span the
     /// provider has used, not the whole array (untouched pages stay so).
@@ -228,6 +233,7 @@ impl PageMap {
             root: AtomicPtr::new(ptr::null_mut()),
             flat_start: AtomicUsize::new(0),
             flat_len: AtomicUsize::new(0),
+            mapped_len: AtomicUsize::new(0),
             flat_used: AtomicUsize::new(0),
             tree: AtomicPtr::new(ptr::null_mut()),
             releases: AtomicUsize::new(0),
@@ -327,18 +333,17 @@ impl PageMap {
     /// cache's free path.
     #[inline(always)]
     pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
-        let slot = match self.flat_index(addr) {
+        // The provider's flat array first (libft_malloc.so's window): one
+        // bound, one load, no select between the arrays.
+        let mapped_len = self.mapped_len.load(Ordering::Acquire);
+        let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
+        let slot = if g < mapped_len {
             // A flat slot is the address's own: no high bits to compare.
-            // SAFETY: as in `existing_slot`.
-            Ok(g) => unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire),
-            Err(root) => {
-                // SAFETY: as in `existing_slot`.
-                let slot = unsafe { Self::tree_slot(root, addr) }?.load(Ordering::Acquire);
-                if !same_high_bits(slot.addr(), addr) {
-                    return None;
-                }
-                slot
-            }
+            // SAFETY: `mapped_len` is published after the array in `root`,
+            // which lives as long as the map and has that many slots.
+            unsafe { slot_at(self.root.load(Ordering::Relaxed), g) }.load(Ordering::Acquire)
+        } else {
+            self.other_slot(addr)?
         };
         // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
         // or land past the last class.
@@ -354,6 +359,22 @@ impl PageMap {
                 NonNull::new_unchecked(base),
                 SizeClass::from_index_unchecked(class),
             ))
+        }
+    }
+
+    /// [`lookup_zone`](Self::lookup_zone)'s slot when the provider's flat
+    /// array does not hold `addr`: the inline array's, or the tree's (its
+    /// high bits checked), or `None`.
+    #[inline(always)]
+    fn other_slot(&self, addr: usize) -> Option<*mut u8> {
+        match self.flat_index(addr) {
+            // SAFETY: as in `existing_slot`.
+            Ok(g) => Some(unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire)),
+            Err(root) => {
+                // SAFETY: as in `existing_slot`.
+                let slot = unsafe { Self::tree_slot(root, addr) }?.load(Ordering::Acquire);
+                same_high_bits(slot.addr(), addr).then_some(slot)
+            }
         }
     }
 
@@ -488,6 +509,9 @@ impl PageMap {
         // count sees the array and its start.
         self.flat_start.store(start, Ordering::Relaxed);
         self.flat_len.store(slots, Ordering::Release);
+        if slots > INLINE_SLOTS {
+            self.mapped_len.store(slots, Ordering::Release);
+        }
         Some(self.flat_array())
     }
 
@@ -579,6 +603,7 @@ impl PageMap {
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
         let tree = self.tree.swap(ptr::null_mut(), Ordering::Relaxed);
         let flat_len = self.flat_len.swap(0, Ordering::Relaxed);
+        self.mapped_len.store(0, Ordering::Relaxed);
         self.flat_used.store(0, Ordering::Relaxed);
         // SAFETY: the tree, if any, is ours alone now.
         unsafe { walk::release_tree(provider, tree) };
