@@ -62,13 +62,17 @@
 //! may pass boot-time entropy, RDRAND or the TSC, before its first
 //! allocation); the hosted library draws it from the kernel's `AT_RANDOM`
 //! bytes before its first block is marked. The slack canary (`canary.rs`)
-//! is derived from the same key.
+//! is derived from the same key. The key is odd ([`set_key`] sets its
+//! lowest bit): blocks are 16-aligned, so every mark is odd too, and the
+//! canary byte is the mark's low byte as it is, never zero, with nothing
+//! to compute on `malloc` or `free`.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// The key used until [`set_key`] is called.
+/// The key used until [`set_key`] is called (odd, as every key).
 pub const DEFAULT_KEY: usize = 0xf4ee_b10c_c0a5_7e11_u64 as usize;
+const _: () = assert!(DEFAULT_KEY & 1 == 1);
 
 /// Mixed with the block's address. Read with a relaxed load (a plain `mov`):
 /// it is written once, before any block is marked.
@@ -76,7 +80,9 @@ static KEY: AtomicUsize = AtomicUsize::new(DEFAULT_KEY);
 
 /// Sets the key that free marks and slack canaries are derived from, for
 /// every heap of the program. Kernels pass boot-time entropy (RDRAND, the
-/// TSC); without a call, [`DEFAULT_KEY`] is used.
+/// TSC); without a call, [`DEFAULT_KEY`] is used. The key's lowest bit
+/// is set whatever `key` says (the module documentation says why): 63 bits
+/// of it count.
 ///
 /// # Safety
 ///
@@ -86,7 +92,7 @@ static KEY: AtomicUsize = AtomicUsize::new(DEFAULT_KEY);
 /// as overflowed, or a free block as handed out (its double free then
 /// missed).
 pub unsafe fn set_key(key: usize) {
-    KEY.store(key, Ordering::Relaxed);
+    KEY.store(key | 1, Ordering::Relaxed);
 }
 
 /// The current key.
