@@ -35,8 +35,11 @@ pub(crate) use sizes::{
 pub const ZONE_HEADER_SIZE: usize = 64;
 
 /// Mixed into every header's guard word; a header whose guard does not match
-/// its own address was overwritten (or is not a header at all).
-const GUARD_KEY: usize = 0x5a0e_f7ee_c0de_b10c_u64 as usize;
+/// its own address was overwritten (or is not a header at all). A 32-bit
+/// value sign-extended (all its high bits set, so it still flips every high
+/// bit of the address on 64-bit targets): x86_64 compares with it as an
+/// immediate, with no 64-bit constant to load on every `free`.
+const GUARD_KEY: usize = 0xc0de_b10c_u32 as i32 as isize as usize;
 
 /// The first bytes of every zone.
 ///
