@@ -327,6 +327,19 @@ pub(crate) unsafe fn try_deallocate(ptr: NonNull<u8>) -> Option<Result<(), HeapE
     unsafe { current_if_set_up()?.try_deallocate(&HEAP, ptr) }
 }
 
+/// [`try_deallocate`] of a pointer that may be null (declined, `None`,
+/// with no test of its own on the way of the others).
+///
+/// # Safety
+///
+/// As [`ft_malloc::Heap::deallocate`].
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) unsafe fn try_deallocate_raw(ptr: *mut u8) -> Option<Result<(), HeapError>> {
+    // SAFETY: per the contract.
+    unsafe { current_if_set_up()?.try_deallocate_raw(&HEAP, ptr) }
+}
+
 /// Reallocates through the calling thread's cache (lock-free for TINY
 /// and SMALL blocks).
 ///

@@ -53,10 +53,20 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// claims nothing (`small_usable_size`) must not.
     #[inline(always)]
     pub(crate) fn check_for_cache<const MARK_FIRST: bool>(&self, ptr: NonNull<u8>) -> Checked {
-        let addr = ptr.as_ptr().addr();
+        self.check_raw_for_cache::<MARK_FIRST>(ptr.as_ptr())
+    }
+
+    /// [`check_for_cache`](Self::check_for_cache) of a pointer that may be
+    /// null: null is no zone's, so the page map's lookup declines it
+    /// (`Locked`) with no test of its own on the way of the others.
+    #[inline(always)]
+    pub(crate) fn check_raw_for_cache<const MARK_FIRST: bool>(&self, ptr: *mut u8) -> Checked {
+        let addr = ptr.addr();
         let Some((base, class)) = self.page_map.lookup_zone(addr) else {
             return Checked::Locked;
         };
+        // SAFETY: a registered zone's granule: no zone lies at address 0.
+        let ptr = unsafe { NonNull::new_unchecked(ptr) };
         let zone = base.cast::<ZoneHeader>();
         // SAFETY: the zone is registered; if `ptr` is one of its handed-out
         // blocks the zone cannot be released meanwhile (the module docs say

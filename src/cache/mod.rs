@@ -357,12 +357,29 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Option<Result<(), HeapError>> {
-        match heap.check_for_cache::<false>(ptr) {
+        // SAFETY: per the contract.
+        unsafe { self.try_deallocate_raw(heap, ptr.as_ptr()) }
+    }
+
+    /// [`try_deallocate`](Self::try_deallocate) of a pointer that may be
+    /// null (C's `free`): null is declined (`None`) by the check itself, so
+    /// the common case tests nothing for it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate).
+    #[inline(always)]
+    pub unsafe fn try_deallocate_raw<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        ptr: *mut u8,
+    ) -> Option<Result<(), HeapError>> {
+        match heap.check_raw_for_cache::<false>(ptr) {
             Checked::Keep(class, entry, mark, _) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
                 // takes it (`free_mark.rs`).
-                if !unsafe { free_mark::claim(ptr, mark) } {
+                if !unsafe { free_mark::claim(entry.block, mark) } {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
                 if !self.push(class, entry) {
