@@ -333,18 +333,32 @@ impl PageMap {
     /// cache's free path.
     #[inline(always)]
     pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
-        // The provider's flat array first (libft_malloc.so's window): one
-        // bound, one load, no select between the arrays.
+        let slot = match self.mapped_slot(addr) {
+            Some(slot) => slot,
+            None => self.other_slot(addr)?,
+        };
+        Self::zone_of(slot)
+    }
+
+    /// The slot of `addr` if the provider's flat array holds it
+    /// (libft_malloc.so's window): one bound, one load, no select between
+    /// the flat arrays. `None` sends the caller to
+    /// [`other_slot`](Self::other_slot).
+    #[inline(always)]
+    pub(crate) fn mapped_slot(&self, addr: usize) -> Option<*mut u8> {
         let mapped_len = self.mapped_len.load(Ordering::Acquire);
         let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
-        let slot = if g < mapped_len {
-            // A flat slot is the address's own: no high bits to compare.
-            // SAFETY: `mapped_len` is published after the array in `root`,
-            // which lives as long as the map and has that many slots.
-            unsafe { slot_at(self.root.load(Ordering::Relaxed), g) }.load(Ordering::Acquire)
-        } else {
-            self.other_slot(addr)?
-        };
+        // A flat slot is the address's own: no high bits to compare.
+        // SAFETY: `mapped_len` is published after the array in `root`,
+        // which lives as long as the map and has that many slots.
+        (g < mapped_len)
+            .then(|| unsafe { slot_at(self.root.load(Ordering::Relaxed), g) }.load(Ordering::Acquire))
+    }
+
+    /// The zone a slot's value names, if it names one (not an empty slot,
+    /// nor a LARGE run or the small-region pool's).
+    #[inline(always)]
+    pub(crate) fn zone_of(slot: *mut u8) -> Option<(NonNull<u8>, SizeClass)> {
         // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
         // or land past the last class.
         let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
@@ -366,7 +380,7 @@ impl PageMap {
     /// array does not hold `addr`: the inline array's, or the tree's (its
     /// high bits checked), or `None`.
     #[inline(always)]
-    fn other_slot(&self, addr: usize) -> Option<*mut u8> {
+    pub(crate) fn other_slot(&self, addr: usize) -> Option<*mut u8> {
         match self.flat_index(addr) {
             // SAFETY: as in `existing_slot`.
             Ok(g) => Some(unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire)),

@@ -20,7 +20,7 @@ use super::magazine::Magazine;
 use crate::canary;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
-use crate::page_map::Owner;
+use crate::page_map::{Owner, PageMap};
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
 use crate::zone::{self, ZoneHeader};
@@ -61,8 +61,30 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// (`Locked`) with no test of its own on the way of the others.
     #[inline(always)]
     pub(crate) fn check_raw_for_cache<const MARK_FIRST: bool>(&self, ptr: *mut u8) -> Checked {
+        let slot = match self.page_map.mapped_slot(ptr.addr()) {
+            Some(slot) => slot,
+            None => match self.page_map.other_slot(ptr.addr()) {
+                Some(slot) => slot,
+                None => return Checked::Locked,
+            },
+        };
+        self.check_in_slot::<MARK_FIRST>(ptr, slot)
+    }
+
+    /// The `free` path's [`check_raw_for_cache`](Self::check_raw_for_cache)
+    /// when the provider's flat array holds `ptr` (`None` otherwise: the
+    /// caller goes on out of line, so that this path joins nothing).
+    #[inline(always)]
+    pub(crate) fn check_mapped_for_cache(&self, ptr: *mut u8) -> Option<Checked> {
+        let slot = self.page_map.mapped_slot(ptr.addr())?;
+        Some(self.check_in_slot::<false>(ptr, slot))
+    }
+
+    /// The rest of the check once the page map's `slot` for `ptr` is read.
+    #[inline(always)]
+    fn check_in_slot<const MARK_FIRST: bool>(&self, ptr: *mut u8, slot: *mut u8) -> Checked {
         let addr = ptr.addr();
-        let Some((base, class)) = self.page_map.lookup_zone(addr) else {
+        let Some((base, class)) = PageMap::zone_of(slot) else {
             return Checked::Locked;
         };
         // SAFETY: a registered zone's granule: no zone lies at address 0.

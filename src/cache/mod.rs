@@ -358,12 +358,17 @@ impl FrontCache {
         ptr: NonNull<u8>,
     ) -> Option<Result<(), HeapError>> {
         // SAFETY: per the contract.
-        unsafe { self.try_deallocate_raw(heap, ptr.as_ptr()) }
+        unsafe { self.keep_checked(heap, heap.check_for_cache::<false>(ptr)) }
     }
 
-    /// [`try_deallocate`](Self::try_deallocate) of a pointer that may be
-    /// null (C's `free`): null is declined (`None`) by the check itself, so
-    /// the common case tests nothing for it.
+    /// [`try_deallocate`](Self::try_deallocate) for a pointer that may be
+    /// null (C's `free`), in its shortest form: it vouches only for blocks
+    /// in the provider's mapped flat array (`libft_malloc.so`'s window; any
+    /// heap whose span is larger than the page map's inline array), and
+    /// declines (`None`) anything else, null included, with no test of its
+    /// own for it: the caller then goes to [`deallocate`](Self::deallocate),
+    /// whose lock-free check looks everywhere. Nothing was changed when it
+    /// declines.
     ///
     /// # Safety
     ///
@@ -374,7 +379,24 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: *mut u8,
     ) -> Option<Result<(), HeapError>> {
-        match heap.check_raw_for_cache::<false>(ptr) {
+        // SAFETY: per the contract.
+        unsafe { self.keep_checked(heap, heap.check_mapped_for_cache(ptr)?) }
+    }
+
+    /// The free once the lock-free check has spoken: claim and keep a
+    /// checked block, count a refusal, or decline.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate); `checked` is this call's
+    /// check of the pointer, with the `false` mark-first setting.
+    #[inline(always)]
+    unsafe fn keep_checked<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        checked: Checked,
+    ) -> Option<Result<(), HeapError>> {
+        match checked {
             Checked::Keep(class, entry, mark, _) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
