@@ -97,11 +97,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if !unsafe { zone::guard_ok(zone) } {
             return Checked::Locked;
         }
-        // SAFETY: as above.
-        let g = unsafe { zone::layout_of(zone) };
+        // SAFETY: as above; the guard vouched for the header.
+        let check = unsafe { zone::boundary(zone) };
         // A carved block starts at `addr` exactly when this index is below
         // the carved count (a pointer before block 0 wraps to a huge offset).
-        let index = g.exact_index(addr.wrapping_sub(base.as_ptr().addr() + g.blocks_offset));
+        let index = check.exact_index(addr);
         // SAFETY: as above.
         if index >= unsafe { zone::carved_hint(zone) } as u64 {
             return Checked::Locked;
@@ -112,21 +112,21 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if MARK_FIRST && unsafe { free_mark::is_set_to(ptr, mark) } {
             return Checked::DoubleFree;
         }
-        // SAFETY: as above.
         // The width comes from the class (the page map's), which is the
         // zone's: the page map registers a zone under its own class.
         let width = class.size_width();
-        let size_slot = zone::size_slot_with(zone, g, width, index);
+        let size_slot = check.size_slot(zone, width, index);
+        let block_size = check.block_size;
         // SAFETY: the slot of a handed-out block of this zone (its holder
-        // is freeing it); the block is `g.block_size` bytes.
+        // is freeing it); the block is `block_size` bytes.
         let requested = unsafe { zone::load_own_size(size_slot, width) };
-        if requested > g.block_size {
+        if requested > block_size {
             // A span's head or follower (`span.rs`): the locked path frees
             // all its blocks, or refuses.
             return Checked::Locked;
         }
-        // SAFETY: as above, and `requested <= g.block_size`.
-        if !unsafe { canary::intact_for(ptr, requested, g.block_size, mark) } {
+        // SAFETY: as above, and `requested <= block_size`.
+        if !unsafe { canary::intact_for(ptr, requested, block_size, mark) } {
             // A racing free's mark may be what broke it (`free_mark.rs`).
             // SAFETY: as above.
             if unsafe { free_mark::is_set_to(ptr, mark) } {
