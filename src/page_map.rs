@@ -100,12 +100,18 @@ const TAG_MASK: usize = GRANULE - 1;
 /// covers blog_os's 100 KiB heap and the benchmark's smallest mixed-load
 /// regions (320-336 KiB).
 pub(crate) const INLINE_SLOTS: usize = 110;
-const TAG_LARGE: usize = TAG_MASK;
+/// Tags: a zone's is its class index with every tag bit flipped
+/// (`TAG_MASK ^ index`), so that flipping them back gives the index, and
+/// anything else (an empty slot's 0, the small tags below) a number past
+/// the last class: one flip, one mask and one compare decide "a zone, of
+/// this class" with a single register (`zone_of`, on every `free`).
+const TAG_LARGE: usize = 1;
 /// A segment of the small-region pool (`coalesce/`).
-const TAG_POOL: usize = TAG_MASK - 1;
+const TAG_POOL: usize = 2;
 /// A bare page run of the small-region pool (`coalesce/bare.rs`).
-const TAG_BARE: usize = TAG_MASK - 2;
-const _: () = assert!(TAG_BARE > crate::size_class::NUM_CLASSES);
+const TAG_BARE: usize = 3;
+const _: () = assert!(TAG_MASK ^ TAG_BARE >= crate::size_class::NUM_CLASSES);
+const _: () = assert!(TAG_MASK ^ (crate::size_class::NUM_CLASSES - 1) > TAG_BARE);
 
 /// Who owns a granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +131,7 @@ pub(crate) enum Owner {
 impl Owner {
     fn encode(self) -> *mut u8 {
         match self {
-            Owner::Zone { base, class } => base.as_ptr().map_addr(|a| a | (class.index() + 1)),
+            Owner::Zone { base, class } => base.as_ptr().map_addr(|a| a | (TAG_MASK ^ class.index())),
             Owner::Large { base } => base.as_ptr().map_addr(|a| a | TAG_LARGE),
             Owner::Pool { base } => base.as_ptr().map_addr(|a| a | TAG_POOL),
             Owner::Bare { base } => base.as_ptr().map_addr(|a| a | TAG_BARE),
@@ -142,7 +148,7 @@ impl Owner {
         } else if tag == TAG_BARE {
             Some(Owner::Bare { base })
         } else {
-            let class = SizeClass::from_index(tag.checked_sub(1)?)?;
+            let class = SizeClass::from_index(tag ^ TAG_MASK)?;
             Some(Owner::Zone { base, class })
         }
     }
@@ -359,9 +365,9 @@ impl PageMap {
     /// nor a LARGE run or the small-region pool's).
     #[inline(always)]
     pub(crate) fn zone_of(slot: *mut u8) -> Option<(NonNull<u8>, SizeClass)> {
-        // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
-        // or land past the last class.
-        let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
+        // Zone tags are the class index flipped; empty slots (0) and the
+        // other tags flip to numbers past the last class.
+        let class = (!slot.addr()) & TAG_MASK;
         if class >= crate::size_class::NUM_CLASSES {
             return None;
         }
