@@ -116,7 +116,7 @@ use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
-use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
+use crate::size_class::{DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
 pub use bins::{
@@ -463,7 +463,7 @@ impl FrontCache {
         // From the class index alone (a constant table, the index's range),
         // not from its geometry: fewer loads on every `malloc`.
         // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
-        let block_size = unsafe { *CLASS_SIZES.get_unchecked(class.index()) } as usize;
+        let block_size = class.block_size();
         // SAFETY: the entry's size slot belongs to its block, which the
         // cache holds (marked free) and now hands out; `size` fits the
         // class. The canary, derived from the mark (no second read of the
