@@ -141,6 +141,16 @@ impl SizeClass {
         tables.sizes[self.0 as usize] as usize
     }
 
+    /// [`block_size`](Self::block_size) without the bounds check (a class
+    /// index is below `NUM_CLASSES` by construction): for `malloc`'s path.
+    #[inline(always)]
+    pub(crate) fn block_size_unchecked(self) -> usize {
+        let tables: &'static ClassTables = &CLASS_TABLES;
+        // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES`,
+        // the table's length.
+        unsafe { *tables.sizes.get_unchecked(self.0 as usize) as usize }
+    }
+
     /// Bytes of a block's requested-size slot in a zone of this class
     /// (`ZoneGeometry::size_width`, the same in both layouts): 1 for TINY,
     /// 2 for SMALL. Decided by the class index, with no table to read.

@@ -178,6 +178,8 @@ pub struct FrontCache {
     /// The block this cache's last reallocation moved to (`realloc.rs`):
     /// compared with, never read through.
     last_grown: *mut u8,
+    /// An [`inert`](Self::inert) cache: never used as one.
+    inert: bool,
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -212,7 +214,22 @@ impl FrontCache {
             refills: [0; NUM_CLASSES],
             decay: Decay::new(),
             last_grown: ptr::null_mut(),
+            inert: false,
         }
+    }
+
+    /// A cache that holds nothing and takes nothing, for owners that have
+    /// no cache yet (or any more) to point at: through
+    /// [`allocate_cached_in`](Self::allocate_cached_in) and
+    /// [`try_deallocate_raw_in`](Self::try_deallocate_raw_in) it declines
+    /// every request, as an empty cache's fast paths do, so a caller's
+    /// fast path needs no test for "no cache" (`libft_malloc.so`'s threads
+    /// start with theirs pointing at one, shared, only ever read). Use it
+    /// through those two only: any other method would treat it as a cache.
+    pub const fn inert() -> Self {
+        let mut cache = Self::new();
+        cache.inert = true;
+        cache
     }
 
     /// Makes the block the next [`allocate`](Self::allocate) of `class`
@@ -292,8 +309,22 @@ impl FrontCache {
     /// that tail-calls its slow path needs no stack frame on the fast one.
     #[inline(always)]
     pub fn allocate_cached(&mut self, size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: a reference is a valid pointer to this owner's cache.
+        unsafe { Self::allocate_cached_in(self, size) }
+    }
+
+    /// [`allocate_cached`](Self::allocate_cached) through a raw pointer,
+    /// which may be to an [`inert`](Self::inert) cache shared by owners
+    /// that have no cache yet: that one is only read, and declines.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a valid cache: its owner's, or an inert one.
+    #[inline(always)]
+    pub unsafe fn allocate_cached_in(this: *mut Self, size: usize) -> Option<NonNull<u8>> {
         let class = SizeClass::for_size(size)?;
-        let entry = self.pop(class)?;
+        // SAFETY: per the contract.
+        let entry = unsafe { Self::pop_in(this, class) }?;
         Some(Self::hand_out(entry, class, size))
     }
 
@@ -357,8 +388,8 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Option<Result<(), HeapError>> {
-        // SAFETY: per the contract.
-        unsafe { self.keep_checked(heap, heap.check_for_cache::<false>(ptr)) }
+        // SAFETY: per the contract; a reference is a valid pointer.
+        unsafe { Self::keep_checked_in(self, heap, heap.check_for_cache::<false>(ptr)) }
     }
 
     /// [`try_deallocate`](Self::try_deallocate) for a pointer that may be
@@ -379,8 +410,29 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: *mut u8,
     ) -> Option<Result<(), HeapError>> {
+        // SAFETY: per the contract; a reference is a valid pointer.
+        unsafe { Self::try_deallocate_raw_in(self, heap, ptr) }
+    }
+
+    /// [`try_deallocate_raw`](Self::try_deallocate_raw) through a raw
+    /// pointer, which may be to an [`inert`](Self::inert) cache: that one
+    /// declines every pointer (`None`), after its claim, so the free's mark
+    /// word is then cleared: the caller frees the block through its full
+    /// path, which claims it again (a racing double free meanwhile is
+    /// refused by either claim).
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate); `this` is a valid cache:
+    /// the caller's own, or an inert one.
+    #[inline(always)]
+    pub unsafe fn try_deallocate_raw_in<P: PageProvider, R: RawMutex>(
+        this: *mut Self,
+        heap: &Heap<P, R>,
+        ptr: *mut u8,
+    ) -> Option<Result<(), HeapError>> {
         // SAFETY: per the contract.
-        unsafe { self.keep_checked(heap, heap.check_mapped_for_cache(ptr)?) }
+        unsafe { Self::keep_checked_in(this, heap, heap.check_mapped_for_cache(ptr)?) }
     }
 
     /// The free once the lock-free check has spoken: claim and keep a
@@ -389,10 +441,11 @@ impl FrontCache {
     /// # Safety
     ///
     /// As for [`deallocate`](Self::deallocate); `checked` is this call's
-    /// check of the pointer, with the `false` mark-first setting.
+    /// check of the pointer, with the `false` mark-first setting; `this`
+    /// as for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in).
     #[inline(always)]
-    unsafe fn keep_checked<P: PageProvider, R: RawMutex>(
-        &mut self,
+    unsafe fn keep_checked_in<P: PageProvider, R: RawMutex>(
+        this: *mut Self,
         heap: &Heap<P, R>,
         checked: Checked,
     ) -> Option<Result<(), HeapError>> {
@@ -404,8 +457,16 @@ impl FrontCache {
                 if !unsafe { free_mark::claim(entry.block, mark) } {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
-                if !self.push(class, entry) {
-                    self.push_slow(heap, class, entry);
+                // SAFETY: per the contract.
+                if !unsafe { Self::push_in(this, class, entry) } {
+                    // SAFETY: per the contract; read by place, no borrow.
+                    if unsafe { (*this).inert } {
+                        // SAFETY: the block this call claimed.
+                        unsafe { free_mark::clear(entry.block) };
+                        return None;
+                    }
+                    // SAFETY: not inert: the caller's own cache.
+                    unsafe { (*this).push_slow(heap, class, entry) };
                 }
                 Some(Ok(()))
             }
@@ -463,7 +524,7 @@ impl FrontCache {
         // From the class index alone (a constant table, the index's range),
         // not from its geometry: fewer loads on every `malloc`.
         // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
-        let block_size = class.block_size();
+        let block_size = class.block_size_unchecked();
         // SAFETY: the entry's size slot belongs to its block, which the
         // cache holds (marked free) and now hands out; `size` fits the
         // class. The canary, derived from the mark (no second read of the
@@ -494,6 +555,7 @@ impl FrontCache {
         class: SizeClass,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
+        debug_assert!(!self.inert, "an inert cache used as one");
         // A small region's pool serves SMALL requests (`coalesce/`): a
         // magazine of them would cost zones the region cannot afford.
         if heap.pool_serves(class) {
@@ -541,6 +603,7 @@ impl FrontCache {
         class: SizeClass,
         entry: Entry,
     ) {
+        debug_assert!(!self.inert, "an inert cache used as one");
         let i = class.index();
         self.tick(heap, i);
         let loaded = self.unload(i);
