@@ -177,6 +177,25 @@ fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
     bytes.next_multiple_of(provider.page_size())
 }
 
+/// The header of a flat array in a provider's run, right before its slots:
+/// the span it covers, written before the array is published and never
+/// after.
+#[repr(C)]
+pub(crate) struct MappedFlat {
+    /// Address of granule 0.
+    start: usize,
+    /// Slots.
+    len: usize,
+}
+
+/// Bytes of [`MappedFlat`] before the slots (two slots' worth).
+const MAPPED_HEADER: usize = core::mem::size_of::<MappedFlat>();
+const _: () = assert!(MAPPED_HEADER == 2 * SLOT_BYTES);
+
+/// What [`PageMap::mapped`] points to without a provider's flat array: a
+/// span of no granule, which no lookup falls in.
+static NO_MAPPED_FLAT: MappedFlat = MappedFlat { start: 0, len: 0 };
+
 /// The map: its flat array, its tree and the release counter.
 pub(crate) struct PageMap {
     /// The provider-mapped flat slot array; null until the first
@@ -189,11 +208,14 @@ pub(crate) struct PageMap {
     /// fixed span).
     flat_start: AtomicUsize,
     flat_len: AtomicUsize,
-    /// `flat_len` when the flat array is the provider's run in `root`, 0
-    /// otherwise (an inline array, a tree, nothing yet): the free path's
-    /// lookup tests it alone and indexes `root`, with no select between
-    /// the two arrays. Published (Release) after `root` and `flat_start`.
-    mapped_len: AtomicUsize,
+    /// The header of the provider's run holding the flat array (`root`
+    /// is its slots, right after it), or [`NO_MAPPED_FLAT`] (an inline
+    /// array, a tree, nothing yet): the free path's lookup reads the span
+    /// from it and indexes its slots, with no select between the two
+    /// arrays, and with plain loads (the header never changes once
+    /// published), which fold into the arithmetic. Published (Release)
+    /// after `root` and the header.
+    mapped: AtomicPtr<MappedFlat>,
     /// Flat layout: one past the highest slot ever registered, so that
     /// [`for_each`](Self::for_each) reads only the part of a large span the
     /// provider has used, not the whole array (untouched pages stay so).
@@ -239,7 +261,7 @@ impl PageMap {
             root: AtomicPtr::new(ptr::null_mut()),
             flat_start: AtomicUsize::new(0),
             flat_len: AtomicUsize::new(0),
-            mapped_len: AtomicUsize::new(0),
+            mapped: AtomicPtr::new((&raw const NO_MAPPED_FLAT).cast_mut()),
             flat_used: AtomicUsize::new(0),
             tree: AtomicPtr::new(ptr::null_mut()),
             releases: AtomicUsize::new(0),
@@ -352,13 +374,18 @@ impl PageMap {
     /// [`other_slot`](Self::other_slot).
     #[inline(always)]
     pub(crate) fn mapped_slot(&self, addr: usize) -> Option<*mut u8> {
-        let mapped_len = self.mapped_len.load(Ordering::Acquire);
-        let g = addr.wrapping_sub(self.flat_start.load(Ordering::Relaxed)) >> GRANULE_SHIFT;
+        let mapped = self.mapped.load(Ordering::Acquire);
+        // SAFETY: the sentinel, or a published header: neither changes
+        // while the map lives.
+        let MappedFlat { start, len } = unsafe { mapped.read() };
+        let g = addr.wrapping_sub(start) >> GRANULE_SHIFT;
         // A flat slot is the address's own: no high bits to compare.
-        // SAFETY: `mapped_len` is published after the array in `root`,
-        // which lives as long as the map and has that many slots.
-        (g < mapped_len)
-            .then(|| unsafe { slot_at(self.root.load(Ordering::Relaxed), g) }.load(Ordering::Acquire))
+        // SAFETY: a published header is followed by its `len` slots, which
+        // live as long as the map.
+        (g < len).then(|| {
+            unsafe { slot_at(mapped.cast::<u8>().wrapping_add(MAPPED_HEADER), g) }
+                .load(Ordering::Acquire)
+        })
     }
 
     /// The zone a slot's value names, if it names one (not an empty slot,
@@ -506,13 +533,16 @@ impl PageMap {
             return self.tree_root(provider, metadata);
         };
         if slots > INLINE_SLOTS && self.root.load(Ordering::Acquire).is_null() {
-            let bytes = slots * SLOT_BYTES;
+            let bytes = MAPPED_HEADER + slots * SLOT_BYTES;
             let fresh = Self::new_run(provider, bytes, metadata)?;
+            // SAFETY: a fresh run of ours, word aligned, with room for the
+            // header before the slots.
+            unsafe { fresh.cast::<MappedFlat>().write(MappedFlat { start, len: slots }) };
             if self
                 .root
                 .compare_exchange(
                     ptr::null_mut(),
-                    fresh.as_ptr(),
+                    fresh.as_ptr().wrapping_add(MAPPED_HEADER),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
@@ -530,7 +560,9 @@ impl PageMap {
         self.flat_start.store(start, Ordering::Relaxed);
         self.flat_len.store(slots, Ordering::Release);
         if slots > INLINE_SLOTS {
-            self.mapped_len.store(slots, Ordering::Release);
+            // The winner's header, before its slots.
+            let header = self.root.load(Ordering::Acquire).wrapping_sub(MAPPED_HEADER);
+            self.mapped.store(header.cast(), Ordering::Release);
         }
         Some(self.flat_array())
     }
@@ -623,15 +655,18 @@ impl PageMap {
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
         let tree = self.tree.swap(ptr::null_mut(), Ordering::Relaxed);
         let flat_len = self.flat_len.swap(0, Ordering::Relaxed);
-        self.mapped_len.store(0, Ordering::Relaxed);
+        self.mapped
+            .store((&raw const NO_MAPPED_FLAT).cast_mut(), Ordering::Relaxed);
         self.flat_used.store(0, Ordering::Relaxed);
         // SAFETY: the tree, if any, is ours alone now.
         unsafe { walk::release_tree(provider, tree) };
         // An inline array (null `root`) has nothing of the provider's.
         if let Some(array) = NonNull::new(root) {
-            // SAFETY: the array was a run of `flat_len` slots (page-rounded)
-            // from `provider`, which only we can see now.
-            unsafe { provider.unmap(array, run_len(provider, flat_len * SLOT_BYTES)) };
+            let run = array.as_ptr().wrapping_sub(MAPPED_HEADER);
+            let len = run_len(provider, MAPPED_HEADER + flat_len * SLOT_BYTES);
+            // SAFETY: the array's run (its header, then `flat_len` slots,
+            // page-rounded) came from `provider`, which only we can see now.
+            unsafe { provider.unmap(NonNull::new_unchecked(run), len) };
         }
     }
 }
