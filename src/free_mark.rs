@@ -152,7 +152,37 @@ pub(crate) unsafe fn set(block: NonNull<u8>) {
 #[inline(always)]
 pub(crate) unsafe fn claim(block: NonNull<u8>, mark: usize) -> bool {
     // SAFETY: per the contract.
-    unsafe { word(block).swap(mark, Ordering::Relaxed) != mark }
+    unsafe { claim_over(block, mark) != mark }
+}
+
+/// [`claim`], returning the word it replaced: the claim took the block
+/// unless that is `mark`. A free that then cannot keep the block undoes
+/// its claim with [`unclaim`] and that word.
+///
+/// # Safety
+///
+/// As for [`claim`].
+#[inline(always)]
+pub(crate) unsafe fn claim_over(block: NonNull<u8>, mark: usize) -> usize {
+    // SAFETY: per the contract.
+    unsafe { word(block).swap(mark, Ordering::Relaxed) }
+}
+
+/// Undoes a winning [`claim_over`] of a block the free hands on to a path
+/// that claims it again (the zone's): the word gets back what the claim
+/// replaced, so the block is as the program left it. Not a clear: the
+/// slack canary of a request under 16 bytes lies in this word, and a
+/// zeroed canary reads as an overflow. A double free racing in between
+/// reads the mark and is refused; the path the block goes on to wins.
+///
+/// # Safety
+///
+/// `block` is a block whose mark the caller's claim set over `replaced`,
+/// and which it holds still.
+#[inline(always)]
+pub(crate) unsafe fn unclaim(block: NonNull<u8>, replaced: usize) {
+    // SAFETY: per the contract.
+    unsafe { word(block).store(replaced, Ordering::Relaxed) }
 }
 
 /// Clears the mark of a block about to be handed out.

@@ -454,19 +454,20 @@ impl FrontCache {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
                 // takes it (`free_mark.rs`).
-                if !unsafe { free_mark::claim(entry.block, mark) } {
+                let replaced = unsafe { free_mark::claim_over(entry.block, mark) };
+                if replaced == mark {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
                 // SAFETY: per the contract.
                 if !unsafe { Self::push_in(this, class, entry) } {
                     // SAFETY: per the contract; read by place, no borrow.
                     if unsafe { (*this).inert } {
-                        // SAFETY: the block this call claimed.
-                        unsafe { free_mark::clear(entry.block) };
+                        // SAFETY: the block this call claimed, still held.
+                        unsafe { free_mark::unclaim(entry.block, replaced) };
                         return None;
                     }
                     // SAFETY: not inert: the caller's own cache.
-                    unsafe { (*this).push_slow(heap, class, entry) };
+                    unsafe { (*this).push_slow(heap, class, entry, replaced) };
                 }
                 Some(Ok(()))
             }
@@ -594,7 +595,8 @@ impl FrontCache {
 
     /// The loaded magazine is full (or missing): swap in the previous one if
     /// it is empty, or else hand the previous (full) one to the depot for an
-    /// empty one; then keep `entry`.
+    /// empty one; then keep `entry`, whose claim replaced `replaced` (put
+    /// back if the block must go to its zone instead).
     #[cold]
     #[inline(never)]
     fn push_slow<P: PageProvider, R: RawMutex>(
@@ -602,6 +604,7 @@ impl FrontCache {
         heap: &Heap<P, R>,
         class: SizeClass,
         entry: Entry,
+        replaced: usize,
     ) {
         debug_assert!(!self.inert, "an inert cache used as one");
         let i = class.index();
@@ -631,11 +634,12 @@ impl FrontCache {
         if !self.push(class, entry) {
             // No magazine could be had (no memory): the block goes back to
             // its zone. It was checked and claimed: the locked path claims
-            // it again, so undo the mark first. (A double free racing in
-            // between takes it instead: then the zone path refuses it, and
-            // the block has one holder still.)
+            // it again, so undo the claim first, restoring the word it
+            // replaced (a cleared word would break the slack canary of a
+            // request under 16 bytes: `free_mark::unclaim`). (A double free
+            // racing in between is refused by either claim.)
             // SAFETY: the block is the caller's freed block.
-            unsafe { free_mark::clear(entry.block) };
+            unsafe { free_mark::unclaim(entry.block, replaced) };
             // SAFETY: as for `deallocate`.
             let _ = unsafe { heap.deallocate(entry.block) };
         }
