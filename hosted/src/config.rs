@@ -22,6 +22,8 @@
 //! start-up reads the real values. Nothing here allocates.
 
 use core::ffi::c_char;
+#[cfg(feature = "c-abi")]
+use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 unsafe extern "C" {
@@ -296,6 +298,43 @@ fn parse_fd(digits: &[u8]) -> Option<i32> {
 /// The latched settings; 0 until the environment has been read.
 static PACKED: AtomicU64 = AtomicU64::new(0);
 
+/// `malloc`'s gate, from [`PACKED`]: sizes below it take the fast path.
+/// `SMALL_MAX + 1` when [`plain`] holds, 0 otherwise (every size then goes
+/// to the slow path, which reads the settings): one compare of the size
+/// decides both "plain" and "not LARGE". Written only by [`sync_gate`].
+#[cfg(feature = "c-abi")]
+static FAST_BELOW: AtomicUsize = AtomicUsize::new(0);
+
+/// Brings [`FAST_BELOW`] in line with [`PACKED`], after each store to it.
+/// Each updater stores what it read, then reads again: one that stored a
+/// value an update made stale meanwhile sees the change and stores again,
+/// so the last store follows the last update.
+fn sync_gate() {
+    #[cfg(feature = "c-abi")]
+    loop {
+        let word = PACKED.load(Ordering::SeqCst);
+        let plain = word as u8 == Config::LOADED as u8;
+        FAST_BELOW.store(
+            if plain { ft_malloc::SMALL_MAX + 1 } else { 0 },
+            Ordering::SeqCst,
+        );
+        if PACKED.load(Ordering::SeqCst) == word {
+            break;
+        }
+    }
+}
+
+/// [`plain`], and `size` not LARGE: `malloc`'s fast path may serve it.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn plain_and_small(size: usize) -> bool {
+    let below = FAST_BELOW.load(Ordering::Relaxed);
+    // SAFETY: `sync_gate` stores nothing else than 0 and `SMALL_MAX + 1`
+    // (so a size below the gate needs no second test for LARGE).
+    unsafe { core::hint::assert_unchecked(below <= ft_malloc::SMALL_MAX + 1) };
+    size < below
+}
+
 /// Whether the settings are loaded and ask nothing of `malloc` and `free`
 /// (no scribbling, no trace, no defence): one byte compare, the only cost the
 /// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
@@ -357,6 +396,7 @@ pub(crate) fn load() -> Config {
         crate::guard_pages::request();
     }
     PACKED.store(config.pack(), Ordering::Relaxed);
+    sync_gate();
     config
 }
 
@@ -372,6 +412,7 @@ fn update(change: impl Fn(&mut Config)) {
         change(&mut config);
         Some(config.pack())
     });
+    sync_gate();
 }
 
 /// `mallopt(M_CHECK_ACTION)`: what detected misuse does from now on.

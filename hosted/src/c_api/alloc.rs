@@ -21,26 +21,30 @@ use crate::{HEAP, hardened, lifecycle, os, report, thread_cache};
 /// None beyond C's: the result is uninitialised memory.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    if config::plain() {
-        // A LARGE size goes its own way: tested on its own, not merged with
-        // the cache's tests into one flag computed from both.
-        if size > ft_malloc::SMALL_MAX {
-            return malloc_large(size);
-        }
+    // One compare decides "the settings ask nothing" and "not LARGE".
+    if config::plain_and_small(size) {
         if let Some(block) = thread_cache::allocate_cached(size) {
             return block.as_ptr().cast();
         }
         return malloc_plain(size);
     }
-    malloc_with_settings(size)
+    malloc_gated(size)
 }
 
-/// `malloc` of a LARGE size when [`config::plain`] holds: the heap's LARGE
-/// path (front caches keep no LARGE blocks).
+/// `malloc` past its gate: a LARGE size when [`config::plain`] holds (the
+/// heap's LARGE path: front caches keep no LARGE blocks), or settings that
+/// ask for more.
 #[cold]
 #[inline(never)]
-fn malloc_large(size: usize) -> *mut c_void {
-    or_enomem(Layout::from_size_align(size, DEFAULT_ALIGN).ok().and_then(|layout| HEAP.allocate(layout)))
+fn malloc_gated(size: usize) -> *mut c_void {
+    if config::plain() {
+        return or_enomem(
+            Layout::from_size_align(size, DEFAULT_ALIGN)
+                .ok()
+                .and_then(|layout| HEAP.allocate(layout)),
+        );
+    }
+    malloc_with_settings(size)
 }
 
 /// `malloc` when [`config::plain`] holds and the thread's loaded magazine
