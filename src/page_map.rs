@@ -179,9 +179,11 @@ fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
 
 /// The header of a flat array in a provider's run, right before its slots:
 /// the span it covers, written before the array is published and never
-/// after.
+/// after. Opaque: a caller holds its address
+/// ([`Heap::mapped_flat`](crate::Heap::mapped_flat), or [`NO_MAPPED_FLAT`])
+/// to hand back to [`FrontCache::try_deallocate_flat_in`](crate::FrontCache::try_deallocate_flat_in).
 #[repr(C)]
-pub(crate) struct MappedFlat {
+pub struct MappedFlat {
     /// Address of granule 0.
     start: usize,
     /// Slots.
@@ -194,7 +196,7 @@ const _: () = assert!(MAPPED_HEADER == 2 * SLOT_BYTES);
 
 /// What [`PageMap::mapped`] points to without a provider's flat array: a
 /// span of no granule, which no lookup falls in.
-static NO_MAPPED_FLAT: MappedFlat = MappedFlat { start: 0, len: 0 };
+pub static NO_MAPPED_FLAT: MappedFlat = MappedFlat { start: 0, len: 0 };
 
 /// The map: its flat array, its tree and the release counter.
 pub(crate) struct PageMap {
@@ -374,16 +376,33 @@ impl PageMap {
     /// [`other_slot`](Self::other_slot).
     #[inline(always)]
     pub(crate) fn mapped_slot(&self, addr: usize) -> Option<*mut u8> {
-        let mapped = self.mapped.load(Ordering::Acquire);
         // SAFETY: the sentinel, or a published header: neither changes
         // while the map lives.
+        unsafe { Self::mapped_slot_in(self.mapped(), addr) }
+    }
+
+    /// The provider's flat array's header, or [`NO_MAPPED_FLAT`].
+    #[inline(always)]
+    pub(crate) fn mapped(&self) -> *const MappedFlat {
+        self.mapped.load(Ordering::Acquire)
+    }
+
+    /// [`mapped_slot`](Self::mapped_slot) with the header given.
+    ///
+    /// # Safety
+    ///
+    /// `mapped` is [`NO_MAPPED_FLAT`] or this map's
+    /// [`mapped`](Self::mapped), read after its publication (Acquire).
+    #[inline(always)]
+    pub(crate) unsafe fn mapped_slot_in(mapped: *const MappedFlat, addr: usize) -> Option<*mut u8> {
+        // SAFETY: per the contract: neither changes while the map lives.
         let MappedFlat { start, len } = unsafe { mapped.read() };
         let g = addr.wrapping_sub(start) >> GRANULE_SHIFT;
         // A flat slot is the address's own: no high bits to compare.
         // SAFETY: a published header is followed by its `len` slots, which
         // live as long as the map.
         (g < len).then(|| {
-            unsafe { slot_at(mapped.cast::<u8>().wrapping_add(MAPPED_HEADER), g) }
+            unsafe { slot_at(mapped.cast::<u8>().cast_mut().wrapping_add(MAPPED_HEADER), g) }
                 .load(Ordering::Acquire)
         })
     }

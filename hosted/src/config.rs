@@ -23,7 +23,10 @@
 
 use core::ffi::c_char;
 #[cfg(feature = "c-abi")]
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
+
+#[cfg(feature = "c-abi")]
+use ft_malloc::cache::{MappedFlat, NO_MAPPED_FLAT};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 unsafe extern "C" {
@@ -305,7 +308,36 @@ static PACKED: AtomicU64 = AtomicU64::new(0);
 #[cfg(feature = "c-abi")]
 static FAST_BELOW: AtomicUsize = AtomicUsize::new(0);
 
-/// Brings [`FAST_BELOW`] in line with [`PACKED`], after each store to it.
+/// `free`'s gate: the heap's flat page map (`Heap::mapped_flat`) when
+/// [`plain`] holds, else the sentinel `NO_MAPPED_FLAT`, which the lock-free
+/// free declines: one load gives `free` both "plain" and the map. Also the
+/// sentinel while the heap has not published its map (the declined `free`
+/// refreshes it: [`refresh_free_gate`]). Written only by [`sync_gate`].
+#[cfg(feature = "c-abi")]
+static FREE_GATE: AtomicPtr<MappedFlat> = AtomicPtr::new((&raw const NO_MAPPED_FLAT).cast_mut());
+
+/// `free`'s gate (see [`FREE_GATE`]).
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn free_gate() -> *const MappedFlat {
+    FREE_GATE.load(Ordering::Acquire)
+}
+
+/// Sets `free`'s gate to the heap's flat map if the settings are plain and
+/// the gate still holds the sentinel from before the heap published it.
+#[cfg(feature = "c-abi")]
+pub(crate) fn refresh_free_gate() {
+    let none = (&raw const NO_MAPPED_FLAT).cast_mut();
+    if plain()
+        && FREE_GATE.load(Ordering::Relaxed) == none
+        && crate::HEAP.mapped_flat() != none.cast_const()
+    {
+        sync_gate();
+    }
+}
+
+/// Brings [`FAST_BELOW`] and [`FREE_GATE`] in line with [`PACKED`] (and the
+/// heap's flat map), after each store to it.
 /// Each updater stores what it read, then reads again: one that stored a
 /// value an update made stale meanwhile sees the change and stores again,
 /// so the last store follows the last update.
@@ -318,6 +350,12 @@ fn sync_gate() {
             if plain { ft_malloc::SMALL_MAX + 1 } else { 0 },
             Ordering::SeqCst,
         );
+        let flat = if plain {
+            crate::HEAP.mapped_flat()
+        } else {
+            &raw const NO_MAPPED_FLAT
+        };
+        FREE_GATE.store(flat.cast_mut(), Ordering::SeqCst);
         if PACKED.load(Ordering::SeqCst) == word {
             break;
         }

@@ -429,6 +429,23 @@ pub(crate) unsafe fn try_deallocate_raw(ptr: *mut u8) -> Option<Result<(), HeapE
     unsafe { FrontCache::try_deallocate_raw_in(current_or_inert(), &HEAP, ptr) }
 }
 
+/// [`try_deallocate_raw`] with the heap's flat page map given (`free`'s
+/// gate, `config::free_gate`): the sentinel declines every pointer.
+///
+/// # Safety
+///
+/// As [`ft_malloc::Heap::deallocate`]; `flat` is `HEAP.mapped_flat()` or
+/// the sentinel.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) unsafe fn try_deallocate_flat(
+    flat: *const ft_malloc::cache::MappedFlat,
+    ptr: *mut u8,
+) -> Option<Result<(), HeapError>> {
+    // SAFETY: per the contract; the thread's own cache, or the inert one.
+    unsafe { FrontCache::try_deallocate_flat_in(current_or_inert(), &HEAP, flat, ptr) }
+}
+
 /// Reallocates through the calling thread's cache (lock-free for TINY
 /// and SMALL blocks).
 ///

@@ -20,7 +20,7 @@ use super::magazine::Magazine;
 use crate::canary;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
-use crate::page_map::{Owner, PageMap};
+use crate::page_map::{MappedFlat, Owner, PageMap};
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
 use crate::zone::{self, ZoneHeader};
@@ -78,6 +78,36 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     pub(crate) fn check_mapped_for_cache(&self, ptr: *mut u8) -> Option<Checked> {
         let slot = self.page_map.mapped_slot(ptr.addr())?;
         Some(self.check_in_slot::<false>(ptr, slot))
+    }
+
+    /// [`check_mapped_for_cache`](Self::check_mapped_for_cache) with the
+    /// flat array's header given (its caller read it once).
+    ///
+    /// # Safety
+    ///
+    /// `flat` is [`NO_MAPPED_FLAT`](crate::page_map::NO_MAPPED_FLAT) or
+    /// this heap's [`mapped_flat`](Self::mapped_flat).
+    #[inline(always)]
+    pub(crate) unsafe fn check_flat_for_cache(
+        &self,
+        flat: *const MappedFlat,
+        ptr: *mut u8,
+    ) -> Option<Checked> {
+        // SAFETY: per the contract.
+        let slot = unsafe { PageMap::mapped_slot_in(flat, ptr.addr()) }?;
+        Some(self.check_in_slot::<false>(ptr, slot))
+    }
+
+    /// The header of this heap's flat page map in a provider's run (a
+    /// heap whose provider's span is larger than the page map's inline
+    /// array, once it has registered a run), or
+    /// [`NO_MAPPED_FLAT`](crate::page_map::NO_MAPPED_FLAT): it never changes
+    /// once published, and lives as long as the heap. A caller may keep it
+    /// (in a gate of its own, say) and hand it to
+    /// [`FrontCache::try_deallocate_flat_in`](crate::FrontCache::try_deallocate_flat_in).
+    #[inline]
+    pub fn mapped_flat(&self) -> *const MappedFlat {
+        self.page_map.mapped()
     }
 
     /// The rest of the check once the page map's `slot` for `ptr` is read.

@@ -115,6 +115,7 @@ use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
+pub use crate::page_map::{MappedFlat, NO_MAPPED_FLAT};
 use crate::provider::PageProvider;
 use crate::size_class::{DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
@@ -433,6 +434,29 @@ impl FrontCache {
     ) -> Option<Result<(), HeapError>> {
         // SAFETY: per the contract.
         unsafe { Self::keep_checked_in(this, heap, heap.check_mapped_for_cache(ptr)?) }
+    }
+
+    /// [`try_deallocate_raw_in`](Self::try_deallocate_raw_in) with the
+    /// heap's flat page map given: `flat` is what
+    /// [`Heap::mapped_flat`] returned, or
+    /// [`NO_MAPPED_FLAT`](crate::cache::NO_MAPPED_FLAT), which declines
+    /// every pointer. A caller that keeps it in a word of its own can make
+    /// that word its gate too (`libft_malloc.so` holds the sentinel there
+    /// while its settings ask more of `free`): one load for both.
+    ///
+    /// # Safety
+    ///
+    /// As for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in);
+    /// `flat` is `heap.mapped_flat()` (read at any time) or the sentinel.
+    #[inline(always)]
+    pub unsafe fn try_deallocate_flat_in<P: PageProvider, R: RawMutex>(
+        this: *mut Self,
+        heap: &Heap<P, R>,
+        flat: *const MappedFlat,
+        ptr: *mut u8,
+    ) -> Option<Result<(), HeapError>> {
+        // SAFETY: per the contract.
+        unsafe { Self::keep_checked_in(this, heap, heap.check_flat_for_cache(flat, ptr)?) }
     }
 
     /// The free once the lock-free check has spoken: claim and keep a

@@ -150,10 +150,31 @@ pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool 
 /// obeyed, but a block freed by mistake is still freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // One load gives both "the settings ask nothing" and the page map
+    // (`config::free_gate`); anything the lock-free free declines (NULL,
+    // LARGE, settings, a thread without a cache, a gate not yet set) goes
+    // to `free_declined`, tail-called.
+    // SAFETY: the gate is the heap's flat map or the sentinel; the check
+    // validates the pointer before touching anything, and changes nothing
+    // when it declines.
+    match unsafe { thread_cache::try_deallocate_flat(config::free_gate(), ptr.cast::<u8>()) } {
+        Some(Ok(())) => {}
+        Some(Err(error)) => Misuse::Heap(error).report("free", ptr),
+        None => free_declined(ptr),
+    }
+}
+
+/// What `free`'s lock-free path declined: the settings' path if they ask
+/// for more, else the full path (after setting `free`'s gate if the heap
+/// has published its map since).
+#[cold]
+#[inline(never)]
+fn free_declined(ptr: *mut c_void) {
     if !config::plain() {
         return free_with_settings(ptr);
     }
-    free_plain("free", ptr);
+    config::refresh_free_gate();
+    free_locked("free", ptr);
 }
 
 /// `free` when [`config::plain`] holds; `function` names it in reports.
