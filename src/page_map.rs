@@ -131,7 +131,9 @@ pub(crate) enum Owner {
 impl Owner {
     fn encode(self) -> *mut u8 {
         match self {
-            Owner::Zone { base, class } => base.as_ptr().map_addr(|a| a | (TAG_MASK ^ class.index())),
+            Owner::Zone { base, class } => {
+                base.as_ptr().map_addr(|a| a | (TAG_MASK ^ class.index()))
+            }
             Owner::Large { base } => base.as_ptr().map_addr(|a| a | TAG_LARGE),
             Owner::Pool { base } => base.as_ptr().map_addr(|a| a | TAG_POOL),
             Owner::Bare { base } => base.as_ptr().map_addr(|a| a | TAG_BARE),
@@ -402,8 +404,13 @@ impl PageMap {
         // SAFETY: a published header is followed by its `len` slots, which
         // live as long as the map.
         (g < len).then(|| {
-            unsafe { slot_at(mapped.cast::<u8>().cast_mut().wrapping_add(MAPPED_HEADER), g) }
-                .load(Ordering::Acquire)
+            unsafe {
+                slot_at(
+                    mapped.cast::<u8>().cast_mut().wrapping_add(MAPPED_HEADER),
+                    g,
+                )
+            }
+            .load(Ordering::Acquire)
         })
     }
 
@@ -556,7 +563,11 @@ impl PageMap {
             let fresh = Self::new_run(provider, bytes, metadata)?;
             // SAFETY: a fresh run of ours, word aligned, with room for the
             // header before the slots.
-            unsafe { fresh.cast::<MappedFlat>().write(MappedFlat { start, len: slots }) };
+            unsafe {
+                fresh
+                    .cast::<MappedFlat>()
+                    .write(MappedFlat { start, len: slots })
+            };
             if self
                 .root
                 .compare_exchange(
@@ -580,7 +591,10 @@ impl PageMap {
         self.flat_len.store(slots, Ordering::Release);
         if slots > INLINE_SLOTS {
             // The winner's header, before its slots.
-            let header = self.root.load(Ordering::Acquire).wrapping_sub(MAPPED_HEADER);
+            let header = self
+                .root
+                .load(Ordering::Acquire)
+                .wrapping_sub(MAPPED_HEADER);
             self.mapped.store(header.cast(), Ordering::Release);
         }
         Some(self.flat_array())

@@ -101,7 +101,12 @@ impl Boundary {
     /// requested size, for slots of `width` bytes (the zone's class's
     /// `size_width`).
     #[inline(always)]
-    pub(crate) fn size_slot(&self, zone: NonNull<ZoneHeader>, width: usize, index: usize) -> *mut u8 {
+    pub(crate) fn size_slot(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        width: usize,
+        index: usize,
+    ) -> *mut u8 {
         zone.as_ptr()
             .cast::<u8>()
             .wrapping_add(self.sizes_offset as usize + index * width)

@@ -487,7 +487,11 @@ fn an_inert_cache_declines_and_leaves_the_block_to_the_full_path() {
             None
         );
         assert_eq!(inert.cached_blocks(), 0);
-        assert_eq!(heap.stats().live_blocks, 1, "the block is still the program's");
+        assert_eq!(
+            heap.stats().live_blocks,
+            1,
+            "the block is still the program's"
+        );
         // SAFETY: the block is live; not used afterwards.
         assert_eq!(unsafe { heap.deallocate(p) }, Ok(()), "{size} bytes");
         assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));

@@ -25,9 +25,9 @@ use core::ffi::c_char;
 #[cfg(feature = "c-abi")]
 use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
+use core::sync::atomic::{AtomicU64, Ordering};
 #[cfg(feature = "c-abi")]
 use ft_malloc::cache::{MappedFlat, NO_MAPPED_FLAT};
-use core::sync::atomic::{AtomicU64, Ordering};
 
 unsafe extern "C" {
     /// The process environment (`char **environ`, POSIX), set by libc at

@@ -125,7 +125,10 @@ impl FrontCache {
         // fields are reached by place, with no reference made.
         unsafe {
             let top_slot = (&raw mut (*this).top).cast::<*mut Entry>().add(i);
-            let (top, base) = (top_slot.read(), (&raw const (*this).base).cast::<*mut Entry>().add(i).read());
+            let (top, base) = (
+                top_slot.read(),
+                (&raw const (*this).base).cast::<*mut Entry>().add(i).read(),
+            );
             if top == base {
                 return None;
             }
@@ -156,7 +159,10 @@ impl FrontCache {
         // SAFETY: as in `pop_in`.
         unsafe {
             let top_slot = (&raw mut (*this).top).cast::<*mut Entry>().add(i);
-            let (top, end) = (top_slot.read(), (&raw const (*this).end).cast::<*mut Entry>().add(i).read());
+            let (top, end) = (
+                top_slot.read(),
+                (&raw const (*this).end).cast::<*mut Entry>().add(i).read(),
+            );
             if top == end {
                 return false;
             }
