@@ -416,21 +416,9 @@ pub(crate) unsafe fn try_deallocate(ptr: NonNull<u8>) -> Option<Result<(), HeapE
     unsafe { FrontCache::try_deallocate_raw_in(current_or_inert(), &HEAP, ptr.as_ptr()) }
 }
 
-/// [`try_deallocate`] of a pointer that may be null (declined, `None`,
-/// with no test of its own on the way of the others).
-///
-/// # Safety
-///
-/// As [`ft_malloc::Heap::deallocate`].
-#[cfg(feature = "c-abi")]
-#[inline(always)]
-pub(crate) unsafe fn try_deallocate_raw(ptr: *mut u8) -> Option<Result<(), HeapError>> {
-    // SAFETY: per the contract; the thread's own cache, or the inert one.
-    unsafe { FrontCache::try_deallocate_raw_in(current_or_inert(), &HEAP, ptr) }
-}
-
-/// [`try_deallocate_raw`] with the heap's flat page map given (`free`'s
-/// gate, `config::free_gate`): the sentinel declines every pointer.
+/// [`try_deallocate`] of a pointer that may be null, with the heap's flat
+/// page map given (`free`'s gate, `config::free_gate`): the sentinel
+/// declines every pointer.
 ///
 /// # Safety
 ///

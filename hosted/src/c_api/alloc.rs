@@ -150,47 +150,37 @@ pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool 
 /// obeyed, but a block freed by mistake is still freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    // One load gives both "the settings ask nothing" and the page map
-    // (`config::free_gate`); anything the lock-free free declines (NULL,
-    // LARGE, settings, a thread without a cache, a gate not yet set) goes
-    // to `free_declined`, tail-called.
+    free_plain("free", ptr);
+}
+
+/// `free`'s body; `function` names it in reports. One load gives both
+/// "the settings ask nothing" and the page map (`config::free_gate`);
+/// anything the lock-free free declines (NULL, LARGE, settings, a thread
+/// without a cache, a gate not yet set) goes to [`free_declined`],
+/// tail-called, so the fast path needs no stack frame.
+#[inline(always)]
+pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
     // SAFETY: the gate is the heap's flat map or the sentinel; the check
     // validates the pointer before touching anything, and changes nothing
     // when it declines.
     match unsafe { thread_cache::try_deallocate_flat(config::free_gate(), ptr.cast::<u8>()) } {
         Some(Ok(())) => {}
-        Some(Err(error)) => Misuse::Heap(error).report("free", ptr),
-        None => free_declined(ptr),
+        Some(Err(error)) => Misuse::Heap(error).report(function, ptr),
+        None => free_declined(function, ptr),
     }
 }
 
 /// What `free`'s lock-free path declined: the settings' path if they ask
-/// for more, else the full path (after setting `free`'s gate if the heap
-/// has published its map since).
+/// for more (reported as `free`, as before the gate), else the full path
+/// (after setting `free`'s gate if the heap has published its map since).
 #[cold]
 #[inline(never)]
-fn free_declined(ptr: *mut c_void) {
+fn free_declined(function: &str, ptr: *mut c_void) {
     if !config::plain() {
         return free_with_settings(ptr);
     }
     config::refresh_free_gate();
-    free_locked("free", ptr);
-}
-
-/// `free` when [`config::plain`] holds; `function` names it in reports.
-/// The lock-free path first (which declines NULL as no zone's pointer:
-/// `free(NULL)` costs a lookup, every other `free` one test less); what it
-/// cannot decide goes to [`free_locked`], tail-called, so the fast path
-/// needs no stack frame.
-#[inline(always)]
-pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
-    // SAFETY: the lock-free check validates the pointer before touching
-    // anything, and changes nothing when it declines.
-    match unsafe { thread_cache::try_deallocate_raw(ptr.cast::<u8>()) } {
-        Some(Ok(())) => {}
-        Some(Err(error)) => Misuse::Heap(error).report(function, ptr),
-        None => free_locked(function, ptr),
-    }
+    free_locked(function, ptr);
 }
 
 /// What the lock-free free declined (NULL, a LARGE block, a thread without
