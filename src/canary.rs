@@ -25,12 +25,14 @@ use core::ptr::NonNull;
 use crate::free_mark;
 
 /// The canary byte of a block whose free mark is `mark` (key and address
-/// mixed: `free_mark::value`), never zero.
+/// mixed: `free_mark::value`): its low byte, never zero because every mark
+/// is odd (the key is, and blocks are 16-aligned: `free_mark.rs`).
 #[inline(always)]
 fn byte(mark: usize) -> u8 {
-    // Blocks are 16-aligned: bits 4 to 7 of the address differ between
-    // neighbours, bits 0 to 3 are the key's.
-    mark as u8 | 1
+    // Bits 4 to 7 of the address differ between neighbours, bits 0 to 3
+    // are the key's. (A cached block's mark overwritten after its free
+    // makes any byte here: the block is refused when freed, as it should.)
+    mark as u8
 }
 
 /// Writes the canary of a block of `block_size` bytes handed out for

@@ -62,13 +62,17 @@
 //! may pass boot-time entropy, RDRAND or the TSC, before its first
 //! allocation); the hosted library draws it from the kernel's `AT_RANDOM`
 //! bytes before its first block is marked. The slack canary (`canary.rs`)
-//! is derived from the same key.
+//! is derived from the same key. The key is odd ([`set_key`] sets its
+//! lowest bit): blocks are 16-aligned, so every mark is odd too, and the
+//! canary byte is the mark's low byte as it is, never zero, with nothing
+//! to compute on `malloc` or `free`.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// The key used until [`set_key`] is called.
+/// The key used until [`set_key`] is called (odd, as every key).
 pub const DEFAULT_KEY: usize = 0xf4ee_b10c_c0a5_7e11_u64 as usize;
+const _: () = assert!(DEFAULT_KEY & 1 == 1);
 
 /// Mixed with the block's address. Read with a relaxed load (a plain `mov`):
 /// it is written once, before any block is marked.
@@ -76,7 +80,9 @@ static KEY: AtomicUsize = AtomicUsize::new(DEFAULT_KEY);
 
 /// Sets the key that free marks and slack canaries are derived from, for
 /// every heap of the program. Kernels pass boot-time entropy (RDRAND, the
-/// TSC); without a call, [`DEFAULT_KEY`] is used.
+/// TSC); without a call, [`DEFAULT_KEY`] is used. The key's lowest bit
+/// is set whatever `key` says (the module documentation says why): 63 bits
+/// of it count.
 ///
 /// # Safety
 ///
@@ -86,7 +92,7 @@ static KEY: AtomicUsize = AtomicUsize::new(DEFAULT_KEY);
 /// as overflowed, or a free block as handed out (its double free then
 /// missed).
 pub unsafe fn set_key(key: usize) {
-    KEY.store(key, Ordering::Relaxed);
+    KEY.store(key | 1, Ordering::Relaxed);
 }
 
 /// The current key.
@@ -146,7 +152,37 @@ pub(crate) unsafe fn set(block: NonNull<u8>) {
 #[inline(always)]
 pub(crate) unsafe fn claim(block: NonNull<u8>, mark: usize) -> bool {
     // SAFETY: per the contract.
-    unsafe { word(block).swap(mark, Ordering::Relaxed) != mark }
+    unsafe { claim_over(block, mark) != mark }
+}
+
+/// [`claim`], returning the word it replaced: the claim took the block
+/// unless that is `mark`. A free that then cannot keep the block undoes
+/// its claim with [`unclaim`] and that word.
+///
+/// # Safety
+///
+/// As for [`claim`].
+#[inline(always)]
+pub(crate) unsafe fn claim_over(block: NonNull<u8>, mark: usize) -> usize {
+    // SAFETY: per the contract.
+    unsafe { word(block).swap(mark, Ordering::Relaxed) }
+}
+
+/// Undoes a winning [`claim_over`] of a block the free hands on to a path
+/// that claims it again (the zone's): the word gets back what the claim
+/// replaced, so the block is as the program left it. Not a clear: the
+/// slack canary of a request under 16 bytes lies in this word, and a
+/// zeroed canary reads as an overflow. A double free racing in between
+/// reads the mark and is refused; the path the block goes on to wins.
+///
+/// # Safety
+///
+/// `block` is a block whose mark the caller's claim set over `replaced`,
+/// and which it holds still.
+#[inline(always)]
+pub(crate) unsafe fn unclaim(block: NonNull<u8>, replaced: usize) {
+    // SAFETY: per the contract.
+    unsafe { word(block).store(replaced, Ordering::Relaxed) }
 }
 
 /// Clears the mark of a block about to be handed out.

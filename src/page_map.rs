@@ -100,12 +100,18 @@ const TAG_MASK: usize = GRANULE - 1;
 /// covers blog_os's 100 KiB heap and the benchmark's smallest mixed-load
 /// regions (320-336 KiB).
 pub(crate) const INLINE_SLOTS: usize = 110;
-const TAG_LARGE: usize = TAG_MASK;
+/// Tags: a zone's is its class index with every tag bit flipped
+/// (`TAG_MASK ^ index`), so that flipping them back gives the index, and
+/// anything else (an empty slot's 0, the small tags below) a number past
+/// the last class: one flip, one mask and one compare decide "a zone, of
+/// this class" with a single register (`zone_of`, on every `free`).
+const TAG_LARGE: usize = 1;
 /// A segment of the small-region pool (`coalesce/`).
-const TAG_POOL: usize = TAG_MASK - 1;
+const TAG_POOL: usize = 2;
 /// A bare page run of the small-region pool (`coalesce/bare.rs`).
-const TAG_BARE: usize = TAG_MASK - 2;
-const _: () = assert!(TAG_BARE > crate::size_class::NUM_CLASSES);
+const TAG_BARE: usize = 3;
+const _: () = assert!(TAG_MASK ^ TAG_BARE >= crate::size_class::NUM_CLASSES);
+const _: () = assert!(TAG_MASK ^ (crate::size_class::NUM_CLASSES - 1) > TAG_BARE);
 
 /// Who owns a granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +131,9 @@ pub(crate) enum Owner {
 impl Owner {
     fn encode(self) -> *mut u8 {
         match self {
-            Owner::Zone { base, class } => base.as_ptr().map_addr(|a| a | (class.index() + 1)),
+            Owner::Zone { base, class } => {
+                base.as_ptr().map_addr(|a| a | (TAG_MASK ^ class.index()))
+            }
             Owner::Large { base } => base.as_ptr().map_addr(|a| a | TAG_LARGE),
             Owner::Pool { base } => base.as_ptr().map_addr(|a| a | TAG_POOL),
             Owner::Bare { base } => base.as_ptr().map_addr(|a| a | TAG_BARE),
@@ -142,7 +150,7 @@ impl Owner {
         } else if tag == TAG_BARE {
             Some(Owner::Bare { base })
         } else {
-            let class = SizeClass::from_index(tag.checked_sub(1)?)?;
+            let class = SizeClass::from_index(tag ^ TAG_MASK)?;
             Some(Owner::Zone { base, class })
         }
     }
@@ -171,6 +179,27 @@ fn run_len<P: PageProvider>(provider: &P, bytes: usize) -> usize {
     bytes.next_multiple_of(provider.page_size())
 }
 
+/// The header of a flat array in a provider's run, right before its slots:
+/// the span it covers, written before the array is published and never
+/// after. Opaque: a caller holds its address
+/// ([`Heap::mapped_flat`](crate::Heap::mapped_flat), or [`NO_MAPPED_FLAT`])
+/// to hand back to [`FrontCache::try_deallocate_flat_in`](crate::FrontCache::try_deallocate_flat_in).
+#[repr(C)]
+pub struct MappedFlat {
+    /// Address of granule 0.
+    start: usize,
+    /// Slots.
+    len: usize,
+}
+
+/// Bytes of [`MappedFlat`] before the slots (two slots' worth).
+const MAPPED_HEADER: usize = core::mem::size_of::<MappedFlat>();
+const _: () = assert!(MAPPED_HEADER == 2 * SLOT_BYTES);
+
+/// What [`PageMap::mapped`] points to without a provider's flat array: a
+/// span of no granule, which no lookup falls in.
+pub static NO_MAPPED_FLAT: MappedFlat = MappedFlat { start: 0, len: 0 };
+
 /// The map: its flat array, its tree and the release counter.
 pub(crate) struct PageMap {
     /// The provider-mapped flat slot array; null until the first
@@ -183,6 +212,14 @@ pub(crate) struct PageMap {
     /// fixed span).
     flat_start: AtomicUsize,
     flat_len: AtomicUsize,
+    /// The header of the provider's run holding the flat array (`root`
+    /// is its slots, right after it), or [`NO_MAPPED_FLAT`] (an inline
+    /// array, a tree, nothing yet): the free path's lookup reads the span
+    /// from it and indexes its slots, with no select between the two
+    /// arrays, and with plain loads (the header never changes once
+    /// published), which fold into the arithmetic. Published (Release)
+    /// after `root` and the header.
+    mapped: AtomicPtr<MappedFlat>,
     /// Flat layout: one past the highest slot ever registered, so that
     /// [`for_each`](Self::for_each) reads only the part of a large span the
     /// provider has used, not the whole array (untouched pages stay so).
@@ -228,6 +265,7 @@ impl PageMap {
             root: AtomicPtr::new(ptr::null_mut()),
             flat_start: AtomicUsize::new(0),
             flat_len: AtomicUsize::new(0),
+            mapped: AtomicPtr::new((&raw const NO_MAPPED_FLAT).cast_mut()),
             flat_used: AtomicUsize::new(0),
             tree: AtomicPtr::new(ptr::null_mut()),
             releases: AtomicUsize::new(0),
@@ -327,22 +365,62 @@ impl PageMap {
     /// cache's free path.
     #[inline(always)]
     pub(crate) fn lookup_zone(&self, addr: usize) -> Option<(NonNull<u8>, SizeClass)> {
-        let slot = match self.flat_index(addr) {
-            // A flat slot is the address's own: no high bits to compare.
-            // SAFETY: as in `existing_slot`.
-            Ok(g) => unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire),
-            Err(root) => {
-                // SAFETY: as in `existing_slot`.
-                let slot = unsafe { Self::tree_slot(root, addr) }?.load(Ordering::Acquire);
-                if !same_high_bits(slot.addr(), addr) {
-                    return None;
-                }
-                slot
-            }
+        let slot = match self.mapped_slot(addr) {
+            Some(slot) => slot,
+            None => self.other_slot(addr)?,
         };
-        // Zone tags are class index + 1; empty slots (0) and LARGE tags wrap
-        // or land past the last class.
-        let class = (slot.addr() & TAG_MASK).wrapping_sub(1);
+        Self::zone_of(slot)
+    }
+
+    /// The slot of `addr` if the provider's flat array holds it
+    /// (libft_malloc.so's window): one bound, one load, no select between
+    /// the flat arrays. `None` sends the caller to
+    /// [`other_slot`](Self::other_slot).
+    #[inline(always)]
+    pub(crate) fn mapped_slot(&self, addr: usize) -> Option<*mut u8> {
+        // SAFETY: the sentinel, or a published header: neither changes
+        // while the map lives.
+        unsafe { Self::mapped_slot_in(self.mapped(), addr) }
+    }
+
+    /// The provider's flat array's header, or [`NO_MAPPED_FLAT`].
+    #[inline(always)]
+    pub(crate) fn mapped(&self) -> *const MappedFlat {
+        self.mapped.load(Ordering::Acquire)
+    }
+
+    /// [`mapped_slot`](Self::mapped_slot) with the header given.
+    ///
+    /// # Safety
+    ///
+    /// `mapped` is [`NO_MAPPED_FLAT`] or this map's
+    /// [`mapped`](Self::mapped), read after its publication (Acquire).
+    #[inline(always)]
+    pub(crate) unsafe fn mapped_slot_in(mapped: *const MappedFlat, addr: usize) -> Option<*mut u8> {
+        // SAFETY: per the contract: neither changes while the map lives.
+        let MappedFlat { start, len } = unsafe { mapped.read() };
+        let g = addr.wrapping_sub(start) >> GRANULE_SHIFT;
+        // A flat slot is the address's own: no high bits to compare.
+        // SAFETY: a published header is followed by its `len` slots, which
+        // live as long as the map.
+        (g < len).then(|| {
+            unsafe {
+                slot_at(
+                    mapped.cast::<u8>().cast_mut().wrapping_add(MAPPED_HEADER),
+                    g,
+                )
+            }
+            .load(Ordering::Acquire)
+        })
+    }
+
+    /// The zone a slot's value names, if it names one (not an empty slot,
+    /// nor a LARGE run or the small-region pool's).
+    #[inline(always)]
+    pub(crate) fn zone_of(slot: *mut u8) -> Option<(NonNull<u8>, SizeClass)> {
+        // Zone tags are the class index flipped; empty slots (0) and the
+        // other tags flip to numbers past the last class.
+        let class = (!slot.addr()) & TAG_MASK;
         if class >= crate::size_class::NUM_CLASSES {
             return None;
         }
@@ -354,6 +432,22 @@ impl PageMap {
                 NonNull::new_unchecked(base),
                 SizeClass::from_index_unchecked(class),
             ))
+        }
+    }
+
+    /// [`lookup_zone`](Self::lookup_zone)'s slot when the provider's flat
+    /// array does not hold `addr`: the inline array's, or the tree's (its
+    /// high bits checked), or `None`.
+    #[inline(always)]
+    pub(crate) fn other_slot(&self, addr: usize) -> Option<*mut u8> {
+        match self.flat_index(addr) {
+            // SAFETY: as in `existing_slot`.
+            Ok(g) => Some(unsafe { slot_at(self.flat_array(), g) }.load(Ordering::Acquire)),
+            Err(root) => {
+                // SAFETY: as in `existing_slot`.
+                let slot = unsafe { Self::tree_slot(root, addr) }?.load(Ordering::Acquire);
+                same_high_bits(slot.addr(), addr).then_some(slot)
+            }
         }
     }
 
@@ -465,13 +559,20 @@ impl PageMap {
             return self.tree_root(provider, metadata);
         };
         if slots > INLINE_SLOTS && self.root.load(Ordering::Acquire).is_null() {
-            let bytes = slots * SLOT_BYTES;
+            let bytes = MAPPED_HEADER + slots * SLOT_BYTES;
             let fresh = Self::new_run(provider, bytes, metadata)?;
+            // SAFETY: a fresh run of ours, word aligned, with room for the
+            // header before the slots.
+            unsafe {
+                fresh
+                    .cast::<MappedFlat>()
+                    .write(MappedFlat { start, len: slots })
+            };
             if self
                 .root
                 .compare_exchange(
                     ptr::null_mut(),
-                    fresh.as_ptr(),
+                    fresh.as_ptr().wrapping_add(MAPPED_HEADER),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
@@ -488,6 +589,14 @@ impl PageMap {
         // count sees the array and its start.
         self.flat_start.store(start, Ordering::Relaxed);
         self.flat_len.store(slots, Ordering::Release);
+        if slots > INLINE_SLOTS {
+            // The winner's header, before its slots.
+            let header = self
+                .root
+                .load(Ordering::Acquire)
+                .wrapping_sub(MAPPED_HEADER);
+            self.mapped.store(header.cast(), Ordering::Release);
+        }
         Some(self.flat_array())
     }
 
@@ -579,14 +688,18 @@ impl PageMap {
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
         let tree = self.tree.swap(ptr::null_mut(), Ordering::Relaxed);
         let flat_len = self.flat_len.swap(0, Ordering::Relaxed);
+        self.mapped
+            .store((&raw const NO_MAPPED_FLAT).cast_mut(), Ordering::Relaxed);
         self.flat_used.store(0, Ordering::Relaxed);
         // SAFETY: the tree, if any, is ours alone now.
         unsafe { walk::release_tree(provider, tree) };
         // An inline array (null `root`) has nothing of the provider's.
         if let Some(array) = NonNull::new(root) {
-            // SAFETY: the array was a run of `flat_len` slots (page-rounded)
-            // from `provider`, which only we can see now.
-            unsafe { provider.unmap(array, run_len(provider, flat_len * SLOT_BYTES)) };
+            let run = array.as_ptr().wrapping_sub(MAPPED_HEADER);
+            let len = run_len(provider, MAPPED_HEADER + flat_len * SLOT_BYTES);
+            // SAFETY: the array's run (its header, then `flat_len` slots,
+            // page-rounded) came from `provider`, which only we can see now.
+            unsafe { provider.unmap(NonNull::new_unchecked(run), len) };
         }
     }
 }

@@ -137,8 +137,18 @@ impl SizeClass {
     pub const fn block_size(self) -> usize {
         // Through a reference (a promoted constant): at opt-level 0,
         // indexing the `const` itself copies the whole table first.
-        let sizes: &'static [u32; NUM_CLASSES] = &CLASS_SIZES;
-        sizes[self.0 as usize] as usize
+        let tables: &'static ClassTables = &CLASS_TABLES;
+        tables.sizes[self.0 as usize] as usize
+    }
+
+    /// [`block_size`](Self::block_size) without the bounds check (a class
+    /// index is below `NUM_CLASSES` by construction): for `malloc`'s path.
+    #[inline(always)]
+    pub(crate) fn block_size_unchecked(self) -> usize {
+        let tables: &'static ClassTables = &CLASS_TABLES;
+        // SAFETY: every `SizeClass` holds an index below `NUM_CLASSES`,
+        // the table's length.
+        unsafe { *tables.sizes.get_unchecked(self.0 as usize) as usize }
     }
 
     /// Bytes of a block's requested-size slot in a zone of this class
@@ -171,10 +181,10 @@ impl SizeClass {
             // One load (`CLASS_BY_GRANULE`), through a reference: at
             // opt-level 0, indexing the `const` itself copies its 2 KiB
             // first (and `div_ceil` is a call).
-            let table: &'static [u8; CLASS_TABLE_MAX / TINY_STEP + 1] = &CLASS_BY_GRANULE;
+            let tables: &'static ClassTables = &CLASS_TABLES;
             #[expect(clippy::manual_div_ceil, reason = "a call at opt-level 0")]
             let granule = (size + TINY_STEP - 1) / TINY_STEP;
-            return Some(SizeClass(table[granule]));
+            return Some(SizeClass(tables.by_granule[granule]));
         }
         None
     }
@@ -288,6 +298,20 @@ impl SizeClass {
         (0..NUM_CLASSES).map(|i| SizeClass(i as u8))
     }
 }
+
+/// The block sizes and the size -> class table in one constant, so that a
+/// `malloc` that reads both (the class of its size, then the block size
+/// for the slack canary) finds them from one address.
+#[repr(C)]
+pub(crate) struct ClassTables {
+    pub(crate) sizes: [u32; NUM_CLASSES],
+    by_granule: [u8; CLASS_TABLE_MAX / TINY_STEP + 1],
+}
+
+pub(crate) const CLASS_TABLES: ClassTables = ClassTables {
+    sizes: CLASS_SIZES,
+    by_granule: CLASS_BY_GRANULE,
+};
 
 /// Block size of every class.
 pub const CLASS_SIZES: [u32; NUM_CLASSES] = {

@@ -34,11 +34,14 @@ pub(crate) use sizes::{
 };
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.
-pub const ZONE_HEADER_SIZE: usize = 64;
+pub const ZONE_HEADER_SIZE: usize = 96;
 
 /// Mixed into every header's guard word; a header whose guard does not match
-/// its own address was overwritten (or is not a header at all).
-const GUARD_KEY: usize = 0x5a0e_f7ee_c0de_b10c_u64 as usize;
+/// its own address was overwritten (or is not a header at all). A 32-bit
+/// value sign-extended (all its high bits set, so it still flips every high
+/// bit of the address on 64-bit targets): x86_64 compares with it as an
+/// immediate, with no 64-bit constant to load on every `free`.
+const GUARD_KEY: usize = 0xc0de_b10c_u32 as i32 as isize as usize;
 
 /// The first bytes of every zone.
 ///
@@ -64,11 +67,60 @@ pub(crate) struct ZoneHeader {
     /// The front cache whose refills this zone serves first (its id,
     /// `cache/affinity.rs`), or 0. Written and read under the class lock;
     /// an atomic because it lies outside `state`, beside the fields read
-    /// without the lock (no `&mut` may cover it). In the padding before
-    /// `state`: the header stays 64 bytes.
+    /// without the lock (no `&mut` may cover it). In the padding after
+    /// `carved`: it makes the header no bigger.
     owner: AtomicU32,
+    /// What the lock-free check of a freed pointer reads, worked out from
+    /// the geometry and the zone's address once, when the zone is made.
+    check: Boundary,
     /// The rest, under the class lock.
     state: ZoneState,
+}
+
+/// The geometry a front cache's lock-free check of a freed pointer needs
+/// (`cache/depot.rs`), in the zone's header with addresses made absolute:
+/// no load of the geometry's address, no addition of offsets on `free`.
+/// Set when the zone is made, never changed.
+#[repr(C)]
+pub(crate) struct Boundary {
+    /// Block 0's address.
+    pub(crate) first_block: usize,
+    /// `ZoneGeometry::exact_inverse`.
+    pub(crate) exact_inverse: u64,
+    /// The block size (a word: `free` compares with it in memory).
+    pub(crate) block_size: usize,
+    /// `ZoneGeometry::sizes_offset` (below a page).
+    sizes_offset: u32,
+    /// `ZoneGeometry::exact_rotate`.
+    exact_rotate: u32,
+}
+
+impl Boundary {
+    /// The index of the carved block starting at `addr` if it is a block
+    /// boundary (a number no block count reaches otherwise, also for an
+    /// address before block 0: its offset wraps), as
+    /// `ZoneGeometry::exact_index`.
+    #[inline(always)]
+    pub(crate) fn exact_index(&self, addr: usize) -> u64 {
+        (addr.wrapping_sub(self.first_block) as u64)
+            .wrapping_mul(self.exact_inverse)
+            .rotate_right(self.exact_rotate)
+    }
+
+    /// Where block `index` of `zone` (whose boundary this is) keeps its
+    /// requested size, for slots of `width` bytes (the zone's class's
+    /// `size_width`).
+    #[inline(always)]
+    pub(crate) fn size_slot(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        width: usize,
+        index: usize,
+    ) -> *mut u8 {
+        zone.as_ptr()
+            .cast::<u8>()
+            .wrapping_add(self.sizes_offset as usize + index * width)
+    }
 }
 
 /// What only the class lock's holder reads or writes.
@@ -206,6 +258,13 @@ pub(crate) unsafe fn init(
             geometry: g,
             carved: AtomicU32::new(0),
             owner: AtomicU32::new(0),
+            check: Boundary {
+                first_block: base.as_ptr().addr() + g.blocks_offset,
+                exact_inverse: g.exact_inverse,
+                block_size: g.block_size,
+                sizes_offset: g.sizes_offset as u32,
+                exact_rotate: g.exact_rotate,
+            },
             state: ZoneState {
                 free: 0,
                 prev: ptr::null_mut(),
@@ -241,6 +300,19 @@ pub(crate) unsafe fn init(
 pub(crate) unsafe fn guard_ok(zone: NonNull<ZoneHeader>) -> bool {
     // SAFETY: readable per the contract.
     unsafe { (*zone.as_ptr()).guard == zone.as_ptr().addr() ^ GUARD_KEY }
+}
+
+/// The zone's precomputed boundary check (any thread; set when the zone is
+/// made).
+///
+/// # Safety
+///
+/// `zone` is a mapped zone, its guard checked; `'a` does not outlive it.
+#[inline(always)]
+pub(crate) unsafe fn boundary<'a>(zone: NonNull<ZoneHeader>) -> &'a Boundary {
+    // SAFETY: per the contract; a reference to that field only, which
+    // nothing writes after `init`.
+    unsafe { &(*zone.as_ptr()).check }
 }
 
 /// The zone's layout (any thread; set when the zone is made).

@@ -461,3 +461,40 @@ fn a_barely_used_magazine_goes_back_to_the_depot_at_flush() {
         unsafe { heap.deallocate(p) }.unwrap();
     }
 }
+
+/// An inert cache (`FrontCache::inert`, what a thread without a cache
+/// points at) declines every allocation and every free through its
+/// raw-pointer fast paths, is never written, and leaves a declined free's
+/// block to the full path as it found it, which frees it once: also a
+/// request under 16 bytes, whose slack canary lies in the word the free's
+/// claim swapped (undone by restoring that word, not by clearing it: a
+/// cleared word read as an overflow, and libft_malloc.so aborted a forked
+/// child whose cache could not be set up, in the stress harness).
+#[test]
+fn an_inert_cache_declines_and_leaves_the_block_to_the_full_path() {
+    // A span above the page map's inline array: the provider's mapped flat
+    // array, which the raw free's check covers.
+    let heap = arena_heap(4 << 20);
+    let mut inert = FrontCache::inert();
+    let this = &raw mut inert;
+    for size in [10, 40] {
+        let p = heap.allocate(layout(size)).unwrap();
+        // SAFETY: a valid inert cache.
+        assert!(unsafe { FrontCache::allocate_cached_in(this, size) }.is_none());
+        // SAFETY: a block of `heap`, freed below through the full path.
+        assert_eq!(
+            unsafe { FrontCache::try_deallocate_raw_in(this, &heap, p.as_ptr()) },
+            None
+        );
+        assert_eq!(inert.cached_blocks(), 0);
+        assert_eq!(
+            heap.stats().live_blocks,
+            1,
+            "the block is still the program's"
+        );
+        // SAFETY: the block is live; not used afterwards.
+        assert_eq!(unsafe { heap.deallocate(p) }, Ok(()), "{size} bytes");
+        assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
+        assert_eq!(heap.stats().live_blocks, 0);
+    }
+}

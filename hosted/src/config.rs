@@ -22,7 +22,12 @@
 //! start-up reads the real values. Nothing here allocates.
 
 use core::ffi::c_char;
+#[cfg(feature = "c-abi")]
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
+
 use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "c-abi")]
+use ft_malloc::cache::{MappedFlat, NO_MAPPED_FLAT};
 
 unsafe extern "C" {
     /// The process environment (`char **environ`, POSIX), set by libc at
@@ -296,6 +301,78 @@ fn parse_fd(digits: &[u8]) -> Option<i32> {
 /// The latched settings; 0 until the environment has been read.
 static PACKED: AtomicU64 = AtomicU64::new(0);
 
+/// `malloc`'s gate, from [`PACKED`]: sizes below it take the fast path.
+/// `SMALL_MAX + 1` when [`plain`] holds, 0 otherwise (every size then goes
+/// to the slow path, which reads the settings): one compare of the size
+/// decides both "plain" and "not LARGE". Written only by [`sync_gate`].
+#[cfg(feature = "c-abi")]
+static FAST_BELOW: AtomicUsize = AtomicUsize::new(0);
+
+/// `free`'s gate: the heap's flat page map (`Heap::mapped_flat`) when
+/// [`plain`] holds, else the sentinel `NO_MAPPED_FLAT`, which the lock-free
+/// free declines: one load gives `free` both "plain" and the map. Also the
+/// sentinel while the heap has not published its map (the declined `free`
+/// refreshes it: [`refresh_free_gate`]). Written only by [`sync_gate`].
+#[cfg(feature = "c-abi")]
+static FREE_GATE: AtomicPtr<MappedFlat> = AtomicPtr::new((&raw const NO_MAPPED_FLAT).cast_mut());
+
+/// `free`'s gate (see [`FREE_GATE`]).
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn free_gate() -> *const MappedFlat {
+    FREE_GATE.load(Ordering::Acquire)
+}
+
+/// Sets `free`'s gate to the heap's flat map if the settings are plain and
+/// the gate still holds the sentinel from before the heap published it.
+#[cfg(feature = "c-abi")]
+pub(crate) fn refresh_free_gate() {
+    let none = (&raw const NO_MAPPED_FLAT).cast_mut();
+    if plain()
+        && FREE_GATE.load(Ordering::Relaxed) == none
+        && crate::HEAP.mapped_flat() != none.cast_const()
+    {
+        sync_gate();
+    }
+}
+
+/// Brings [`FAST_BELOW`] and [`FREE_GATE`] in line with [`PACKED`] (and the
+/// heap's flat map), after each store to it.
+/// Each updater stores what it read, then reads again: one that stored a
+/// value an update made stale meanwhile sees the change and stores again,
+/// so the last store follows the last update.
+fn sync_gate() {
+    #[cfg(feature = "c-abi")]
+    loop {
+        let word = PACKED.load(Ordering::SeqCst);
+        let plain = word as u8 == Config::LOADED as u8;
+        FAST_BELOW.store(
+            if plain { ft_malloc::SMALL_MAX + 1 } else { 0 },
+            Ordering::SeqCst,
+        );
+        let flat = if plain {
+            crate::HEAP.mapped_flat()
+        } else {
+            &raw const NO_MAPPED_FLAT
+        };
+        FREE_GATE.store(flat.cast_mut(), Ordering::SeqCst);
+        if PACKED.load(Ordering::SeqCst) == word {
+            break;
+        }
+    }
+}
+
+/// [`plain`], and `size` not LARGE: `malloc`'s fast path may serve it.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn plain_and_small(size: usize) -> bool {
+    let below = FAST_BELOW.load(Ordering::Relaxed);
+    // SAFETY: `sync_gate` stores nothing else than 0 and `SMALL_MAX + 1`
+    // (so a size below the gate needs no second test for LARGE).
+    unsafe { core::hint::assert_unchecked(below <= ft_malloc::SMALL_MAX + 1) };
+    size < below
+}
+
 /// Whether the settings are loaded and ask nothing of `malloc` and `free`
 /// (no scribbling, no trace, no defence): one byte compare, the only cost the
 /// settings add to the fast paths. `FT_MALLOC_CHECK` only matters once a
@@ -357,6 +434,7 @@ pub(crate) fn load() -> Config {
         crate::guard_pages::request();
     }
     PACKED.store(config.pack(), Ordering::Relaxed);
+    sync_gate();
     config
 }
 
@@ -372,6 +450,7 @@ fn update(change: impl Fn(&mut Config)) {
         change(&mut config);
         Some(config.pack())
     });
+    sync_gate();
 }
 
 /// `mallopt(M_CHECK_ACTION)`: what detected misuse does from now on.

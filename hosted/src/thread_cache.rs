@@ -5,25 +5,35 @@
 //!
 //! A thread-local pointer. In a shared library, Rust's `thread_local!`
 //! compiles to the general-dynamic TLS model: a call to `__tls_get_addr` on
-//! every access. On x86_64 the pointer is instead a `.tbss` symbol of our
+//! every access. On x86_64 the pointer is instead a `.tdata` symbol of our
 //! own, read with the initial-exec sequence (`mov` from the GOT, then a
 //! `%fs`-relative load: two instructions), as glibc's tcache and mimalloc
 //! do. Initial-exec TLS is what libraries loaded at start-up get
 //! (`LD_PRELOAD`, `-lft_malloc`); a `dlopen` of the library later would need
-//! glibc's spare static TLS, which it has for exactly this.
+//! glibc's spare static TLS, which it has for exactly this (16 bytes here).
+//!
+//! The pointer is never null: a thread without a cache of its own points
+//! at `NO_CACHE`, an inert cache (`FrontCache::inert`) whose fast paths
+//! decline everything, as an empty cache's do (every thread starts so:
+//! the TLS image holds its address, relocated when the library is
+//! loaded). So the fast paths of `malloc` and `free` test nothing for "no
+//! cache": their slow paths tell the states apart, by a second word.
 //!
 //! # A thread's cache, from first malloc to exit
 //!
-//! - **Null**: the thread has not allocated yet. Its first call takes a
-//!   cache from the pool (reclaiming those of exited threads first if it is
-//!   empty, see below, or else mapping a new one), puts it on the pool's
-//!   in-use list, registers the pool's `pthread_key` destructor for it, and
-//!   stores it. While that happens the slot holds `BUSY`, so an allocation
-//!   made meanwhile (by `pthread_setspecific`, say) uses the heap directly.
+//! - **No cache yet** (state 0): the thread has not allocated yet. Its
+//!   first call takes a cache from the pool (reclaiming those of exited
+//!   threads first if it is empty, see below, or else mapping a new one),
+//!   puts it on the pool's in-use list, registers the pool's `pthread_key`
+//!   destructor for it, and stores it. While that happens the state is
+//!   `BUSY`, so an allocation made meanwhile (by `pthread_setspecific`,
+//!   say) uses the heap directly. A thread whose first call is a `free`
+//!   sets one up too: the inert cache declines it to the full path.
 //! - **A cache**: allocations and frees go through it.
 //! - **`GONE`**: the thread is exiting. The key's destructor has flushed
-//!   the cache back to the heap and returned it to the pool; whatever other
-//!   destructors free or allocate later goes to the heap directly.
+//!   the cache back to the heap, pointed the slot at `NO_CACHE` again and
+//!   returned the cache to the pool; whatever other destructors free or
+//!   allocate later goes to the heap directly.
 //!
 //! A thread that allocates and exits 10,000 times over reuses the same few
 //! caches: the footprint stays flat.
@@ -146,30 +156,65 @@ impl Owner {
     }
 }
 
-/// The slot holds no cache: the thread is setting one up.
+/// A thread without a cache of its own: setting one up...
 const BUSY: usize = 1;
-/// The slot holds no cache: the thread is exiting.
+/// ... or exiting. (0: it has not allocated yet.)
 const GONE: usize = 2;
+
+/// Where the slot of a thread without a cache of its own points: an inert
+/// cache (`FrontCache::inert`), whose fast paths decline everything, so
+/// the fast paths of `malloc` and `free` read the slot and go, with no
+/// test for "no cache". Only ever read (through raw pointers), by every
+/// such thread.
+#[repr(transparent)]
+struct NoCache(FrontCache);
+
+// SAFETY: never written; read only through `FrontCache`'s raw-pointer fast
+// paths, which do not write an inert cache.
+unsafe impl Sync for NoCache {}
+
+static NO_CACHE: NoCache = NoCache(FrontCache::inert());
+
+/// [`NO_CACHE`]'s address: what the slot holds when the thread has no
+/// cache of its own.
+#[inline(always)]
+fn no_cache() -> usize {
+    (&raw const NO_CACHE).addr()
+}
 
 // ---- the thread-local slot ----
 
 #[cfg(target_arch = "x86_64")]
 mod slot {
-    // One pointer of thread-local storage, hidden (not interposable), in
-    // .tbss: zero, i.e. "no cache yet", in every new thread.
+    // Two words of thread-local storage, hidden (not interposable): the
+    // cache's address, in .tdata, [`super::NO_CACHE`]'s in every new thread
+    // (the TLS image is relocated at load time like any data, and copied
+    // for each thread); the state of a thread without a cache, in .tbss
+    // (0: none yet).
     core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
+        ".pushsection .tdata,\"awT\",@progbits",
         ".p2align 3",
         ".globl ft_malloc_thread_cache",
         ".hidden ft_malloc_thread_cache",
         ".type ft_malloc_thread_cache, @object",
         ".size ft_malloc_thread_cache, 8",
         "ft_malloc_thread_cache:",
+        ".quad {no_cache}",
+        ".popsection",
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl ft_malloc_thread_state",
+        ".hidden ft_malloc_thread_state",
+        ".type ft_malloc_thread_state, @object",
+        ".size ft_malloc_thread_state, 8",
+        "ft_malloc_thread_state:",
         ".zero 8",
         ".popsection",
+        no_cache = sym super::NO_CACHE,
     );
 
-    /// The calling thread's slot value.
+    /// The calling thread's cache's address ([`super::no_cache`] without
+    /// one).
     #[inline(always)]
     pub(super) fn get() -> usize {
         let value: usize;
@@ -186,13 +231,44 @@ mod slot {
         value
     }
 
-    /// Sets the calling thread's slot.
+    /// Sets the calling thread's cache's address.
     #[inline(always)]
     pub(super) fn set(value: usize) {
         // SAFETY: as in `get`.
         unsafe {
             core::arch::asm!(
                 "mov {t}, qword ptr [rip + ft_malloc_thread_cache@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) value,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// The state of a thread without a cache: 0, `BUSY` or `GONE`.
+    #[inline(always)]
+    pub(super) fn state() -> usize {
+        let value: usize;
+        // SAFETY: as in `get`.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + ft_malloc_thread_state@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) value,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        value
+    }
+
+    /// Sets the state of a thread without a cache.
+    #[inline(always)]
+    pub(super) fn set_state(value: usize) {
+        // SAFETY: as in `get`.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + ft_malloc_thread_state@GOTTPOFF]",
                 "mov qword ptr fs:[{t}], {v}",
                 t = out(reg) _,
                 v = in(reg) value,
@@ -207,17 +283,28 @@ mod slot {
     use core::cell::Cell;
 
     std::thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(0) };
+        static SLOT: Cell<*const super::NoCache> = const { Cell::new(&raw const super::NO_CACHE) };
+        static STATE: Cell<usize> = const { Cell::new(0) };
     }
 
     #[inline(always)]
     pub(super) fn get() -> usize {
-        SLOT.with(Cell::get)
+        SLOT.with(Cell::get).addr()
     }
 
     #[inline(always)]
     pub(super) fn set(value: usize) {
-        SLOT.with(|s| s.set(value))
+        SLOT.with(|s| s.set(core::ptr::with_exposed_provenance(value)))
+    }
+
+    #[inline(always)]
+    pub(super) fn state() -> usize {
+        STATE.with(Cell::get)
+    }
+
+    #[inline(always)]
+    pub(super) fn set_state(value: usize) {
+        STATE.with(|s| s.set(value))
     }
 }
 
@@ -225,21 +312,22 @@ mod slot {
 #[inline(always)]
 fn current() -> Option<&'static mut FrontCache> {
     let value = slot::get();
-    if value > GONE {
-        // SAFETY: a slot above `GONE` holds this thread's `ThreadCache`,
-        // used by this thread only, until its exit destructor runs.
+    if value != no_cache() {
+        // SAFETY: a slot not at `NO_CACHE` holds this thread's
+        // `ThreadCache`, used by this thread only, until its exit
+        // destructor runs.
         return Some(unsafe { &mut (*(value as *mut ThreadCache)).cache });
     }
-    if value == 0 { set_up() } else { None }
+    if slot::state() == 0 { set_up() } else { None }
 }
 
-/// The calling thread's cache if it has one already (nothing is set up:
-/// for the fast paths, which leave everything else to a slow path).
+/// The calling thread's cache, or the inert [`NO_CACHE`] if it has none
+/// (nothing is set up: for the fast paths, which reach it through raw
+/// pointers only and leave everything else to a slow path).
 #[inline(always)]
-fn current_if_set_up() -> Option<&'static mut FrontCache> {
-    let value = slot::get();
-    // SAFETY: as in `current`.
-    (value > GONE).then(|| unsafe { &mut (*(value as *mut ThreadCache)).cache })
+fn current_or_inert() -> *mut FrontCache {
+    // A `ThreadCache` starts with its `FrontCache`, and `NoCache` is one.
+    core::ptr::with_exposed_provenance_mut(slot::get())
 }
 
 /// The calling thread's cache and the hardened mode's part of it, if it
@@ -253,7 +341,7 @@ pub(crate) fn hardened_state() -> Option<(
 )> {
     let value = slot::get();
     // SAFETY: as in `current`; the two fields are disjoint.
-    (value > GONE).then(|| unsafe {
+    (value != no_cache()).then(|| unsafe {
         let thread = &mut *(value as *mut ThreadCache);
         (&mut thread.cache, &mut thread.hardened)
     })
@@ -286,7 +374,8 @@ pub(crate) fn allocate_size(size: usize) -> Option<NonNull<u8>> {
 /// LARGE size). Calls nothing.
 #[inline(always)]
 pub(crate) fn allocate_cached(size: usize) -> Option<NonNull<u8>> {
-    current_if_set_up()?.allocate_cached(size)
+    // SAFETY: the thread's own cache, or the inert one.
+    unsafe { FrontCache::allocate_cached_in(current_or_inert(), size) }
 }
 
 /// Allocates zeroed memory through the calling thread's cache.
@@ -323,8 +412,26 @@ pub(crate) unsafe fn deallocate(ptr: NonNull<u8>) -> Result<(), HeapError> {
 /// As [`ft_malloc::Heap::deallocate`].
 #[inline(always)]
 pub(crate) unsafe fn try_deallocate(ptr: NonNull<u8>) -> Option<Result<(), HeapError>> {
-    // SAFETY: per the contract.
-    unsafe { current_if_set_up()?.try_deallocate(&HEAP, ptr) }
+    // SAFETY: per the contract; the thread's own cache, or the inert one.
+    unsafe { FrontCache::try_deallocate_raw_in(current_or_inert(), &HEAP, ptr.as_ptr()) }
+}
+
+/// [`try_deallocate`] of a pointer that may be null, with the heap's flat
+/// page map given (`free`'s gate, `config::free_gate`): the sentinel
+/// declines every pointer.
+///
+/// # Safety
+///
+/// As [`ft_malloc::Heap::deallocate`]; `flat` is `HEAP.mapped_flat()` or
+/// the sentinel.
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) unsafe fn try_deallocate_flat(
+    flat: *const ft_malloc::cache::MappedFlat,
+    ptr: *mut u8,
+) -> Option<Result<(), HeapError>> {
+    // SAFETY: per the contract; the thread's own cache, or the inert one.
+    unsafe { FrontCache::try_deallocate_flat_in(current_or_inert(), &HEAP, flat, ptr) }
 }
 
 /// Reallocates through the calling thread's cache (lock-free for TINY
@@ -514,7 +621,7 @@ static POOL: Mutex<FutexMutex, Pool> = Mutex::const_new(
 #[cold]
 #[inline(never)]
 fn set_up() -> Option<&'static mut FrontCache> {
-    slot::set(BUSY);
+    slot::set_state(BUSY);
     let _errno = ErrnoGuard::save();
     let mut pool = POOL.lock();
     let key = match pool.key {
@@ -524,7 +631,7 @@ fn set_up() -> Option<&'static mut FrontCache> {
             // SAFETY: `give_back` has the destructor signature; glibc's
             // pthread_key_create does not allocate.
             if unsafe { libc::pthread_key_create(&mut key, Some(give_back)) } != 0 {
-                slot::set(0);
+                slot::set_state(0);
                 return None;
             }
             pool.key = Some(key);
@@ -545,7 +652,7 @@ fn set_up() -> Option<&'static mut FrontCache> {
                     // linked.
                     drop(pool);
                     let Some(cache) = map_cache() else {
-                        slot::set(0);
+                        slot::set_state(0);
                         return None;
                     };
                     pool = POOL.lock();
@@ -559,6 +666,7 @@ fn set_up() -> Option<&'static mut FrontCache> {
     drop(pool);
     // SAFETY: `key` is ours; the value is the destructor's argument.
     unsafe { libc::pthread_setspecific(key, cache.cast()) };
+    slot::set_state(0);
     slot::set(cache as usize);
     // SAFETY: just stored: this thread's cache.
     Some(unsafe { &mut (*cache).cache })
@@ -587,7 +695,8 @@ fn map_cache() -> Option<*mut ThreadCache> {
 /// return it to the pool. Later frees of this thread go to the heap.
 extern "C" fn give_back(value: *mut libc::c_void) {
     let cache = value.cast::<ThreadCache>();
-    slot::set(GONE);
+    slot::set(no_cache());
+    slot::set_state(GONE);
     // SAFETY: the value stored by `set_up`: this thread's cache, unused now
     // (the slot no longer points to it).
     unsafe { flush(cache) };

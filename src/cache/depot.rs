@@ -21,7 +21,7 @@ use super::magazine::Magazine;
 use crate::canary;
 use crate::free_mark;
 use crate::heap::{ClassState, Heap};
-use crate::page_map::Owner;
+use crate::page_map::{MappedFlat, Owner, PageMap};
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
 use crate::zone::{self, Popped, ZoneHeader};
@@ -54,10 +54,72 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// claims nothing (`small_usable_size`) must not.
     #[inline(always)]
     pub(crate) fn check_for_cache<const MARK_FIRST: bool>(&self, ptr: NonNull<u8>) -> Checked {
-        let addr = ptr.as_ptr().addr();
-        let Some((base, class)) = self.page_map.lookup_zone(addr) else {
+        self.check_raw_for_cache::<MARK_FIRST>(ptr.as_ptr())
+    }
+
+    /// [`check_for_cache`](Self::check_for_cache) of a pointer that may be
+    /// null: null is no zone's, so the page map's lookup declines it
+    /// (`Locked`) with no test of its own on the way of the others.
+    #[inline(always)]
+    pub(crate) fn check_raw_for_cache<const MARK_FIRST: bool>(&self, ptr: *mut u8) -> Checked {
+        let slot = match self.page_map.mapped_slot(ptr.addr()) {
+            Some(slot) => slot,
+            None => match self.page_map.other_slot(ptr.addr()) {
+                Some(slot) => slot,
+                None => return Checked::Locked,
+            },
+        };
+        self.check_in_slot::<MARK_FIRST>(ptr, slot)
+    }
+
+    /// The `free` path's [`check_raw_for_cache`](Self::check_raw_for_cache)
+    /// when the provider's flat array holds `ptr` (`None` otherwise: the
+    /// caller goes on out of line, so that this path joins nothing).
+    #[inline(always)]
+    pub(crate) fn check_mapped_for_cache(&self, ptr: *mut u8) -> Option<Checked> {
+        let slot = self.page_map.mapped_slot(ptr.addr())?;
+        Some(self.check_in_slot::<false>(ptr, slot))
+    }
+
+    /// [`check_mapped_for_cache`](Self::check_mapped_for_cache) with the
+    /// flat array's header given (its caller read it once).
+    ///
+    /// # Safety
+    ///
+    /// `flat` is [`NO_MAPPED_FLAT`](crate::page_map::NO_MAPPED_FLAT) or
+    /// this heap's [`mapped_flat`](Self::mapped_flat).
+    #[inline(always)]
+    pub(crate) unsafe fn check_flat_for_cache(
+        &self,
+        flat: *const MappedFlat,
+        ptr: *mut u8,
+    ) -> Option<Checked> {
+        // SAFETY: per the contract.
+        let slot = unsafe { PageMap::mapped_slot_in(flat, ptr.addr()) }?;
+        Some(self.check_in_slot::<false>(ptr, slot))
+    }
+
+    /// The header of this heap's flat page map in a provider's run (a
+    /// heap whose provider's span is larger than the page map's inline
+    /// array, once it has registered a run), or
+    /// [`NO_MAPPED_FLAT`](crate::page_map::NO_MAPPED_FLAT): it never changes
+    /// once published, and lives as long as the heap. A caller may keep it
+    /// (in a gate of its own, say) and hand it to
+    /// [`FrontCache::try_deallocate_flat_in`](crate::FrontCache::try_deallocate_flat_in).
+    #[inline]
+    pub fn mapped_flat(&self) -> *const MappedFlat {
+        self.page_map.mapped()
+    }
+
+    /// The rest of the check once the page map's `slot` for `ptr` is read.
+    #[inline(always)]
+    fn check_in_slot<const MARK_FIRST: bool>(&self, ptr: *mut u8, slot: *mut u8) -> Checked {
+        let addr = ptr.addr();
+        let Some((base, class)) = PageMap::zone_of(slot) else {
             return Checked::Locked;
         };
+        // SAFETY: a registered zone's granule: no zone lies at address 0.
+        let ptr = unsafe { NonNull::new_unchecked(ptr) };
         let zone = base.cast::<ZoneHeader>();
         // SAFETY: the zone is registered; if `ptr` is one of its handed-out
         // blocks the zone cannot be released meanwhile (the module docs say
@@ -66,11 +128,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if !unsafe { zone::guard_ok(zone) } {
             return Checked::Locked;
         }
-        // SAFETY: as above.
-        let g = unsafe { zone::layout_of(zone) };
+        // SAFETY: as above; the guard vouched for the header.
+        let check = unsafe { zone::boundary(zone) };
         // A carved block starts at `addr` exactly when this index is below
         // the carved count (a pointer before block 0 wraps to a huge offset).
-        let index = g.exact_index(addr.wrapping_sub(base.as_ptr().addr() + g.blocks_offset));
+        let index = check.exact_index(addr);
         // SAFETY: as above.
         if index >= unsafe { zone::carved_hint(zone) } as u64 {
             return Checked::Locked;
@@ -81,21 +143,21 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if MARK_FIRST && unsafe { free_mark::is_set_to(ptr, mark) } {
             return Checked::DoubleFree;
         }
-        // SAFETY: as above.
         // The width comes from the class (the page map's), which is the
         // zone's: the page map registers a zone under its own class.
         let width = class.size_width();
-        let size_slot = zone::size_slot_with(zone, g, width, index);
+        let size_slot = check.size_slot(zone, width, index);
+        let block_size = check.block_size;
         // SAFETY: the slot of a handed-out block of this zone (its holder
-        // is freeing it); the block is `g.block_size` bytes.
+        // is freeing it); the block is `block_size` bytes.
         let requested = unsafe { zone::load_own_size(size_slot, width) };
-        if requested > g.block_size {
+        if requested > block_size {
             // A span's head or follower (`span.rs`): the locked path frees
             // all its blocks, or refuses.
             return Checked::Locked;
         }
-        // SAFETY: as above, and `requested <= g.block_size`.
-        if !unsafe { canary::intact_for(ptr, requested, g.block_size, mark) } {
+        // SAFETY: as above, and `requested <= block_size`.
+        if !unsafe { canary::intact_for(ptr, requested, block_size, mark) } {
             // A racing free's mark may be what broke it (`free_mark.rs`).
             // SAFETY: as above.
             if unsafe { free_mark::is_set_to(ptr, mark) } {

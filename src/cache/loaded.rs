@@ -107,17 +107,36 @@ impl FrontCache {
 
     #[inline(always)]
     pub(super) fn pop(&mut self, class: SizeClass) -> Option<Entry> {
+        // SAFETY: a reference is a valid pointer.
+        unsafe { Self::pop_in(self, class) }
+    }
+
+    /// [`pop`](Self::pop) through a raw pointer: an inert cache
+    /// (`FrontCache::inert`) shared by threads is only read (its loaded
+    /// magazines are all empty), never borrowed.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a valid cache, this thread's own or an inert one.
+    #[inline(always)]
+    pub(super) unsafe fn pop_in(this: *mut Self, class: SizeClass) -> Option<Entry> {
         let i = class.index();
-        // SAFETY: a class index is below `NUM_CLASSES`, the arrays' length.
-        let (top, base) = unsafe { (*self.top.get_unchecked(i), *self.base.get_unchecked(i)) };
-        if top == base {
-            return None;
-        }
-        // SAFETY: `base < top`: the entry below `top` is in the loaded
-        // magazine, initialised.
+        // SAFETY: a class index is below `NUM_CLASSES`, the arrays' length;
+        // fields are reached by place, with no reference made.
         unsafe {
+            let top_slot = (&raw mut (*this).top).cast::<*mut Entry>().add(i);
+            let (top, base) = (
+                top_slot.read(),
+                (&raw const (*this).base).cast::<*mut Entry>().add(i).read(),
+            );
+            if top == base {
+                return None;
+            }
+            // `base < top`: the entry below `top` is in the loaded
+            // magazine, initialised (and the cache is not inert: an inert
+            // one has no magazine).
             let top = top.sub(1);
-            *self.top.get_unchecked_mut(i) = top;
+            top_slot.write(top);
             Some(top.read())
         }
     }
@@ -125,16 +144,32 @@ impl FrontCache {
     /// Pushes unless the loaded magazine is full (or missing).
     #[inline(always)]
     pub(super) fn push(&mut self, class: SizeClass, entry: Entry) -> bool {
+        // SAFETY: a reference is a valid pointer.
+        unsafe { Self::push_in(self, class, entry) }
+    }
+
+    /// [`push`](Self::push) through a raw pointer, as [`pop_in`](Self::pop_in).
+    ///
+    /// # Safety
+    ///
+    /// As for [`pop_in`](Self::pop_in).
+    #[inline(always)]
+    pub(super) unsafe fn push_in(this: *mut Self, class: SizeClass, entry: Entry) -> bool {
         let i = class.index();
-        // SAFETY: a class index is below `NUM_CLASSES`, the arrays' length.
-        let (top, end) = unsafe { (*self.top.get_unchecked(i), *self.end.get_unchecked(i)) };
-        if top == end {
-            return false;
-        }
-        // SAFETY: `top < end`, inside the loaded magazine's capacity.
+        // SAFETY: as in `pop_in`.
         unsafe {
+            let top_slot = (&raw mut (*this).top).cast::<*mut Entry>().add(i);
+            let (top, end) = (
+                top_slot.read(),
+                (&raw const (*this).end).cast::<*mut Entry>().add(i).read(),
+            );
+            if top == end {
+                return false;
+            }
+            // `top < end`, inside the loaded magazine's capacity (and the
+            // cache is not inert).
             top.write(entry);
-            *self.top.get_unchecked_mut(i) = top.add(1);
+            top_slot.write(top.add(1));
         }
         true
     }

@@ -123,8 +123,9 @@ use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
+pub use crate::page_map::{MappedFlat, NO_MAPPED_FLAT};
 use crate::provider::PageProvider;
-use crate::size_class::{CLASS_SIZES, DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
+use crate::size_class::{DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
 use affinity::Affinity;
@@ -190,6 +191,8 @@ pub struct FrontCache {
     last_grown: *mut u8,
     /// The cache's id and home zones (`affinity.rs`).
     affinity: Affinity,
+    /// An [`inert`](Self::inert) cache: never used as one.
+    inert: bool,
 }
 
 // SAFETY: the magazines and their blocks are lent to the cache by a heap
@@ -225,7 +228,22 @@ impl FrontCache {
             decay: Decay::new(),
             affinity: Affinity::new(),
             last_grown: ptr::null_mut(),
+            inert: false,
         }
+    }
+
+    /// A cache that holds nothing and takes nothing, for owners that have
+    /// no cache yet (or any more) to point at: through
+    /// [`allocate_cached_in`](Self::allocate_cached_in) and
+    /// [`try_deallocate_raw_in`](Self::try_deallocate_raw_in) it declines
+    /// every request, as an empty cache's fast paths do, so a caller's
+    /// fast path needs no test for "no cache" (`libft_malloc.so`'s threads
+    /// start with theirs pointing at one, shared, only ever read). Use it
+    /// through those two only: any other method would treat it as a cache.
+    pub const fn inert() -> Self {
+        let mut cache = Self::new();
+        cache.inert = true;
+        cache
     }
 
     /// Makes the block the next [`allocate`](Self::allocate) of `class`
@@ -305,8 +323,22 @@ impl FrontCache {
     /// that tail-calls its slow path needs no stack frame on the fast one.
     #[inline(always)]
     pub fn allocate_cached(&mut self, size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: a reference is a valid pointer to this owner's cache.
+        unsafe { Self::allocate_cached_in(self, size) }
+    }
+
+    /// [`allocate_cached`](Self::allocate_cached) through a raw pointer,
+    /// which may be to an [`inert`](Self::inert) cache shared by owners
+    /// that have no cache yet: that one is only read, and declines.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a valid cache: its owner's, or an inert one.
+    #[inline(always)]
+    pub unsafe fn allocate_cached_in(this: *mut Self, size: usize) -> Option<NonNull<u8>> {
         let class = SizeClass::for_size(size)?;
-        let entry = self.pop(class)?;
+        // SAFETY: per the contract.
+        let entry = unsafe { Self::pop_in(this, class) }?;
         Some(Self::hand_out(entry, class, size))
     }
 
@@ -370,16 +402,109 @@ impl FrontCache {
         heap: &Heap<P, R>,
         ptr: NonNull<u8>,
     ) -> Option<Result<(), HeapError>> {
-        match heap.check_for_cache::<false>(ptr) {
+        // SAFETY: per the contract; a reference is a valid pointer.
+        unsafe { Self::keep_checked_in(self, heap, heap.check_for_cache::<false>(ptr)) }
+    }
+
+    /// [`try_deallocate`](Self::try_deallocate) for a pointer that may be
+    /// null (C's `free`), in its shortest form: it vouches only for blocks
+    /// in the provider's mapped flat array (`libft_malloc.so`'s window; any
+    /// heap whose span is larger than the page map's inline array), and
+    /// declines (`None`) anything else, null included, with no test of its
+    /// own for it: the caller then goes to [`deallocate`](Self::deallocate),
+    /// whose lock-free check looks everywhere. Nothing was changed when it
+    /// declines.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate).
+    #[inline(always)]
+    pub unsafe fn try_deallocate_raw<P: PageProvider, R: RawMutex>(
+        &mut self,
+        heap: &Heap<P, R>,
+        ptr: *mut u8,
+    ) -> Option<Result<(), HeapError>> {
+        // SAFETY: per the contract; a reference is a valid pointer.
+        unsafe { Self::try_deallocate_raw_in(self, heap, ptr) }
+    }
+
+    /// [`try_deallocate_raw`](Self::try_deallocate_raw) through a raw
+    /// pointer, which may be to an [`inert`](Self::inert) cache: that one
+    /// declines every pointer (`None`), after its claim, so the free's mark
+    /// word is then cleared: the caller frees the block through its full
+    /// path, which claims it again (a racing double free meanwhile is
+    /// refused by either claim).
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate); `this` is a valid cache:
+    /// the caller's own, or an inert one.
+    #[inline(always)]
+    pub unsafe fn try_deallocate_raw_in<P: PageProvider, R: RawMutex>(
+        this: *mut Self,
+        heap: &Heap<P, R>,
+        ptr: *mut u8,
+    ) -> Option<Result<(), HeapError>> {
+        // SAFETY: per the contract.
+        unsafe { Self::keep_checked_in(this, heap, heap.check_mapped_for_cache(ptr)?) }
+    }
+
+    /// [`try_deallocate_raw_in`](Self::try_deallocate_raw_in) with the
+    /// heap's flat page map given: `flat` is what
+    /// [`Heap::mapped_flat`] returned, or
+    /// [`NO_MAPPED_FLAT`](crate::cache::NO_MAPPED_FLAT), which declines
+    /// every pointer. A caller that keeps it in a word of its own can make
+    /// that word its gate too (`libft_malloc.so` holds the sentinel there
+    /// while its settings ask more of `free`): one load for both.
+    ///
+    /// # Safety
+    ///
+    /// As for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in);
+    /// `flat` is `heap.mapped_flat()` (read at any time) or the sentinel.
+    #[inline(always)]
+    pub unsafe fn try_deallocate_flat_in<P: PageProvider, R: RawMutex>(
+        this: *mut Self,
+        heap: &Heap<P, R>,
+        flat: *const MappedFlat,
+        ptr: *mut u8,
+    ) -> Option<Result<(), HeapError>> {
+        // SAFETY: per the contract.
+        unsafe { Self::keep_checked_in(this, heap, heap.check_flat_for_cache(flat, ptr)?) }
+    }
+
+    /// The free once the lock-free check has spoken: claim and keep a
+    /// checked block, count a refusal, or decline.
+    ///
+    /// # Safety
+    ///
+    /// As for [`deallocate`](Self::deallocate); `checked` is this call's
+    /// check of the pointer, with the `false` mark-first setting; `this`
+    /// as for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in).
+    #[inline(always)]
+    unsafe fn keep_checked_in<P: PageProvider, R: RawMutex>(
+        this: *mut Self,
+        heap: &Heap<P, R>,
+        checked: Checked,
+    ) -> Option<Result<(), HeapError>> {
+        match checked {
             Checked::Keep(class, entry, mark, _) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
                 // takes it (`free_mark.rs`).
-                if !unsafe { free_mark::claim(ptr, mark) } {
+                let replaced = unsafe { free_mark::claim_over(entry.block, mark) };
+                if replaced == mark {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
-                if !self.push(class, entry) {
-                    self.push_slow(heap, class, entry);
+                // SAFETY: per the contract.
+                if !unsafe { Self::push_in(this, class, entry) } {
+                    // SAFETY: per the contract; read by place, no borrow.
+                    if unsafe { (*this).inert } {
+                        // SAFETY: the block this call claimed, still held.
+                        unsafe { free_mark::unclaim(entry.block, replaced) };
+                        return None;
+                    }
+                    // SAFETY: not inert: the caller's own cache.
+                    unsafe { (*this).push_slow(heap, class, entry, replaced) };
                 }
                 Some(Ok(()))
             }
@@ -438,7 +563,7 @@ impl FrontCache {
         // From the class index alone (a constant table, the index's range),
         // not from its geometry: fewer loads on every `malloc`.
         // SAFETY: a class index is below `NUM_CLASSES`, the table's length.
-        let block_size = unsafe { *CLASS_SIZES.get_unchecked(class.index()) } as usize;
+        let block_size = class.block_size_unchecked();
         // SAFETY: the entry's size slot belongs to its block, which the
         // cache holds (marked free) and now hands out; `size` fits the
         // class. The canary, derived from the mark (no second read of the
@@ -469,6 +594,7 @@ impl FrontCache {
         class: SizeClass,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
+        debug_assert!(!self.inert, "an inert cache used as one");
         // A small region's pool serves SMALL requests (`coalesce/`): a
         // magazine of them would cost zones the region cannot afford.
         if heap.pool_serves(class) {
@@ -507,7 +633,8 @@ impl FrontCache {
 
     /// The loaded magazine is full (or missing): swap in the previous one if
     /// it is empty, or else hand the previous (full) one to the depot for an
-    /// empty one; then keep `entry`.
+    /// empty one; then keep `entry`, whose claim replaced `replaced` (put
+    /// back if the block must go to its zone instead).
     #[cold]
     #[inline(never)]
     fn push_slow<P: PageProvider, R: RawMutex>(
@@ -515,7 +642,9 @@ impl FrontCache {
         heap: &Heap<P, R>,
         class: SizeClass,
         entry: Entry,
+        replaced: usize,
     ) {
+        debug_assert!(!self.inert, "an inert cache used as one");
         let i = class.index();
         self.tick(heap, i);
         let loaded = self.unload(i);
@@ -543,11 +672,12 @@ impl FrontCache {
         if !self.push(class, entry) {
             // No magazine could be had (no memory): the block goes back to
             // its zone. It was checked and claimed: the locked path claims
-            // it again, so undo the mark first. (A double free racing in
-            // between takes it instead: then the zone path refuses it, and
-            // the block has one holder still.)
+            // it again, so undo the claim first, restoring the word it
+            // replaced (a cleared word would break the slack canary of a
+            // request under 16 bytes: `free_mark::unclaim`). (A double free
+            // racing in between is refused by either claim.)
             // SAFETY: the block is the caller's freed block.
-            unsafe { free_mark::clear(entry.block) };
+            unsafe { free_mark::unclaim(entry.block, replaced) };
             // SAFETY: as for `deallocate`.
             let _ = unsafe { heap.deallocate(entry.block) };
         }

@@ -286,12 +286,13 @@ impl FrontCache {
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size)) };
         // SAFETY: per the contract (the copy is done: the mark overwrites
         // the block's first word).
-        if !unsafe { free_mark::claim(ptr, mark) } {
+        let replaced = unsafe { free_mark::claim_over(ptr, mark) };
+        if replaced == mark {
             heap.count_error(HeapError::DoubleFree);
             return Ok(new);
         }
         if !self.push(class, entry) {
-            self.push_slow(heap, class, entry);
+            self.push_slow(heap, class, entry, replaced);
         }
         Ok(new)
     }

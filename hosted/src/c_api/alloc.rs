@@ -21,11 +21,28 @@ use crate::{HEAP, hardened, lifecycle, os, report, thread_cache};
 /// None beyond C's: the result is uninitialised memory.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    if config::plain() {
+    // One compare decides "the settings ask nothing" and "not LARGE".
+    if config::plain_and_small(size) {
         if let Some(block) = thread_cache::allocate_cached(size) {
             return block.as_ptr().cast();
         }
         return malloc_plain(size);
+    }
+    malloc_gated(size)
+}
+
+/// `malloc` past its gate: a LARGE size when [`config::plain`] holds (the
+/// heap's LARGE path: front caches keep no LARGE blocks), or settings that
+/// ask for more.
+#[cold]
+#[inline(never)]
+fn malloc_gated(size: usize) -> *mut c_void {
+    if config::plain() {
+        return or_enomem(
+            Layout::from_size_align(size, DEFAULT_ALIGN)
+                .ok()
+                .and_then(|layout| HEAP.allocate(layout)),
+        );
     }
     malloc_with_settings(size)
 }
@@ -133,35 +150,48 @@ pub(super) fn release(function: &str, ptr: *mut c_void, config: Config) -> bool 
 /// obeyed, but a block freed by mistake is still freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    if !config::plain() {
-        return free_with_settings(ptr);
-    }
     free_plain("free", ptr);
 }
 
-/// `free` when [`config::plain`] holds; `function` names it in reports.
-/// The lock-free path first; what it cannot decide goes to
-/// [`free_locked`], tail-called, so the fast path needs no stack frame.
+/// `free`'s body; `function` names it in reports. One load gives both
+/// "the settings ask nothing" and the page map (`config::free_gate`);
+/// anything the lock-free free declines (NULL, LARGE, settings, a thread
+/// without a cache, a gate not yet set) goes to [`free_declined`],
+/// tail-called, so the fast path needs no stack frame.
 #[inline(always)]
 pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
-    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
-        return;
-    };
-    // SAFETY: the lock-free check validates the pointer before touching
-    // anything, and changes nothing when it declines.
-    match unsafe { thread_cache::try_deallocate(block) } {
+    // SAFETY: the gate is the heap's flat map or the sentinel; the check
+    // validates the pointer before touching anything, and changes nothing
+    // when it declines.
+    match unsafe { thread_cache::try_deallocate_flat(config::free_gate(), ptr.cast::<u8>()) } {
         Some(Ok(())) => {}
         Some(Err(error)) => Misuse::Heap(error).report(function, ptr),
-        None => free_locked(function, block),
+        None => free_declined(function, ptr),
     }
 }
 
-/// What the lock-free free declined (a LARGE block, a thread without a
-/// cache, a pointer to refuse): the thread cache's full path, then the
+/// What `free`'s lock-free path declined: the settings' path if they ask
+/// for more (reported as `free`, as before the gate), else the full path
+/// (after setting `free`'s gate if the heap has published its map since).
+#[cold]
+#[inline(never)]
+fn free_declined(function: &str, ptr: *mut c_void) {
+    if !config::plain() {
+        return free_with_settings(ptr);
+    }
+    config::refresh_free_gate();
+    free_locked(function, ptr);
+}
+
+/// What the lock-free free declined (NULL, a LARGE block, a thread without
+/// a cache, a pointer to refuse): the thread cache's full path, then the
 /// report.
 #[cold]
 #[inline(never)]
-fn free_locked(function: &str, block: NonNull<u8>) {
+fn free_locked(function: &str, ptr: *mut c_void) {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return;
+    };
     // SAFETY: `deallocate` validates the pointer before touching anything.
     if let Err(error) = unsafe { thread_cache::deallocate(block) } {
         Misuse::Heap(error).report(function, block.as_ptr().cast());

@@ -45,9 +45,8 @@
 
 use core::ffi::c_void;
 
-use super::alloc::{free, free_plain};
+use super::alloc::free_plain;
 use super::sized::free_with_size;
-use crate::config;
 
 // ---------------------------------------------------------------------------
 // operator delete: 12 forms.
@@ -59,11 +58,9 @@ use crate::config;
 /// As [`free`].
 #[inline(always)]
 unsafe fn delete(ptr: *mut c_void) {
-    if config::plain() {
-        return free_plain("operator delete", ptr);
-    }
-    // SAFETY: the caller keeps `free`'s contract.
-    unsafe { free(ptr) }
+    // `free`'s gate tells "plain" too: a declined pointer under settings
+    // goes to `free`'s settings path.
+    free_plain("operator delete", ptr);
 }
 
 /// Defines exported `delete` forms that ignore their extra arguments.
