@@ -196,7 +196,7 @@ pub struct MappedFlat {
 const MAPPED_HEADER: usize = core::mem::size_of::<MappedFlat>();
 const _: () = assert!(MAPPED_HEADER == 2 * SLOT_BYTES);
 
-/// What [`PageMap::mapped`] points to without a provider's flat array: a
+/// What `PageMap::mapped` points to without a provider's flat array: a
 /// span of no granule, which no lookup falls in.
 pub static NO_MAPPED_FLAT: MappedFlat = MappedFlat { start: 0, len: 0 };
 
