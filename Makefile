@@ -67,10 +67,10 @@ stress:
 # descriptors a recipe does not inherit.)
 MIRI = env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
 miri:
-	$(MIRI) --no-run --lib --test heap --test cache --test spans --test heap_cache --test purge
+	$(MIRI) --no-run --lib --test heap --test held_blocks --test cache --test spans --test heap_cache --test purge
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache
 miri-heap:
-	$(MIRI) --test heap
+	$(MIRI) --test heap --test held_blocks
 miri-lib-cache:
 	$(MIRI) --lib --test cache --test spans --test heap_cache --test purge
 

@@ -53,8 +53,9 @@
 //!   class's `stack_len` is not [`NO_STACK`], its lock's holders read the
 //!   pointer Relaxed (the lock orders them after that Acquire). The area
 //!   goes back to the provider only in `Drop`.
-//! - `show_alloc_mem`, `visit` and `stats` need nothing: a stacked block is
-//!   lent and marked, which is how they already tell cached blocks apart.
+//! - `show_alloc_mem`, `visit` and `stats` tell a stacked block from a held
+//!   one by its size slot, which the free writes `CACHED` after its claim
+//!   (`zone/sizes.rs`): they never read a block.
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
@@ -366,6 +367,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !free_mark::claim(ptr, mark) {
                 return false;
             }
+            // Cached, for introspection (`zone/sizes.rs`).
+            zone::store_cached(size_slot, class.size_width());
             // The mark in the first word too: a block written after its free
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);

@@ -348,13 +348,19 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// the free mark: they are free, held by a cache.
     fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
         let block_size = class.block_size();
+        let width = class.size_width();
         let filled = self.take_batch(class, out.len(), |i, popped| {
-            // SAFETY: the block is the cache's from now on; free, so marked.
-            unsafe { free_mark::set(popped.ptr) };
+            // SAFETY: the block's zone, live, lock held.
+            let size_slot = unsafe { zone::size_slot(popped.zone, popped.index) };
+            // SAFETY: the block is the cache's from now on; free, so marked
+            // (in itself, for frees; in its slot, for introspection).
+            unsafe {
+                free_mark::set(popped.ptr);
+                zone::store_cached(size_slot, width);
+            }
             out[i] = MaybeUninit::new(Entry {
                 block: popped.ptr,
-                // SAFETY: the block's zone, live, lock held.
-                size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
+                size_slot,
             });
             // Carving writes the free mark into pages nobody used yet: stop
             // at the page the last carved block ends in, so a refill never

@@ -365,6 +365,9 @@ impl FrontCache {
                 if !unsafe { free_mark::claim(ptr, mark) } {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
+                // SAFETY: the slot of the block this free just took; from
+                // now on introspection counts it cached (`zone/sizes.rs`).
+                unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
                 if !self.push(class, entry) {
                     self.push_slow(heap, class, entry);
                 }
@@ -532,8 +535,13 @@ impl FrontCache {
             // it again, so undo the mark first. (A double free racing in
             // between takes it instead: then the zone path refuses it, and
             // the block has one holder still.)
-            // SAFETY: the block is the caller's freed block.
-            unsafe { free_mark::clear(entry.block) };
+            // SAFETY: the block is the caller's freed block. Its slot says
+            // cached: the locked path reads a full block (no canary: the
+            // check that kept it passed it).
+            unsafe {
+                zone::store_size(entry.size_slot, class.size_width(), class.block_size());
+                free_mark::clear(entry.block);
+            }
             // SAFETY: as for `deallocate`.
             let _ = unsafe { heap.deallocate(entry.block) };
         }

@@ -290,6 +290,8 @@ impl FrontCache {
             heap.count_error(HeapError::DoubleFree);
             return Ok(new);
         }
+        // SAFETY: the slot of the block just taken back (`zone/sizes.rs`).
+        unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
         if !self.push(class, entry) {
             self.push_slow(heap, class, entry);
         }
