@@ -71,6 +71,7 @@ miri:
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache
 miri-heap:
 	$(MIRI) --test heap --test held_blocks
+	env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri run -p ft_malloc --example arena_global
 miri-lib-cache:
 	$(MIRI) --lib --test cache --test spans --test heap_cache --test purge
 

@@ -176,7 +176,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let result = match self.find(ptr.as_ptr().addr()) {
+        let (owner, seen, ptr) = self.find_block(ptr);
+        let result = match (owner, seen) {
             (Some(Owner::Zone { base, class }), seen) => {
                 self.realloc_small(base, class, ptr, seen, new_layout)
             }
@@ -213,7 +214,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         new_size: usize,
     ) -> Result<bool, HeapError> {
-        let (base, class, seen) = match self.find(ptr.as_ptr().addr()) {
+        let (owner, seen, ptr) = self.find_block(ptr);
+        let (base, class, seen) = match (owner, seen) {
             (Some(Owner::Zone { base, class }), seen) => (base, class, seen),
             (Some(Owner::Large { .. }), _) => return Ok(false),
             // A small region's pool block is checked, then left to the

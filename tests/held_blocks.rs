@@ -8,7 +8,11 @@
 //! or races with the holder's writes (another thread). Those two tests fail
 //! only under Miri (`make miri`); the third, a held block that stores the
 //! free mark's value, fails natively too if introspection reads the block.
-//! Over the arena provider, small enough for Miri.
+//! The fourth gives a block back through a pointer that covers only its
+//! requested bytes, as `dealloc` gets a `Box`'s: the heap reaches the slack
+//! canary and the free mark past them through its own pointer to the zone
+//! (`heap::own`), never the caller's (Miri). Over the arena provider, small
+//! enough for Miri.
 
 mod common;
 
@@ -221,6 +225,40 @@ fn introspection_does_not_race_with_a_holder_writing_its_block() {
                 thread::yield_now();
             }
         });
+        release(&heap, &mut cache, source, p);
+    }
+}
+
+/// A pointer as a program hands it back: made from a reference to its
+/// requested bytes, so under Miri it may touch those bytes only (as a
+/// `Box<[u8; N]>` or a collection's node given to `dealloc`).
+fn as_reference(p: NonNull<u8>, size: usize) -> NonNull<u8> {
+    let bytes: &mut [u8] = unsafe { slice::from_raw_parts_mut(p.as_ptr(), size) };
+    NonNull::from(bytes).cast()
+}
+
+#[test]
+fn a_pointer_that_covers_only_the_requested_bytes_is_freed_and_resized() {
+    // 5 bytes in a 16-byte block: the slack canary (byte 5) and the free
+    // mark (bytes 8..16) lie past what the program's pointer covers; the
+    // heap reaches them through its own pointer to the zone.
+    const SIZE: usize = 5;
+    for source in SOURCES {
+        let heap = heap();
+        let mut cache = FrontCache::new();
+        let (p, _) = held_block(&heap, &mut cache, source, SIZE);
+        let p = match source {
+            // Grown in place (the block holds 12 bytes): the result covers
+            // them. (A front cache's in-place resize answers with the
+            // caller's pointer, `InPlace::Done`: not checked here.)
+            Source::Zone | Source::HeapStack => {
+                let grown = unsafe { heap.reallocate(as_reference(p, SIZE), layout(12)) }.unwrap();
+                assert_eq!(grown, p, "{source:?}: in place");
+                unsafe { grown.as_ptr().write_bytes(9, 12) };
+                as_reference(grown, 12)
+            }
+            Source::FrontCache => as_reference(p, SIZE),
+        };
         release(&heap, &mut cache, source, p);
     }
 }

@@ -19,7 +19,7 @@ use super::bins::BOUNDS;
 use super::magazine::Magazine;
 use crate::canary;
 use crate::free_mark;
-use crate::heap::{ClassState, Heap};
+use crate::heap::{ClassState, Heap, own};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
@@ -57,6 +57,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let Some((base, class)) = self.page_map.lookup_zone(addr) else {
             return Checked::Locked;
         };
+        // The block through the heap's own pointer to its zone (`heap::own`).
+        let ptr = own(base, ptr);
         let zone = base.cast::<ZoneHeader>();
         // SAFETY: the zone is registered; if `ptr` is one of its handed-out
         // blocks the zone cannot be released meanwhile (the module docs say

@@ -361,8 +361,9 @@ impl FrontCache {
             Checked::Keep(class, entry, mark, _) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
-                // takes it (`free_mark.rs`).
-                if !unsafe { free_mark::claim(ptr, mark) } {
+                // takes it (`free_mark.rs`). Through the heap's pointer to
+                // the block (`heap::own`), not the caller's.
+                if !unsafe { free_mark::claim(entry.block, mark) } {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
                 }
                 // SAFETY: the slot of the block this free just took; from

@@ -192,6 +192,11 @@ impl FrontCache {
         vouched: Vouched,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
+        // The block through the heap's own pointer to its zone, which the
+        // slot (in the zone's header area) carries (`heap::own`).
+        // SAFETY: the caller's block's address, not zero.
+        let ptr =
+            unsafe { NonNull::new_unchecked(vouched.size_slot.with_addr(ptr.as_ptr().addr())) };
         let entry = Entry {
             block: ptr,
             size_slot: vouched.size_slot,
