@@ -67,10 +67,11 @@ stress:
 # descriptors a recipe does not inherit.)
 MIRI = env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test -p ft_malloc
 miri:
-	$(MIRI) --no-run --lib --test heap --test cache --test spans --test heap_cache --test purge --test affinity
+	$(MIRI) --no-run --lib --test heap --test held_blocks --test cache --test spans --test heap_cache --test purge --test affinity
 	$(MAKE) --no-print-directory -j2 miri-heap miri-lib-cache
 miri-heap:
-	$(MIRI) --test heap
+	$(MIRI) --test heap --test held_blocks
+	env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri run -p ft_malloc --example arena_global
 miri-lib-cache:
 	$(MIRI) --lib --test cache --test spans --test heap_cache --test purge --test affinity
 

@@ -12,7 +12,7 @@ use lock_api::{MutexGuard, RawMutex};
 use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
-use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES};
+use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES, own};
 use crate::heap_cache::NO_STACK;
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
@@ -37,6 +37,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // made last (so this path saves no register of its own).
         let seen = self.page_map.releases();
         if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
+            let ptr = own(base, ptr);
             let mut state = self.class(class);
             // The lock is kept on every way: one acquisition per free
             // (`IrqSpinLock` saves and restores the interrupt flag once).
@@ -125,7 +126,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// take.
     #[inline(never)]
     fn deallocate_slow(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
-        let result = match self.find(ptr.as_ptr().addr()) {
+        let (owner, seen, ptr) = self.find_block(ptr);
+        let result = match (owner, seen) {
             (Some(Owner::Zone { base, class }), seen) => {
                 self.free_small(base.cast(), class, ptr, seen)
             }
@@ -323,7 +325,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let Some(ptr) = NonNull::new(block) else {
                 continue;
             };
-            let result = match self.find(ptr.as_ptr().addr()) {
+            let (owner, seen, ptr) = self.find_block(ptr);
+            let result = match (owner, seen) {
                 (Some(Owner::Zone { base, class: c }), seen) if c == class => {
                     self.validate_small(base.cast(), class, ptr, seen)
                         .and_then(|i| {
@@ -351,7 +354,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// TINY or SMALL block (the byte after it is the slack canary's, see
     /// `canary.rs`), the whole run after the pointer for a LARGE one.
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
-        match self.find(ptr.as_ptr().addr()) {
+        let (owner, seen, ptr) = self.find_block(ptr);
+        match (owner, seen) {
             (Some(Owner::Zone { base, class }), seen) => {
                 let _state = self.class(class);
                 let index = self.validate_small(base.cast(), class, ptr, seen)?;

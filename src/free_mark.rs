@@ -10,8 +10,12 @@
 //! - a front cache catches a double free without a lock: the block already
 //!   carries the mark (whichever thread's cache, or zone, holds it);
 //! - the zone path refuses a free of a block that sits in a cache (its live
-//!   bit is set there: the zone only knows it lent the block out);
-//! - introspection tells cached blocks from handed-out ones.
+//!   bit is set there: the zone only knows it lent the block out).
+//!
+//! Only a free (or a realloc) reads the mark, of the block its caller gives
+//! up. Introspection never does: a block the program holds is the
+//! program's to write, at any moment, with anything (the mark's value
+//! included); a cached block says so in its size slot (`zone/sizes.rs`).
 //!
 //! # Two frees of one block at once: the claim
 //!
@@ -226,9 +230,9 @@ pub(crate) unsafe fn take(block: NonNull<u8>) -> usize {
 ///
 /// # Safety
 ///
-/// `block` is a carved block of a zone that is mapped. If the block is
-/// handed out, its holder may be writing it: then the answer is only as
-/// good as a racy read (introspection uses it for display only).
+/// `block` is a carved block of a zone that is mapped, which the caller is
+/// freeing (or resizing): a block someone else holds is theirs to write,
+/// and is never read (introspection reads size slots, `zone/sizes.rs`).
 #[inline(always)]
 pub(crate) unsafe fn is_set(block: NonNull<u8>) -> bool {
     // SAFETY: per the contract.
@@ -243,7 +247,6 @@ pub(crate) unsafe fn is_set(block: NonNull<u8>) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn is_set_to(block: NonNull<u8>, mark: usize) -> bool {
     // SAFETY: per the contract the word is mapped; atomic, because a racing
-    // free may claim it (a handed-out block's holder may also write it,
-    // which only introspection reads through).
+    // free may claim it.
     unsafe { word(block).load(Ordering::Relaxed) == mark }
 }

@@ -262,6 +262,37 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         (self.page_map.lookup(addr), releases)
     }
 
+    /// [`find`](Self::find) for a pointer a caller gives back, and the
+    /// pointer re-derived from the run the map names ([`own`]).
+    #[inline]
+    pub(crate) fn find_block(&self, ptr: NonNull<u8>) -> (Option<Owner>, usize, NonNull<u8>) {
+        let (owner, seen) = self.find(ptr.as_ptr().addr());
+        let ptr = match owner {
+            Some(
+                Owner::Zone { base, .. }
+                | Owner::Large { base }
+                | Owner::Pool { base }
+                | Owner::Bare { base },
+            ) => own(base, ptr),
+            None => ptr,
+        };
+        (owner, seen, ptr)
+    }
+}
+
+/// `ptr` with the provenance of `base`, the start of the run the page map
+/// names for it: the same address, no instruction. The heap reaches a
+/// block's metadata (slack canary, free mark, headers) and hands a block
+/// back (a realloc in place) through its own pointer to the run, never
+/// through the caller's, which may cover only the requested bytes (a
+/// `Box`, a collection's node given to `dealloc`: under Miri it may touch
+/// nothing else; `tests/held_blocks.rs`).
+#[inline(always)]
+pub(crate) fn own(base: NonNull<u8>, ptr: NonNull<u8>) -> NonNull<u8> {
+    base.with_addr(ptr.addr())
+}
+
+impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// Records a refused pointer or detected corruption.
     #[cold]
     pub(crate) fn count_error<T>(&self, error: T) -> T {

@@ -53,8 +53,9 @@
 //!   class's `stack_len` is not [`NO_STACK`], its lock's holders read the
 //!   pointer Relaxed (the lock orders them after that Acquire). The area
 //!   goes back to the provider only in `Drop`.
-//! - `show_alloc_mem`, `visit` and `stats` need nothing: a stacked block is
-//!   lent and marked, which is how they already tell cached blocks apart.
+//! - `show_alloc_mem`, `visit` and `stats` tell a stacked block from a held
+//!   one by its size slot, which the free writes `CACHED` after its claim
+//!   (`zone/sizes.rs`): they never read a block.
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
@@ -68,7 +69,7 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
+use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass, ZoneGeometry};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
@@ -338,15 +339,40 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !zone::is_live_in(zone, g, index) {
                 return false;
             }
-            let mark = free_mark::value(ptr);
-            // One branch on the slot's width, known from the class.
-            let (size_slot, requested) = if class.size_width() == 1 {
-                let slot = zone::size_slot_with(zone, g, 1, index);
-                (slot, zone::load_own_size(slot, 1))
+            // One branch on the slot's width, known from the class; each
+            // way goes on to its end, so the slot's store after the claim
+            // is one instruction, with no second test of the width.
+            if class.size_width() == 1 {
+                self.stack_checked::<1>(state, zone, g, class, ptr, index)
             } else {
-                let slot = zone::size_slot_with(zone, g, 2, index);
-                (slot, zone::load_own_size(slot, 2))
-            };
+                self.stack_checked::<2>(state, zone, g, class, ptr, index)
+            }
+        }
+    }
+
+    /// The end of [`free_to_stack_with_room`](Self::free_to_stack_with_room)
+    /// for a block whose size slot is `WIDTH` bytes: the size slot and the
+    /// canary checked, the claim, the slot marked cached, the push.
+    ///
+    /// # Safety
+    ///
+    /// As for `free_to_stack_with_room`, and `index` is a carved block of
+    /// `zone` (layout `g`, class `class` of slot width `WIDTH`), live.
+    #[inline(always)]
+    unsafe fn stack_checked<const WIDTH: usize>(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        g: &ZoneGeometry,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        index: usize,
+    ) -> bool {
+        // SAFETY (all the block below): per the contract.
+        unsafe {
+            let mark = free_mark::value(ptr);
+            let size_slot = zone::size_slot_with(zone, g, WIDTH, index);
+            let requested = zone::load_own_size(size_slot, WIDTH);
             // A block armed for less than its size has a canary; one armed
             // for more is a span's (the full path's).
             if requested < g.block_size {
@@ -366,6 +392,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !free_mark::claim(ptr, mark) {
                 return false;
             }
+            // Cached, for introspection (`zone/sizes.rs`).
+            zone::store_cached(size_slot, WIDTH);
             // The mark in the first word too: a block written after its free
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);

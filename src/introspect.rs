@@ -13,7 +13,6 @@ use core::sync::atomic::Ordering;
 
 use lock_api::RawMutex;
 
-use crate::free_mark;
 use crate::heap::Heap;
 use crate::page_map::{GRANULE_SHIFT, Owner};
 use crate::provider::PageProvider;
@@ -316,14 +315,17 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
             zone::carved(zone),
         )
     };
-    // The zone counts the blocks it lent out; those that sit in a front
-    // cache carry the free mark and are not the program's.
-    // SAFETY: a carved block of a live zone (its owner may write it: see
-    // `free_mark::is_set`).
-    let cached_at = |index| unsafe { free_mark::is_set(zone::block_ptr(zone, index)) };
+    // The zone counts the blocks it lent out; those a cache keeps say so in
+    // their size slot. Only the slots are read, never a block: a held
+    // block's bytes are its holder's (`zone/sizes.rs`).
+    let cached_size = zone::cached_size(class.size_width());
     let mut cached = 0;
-    // SAFETY: per the contract.
-    unsafe { zone::for_each_live(zone, |index| cached += cached_at(index) as usize) };
+    // SAFETY: per the contract: the slots of a live zone's lent blocks.
+    unsafe {
+        zone::for_each_live(zone, |index| {
+            cached += (zone::requested(zone, index) == cached_size) as usize;
+        })
+    };
     let info = ZoneInfo {
         kind: class.kind(),
         start: zone.as_ptr().addr(),
@@ -339,12 +341,9 @@ unsafe fn visit_zone(zone: NonNull<ZoneHeader>, class: SizeClass, visitor: &mut 
     // SAFETY: per the contract.
     unsafe {
         zone::for_each_live(zone, |index| {
-            if cached_at(index) {
-                return;
-            }
             let requested = zone::requested(zone, index);
-            if requested == span::FOLLOWER {
-                // Part of the span reported at its head.
+            if requested == cached_size || requested == span::FOLLOWER {
+                // Kept by a cache; or part of the span reported at its head.
                 return;
             }
             let block_size = class.block_size();

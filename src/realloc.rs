@@ -12,7 +12,7 @@ use crate::canary;
 use crate::error::{HeapError, ReallocError};
 use crate::free::check_canary;
 use crate::free_mark;
-use crate::heap::{ClassState, Heap};
+use crate::heap::{ClassState, Heap, own};
 use crate::large::{LargeBlock, LargeState};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
@@ -194,6 +194,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // everything but zones are calls of their own.
         let seen = self.page_map.releases();
         if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
+            // The block through the heap's own pointer (`heap::own`).
+            let ptr = own(base, ptr);
             let state = self.class(class);
             let zone = base.cast();
             // SAFETY: the map named this zone of `class` when `seen` was
@@ -221,7 +223,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let result = match self.find(ptr.as_ptr().addr()) {
+        let (owner, seen, ptr) = self.find_block(ptr);
+        let result = match (owner, seen) {
             (Some(Owner::Zone { base, class }), seen) => {
                 let state = self.class(class);
                 return self.realloc_small_locked(state, base.cast(), class, ptr, seen, new_layout);
@@ -344,7 +347,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         new_size: usize,
     ) -> Result<bool, HeapError> {
-        let (base, class, seen) = match self.find(ptr.as_ptr().addr()) {
+        let (owner, seen, ptr) = self.find_block(ptr);
+        let (base, class, seen) = match (owner, seen) {
             (Some(Owner::Zone { base, class }), seen) => (base, class, seen),
             (Some(Owner::Large { .. }), _) => return Ok(false),
             // A small region's pool block is checked, then left to the

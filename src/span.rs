@@ -217,7 +217,13 @@ pub(crate) unsafe fn check_head(
         return Err(HeapError::InvalidPointer);
     }
     // SAFETY: per the contract.
-    let block_size = unsafe { zone::layout_of(zone) }.block_size;
+    let g = unsafe { zone::layout_of(zone) };
+    if requested == zone::cached_size(g.size_width) {
+        // A cache keeps the block (`zone/sizes.rs`): freed already (a free
+        // that raced the one that cached it gets here past the mark check).
+        return Err(HeapError::DoubleFree);
+    }
+    let block_size = g.block_size;
     let n = blocks_for(requested, block_size);
     // SAFETY: live zone, lock held.
     if n > SPAN_MAX_BLOCKS || index + n > unsafe { zone::carved(zone) } {

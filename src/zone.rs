@@ -29,8 +29,8 @@ pub(crate) use free_pages::{for_each_free_tail, free_blocks, has_free_pages};
 pub(crate) use owner::{owner, set_owner};
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
-    layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in, size_slot_with,
-    store_size,
+    cached_size, layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in,
+    size_slot_with, store_cached, store_size,
 };
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.

@@ -330,14 +330,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         out: &mut [MaybeUninit<Entry>],
     ) -> usize {
         let block_size = class.block_size();
+        let width = class.size_width();
         let mut filled = self.take_batch_at_home(class, affinity, out.len(), |i, popped| {
-            lend_one(out, i, popped, block_size)
+            lend_one(out, i, popped, block_size, width)
         });
         if filled == 0 {
             // Not `lend_blocks`: a second caller would take it out of line
             // from the other classes' refills.
             filled = self.take_batch(class, out.len(), |i, popped| {
-                lend_one(out, i, popped, block_size)
+                lend_one(out, i, popped, block_size, width)
             });
         }
         // As in `lend_blocks`: the blocks go out in the zone's order.

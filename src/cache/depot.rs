@@ -20,7 +20,7 @@ use super::bins::BOUNDS;
 use super::magazine::Magazine;
 use crate::canary;
 use crate::free_mark;
-use crate::heap::{ClassState, Heap};
+use crate::heap::{ClassState, Heap, own};
 use crate::page_map::{MappedFlat, Owner, PageMap};
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
@@ -120,6 +120,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         };
         // SAFETY: a registered zone's granule: no zone lies at address 0.
         let ptr = unsafe { NonNull::new_unchecked(ptr) };
+        // The block through the heap's own pointer to its zone (`heap::own`).
+        let ptr = own(base, ptr);
         let zone = base.cast::<ZoneHeader>();
         // SAFETY: the zone is registered; if `ptr` is one of its handed-out
         // blocks the zone cannot be released meanwhile (the module docs say
@@ -423,8 +425,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// the free mark: they are free, held by a cache.
     pub(super) fn lend_blocks(&self, class: SizeClass, out: &mut [MaybeUninit<Entry>]) -> usize {
         let block_size = class.block_size();
+        let width = class.size_width();
         let filled = self.take_batch(class, out.len(), |i, popped| {
-            lend_one(out, i, popped, block_size)
+            lend_one(out, i, popped, block_size, width)
         });
         // A magazine pops from its end: reversed, the blocks go out in the
         // order the zone gave them (ascending addresses for fresh carving).
@@ -486,13 +489,19 @@ pub(super) fn lend_one(
     i: usize,
     popped: Popped,
     block_size: usize,
+    width: usize,
 ) -> bool {
-    // SAFETY: the block is the cache's from now on; free, so marked.
-    unsafe { free_mark::set(popped.ptr) };
+    // SAFETY: the block's zone, live, lock held.
+    let size_slot = unsafe { zone::size_slot(popped.zone, popped.index) };
+    // SAFETY: the block is the cache's from now on; free, so marked (in
+    // itself, for frees; in its slot, for introspection).
+    unsafe {
+        free_mark::set(popped.ptr);
+        zone::store_cached(size_slot, width);
+    }
     out[i] = MaybeUninit::new(Entry {
         block: popped.ptr,
-        // SAFETY: the block's zone, live, lock held.
-        size_slot: unsafe { zone::size_slot(popped.zone, popped.index) },
+        size_slot,
     });
     let end = popped.ptr.as_ptr().addr() + block_size;
     !popped.carved || (end - 1) / MIN_PAGE_SIZE == (end + block_size - 1) / MIN_PAGE_SIZE

@@ -490,7 +490,8 @@ impl FrontCache {
             Checked::Keep(class, entry, mark, _) => {
                 // SAFETY: a checked block of a zone that lends it (so the
                 // zone stays); its mark. Of two frees racing for it, one
-                // takes it (`free_mark.rs`).
+                // takes it (`free_mark.rs`). Through the heap's pointer to
+                // the block (`heap::own`), not the caller's.
                 let replaced = unsafe { free_mark::claim_over(entry.block, mark) };
                 if replaced == mark {
                     return Some(Err(heap.count_error(HeapError::DoubleFree)));
@@ -503,9 +504,17 @@ impl FrontCache {
                         unsafe { free_mark::unclaim(entry.block, replaced) };
                         return None;
                     }
+                    // SAFETY: the slot of the block this free just took;
+                    // from now on introspection counts it cached
+                    // (`zone/sizes.rs`).
+                    unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
                     // SAFETY: not inert: the caller's own cache.
                     unsafe { (*this).push_slow(heap, class, entry, replaced) };
+                    return Some(Ok(()));
                 }
+                // SAFETY: as above; the block is in this cache's magazine,
+                // which only this cache pops.
+                unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
                 Some(Ok(()))
             }
             Checked::Locked => None,
@@ -676,8 +685,13 @@ impl FrontCache {
             // replaced (a cleared word would break the slack canary of a
             // request under 16 bytes: `free_mark::unclaim`). (A double free
             // racing in between is refused by either claim.)
-            // SAFETY: the block is the caller's freed block.
-            unsafe { free_mark::unclaim(entry.block, replaced) };
+            // SAFETY: the block is the caller's freed block. Its slot says
+            // cached: the locked path reads a full block (no canary: the
+            // check that kept it passed it).
+            unsafe {
+                zone::store_size(entry.size_slot, class.size_width(), class.block_size());
+                free_mark::unclaim(entry.block, replaced);
+            }
             // SAFETY: as for `deallocate`.
             let _ = unsafe { heap.deallocate(entry.block) };
         }

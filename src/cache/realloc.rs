@@ -192,6 +192,11 @@ impl FrontCache {
         vouched: Vouched,
         new_layout: Layout,
     ) -> Result<NonNull<u8>, ReallocError> {
+        // The block through the heap's own pointer to its zone, which the
+        // slot (in the zone's header area) carries (`heap::own`).
+        // SAFETY: the caller's block's address, not zero.
+        let ptr =
+            unsafe { NonNull::new_unchecked(vouched.size_slot.with_addr(ptr.as_ptr().addr())) };
         let entry = Entry {
             block: ptr,
             size_slot: vouched.size_slot,
@@ -291,6 +296,8 @@ impl FrontCache {
             heap.count_error(HeapError::DoubleFree);
             return Ok(new);
         }
+        // SAFETY: the slot of the block just taken back (`zone/sizes.rs`).
+        unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
         if !self.push(class, entry) {
             self.push_slow(heap, class, entry, replaced);
         }

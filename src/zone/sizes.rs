@@ -2,6 +2,40 @@
 //! the live bitmap (one byte per TINY block, two per SMALL block,
 //! `ZoneGeometry::size_width`). They keep `show_alloc_mem` exact and place
 //! the slack canary; the slot belongs to whoever holds the block.
+//!
+//! # Held or cached: the slot says, the block is never read
+//!
+//! A block whose live bit is set is *lent*: the program holds it, or a
+//! cache keeps it free (a front cache's magazine, a class's depot, the
+//! plain heap's stack, `heap_cache.rs`). Introspection tells the two apart
+//! by this slot alone: a cached block's slot holds [`CACHED`], a held
+//! block's the size asked for (or a span's record, `span.rs`). The block's
+//! own bytes are the program's: reading them (its free mark, as before)
+//! was a read of memory the heap had given away, a data race with the
+//! holder's writes, and a misreport of a program that stores the mark's
+//! value.
+//!
+//! - **Who writes.** Whoever owns the block at that moment, with a relaxed
+//!   atomic store (a plain `mov` on every target): [`CACHED`] when a block
+//!   enters a cache (a front cache's free after its claim, `cache/mod.rs`
+//!   and `cache/realloc.rs`; a refill lending blocks and the stack's free,
+//!   under the class lock), the requested size when it is handed out (a
+//!   cache's hand-out without a lock, the zone paths under it) or resized in
+//!   place. A block leaves a cache only by being handed out or drained into
+//!   its zone (its live bit cleared: nobody reads a free block's slot).
+//! - **Who reads without owning.** Only introspection, under the class
+//!   lock, with relaxed atomic loads. It may meet a cache's store at any
+//!   moment: either value is an exact answer at that instant (a free is
+//!   complete once the slot says [`CACHED`]; a hand-out once it holds the
+//!   size). Every other reader holds the block (a free, a realloc,
+//!   `usable_size`) and may read it plainly ([`load_own_size`]): no one
+//!   else writes it meanwhile (a racing double free is the program's bug;
+//!   its loser still finds the free mark, or [`CACHED`], and refuses).
+//! - **Why a size above the block.** Every path that frees or resizes a
+//!   block reads its slot first and sends a slot above the block size to
+//!   the locked span path (`span::check_head`), which refuses [`CACHED`]
+//!   as a double free: a cached block's second free is still caught, and
+//!   its canary check never runs on the sentinel.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicU16, Ordering};
@@ -45,6 +79,37 @@ pub(crate) fn size_slot_with(
         .wrapping_add(g.sizes_offset + index * width)
 }
 
+/// The size slot of a block a cache keeps (see the module documentation):
+/// above every block size in either width (`0xFE` in a TINY block's byte,
+/// TINY blocks are at most 128 bytes; `0xFFFE` in a SMALL block's two,
+/// above `SMALL_MAX` and any span's head), and not a span follower's.
+pub(crate) const CACHED: usize = 0xFFFE;
+
+const _: () = {
+    assert!(cached_size(1) > crate::size_class::TINY_MAX);
+    assert!(cached_size(2) > crate::size_class::SMALL_MAX);
+    assert!(cached_size(2) != crate::span::FOLLOWER);
+};
+
+/// [`CACHED`] as a slot of `width` bytes reads it back ([`store_size`]
+/// keeps the low bytes).
+#[inline(always)]
+pub(crate) const fn cached_size(width: usize) -> usize {
+    if width == 1 { CACHED & 0xFF } else { CACHED }
+}
+
+/// Records that a cache keeps the block of `slot` (free, still lent).
+///
+/// # Safety
+///
+/// As for [`store_size`]; the caller has just freed the block into a cache
+/// (claimed it) or lends it to one under the class lock.
+#[inline(always)]
+pub(crate) unsafe fn store_cached(slot: *mut u8, width: usize) {
+    // SAFETY: per the contract.
+    unsafe { store_size(slot, width, CACHED) }
+}
+
 /// The layout of a zone (its class's full or scarce one), read from its
 /// header: set when the zone is made, never changed.
 ///
@@ -59,13 +124,13 @@ pub(crate) unsafe fn layout_of(zone: NonNull<ZoneHeader>) -> &'static ZoneGeomet
 
 /// Records `size` in a block's size slot. The slot belongs to whoever holds
 /// the block (the class lock's holder, or a front cache handing the block
-/// out without a lock); introspection reads it under the lock, hence the
-/// atomic (relaxed: a plain store on every target).
+/// out or keeping it without a lock); introspection reads it under the
+/// lock, hence the atomic (relaxed: a plain store on every target).
 ///
 /// # Safety
 ///
 /// `slot` comes from [`size_slot`] of a live zone of a class of that
-/// `width`, and `size` fits the class.
+/// `width`, and `size` fits the class (or is [`CACHED`]).
 #[inline(always)]
 pub(crate) unsafe fn store_size(slot: *mut u8, width: usize, size: usize) {
     // SAFETY: per the contract: inside the zone's sizes array, aligned to
