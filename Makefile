@@ -20,9 +20,10 @@ PLOT_PY ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 all: $(NAME)
 
 # Cargo decides whether anything changed; the copy keeps the subject's name.
-# `c-abi` exports malloc & co. (the crate's default is Rust's allocator only).
+# `c-abi` exports malloc & co. (the crate's default is Rust's allocator only);
+# `own-panic-handler` leaves Rust std out of the library (a smaller footprint).
 $(NAME): FORCE
-	$(CARGO) build --release -p ft_malloc_hosted --features c-abi
+	$(CARGO) build --release -p ft_malloc_hosted --features c-abi,own-panic-handler
 	@# Copy then rename: overwriting a library a running process has mapped
 	@# would pull the pages from under it.
 	cp $(RELEASE)/libft_malloc_hosted.so $(NAME).tmp && mv -f $(NAME).tmp $(NAME)
