@@ -82,6 +82,8 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@# The tests turn on the hosted crate's `c-abi`; lint its default too.
 	$(CARGO) clippy -p ft_malloc_hosted --lib -- -D warnings
+	@# And the library as `make` builds it (no std: its own panic handler).
+	$(CARGO) clippy -p ft_malloc_hosted --lib --features c-abi,own-panic-handler -- -D warnings
 	$(CARGO) clippy -p ft_malloc_qemu_test --target x86_64-unknown-none -- -D warnings
 	$(CARGO) build -p ft_malloc --target x86_64-unknown-none --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ft_malloc --all-features
