@@ -41,11 +41,7 @@
 // `own-panic-handler` the library's (`panic_handler.rs` says why). No module
 // below uses `std::` outside its unit tests, except the thread-local slot on
 // other architectures than x86_64, where the feature therefore does nothing.
-#[cfg(any(
-    test,
-    not(feature = "own-panic-handler"),
-    not(target_arch = "x86_64")
-))]
+#[cfg(any(test, not(feature = "own-panic-handler"), not(target_arch = "x86_64")))]
 extern crate std;
 
 #[cfg(all(feature = "own-panic-handler", target_arch = "x86_64", not(test)))]

@@ -24,7 +24,14 @@ const EXTRA_PEAK_KIB_LIMIT: i64 = 450;
 fn standalone_library() -> PathBuf {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("own-panic-handler");
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--offline", "--release", "--lib", "-p", "ft_malloc_hosted"])
+        .args([
+            "build",
+            "--offline",
+            "--release",
+            "--lib",
+            "-p",
+            "ft_malloc_hosted",
+        ])
         .args(["--features", "c-abi,own-panic-handler"])
         .arg("--manifest-path")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
@@ -32,7 +39,10 @@ fn standalone_library() -> PathBuf {
         .arg(&target)
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "cargo build with own-panic-handler failed");
+    assert!(
+        status.success(),
+        "cargo build with own-panic-handler failed"
+    );
     target.join("release/libft_malloc_hosted.so")
 }
 
@@ -49,9 +59,19 @@ fn standalone_library_needs_only_libc_and_exports_only_the_c_functions() {
     let needed: Vec<String> = tool("readelf", &["-d"], &lib)
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
-        .map(|l| l.rsplit('[').next().unwrap().trim_end_matches(']').to_owned())
+        .map(|l| {
+            l.rsplit('[')
+                .next()
+                .unwrap()
+                .trim_end_matches(']')
+                .to_owned()
+        })
         .collect();
-    assert_eq!(needed, ["libc.so.6"], "libraries the standalone build needs");
+    assert_eq!(
+        needed,
+        ["libc.so.6"],
+        "libraries the standalone build needs"
+    );
 
     let undefined = tool("nm", &["-D", "--undefined-only"], &lib);
     assert!(
