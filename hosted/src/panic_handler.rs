@@ -5,13 +5,13 @@
 //! Why: std's panic handler is the only thing the crate took from std, and
 //! it brings std's whole panic machinery (formatting to stderr through std's
 //! locks, backtrace symbolisation with gimli, addr2line, miniz_oxide and
-//! rustc_demangle, `_Unwind_Backtrace` from `libgcc_s.so.1`). That was 57%
-//! of the library's `.text` (176 of 391 kB), and every program that
-//! preloads the library paid for it in resident pages: the kernel maps
+//! rustc_demangle, `_Unwind_Backtrace` from `libgcc_s.so.1`): without it
+//! the library's `.text` is 169 kB instead of 391 kB. Every program that
+//! preloads the library paid for that in resident pages: the kernel maps
 //! 64 KiB of file pages around each page fault (fault-around), so a page
 //! touched near that code brings it in, and `libgcc_s.so.1` was loaded too.
-//! Without it a trivial program's peak RSS under the library drops by about
-//! a third of a MiB (BENCHMARKS.md, "the fixed footprint").
+//! Without it a trivial program's peak RSS under the library drops by a
+//! third of a MiB (BENCHMARKS.md, "the fixed footprint").
 //!
 //! A panic in this library is a bug (the code is written not to panic), and
 //! with `panic = "abort"` std would only have printed a message and aborted
