@@ -15,6 +15,8 @@ use crate::zone;
 pub const MAGAZINE_MAX_BYTES: usize = 32 * 1024;
 /// Full magazines a class's depot may hold...
 pub const DEPOT_MAX_MAGAZINES: usize = 64;
+// A depot's count and low-water mark are kept in a byte each (`ClassState`).
+const _: () = assert!(DEPOT_MAX_MAGAZINES <= u8::MAX as usize);
 /// ... and bytes of blocks it may hold...
 pub const DEPOT_MAX_BYTES: usize = 4 << 20;
 /// ... or, for a class whose free blocks give pages back in their zones

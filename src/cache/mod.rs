@@ -101,6 +101,7 @@
 mod bins;
 mod decay;
 mod depot;
+mod depot_trim;
 mod loaded;
 mod magazine;
 mod realloc;
