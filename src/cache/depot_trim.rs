@@ -30,6 +30,10 @@
 //! surplus, the class is treated as idle (`release_idle_class`: its free
 //! blocks give back their pages, its kept empty zones are decommitted).
 //!
+//! Only classes whose magazines hold at least `TRIM_MIN_MAGAZINE_BYTES`
+//! (16 KiB: blocks of 576 B and up) are trimmed: a trim costs zone
+//! operations per block and gives back bytes per magazine (`bins.rs`).
+//!
 //! Everything here runs under the class lock, taken with `try_lock` (a
 //! busy lock means the class is in use: the next visit will do).
 
@@ -37,6 +41,7 @@ use core::ptr::NonNull;
 
 use lock_api::RawMutex;
 
+use super::bins::{BOUNDS, TRIM_MIN_MAGAZINE_BYTES};
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
@@ -45,6 +50,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// The sweep's visit of `class`'s depot for a cache that holds the
     /// class (see the module documentation).
     pub(crate) fn trim_depot(&self, class: SizeClass) {
+        if usize::from(BOUNDS.magazine[class.index()]) * class.block_size()
+            < TRIM_MIN_MAGAZINE_BYTES
+        {
+            return;
+        }
         let Some(mut state) = self.classes[class.index()].0.try_lock() else {
             return;
         };
