@@ -20,9 +20,10 @@ PLOT_PY ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 all: $(NAME)
 
 # Cargo decides whether anything changed; the copy keeps the subject's name.
-# `c-abi` exports malloc & co. (the crate's default is Rust's allocator only).
+# `c-abi` exports malloc & co. (the crate's default is Rust's allocator only);
+# `own-panic-handler` leaves Rust std out of the library (a smaller footprint).
 $(NAME): FORCE
-	$(CARGO) build --release -p ft_malloc_hosted --features c-abi
+	$(CARGO) build --release -p ft_malloc_hosted --features c-abi,own-panic-handler
 	@# Copy then rename: overwriting a library a running process has mapped
 	@# would pull the pages from under it.
 	cp $(RELEASE)/libft_malloc_hosted.so $(NAME).tmp && mv -f $(NAME).tmp $(NAME)
@@ -82,6 +83,8 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@# The tests turn on the hosted crate's `c-abi`; lint its default too.
 	$(CARGO) clippy -p ft_malloc_hosted --lib -- -D warnings
+	@# And the library as `make` builds it (no std: its own panic handler).
+	$(CARGO) clippy -p ft_malloc_hosted --lib --features c-abi,own-panic-handler -- -D warnings
 	$(CARGO) clippy -p ft_malloc_qemu_test --target x86_64-unknown-none -- -D warnings
 	$(CARGO) build -p ft_malloc --target x86_64-unknown-none --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ft_malloc --all-features

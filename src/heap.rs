@@ -89,7 +89,10 @@ pub(crate) struct ClassState {
     /// Full magazines that front caches gave back: the depot (a list).
     pub(crate) depot: *mut Magazine,
     /// Magazines in the depot (at most `cache::bins::DEPOT_MAX_MAGAZINES`).
-    pub(crate) depot_magazines: u16,
+    pub(crate) depot_magazines: u8,
+    /// The fewest magazines the depot held since the last trim
+    /// (`cache/depot_trim.rs`): those below were taken by nobody.
+    pub(crate) depot_low: u8,
     /// Zones with no live block (kept for reuse, at most [`EMPTY_ZONES_KEPT`]).
     pub(crate) empty_zones: u8,
     /// Blocks in this class's stack of the heap's own cache
@@ -126,6 +129,7 @@ impl ClassState {
             stack_len: crate::heap_cache::NO_STACK,
             depot: ptr::null_mut(),
             depot_magazines: 0,
+            depot_low: 0,
         }
     }
 

@@ -39,6 +39,24 @@
 //! - every purge is paid for by at least [`PURGE_MIN_BYTES`] freed into the
 //!   zone above the purged blocks.
 //!
+//! # Blocks of several pages: at once, until the zone shows it is in use
+//!
+//! A block of [`PURGE_AT_ONCE_PAGES`] pages and more (16 KiB and up, with
+//! 4 KiB pages: the classes of 18 to 32 KiB) reaches its zone's free list
+//! only past the front caches (two magazines of a few blocks and a depot
+//! of `DEPOT_MAX_BYTES_PAGED`), so a class in steady use rarely frees into
+//! its zone at all; and one `madvise` gives back at least four pages. So
+//! such a block gives its pages back at once, while the zone's patience is
+//! 0: none of its purged blocks has been taken again. The first purged
+//! block taken again raises the patience (as below) and the zone follows
+//! the interval rule from then on (the patience outlives a reset of the
+//! zone: it is the zone's record). Cost in a steady loop: the first few
+//! frees into the zone, once (`tests/purge_at_once.rs`). What it saves:
+//! a string builder's buffers that grow through the 18-32 KiB classes
+//! leave each zone behind with up to two intervals (and a patience's
+//! doublings) of blocks unpurged, 3.3 MiB of realloc_strings' peak
+//! (BENCHMARKS.md, "realloc_strings' footprint").
+//!
 //! A zone whose frees stop has no next check: what is left above
 //! `purged_free` is given back when its class goes idle
 //! ([`Heap::purge_idle_zones`], from the front caches' decay: an idle
@@ -56,6 +74,10 @@ use crate::heap::{ClassState, Heap};
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::zone::{self, ZoneHeader};
 
+/// A free block that covers at least this many pages past its head gives
+/// them back as soon as it reaches its zone's free list, while none of the
+/// zone's purged blocks has been taken again (see the module docs).
+pub(crate) const PURGE_AT_ONCE_PAGES: usize = 4;
 /// Bytes of blocks freed into a zone above its list's lowest point that
 /// make a check (see the module docs): at least this many...
 pub(crate) const PURGE_MIN_BYTES: usize = 256 * 1024;
@@ -145,6 +167,17 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             z.purge_patience = (z.purge_patience + 1).min(PURGE_PATIENCE_MAX);
         }
         z.purge_low = z.purge_low.min(before);
+        if z.purge_patience == 0 && zone::has_free_pages(block_size, PURGE_AT_ONCE_PAGES * page) {
+            // At once: blocks of several pages in a zone none of whose
+            // purged blocks was taken again (see the module docs). Every
+            // block below this one gave its pages already (`before >=
+            // purged_free`), but for those left when the zone was young.
+            let purged = usize::from(z.purged_free);
+            (z.purged_free, z.purge_low) = (free as u16, free as u16);
+            // SAFETY: per the contract; the top `free - purged` blocks.
+            unsafe { self.purge_free_pages(zone, page, 0, free - purged) };
+            return;
+        }
         let (low, purged) = (usize::from(z.purge_low), usize::from(z.purged_free));
         let interval = PURGE_MIN_BYTES.max(carved / PURGE_CARVED_SHARE) << z.purge_patience;
         if (free - low) * block_size < interval {

@@ -30,15 +30,29 @@
 //! thread-local with a destructor; nothing unwinds (`panic = "abort"`); every
 //! system call leaves `errno` as it was. The crate is `no_std` to make the
 //! last-but-one rule visible: std is linked (below) only so that the `cdylib`
-//! gets a panic handler. See `hosted/README.md` for the C semantics and the
-//! debug environment variables.
+//! gets a panic handler, and not even that with `own-panic-handler`. See
+//! `hosted/README.md` for the C semantics and the debug environment
+//! variables.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-// The `cdylib` is a final artifact and needs a panic handler; std provides
-// one. No module below uses `std::`.
+// The `cdylib` is a final artifact and needs a panic handler: std's, or with
+// `own-panic-handler` the library's (`panic_handler.rs` says why). No module
+// below uses `std::` outside its unit tests, except the thread-local slot on
+// other architectures than x86_64, where the feature therefore does nothing.
+#[cfg(any(test, not(feature = "own-panic-handler"), not(target_arch = "x86_64")))]
 extern crate std;
+
+#[cfg(all(feature = "own-panic-handler", target_arch = "x86_64", not(test)))]
+mod panic_handler;
+
+// std is what names libc to the linker (the `libc` crate does not); without
+// it the library would have no `NEEDED libc.so.6`, and its references to libc
+// no symbol versions.
+#[cfg(all(feature = "own-panic-handler", target_arch = "x86_64", not(test)))]
+#[link(name = "c")]
+unsafe extern "C" {}
 
 #[cfg(feature = "c-abi")]
 pub mod c_api;

@@ -428,6 +428,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 // SAFETY: as above.
                 unsafe { *link = m.next };
                 state.depot_magazines -= 1;
+                // As `pop_depot`: the low-water mark (`depot_trim.rs`).
+                state.depot_low = state.depot_low.min(state.depot_magazines);
                 return Some(magazine);
             }
             link = &raw mut m.next;

@@ -153,10 +153,12 @@ impl FrontCache {
             // A whole round: the LARGE cache's ageing tick too.
             heap.decay_large_cache();
         }
+        let class = SizeClass::from_index(i).expect("a class index");
         if d.held[i / 64] & (1 << (i % 64)) != 0 {
+            // In use here: only what its depot kept for nobody goes back.
+            heap.trim_depot(class);
             return;
         }
-        let class = SizeClass::from_index(i).expect("a class index");
         d.depot_seen[i] = heap.sweep_depot(class, d.depot_seen[i]);
     }
 }

@@ -264,6 +264,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // SAFETY: depot magazines are valid and owned by the depot.
         state.depot = unsafe { full.as_ref().next };
         state.depot_magazines -= 1;
+        // The depot's low-water mark since the last trim (`depot_trim.rs`).
+        state.depot_low = state.depot_low.min(state.depot_magazines);
         Some(full)
     }
 
@@ -276,7 +278,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         full: NonNull<Magazine>,
     ) -> Option<NonNull<Magazine>> {
         let mut state = self.class(class);
-        if state.depot_magazines < BOUNDS.depot[class.index()] {
+        if u16::from(state.depot_magazines) < BOUNDS.depot[class.index()] {
             // SAFETY: a full magazine the cache hands over.
             unsafe { (*full.as_ptr()).next = state.depot };
             state.depot = full.as_ptr();
@@ -316,7 +318,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         if len > 0 {
             let mut state = self.class(class);
             let half_full = 2 * len >= BOUNDS.magazine[class.index()] as usize;
-            if half_full && state.depot_magazines < BOUNDS.depot[class.index()] {
+            if half_full && u16::from(state.depot_magazines) < BOUNDS.depot[class.index()] {
                 // SAFETY: as above.
                 unsafe { (*magazine.as_ptr()).next = state.depot };
                 state.depot = magazine.as_ptr();
@@ -358,7 +360,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// the depot in between.
     fn depot_stamp(state: &ClassState) -> u16 {
         let top = (state.depot.addr() / core::mem::size_of::<Magazine>()) as u64;
-        ((top ^ (top >> 16) ^ (top >> 32)) as u16 ^ state.depot_magazines.rotate_left(8)) | 1
+        ((top ^ (top >> 16) ^ (top >> 32)) as u16 ^ u16::from(state.depot_magazines).rotate_left(8))
+            | 1
     }
 
     /// One step of a cache's depot sweep (`FrontCache`'s decay): if the
@@ -388,7 +391,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// zones, and the zones it keeps empty give their pages back whatever
     /// their size (nobody is looping on this class). The caller holds the
     /// class lock (`state`).
-    fn release_idle_class(&self, state: &mut ClassState, class: SizeClass) {
+    pub(super) fn release_idle_class(&self, state: &mut ClassState, class: SizeClass) {
         self.drain_depot(state, class);
         // Free blocks of its zones give their pages back (`purge.rs`).
         self.purge_idle_zones(state, crate::purge::PURGE_IDLE_MIN_BYTES);
@@ -442,7 +445,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ///
     /// The caller holds `class`'s lock (`state`) and the magazine, whose
     /// blocks are lent by zones of `class`.
-    unsafe fn drain_into_zones(
+    pub(super) unsafe fn drain_into_zones(
         &self,
         state: &mut ClassState,
         class: SizeClass,

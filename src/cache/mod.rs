@@ -52,7 +52,9 @@
 //! - each scan also visits one class's depot, in turn: one that nobody
 //!   exchanged a magazine with for a whole round of visits is drained (the
 //!   magazines of threads that exited, of classes no cache holds), with
-//!   `try_lock`, never waiting.
+//!   `try_lock`, never waiting; the depot of a class the visiting cache
+//!   holds gives back the magazines nobody took since the last visit (its
+//!   low-water mark, `depot_trim.rs`).
 //!
 //! A program that stops calling the allocator altogether keeps what it
 //! holds: there is no clock without calls (and no thread of our own).
@@ -109,6 +111,7 @@ mod affinity;
 mod bins;
 mod decay;
 mod depot;
+mod depot_trim;
 mod loaded;
 mod magazine;
 mod realloc;
