@@ -321,39 +321,38 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return false;
             }
-            let g = zone::layout_of(zone);
+            // The header's precomputed check (one cache line with the
+            // guard): no load of the layout's address, no offset to add.
+            let check = zone::boundary(zone);
             // Wrapping: a pointer below block 0 gives an offset that is no
             // block boundary, which `exact_index` maps far above any count.
-            let offset = ptr
-                .as_ptr()
-                .addr()
-                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
             // One multiply and a rotate decide the boundary and the index
             // at once (no multiply back to check a quotient).
-            let index = g.exact_index(offset);
+            let index = check.exact_index(ptr.as_ptr().addr());
             if index >= zone::carved_hint(zone) as u64 {
                 return false;
             }
             let index = index as usize;
-            if !zone::is_live_in(zone, g, index) {
+            if !zone::is_live(zone, index) {
                 return false;
             }
             let mark = free_mark::value(ptr);
             // One branch on the slot's width, known from the class.
             let (size_slot, requested) = if class.size_width() == 1 {
-                let slot = zone::size_slot_with(zone, g, 1, index);
+                let slot = check.size_slot(zone, 1, index);
                 (slot, zone::load_own_size(slot, 1))
             } else {
-                let slot = zone::size_slot_with(zone, g, 2, index);
+                let slot = check.size_slot(zone, 2, index);
                 (slot, zone::load_own_size(slot, 2))
             };
+            let block_size = check.block_size;
             // A block armed for less than its size has a canary; one armed
             // for more is a span's (the full path's).
-            if requested < g.block_size {
-                if !canary::intact_for(ptr, requested, g.block_size, mark) {
+            if requested < block_size {
+                if !canary::intact_for(ptr, requested, block_size, mark) {
                     return false;
                 }
-            } else if requested != g.block_size {
+            } else if requested != block_size {
                 return false;
             }
             // Read last (the caller saw it below `DEPTH`, and the lock is
