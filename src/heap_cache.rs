@@ -355,9 +355,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             } else if requested != block_size {
                 return false;
             }
-            // Read last (the caller saw it below `DEPTH`, and the lock is
-            // held): the checks above keep one value fewer in registers.
-            let len = state.stack_len;
             // The class lock does not keep a front cache's lock-free free of
             // the same block out: the claim decides (`free_mark.rs`). The
             // loser changed nothing (it swapped the mark for the mark); the
@@ -365,6 +362,35 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !free_mark::claim(ptr, mark) {
                 return false;
             }
+            self.push_claimed(state, class, ptr, size_slot, mark);
+        }
+        true
+    }
+
+    /// Pushes a block this free has checked and claimed (its mark set by
+    /// `free_mark::claim`) onto `class`'s stack.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `class`'s lock (`state`), whose stack has room;
+    /// `ptr` is a handed-out block of a live zone of `class`, checked as
+    /// `free_to_stack_with_room` does, `size_slot` its size slot, and this
+    /// free's claim set its mark `mark`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_claimed(
+        &self,
+        state: &mut ClassState,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        size_slot: *mut u8,
+        mark: usize,
+    ) {
+        debug_assert!(self.heap_cache.has_room(state));
+        // Read last (the caller saw it below `DEPTH`, and the lock is
+        // held): the checks before keep one value fewer in registers.
+        let len = state.stack_len;
+        // SAFETY: per the contract: the block is ours, `len < DEPTH`.
+        unsafe {
             // The mark in the first word too: a block written after its free
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);
@@ -375,9 +401,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     block: ptr,
                     size_slot,
                 });
-            state.stack_len = len + 1;
         }
-        true
+        state.stack_len = len + 1;
     }
 
     /// Hands out a block popped from the heap's stack: records its size,

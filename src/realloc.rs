@@ -118,10 +118,23 @@ pub(crate) const GROWER_ROOM_MAX: usize = 1024;
 enum Resize {
     /// Resized where it is.
     InPlace,
-    /// Checked and good, holding this many bytes, but it must move.
-    Move(usize),
+    /// Checked and good, but it must move: what its free after the copy
+    /// needs ([`Heap::free_moved`]).
+    Move(Moved),
     /// Something to check again on the full way (which reports it).
     Doubt,
+}
+
+/// A block [`Heap::resize_checked`] checked whole (every check of
+/// `validate_small` and `check_canary`, under its class lock) and found
+/// must move: its recorded size, its size slot and its free mark's value,
+/// so that its free after the copy checks only what may have changed
+/// since (the zone's liveness, through the release count; a racing free,
+/// through the claim).
+struct Moved {
+    old_size: usize,
+    size_slot: *mut u8,
+    mark: usize,
 }
 
 /// A block that a realloc moves grows by this factor to that factor
@@ -200,9 +213,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // read; its lock is held through `state`.
             return match unsafe { self.resize_checked(zone, class, ptr, seen, new_layout) } {
                 Resize::InPlace => Ok(ptr),
-                Resize::Move(old_size) => {
+                Resize::Move(moved) => {
                     drop(state);
-                    self.realloc_small_by_move(zone, class, ptr, seen, old_size, new_layout)
+                    self.realloc_checked_by_move(zone, class, ptr, seen, moved, new_layout)
                 }
                 Resize::Doubt => {
                     self.realloc_small_locked(state, zone, class, ptr, seen, new_layout)
@@ -310,7 +323,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     || new_size > g.block_size
                     || !stays_in_class(class, SizeClass::for_layout(new_size, align)))
             {
-                return Resize::Move(old_size);
+                return Resize::Move(Moved {
+                    old_size,
+                    size_slot: slot,
+                    mark,
+                });
             }
             zone::store_size(slot, width, new_size);
             if new_size < g.block_size {
@@ -608,6 +625,78 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             self.count_resize(block.run_len, needed);
         }
         moved
+    }
+
+    /// [`realloc_small_by_move`](Self::realloc_small_by_move) of a block
+    /// [`resize_checked`](Self::resize_checked) checked whole: the old
+    /// block is freed with [`free_moved`](Self::free_moved).
+    #[inline(always)]
+    fn realloc_checked_by_move(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+        moved: Moved,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let new = self
+            .allocate_for_growth(moved.old_size, new_layout)
+            .ok_or(ReallocError::OutOfMemory)?;
+        // SAFETY: both blocks are live, distinct, and hold the copied length.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                new.as_ptr(),
+                moved.old_size.min(new_layout.size()),
+            )
+        };
+        // SAFETY: checked whole by `resize_checked` when the release count
+        // was `seen`.
+        unsafe { self.free_moved(zone, class, ptr, seen, &moved) };
+        Ok(new)
+    }
+
+    /// Frees the block a realloc moved away from, which `resize_checked`
+    /// checked whole under its class lock in this same call: to the heap's
+    /// stack if it has room and nothing was unregistered since (the zone
+    /// is then the same live zone, and its header, live bit, size slot and
+    /// canary what the check read: only the caller, who holds the block,
+    /// changes them), claimed first (a racing free of the same block is
+    /// refused, as any double free). Anything else goes the whole way,
+    /// which checks everything again. A failure means the caller freed it
+    /// concurrently, which is their bug: the new block is theirs.
+    ///
+    /// # Safety
+    ///
+    /// `resize_checked` returned `moved` for `ptr` in `zone` (of `class`),
+    /// whose release count was `seen`.
+    #[inline(always)]
+    unsafe fn free_moved(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+        moved: &Moved,
+    ) {
+        let mut state = self.class(class);
+        if self.heap_cache.has_room(&state)
+            && self.page_map.releases() == seen
+            // SAFETY: the zone is live (nothing unregistered since the
+            // check, and its lock is held), `ptr` one of its carved blocks.
+            && unsafe { free_mark::claim(ptr, moved.mark) }
+        {
+            // SAFETY: as above; the stack has room, `size_slot` is the
+            // block's (read by the check).
+            unsafe {
+                self.push_claimed(&mut state, class, ptr, moved.size_slot, moved.mark)
+            };
+            return;
+        }
+        let _ = self
+            .free_small_locked(state, zone, class, ptr, seen)
+            .map_err(|e| self.count_error(e));
     }
 
     /// Allocate, copy `min(old_size, new size)` bytes, free the old block.
