@@ -283,44 +283,42 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return Resize::Doubt;
             }
-            let g = zone::layout_of(zone);
+            // The header's precomputed check, as the stack's free reads it.
+            let check = zone::boundary(zone);
             // Wrapping: below block 0 is no block boundary, which
             // `exact_index` maps far above any count.
-            let offset = ptr
-                .as_ptr()
-                .addr()
-                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
-            let index = g.exact_index(offset);
+            let index = check.exact_index(ptr.as_ptr().addr());
             if index >= zone::carved_hint(zone) as u64 {
                 return Resize::Doubt;
             }
             let index = index as usize;
             let mark = free_mark::value(ptr);
-            if !zone::is_live_in(zone, g, index) || free_mark::is_set_to(ptr, mark) {
+            if !zone::is_live(zone, index) || free_mark::is_set_to(ptr, mark) {
                 return Resize::Doubt;
             }
             // One branch on the slot's width, known from the class.
             let (slot, width) = if class.size_width() == 1 {
-                (zone::size_slot_with(zone, g, 1, index), 1)
+                (check.size_slot(zone, 1, index), 1)
             } else {
-                (zone::size_slot_with(zone, g, 2, index), 2)
+                (check.size_slot(zone, 2, index), 2)
             };
             let old_size = zone::load_own_size(slot, width);
+            let block_size = check.block_size;
             // More than the block is a span's (the full way's).
-            if old_size > g.block_size || !canary::intact_for(ptr, old_size, g.block_size, mark) {
+            if old_size > block_size || !canary::intact_for(ptr, old_size, block_size, mark) {
                 return Resize::Doubt;
             }
             // `resizes_in_place`, its common case (within the block, at
             // most the blocks' own alignment) on the zone's block size
             // already read, and no division (alignments are powers of two).
             let align = new_layout.align();
-            let within = new_size <= g.block_size
-                && (new_size * 2 > g.block_size || new_size >= old_size)
+            let within = new_size <= block_size
+                && (new_size * 2 > block_size || new_size >= old_size)
                 && align <= DEFAULT_ALIGN;
             // (A size past the block has a larger class: no need to find it.)
             if !within
                 && (ptr.as_ptr().addr() & (align - 1) != 0
-                    || new_size > g.block_size
+                    || new_size > block_size
                     || !stays_in_class(class, SizeClass::for_layout(new_size, align)))
             {
                 return Resize::Move(Moved {
@@ -330,7 +328,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 });
             }
             zone::store_size(slot, width, new_size);
-            if new_size < g.block_size {
+            if new_size < block_size {
                 // The canary moves to the new end (a shrink leaves the old
                 // one among the slack, unchecked).
                 canary::arm_past(ptr, new_size, mark);
@@ -689,9 +687,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         {
             // SAFETY: as above; the stack has room, `size_slot` is the
             // block's (read by the check).
-            unsafe {
-                self.push_claimed(&mut state, class, ptr, moved.size_slot, moved.mark)
-            };
+            unsafe { self.push_claimed(&mut state, class, ptr, moved.size_slot, moved.mark) };
             return;
         }
         let _ = self

@@ -29,22 +29,6 @@ pub(crate) fn size_slot_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: u
         .wrapping_add(g.sizes_offset + index * g.size_width)
 }
 
-/// [`size_slot_in`], with the slot width given (`SizeClass::size_width`
-/// of the zone's class, which is `g.size_width`): one load fewer for a
-/// caller that knows the class (a front cache's free).
-#[inline(always)]
-pub(crate) fn size_slot_with(
-    zone: NonNull<ZoneHeader>,
-    g: &ZoneGeometry,
-    width: usize,
-    index: usize,
-) -> *mut u8 {
-    debug_assert_eq!(width, g.size_width);
-    zone.as_ptr()
-        .cast::<u8>()
-        .wrapping_add(g.sizes_offset + index * width)
-}
-
 /// The layout of a zone (its class's full or scarce one), read from its
 /// header: set when the zone is made, never changed.
 ///
