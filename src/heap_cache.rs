@@ -69,7 +69,7 @@ use crate::free_mark;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
-use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass, ZoneGeometry};
+use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
 use crate::zone::{self, ZoneHeader};
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
@@ -322,69 +322,40 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return false;
             }
-            let g = zone::layout_of(zone);
+            // The header's precomputed check (one cache line with the
+            // guard): no load of the layout's address, no offset to add.
+            let check = zone::boundary(zone);
             // Wrapping: a pointer below block 0 gives an offset that is no
             // block boundary, which `exact_index` maps far above any count.
-            let offset = ptr
-                .as_ptr()
-                .addr()
-                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
             // One multiply and a rotate decide the boundary and the index
             // at once (no multiply back to check a quotient).
-            let index = g.exact_index(offset);
+            let index = check.exact_index(ptr.as_ptr().addr());
             if index >= zone::carved_hint(zone) as u64 {
                 return false;
             }
             let index = index as usize;
-            if !zone::is_live_in(zone, g, index) {
+            if !zone::is_live(zone, index) {
                 return false;
             }
-            // One branch on the slot's width, known from the class; each
-            // way goes on to its end, so the slot's store after the claim
-            // is one instruction, with no second test of the width.
-            if class.size_width() == 1 {
-                self.stack_checked::<1>(state, zone, g, class, ptr, index)
-            } else {
-                self.stack_checked::<2>(state, zone, g, class, ptr, index)
-            }
-        }
-    }
-
-    /// The end of [`free_to_stack_with_room`](Self::free_to_stack_with_room)
-    /// for a block whose size slot is `WIDTH` bytes: the size slot and the
-    /// canary checked, the claim, the slot marked cached, the push.
-    ///
-    /// # Safety
-    ///
-    /// As for `free_to_stack_with_room`, and `index` is a carved block of
-    /// `zone` (layout `g`, class `class` of slot width `WIDTH`), live.
-    #[inline(always)]
-    unsafe fn stack_checked<const WIDTH: usize>(
-        &self,
-        state: &mut ClassState,
-        zone: NonNull<ZoneHeader>,
-        g: &ZoneGeometry,
-        class: SizeClass,
-        ptr: NonNull<u8>,
-        index: usize,
-    ) -> bool {
-        // SAFETY (all the block below): per the contract.
-        unsafe {
             let mark = free_mark::value(ptr);
-            let size_slot = zone::size_slot_with(zone, g, WIDTH, index);
-            let requested = zone::load_own_size(size_slot, WIDTH);
+            // One branch on the slot's width, known from the class.
+            let (size_slot, requested) = if class.size_width() == 1 {
+                let slot = check.size_slot(zone, 1, index);
+                (slot, zone::load_own_size(slot, 1))
+            } else {
+                let slot = check.size_slot(zone, 2, index);
+                (slot, zone::load_own_size(slot, 2))
+            };
+            let block_size = check.block_size;
             // A block armed for less than its size has a canary; one armed
             // for more is a span's (the full path's).
-            if requested < g.block_size {
-                if !canary::intact_for(ptr, requested, g.block_size, mark) {
+            if requested < block_size {
+                if !canary::intact_for(ptr, requested, block_size, mark) {
                     return false;
                 }
-            } else if requested != g.block_size {
+            } else if requested != block_size {
                 return false;
             }
-            // Read last (the caller saw it below `DEPTH`, and the lock is
-            // held): the checks above keep one value fewer in registers.
-            let len = state.stack_len;
             // The class lock does not keep a front cache's lock-free free of
             // the same block out: the claim decides (`free_mark.rs`). The
             // loser changed nothing (it swapped the mark for the mark); the
@@ -392,8 +363,38 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !free_mark::claim(ptr, mark) {
                 return false;
             }
-            // Cached, for introspection (`zone/sizes.rs`).
-            zone::store_cached(size_slot, WIDTH);
+            self.push_claimed(state, class, ptr, size_slot, mark);
+        }
+        true
+    }
+
+    /// Pushes a block this free has checked and claimed (its mark set by
+    /// `free_mark::claim`) onto `class`'s stack.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `class`'s lock (`state`), whose stack has room;
+    /// `ptr` is a handed-out block of a live zone of `class`, checked as
+    /// `free_to_stack_with_room` does, `size_slot` its size slot, and this
+    /// free's claim set its mark `mark`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_claimed(
+        &self,
+        state: &mut ClassState,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        size_slot: *mut u8,
+        mark: usize,
+    ) {
+        debug_assert!(self.heap_cache.has_room(state));
+        // Read last (the caller saw it below `DEPTH`, and the lock is
+        // held): the checks before keep one value fewer in registers.
+        let len = state.stack_len;
+        // SAFETY: per the contract: the block is ours, `len < DEPTH`.
+        unsafe {
+            // Cached, for introspection (`zone/sizes.rs`): after the claim,
+            // which made the block this free's.
+            zone::store_cached(size_slot, class.size_width());
             // The mark in the first word too: a block written after its free
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);
@@ -404,9 +405,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                     block: ptr,
                     size_slot,
                 });
-            state.stack_len = len + 1;
         }
-        true
+        state.stack_len = len + 1;
     }
 
     /// Hands out a block popped from the heap's stack: records its size,

@@ -118,10 +118,23 @@ pub(crate) const GROWER_ROOM_MAX: usize = 1024;
 enum Resize {
     /// Resized where it is.
     InPlace,
-    /// Checked and good, holding this many bytes, but it must move.
-    Move(usize),
+    /// Checked and good, but it must move: what its free after the copy
+    /// needs ([`Heap::free_moved`]).
+    Move(Moved),
     /// Something to check again on the full way (which reports it).
     Doubt,
+}
+
+/// A block [`Heap::resize_checked`] checked whole (every check of
+/// `validate_small` and `check_canary`, under its class lock) and found
+/// must move: its recorded size, its size slot and its free mark's value,
+/// so that its free after the copy checks only what may have changed
+/// since (the zone's liveness, through the release count; a racing free,
+/// through the claim).
+struct Moved {
+    old_size: usize,
+    size_slot: *mut u8,
+    mark: usize,
 }
 
 /// A block that a realloc moves grows by this factor to that factor
@@ -202,9 +215,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // read; its lock is held through `state`.
             return match unsafe { self.resize_checked(zone, class, ptr, seen, new_layout) } {
                 Resize::InPlace => Ok(ptr),
-                Resize::Move(old_size) => {
+                Resize::Move(moved) => {
                     drop(state);
-                    self.realloc_small_by_move(zone, class, ptr, seen, old_size, new_layout)
+                    self.realloc_checked_by_move(zone, class, ptr, seen, moved, new_layout)
                 }
                 Resize::Doubt => {
                     self.realloc_small_locked(state, zone, class, ptr, seen, new_layout)
@@ -273,50 +286,52 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
                 return Resize::Doubt;
             }
-            let g = zone::layout_of(zone);
+            // The header's precomputed check, as the stack's free reads it.
+            let check = zone::boundary(zone);
             // Wrapping: below block 0 is no block boundary, which
             // `exact_index` maps far above any count.
-            let offset = ptr
-                .as_ptr()
-                .addr()
-                .wrapping_sub(zone.as_ptr().addr() + g.blocks_offset);
-            let index = g.exact_index(offset);
+            let index = check.exact_index(ptr.as_ptr().addr());
             if index >= zone::carved_hint(zone) as u64 {
                 return Resize::Doubt;
             }
             let index = index as usize;
             let mark = free_mark::value(ptr);
-            if !zone::is_live_in(zone, g, index) || free_mark::is_set_to(ptr, mark) {
+            if !zone::is_live(zone, index) || free_mark::is_set_to(ptr, mark) {
                 return Resize::Doubt;
             }
             // One branch on the slot's width, known from the class.
             let (slot, width) = if class.size_width() == 1 {
-                (zone::size_slot_with(zone, g, 1, index), 1)
+                (check.size_slot(zone, 1, index), 1)
             } else {
-                (zone::size_slot_with(zone, g, 2, index), 2)
+                (check.size_slot(zone, 2, index), 2)
             };
             let old_size = zone::load_own_size(slot, width);
+            let block_size = check.block_size;
             // More than the block is a span's (the full way's).
-            if old_size > g.block_size || !canary::intact_for(ptr, old_size, g.block_size, mark) {
+            if old_size > block_size || !canary::intact_for(ptr, old_size, block_size, mark) {
                 return Resize::Doubt;
             }
             // `resizes_in_place`, its common case (within the block, at
             // most the blocks' own alignment) on the zone's block size
             // already read, and no division (alignments are powers of two).
             let align = new_layout.align();
-            let within = new_size <= g.block_size
-                && (new_size * 2 > g.block_size || new_size >= old_size)
+            let within = new_size <= block_size
+                && (new_size * 2 > block_size || new_size >= old_size)
                 && align <= DEFAULT_ALIGN;
             // (A size past the block has a larger class: no need to find it.)
             if !within
                 && (ptr.as_ptr().addr() & (align - 1) != 0
-                    || new_size > g.block_size
+                    || new_size > block_size
                     || !stays_in_class(class, SizeClass::for_layout(new_size, align)))
             {
-                return Resize::Move(old_size);
+                return Resize::Move(Moved {
+                    old_size,
+                    size_slot: slot,
+                    mark,
+                });
             }
             zone::store_size(slot, width, new_size);
-            if new_size < g.block_size {
+            if new_size < block_size {
                 // The canary moves to the new end (a shrink leaves the old
                 // one among the slack, unchecked).
                 canary::arm_past(ptr, new_size, mark);
@@ -612,6 +627,76 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             self.count_resize(block.run_len, needed);
         }
         moved
+    }
+
+    /// [`realloc_small_by_move`](Self::realloc_small_by_move) of a block
+    /// [`resize_checked`](Self::resize_checked) checked whole: the old
+    /// block is freed with [`free_moved`](Self::free_moved).
+    #[inline(always)]
+    fn realloc_checked_by_move(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+        moved: Moved,
+        new_layout: Layout,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        let new = self
+            .allocate_for_growth(moved.old_size, new_layout)
+            .ok_or(ReallocError::OutOfMemory)?;
+        // SAFETY: both blocks are live, distinct, and hold the copied length.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                new.as_ptr(),
+                moved.old_size.min(new_layout.size()),
+            )
+        };
+        // SAFETY: checked whole by `resize_checked` when the release count
+        // was `seen`.
+        unsafe { self.free_moved(zone, class, ptr, seen, &moved) };
+        Ok(new)
+    }
+
+    /// Frees the block a realloc moved away from, which `resize_checked`
+    /// checked whole under its class lock in this same call: to the heap's
+    /// stack if it has room and nothing was unregistered since (the zone
+    /// is then the same live zone, and its header, live bit, size slot and
+    /// canary what the check read: only the caller, who holds the block,
+    /// changes them), claimed first (a racing free of the same block is
+    /// refused, as any double free). Anything else goes the whole way,
+    /// which checks everything again. A failure means the caller freed it
+    /// concurrently, which is their bug: the new block is theirs.
+    ///
+    /// # Safety
+    ///
+    /// `resize_checked` returned `moved` for `ptr` in `zone` (of `class`),
+    /// whose release count was `seen`.
+    #[inline(always)]
+    unsafe fn free_moved(
+        &self,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+        moved: &Moved,
+    ) {
+        let mut state = self.class(class);
+        if self.heap_cache.has_room(&state)
+            && self.page_map.releases() == seen
+            // SAFETY: the zone is live (nothing unregistered since the
+            // check, and its lock is held), `ptr` one of its carved blocks.
+            && unsafe { free_mark::claim(ptr, moved.mark) }
+        {
+            // SAFETY: as above; the stack has room, `size_slot` is the
+            // block's (read by the check).
+            unsafe { self.push_claimed(&mut state, class, ptr, moved.size_slot, moved.mark) };
+            return;
+        }
+        let _ = self
+            .free_small_locked(state, zone, class, ptr, seen)
+            .map_err(|e| self.count_error(e));
     }
 
     /// Allocate, copy `min(old_size, new size)` bytes, free the old block.

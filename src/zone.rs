@@ -30,7 +30,7 @@ pub(crate) use owner::{owner, set_owner};
 pub(crate) use runs::{find_free_run, take_run};
 pub(crate) use sizes::{
     cached_size, layout_of, load_own_size, requested, set_requested, size_slot, size_slot_in,
-    size_slot_with, store_cached, store_size,
+    store_cached, store_size,
 };
 
 /// Bytes reserved for [`ZoneHeader`] at the start of every zone.
@@ -368,17 +368,6 @@ pub(crate) unsafe fn is_live(zone: NonNull<ZoneHeader>, index: usize) -> bool {
     unsafe { bit_is_set(zone, g, index) }
 }
 
-/// [`is_live`], for a caller that has read the zone's layout `g`.
-///
-/// # Safety
-///
-/// As for [`is_live`], and `g` is the zone's layout.
-#[inline(always)]
-pub(crate) unsafe fn is_live_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: usize) -> bool {
-    // SAFETY: per the contract.
-    unsafe { bit_is_set(zone, g, index) }
-}
-
 /// Reads a live bit without touching the header (callers may hold a
 /// mutable reference to it).
 ///
@@ -477,15 +466,11 @@ pub(crate) unsafe fn block_index(
     zone: NonNull<ZoneHeader>,
     ptr: NonNull<u8>,
 ) -> Result<usize, HeapError> {
-    // SAFETY: live zone, lock held.
-    let g = unsafe { geometry(zone) };
     // Wrapping: a pointer below block 0 is no block boundary, which
-    // `exact_index` maps above any count.
-    let off = ptr
-        .as_ptr()
-        .addr()
-        .wrapping_sub(blocks_start(zone, g).addr());
-    let index = g.exact_index(off);
+    // `exact_index` maps above any count. The header's precomputed check:
+    // no load of the layout's address.
+    // SAFETY: live zone, lock held.
+    let index = unsafe { boundary(zone) }.exact_index(ptr.as_ptr().addr());
     if index >= u64::from(unsafe { carved_count(zone) }) {
         return Err(HeapError::InvalidPointer);
     }

@@ -300,3 +300,38 @@ fn blocks_above_the_stacked_classes_go_back_to_their_zones() {
     assert_eq!(heap.stats().live_blocks, 1);
     unsafe { heap.deallocate(again) }.unwrap();
 }
+
+/// The block a realloc moves away from goes to the stack with the checks
+/// that realloc made once (`Heap::free_moved`): it counts as cached, not
+/// live; a second free or realloc of it is caught; it comes back first;
+/// and a write to it after the move is reported when it is handed out.
+#[test]
+fn a_block_a_realloc_moved_away_from_is_stacked_and_still_guarded() {
+    let heap = heap();
+    let p = heap.allocate(layout(24)).unwrap();
+    unsafe { p.as_ptr().write_bytes(0x33, 24) };
+    let q = unsafe { heap.reallocate(p, layout(200)) }.unwrap();
+    assert_ne!(p, q, "24 -> 200 bytes moves");
+    assert!((0..24).all(|i| unsafe { q.as_ptr().add(i).read() } == 0x33));
+    let stats = heap.stats();
+    assert_eq!((stats.cached_blocks, stats.live_blocks), (1, 1));
+    let mut census = Census::default();
+    heap.visit(&mut census);
+    assert_eq!(census.live, vec![(q.as_ptr() as usize, 200)]);
+    assert_eq!(census.cached, 1);
+    assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
+    assert_eq!(
+        unsafe { heap.reallocate(p, layout(300)) },
+        Err(ft_malloc::ReallocError::Invalid(HeapError::DoubleFree))
+    );
+    assert_eq!(heap.stats().errors, 2);
+    assert_eq!(heap.allocate(layout(24)), Some(p), "last freed, first out");
+    unsafe { heap.deallocate(p) }.unwrap();
+    // Written after the move: reported when handed out again.
+    unsafe { p.as_ptr().cast::<u64>().write(0) };
+    assert_eq!(heap.allocate(layout(24)), Some(p));
+    assert_eq!(heap.stats().errors, 3);
+    for b in [p, q] {
+        unsafe { heap.deallocate(b) }.unwrap();
+    }
+}

@@ -63,22 +63,6 @@ pub(crate) fn size_slot_in(zone: NonNull<ZoneHeader>, g: &ZoneGeometry, index: u
         .wrapping_add(g.sizes_offset + index * g.size_width)
 }
 
-/// [`size_slot_in`], with the slot width given (`SizeClass::size_width`
-/// of the zone's class, which is `g.size_width`): one load fewer for a
-/// caller that knows the class (a front cache's free).
-#[inline(always)]
-pub(crate) fn size_slot_with(
-    zone: NonNull<ZoneHeader>,
-    g: &ZoneGeometry,
-    width: usize,
-    index: usize,
-) -> *mut u8 {
-    debug_assert_eq!(width, g.size_width);
-    zone.as_ptr()
-        .cast::<u8>()
-        .wrapping_add(g.sizes_offset + index * width)
-}
-
 /// The size slot of a block a cache keeps (see the module documentation):
 /// above every block size in either width (`0xFE` in a TINY block's byte,
 /// TINY blocks are at most 128 bytes; `0xFFFE` in a SMALL block's two,
