@@ -337,15 +337,41 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !zone::is_live(zone, index) {
                 return false;
             }
-            let mark = free_mark::value(ptr);
-            // One branch on the slot's width, known from the class.
-            let (size_slot, requested) = if class.size_width() == 1 {
-                let slot = check.size_slot(zone, 1, index);
-                (slot, zone::load_own_size(slot, 1))
+            // One branch on the slot's width, known from the class; each
+            // way goes on to its end, so the slot's store after the claim
+            // is one instruction, with no second test of the width.
+            if class.size_width() == 1 {
+                self.stack_checked::<1>(state, zone, check, class, ptr, index)
             } else {
-                let slot = check.size_slot(zone, 2, index);
-                (slot, zone::load_own_size(slot, 2))
-            };
+                self.stack_checked::<2>(state, zone, check, class, ptr, index)
+            }
+        }
+    }
+
+    /// The end of [`free_to_stack_with_room`](Self::free_to_stack_with_room)
+    /// for a block whose size slot is `WIDTH` bytes: the size slot and the
+    /// canary checked, the claim, the push.
+    ///
+    /// # Safety
+    ///
+    /// As for `free_to_stack_with_room`, and `index` is a carved block of
+    /// `zone` (its header's precomputed `check`, class `class` of slot
+    /// width `WIDTH`), live.
+    #[inline(always)]
+    unsafe fn stack_checked<const WIDTH: usize>(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        check: &zone::Boundary,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        index: usize,
+    ) -> bool {
+        // SAFETY (all the block below): per the contract.
+        unsafe {
+            let mark = free_mark::value(ptr);
+            let size_slot = check.size_slot(zone, WIDTH, index);
+            let requested = zone::load_own_size(size_slot, WIDTH);
             let block_size = check.block_size;
             // A block armed for less than its size has a canary; one armed
             // for more is a span's (the full path's).
@@ -363,7 +389,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             if !free_mark::claim(ptr, mark) {
                 return false;
             }
-            self.push_claimed(state, class, ptr, size_slot, mark);
+            self.push_claimed::<WIDTH>(state, class, ptr, size_slot, mark);
         }
         true
     }
@@ -378,7 +404,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// `free_to_stack_with_room` does, `size_slot` its size slot, and this
     /// free's claim set its mark `mark`.
     #[inline(always)]
-    pub(crate) unsafe fn push_claimed(
+    pub(crate) unsafe fn push_claimed<const WIDTH: usize>(
         &self,
         state: &mut ClassState,
         class: SizeClass,
@@ -394,7 +420,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         unsafe {
             // Cached, for introspection (`zone/sizes.rs`): after the claim,
             // which made the block this free's.
-            zone::store_cached(size_slot, class.size_width());
+            zone::store_cached(size_slot, WIDTH);
             // The mark in the first word too: a block written after its free
             // (a use-after-free) is reported when it is handed out again.
             ptr.as_ptr().cast::<usize>().write(mark);

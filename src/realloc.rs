@@ -691,7 +691,13 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         {
             // SAFETY: as above; the stack has room, `size_slot` is the
             // block's (read by the check).
-            unsafe { self.push_claimed(&mut state, class, ptr, moved.size_slot, moved.mark) };
+            unsafe {
+                if class.size_width() == 1 {
+                    self.push_claimed::<1>(&mut state, class, ptr, moved.size_slot, moved.mark);
+                } else {
+                    self.push_claimed::<2>(&mut state, class, ptr, moved.size_slot, moved.mark);
+                }
+            }
             return;
         }
         let _ = self
