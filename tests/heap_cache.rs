@@ -4,13 +4,16 @@
 //! holds and introspection stays exact.
 
 mod common;
+#[path = "common/census.rs"]
+mod census;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use census::Census;
 use common::{Counting, arena};
-use ft_malloc::{BlockInfo, Heap, HeapError, HeapVisitor, ZoneInfo};
+use ft_malloc::{Heap, HeapError};
 
 type ArenaHeap = Heap<Counting<common::OwnedArena>>;
 
@@ -21,21 +24,6 @@ fn heap() -> ArenaHeap {
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
-}
-
-#[derive(Default)]
-struct Census {
-    live: Vec<(usize, usize)>,
-    cached: usize,
-}
-
-impl HeapVisitor for Census {
-    fn zone(&mut self, zone: &ZoneInfo) {
-        self.cached += zone.cached;
-    }
-    fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
-        self.live.push((block.start, block.requested));
-    }
 }
 
 #[test]

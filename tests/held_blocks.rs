@@ -15,6 +15,8 @@
 //! enough for Miri.
 
 mod common;
+#[path = "common/census.rs"]
+mod census;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -22,8 +24,9 @@ use std::slice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use census::Census;
 use common::{Counting, arena};
-use ft_malloc::{BlockInfo, DEFAULT_KEY, FrontCache, Heap, HeapVisitor, ZoneInfo};
+use ft_malloc::{DEFAULT_KEY, FrontCache, Heap};
 
 type ArenaHeap = Heap<Counting<common::OwnedArena>>;
 
@@ -34,22 +37,6 @@ fn heap() -> ArenaHeap {
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
-}
-
-/// The live blocks (address, requested size) and cached blocks `visit` saw.
-#[derive(Default)]
-struct Census {
-    live: Vec<(usize, usize)>,
-    cached: usize,
-}
-
-impl HeapVisitor for Census {
-    fn zone(&mut self, zone: &ZoneInfo) {
-        self.cached += zone.cached;
-    }
-    fn block(&mut self, _zone: &ZoneInfo, block: &BlockInfo) {
-        self.live.push((block.start, block.requested));
-    }
 }
 
 /// How a block reaches the program.
