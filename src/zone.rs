@@ -539,8 +539,8 @@ pub(crate) unsafe fn is_full(zone: NonNull<ZoneHeader>) -> bool {
 /// can go back to the provider. Returns the zone's new length (a
 /// multiple of `page`), or `None` if there is nothing to give back.
 ///
-/// The caller must then shrink the run to the returned length, or undo
-/// with [`uncap`].
+/// The caller must then shrink the run to the returned length and record
+/// it, or undo, both with [`set_run_len`].
 ///
 /// # Safety
 ///

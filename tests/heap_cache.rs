@@ -3,9 +3,9 @@
 //! hands it out again, last freed first, while every check of a free still
 //! holds and introspection stays exact.
 
-mod common;
 #[path = "common/census.rs"]
 mod census;
+mod common;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;

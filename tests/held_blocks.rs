@@ -14,9 +14,9 @@
 //! (`heap::own`), never the caller's (Miri). Over the arena provider, small
 //! enough for Miri.
 
-mod common;
 #[path = "common/census.rs"]
 mod census;
+mod common;
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
