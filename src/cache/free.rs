@@ -111,7 +111,7 @@ impl FrontCache {
     /// [`try_deallocate_raw_in`](Self::try_deallocate_raw_in) with the
     /// heap's flat page map given: `flat` is what
     /// [`Heap::mapped_flat`] returned, or
-    /// [`NO_MAPPED_FLAT`], which declines
+    /// [`NO_MAPPED_FLAT`](crate::cache::NO_MAPPED_FLAT), which declines
     /// every pointer. A caller that keeps it in a word of its own can make
     /// that word its gate too (`libft_malloc.so` holds the sentinel there
     /// while its settings ask more of `free`): one load for both.

@@ -103,7 +103,7 @@ impl PageMap {
         unsafe { Self::mapped_slot_in(self.mapped(), addr) }
     }
 
-    /// The provider's flat array's header, or [`NO_MAPPED_FLAT`].
+    /// The provider's flat array's header, or [`NO_MAPPED_FLAT`](super::NO_MAPPED_FLAT).
     #[inline(always)]
     pub(crate) fn mapped(&self) -> *const MappedFlat {
         self.mapped.load(Ordering::Acquire)
@@ -113,7 +113,7 @@ impl PageMap {
     ///
     /// # Safety
     ///
-    /// `mapped` is [`NO_MAPPED_FLAT`] or this map's
+    /// `mapped` is [`NO_MAPPED_FLAT`](super::NO_MAPPED_FLAT) or this map's
     /// [`mapped`](Self::mapped), read after its publication (Acquire).
     #[inline(always)]
     pub(crate) unsafe fn mapped_slot_in(mapped: *const MappedFlat, addr: usize) -> Option<*mut u8> {
