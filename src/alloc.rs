@@ -397,15 +397,34 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         &self,
         class: SizeClass,
         max: usize,
-        mut keep: impl FnMut(usize, Popped) -> bool,
+        keep: impl FnMut(usize, Popped) -> bool,
     ) -> usize {
         let size = class.block_size();
+        self.take_batch_with(
+            class,
+            max,
+            |state| self.take_block(state, class, size),
+            keep,
+        )
+    }
+
+    /// [`take_batch`](Self::take_batch) with the blocks' source given:
+    /// `next` takes one block under the class lock (`None`: no more). The
+    /// one loop of every batch (`cache/affinity.rs` takes from a home).
+    #[inline(always)]
+    pub(crate) fn take_batch_with(
+        &self,
+        class: SizeClass,
+        max: usize,
+        mut next: impl FnMut(&mut ClassState) -> Option<Popped>,
+        mut keep: impl FnMut(usize, Popped) -> bool,
+    ) -> usize {
         let mut cut_at = None;
         let mut taken = 0;
         {
             let mut state = self.class(class);
             while taken < max {
-                let Some(popped) = self.take_block(&mut state, class, size) else {
+                let Some(popped) = next(&mut state) else {
                     break;
                 };
                 if popped.link_cut {

@@ -354,43 +354,23 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         class: SizeClass,
         affinity: &mut Affinity,
         max: usize,
-        mut keep: impl FnMut(usize, Popped) -> bool,
+        keep: impl FnMut(usize, Popped) -> bool,
     ) -> usize {
         let size = class.block_size();
-        let mut cut_at = None;
-        let mut taken = 0;
-        {
-            let mut state = self.class(class);
-            let mut home = None;
-            while taken < max {
-                // The home is looked up once per refill, and again only
-                // when it fills.
-                // SAFETY: a home is a live zone of the class; lock held.
-                let zone = match home.filter(|&z| unsafe { zone::state(z).listed }) {
-                    Some(zone) => zone,
-                    None => match self.home_with_room(&mut state, class, affinity) {
-                        Some(zone) => zone,
-                        None => break,
-                    },
-                };
-                home = Some(zone);
-                // SAFETY: a listed zone of the class; lock held.
-                let Some(popped) = (unsafe { Self::take_from(&mut state, zone, size) }) else {
-                    break;
-                };
-                if popped.link_cut {
-                    cut_at = Some(popped.ptr);
-                }
-                taken += 1;
-                if !keep(taken - 1, popped) {
-                    break;
-                }
-            }
-        }
-        if let Some(at) = cut_at {
-            self.report_corruption(at);
-        }
-        taken
+        let mut home = None;
+        let next = |state: &mut ClassState| {
+            // The home is looked up once per refill, and again only when
+            // it fills.
+            // SAFETY: a home is a live zone of the class; lock held.
+            let zone = match home.filter(|&z| unsafe { zone::state(z).listed }) {
+                Some(zone) => zone,
+                None => self.home_with_room(state, class, affinity)?,
+            };
+            home = Some(zone);
+            // SAFETY: a listed zone of the class; lock held.
+            unsafe { Self::take_from(state, zone, size) }
+        };
+        self.take_batch_with(class, max, next, keep)
     }
 
     /// The owner of the zone of `block`, a block lent by a zone of the
