@@ -87,8 +87,9 @@ pub(crate) fn abort() -> ! {
     unsafe { libc::abort() }
 }
 
-/// The system page size, read once (`sysconf` answers from the auxiliary
-/// vector without allocating).
+/// The system page size, read once from the auxiliary vector (where
+/// `sysconf(_SC_PAGESIZE)` reads it; `sysconf` itself would make a 64 KiB
+/// window of libc's read-only data resident in every process).
 pub(crate) fn page_size() -> usize {
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
     let cached = PAGE_SIZE.load(Ordering::Relaxed);
@@ -96,12 +97,10 @@ pub(crate) fn page_size() -> usize {
         return cached;
     }
     let _errno = ErrnoGuard::save();
-    // SAFETY: `sysconf` has no memory preconditions.
-    let answer = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let size = if answer >= ft_malloc::MIN_PAGE_SIZE as libc::c_long
-        && (answer as usize).is_power_of_two()
-    {
-        answer as usize
+    // SAFETY: `getauxval` has no preconditions.
+    let answer = unsafe { libc::getauxval(libc::AT_PAGESZ) } as usize;
+    let size = if answer >= ft_malloc::MIN_PAGE_SIZE && answer.is_power_of_two() {
+        answer
     } else {
         ft_malloc::MIN_PAGE_SIZE
     };

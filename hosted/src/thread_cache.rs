@@ -112,16 +112,19 @@ use crate::os::ErrnoGuard;
 #[repr(C)]
 struct ThreadCache {
     cache: FrontCache,
-    /// The hardened mode's part (its quarantine ring and random state),
-    /// beside the cache so that it needs no lock (`hardened/per_thread.rs`).
-    #[cfg(feature = "c-abi")]
-    hardened: crate::hardened::per_thread::PerThread,
     /// Next cache in the pool, or on the in-use list.
     next: *mut ThreadCache,
     /// Previous cache on the in-use list.
     prev: *mut ThreadCache,
     /// The thread using it (while on the in-use list).
     owner: Owner,
+    /// The hardened mode's part (its quarantine ring and random state),
+    /// beside the cache so that it needs no lock (`hardened/per_thread.rs`).
+    /// Last, and never written by [`map_cache`] (the kernel's zeroes are
+    /// its initial state): its 8 KiB are resident only in threads that use
+    /// the hardened mode.
+    #[cfg(feature = "c-abi")]
+    hardened: crate::hardened::per_thread::PerThread,
 }
 
 /// The thread a cache is set up for, as the kernel names it.
@@ -677,18 +680,20 @@ fn set_up() -> Option<&'static mut FrontCache> {
 fn map_cache() -> Option<*mut ThreadCache> {
     let len = core::mem::size_of::<ThreadCache>().next_multiple_of(4096);
     let cache = crate::provider::mmap_anywhere(len)?.cast::<ThreadCache>();
-    // SAFETY: `len` fresh writable bytes, enough for one `ThreadCache`.
+    let cache = cache.as_ptr();
+    // SAFETY: `len` fresh writable bytes, enough for one `ThreadCache`;
+    // each field written through its own place. `hardened` is left as the
+    // kernel gave it, all zero bytes: `PerThread::new()` is all zeroes
+    // (`per_thread::tests`), so the cache is fully initialised, and the
+    // ring's pages stay untouched (a read of them maps the shared zero
+    // page) until the hardened mode pushes a block.
     unsafe {
-        cache.write(ThreadCache {
-            cache: FrontCache::new(),
-            #[cfg(feature = "c-abi")]
-            hardened: crate::hardened::per_thread::PerThread::new(),
-            next: ptr::null_mut(),
-            prev: ptr::null_mut(),
-            owner: Owner { pid: 0, tid: 0 },
-        })
-    };
-    Some(cache.as_ptr())
+        ptr::addr_of_mut!((*cache).cache).write(FrontCache::new());
+        ptr::addr_of_mut!((*cache).next).write(ptr::null_mut());
+        ptr::addr_of_mut!((*cache).prev).write(ptr::null_mut());
+        ptr::addr_of_mut!((*cache).owner).write(Owner { pid: 0, tid: 0 });
+    }
+    Some(cache)
 }
 
 /// The key's destructor, at thread exit: flush the cache to the heap and

@@ -156,19 +156,26 @@ fn propose() -> Option<usize> {
 // it is constant (clippy says so); such a process never gets here.
 #[allow(clippy::absurd_extreme_comparisons)]
 fn window_len() -> Option<usize> {
-    // SAFETY: sysconf and getrlimit only read the system's settings.
-    let (pages, limit) = unsafe {
+    // SAFETY: sysinfo and getrlimit only write the structures given.
+    let (ram, limit) = unsafe {
         let mut limit: libc::rlimit = core::mem::zeroed();
         let limit = if libc::getrlimit(libc::RLIMIT_AS, &mut limit) == 0 {
             limit.rlim_cur
         } else {
             libc::RLIM_INFINITY
         };
-        (libc::sysconf(libc::_SC_PHYS_PAGES), limit)
+        // `sysinfo`, not `sysconf(_SC_PHYS_PAGES)` (which asks it): the
+        // first call to `sysconf` makes a 64 KiB window of libc's
+        // read-only data resident (its switch's table; BENCHMARKS.md,
+        // branch `rss`).
+        let mut info: libc::sysinfo = core::mem::zeroed();
+        let ram = if libc::sysinfo(&mut info) == 0 {
+            (info.totalram as usize).saturating_mul(info.mem_unit.max(1) as usize)
+        } else {
+            0
+        };
+        (ram, limit)
     };
-    let ram = usize::try_from(pages)
-        .unwrap_or(0)
-        .saturating_mul(os::page_size());
     let mut len = ram
         .saturating_mul(RAM_FACTOR)
         .checked_next_power_of_two()

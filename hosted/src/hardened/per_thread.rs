@@ -20,6 +20,10 @@ pub(crate) struct PerThread {
 }
 
 impl PerThread {
+    /// The initial state, all zero bytes: a new cache's `PerThread` is the
+    /// kernel's zeroes, never written (`thread_cache::map_cache`); this is
+    /// what the test compares them with.
+    #[cfg(test)]
     pub(crate) const fn new() -> Self {
         PerThread {
             quarantine: Ring::new(),
@@ -62,5 +66,26 @@ fn free_to_heap(block: NonNull<u8>) {
     // SAFETY: `deallocate` validates the pointer first.
     if let Err(error) = unsafe { HEAP.deallocate(block) } {
         Misuse::Heap(error).report("free", block.as_ptr().cast());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PerThread;
+
+    /// `thread_cache::map_cache` leaves a new cache's `PerThread` as the
+    /// kernel's zeroes: they must be `PerThread::new()`.
+    #[test]
+    fn new_is_all_zero_bytes() {
+        let state = PerThread::new();
+        // SAFETY: reads the bytes of a live value; `PerThread` holds
+        // integers only (no padding).
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                core::ptr::from_ref(&state).cast::<u8>(),
+                core::mem::size_of::<PerThread>(),
+            )
+        };
+        assert!(bytes.iter().all(|&b| b == 0));
     }
 }
