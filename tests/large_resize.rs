@@ -1,0 +1,174 @@
+//! A LARGE block's resize and the LARGE cache's choice (branch `actions`):
+//! a block shrunk to a class's size that still fills half its block keeps
+//! its run, cut to the pages it needs, with every check of a free and a
+//! realloc intact; a smaller one moves to a zone; a freed run of exactly
+//! the pages a request needs is taken before any other (the most recent
+//! of that length first).
+
+mod common;
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use common::{Counting, arena};
+use ft_malloc::{Heap, HeapError, ReallocError, SMALL_MAX};
+
+type ArenaHeap = Heap<Counting<common::OwnedArena>>;
+
+const PAGE: usize = 4096;
+/// What `large.rs` puts before the user pointer at the default alignment.
+const HEADER: usize = 32;
+
+fn heap() -> ArenaHeap {
+    Heap::new(Counting::new(arena(4 << 20)))
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 16).unwrap()
+}
+
+/// Every byte natively; under Miri a sparse sample, both ends included.
+const STRIDE: usize = if cfg!(miri) { 509 } else { 1 };
+
+fn fill(p: NonNull<u8>, len: usize, seed: u8) {
+    for i in (0..len).step_by(STRIDE).chain([len - 1]) {
+        unsafe { p.as_ptr().add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+fn check(p: NonNull<u8>, len: usize, seed: u8) {
+    for i in (0..len).step_by(STRIDE).chain([len - 1]) {
+        assert_eq!(unsafe { p.as_ptr().add(i).read() }, seed.wrapping_add(i as u8));
+    }
+}
+
+/// A LARGE request whose run is exactly `pages` pages.
+fn size_for_pages(pages: usize) -> usize {
+    pages * PAGE - HEADER
+}
+
+#[test]
+fn a_large_block_shrunk_to_half_its_size_keeps_its_run() {
+    let heap = heap();
+    let p = heap.allocate(layout(48_000)).unwrap();
+    fill(p, 48_000, 3);
+    let mapped = heap.stats().mapped_bytes;
+    // A class's size (under SMALL_MAX) that fills more than half the block.
+    let new = 30_000;
+    assert!(new <= SMALL_MAX && new * 2 >= 48_000);
+    let q = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
+    assert_eq!(q, p, "no move, no copy");
+    check(q, new, 3);
+    assert_eq!(heap.usable_size(q), Ok((HEADER + new).next_multiple_of(PAGE) - HEADER));
+    let stats = heap.stats();
+    assert_eq!(stats.large_runs, 1);
+    assert_eq!(stats.live_bytes, new);
+    assert_eq!(stats.small_zones, 0, "no zone was made for it");
+    // The pages past the new end went back to the provider.
+    let cut = (HEADER + 48_000).next_multiple_of(PAGE) - (HEADER + new).next_multiple_of(PAGE);
+    assert_eq!(mapped - stats.mapped_bytes, cut);
+    // Every check still holds: the block frees once, and only once.
+    unsafe { heap.deallocate(q) }.unwrap();
+    assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::InvalidPointer));
+    assert_eq!(heap.stats().large_runs, 0);
+}
+
+#[test]
+fn a_large_block_shrunk_below_half_moves_to_a_zone() {
+    let heap = heap();
+    let p = heap.allocate(layout(48_000)).unwrap();
+    fill(p, 48_000, 5);
+    let q = unsafe { heap.reallocate(p, layout(20_000)) }.unwrap();
+    assert_ne!(q, p);
+    check(q, 20_000, 5);
+    let stats = heap.stats();
+    assert_eq!(stats.large_runs, 0, "the run was freed");
+    assert_eq!(stats.small_zones, 1);
+    assert_eq!(heap.usable_size(q), Ok(20_000));
+    // The old pointer is dead.
+    assert!(matches!(
+        unsafe { heap.reallocate(p, layout(10)) },
+        Err(ReallocError::Invalid(_))
+    ));
+    unsafe { heap.deallocate(q) }.unwrap();
+}
+
+#[test]
+fn a_kept_run_grows_and_shrinks_again_with_its_contents() {
+    let heap = heap();
+    let mut p = heap.allocate(layout(40_000)).unwrap();
+    fill(p, 40_000, 7);
+    let mut kept = 40_000;
+    for new in [24_000, 60_000, 31_000, 100_000, 50_001, 33_000] {
+        p = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
+        kept = kept.min(new);
+        check(p, kept, 7);
+        assert_eq!(heap.stats().live_bytes, new);
+    }
+    unsafe { heap.deallocate(p) }.unwrap();
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+#[test]
+fn a_shrink_to_an_alignment_the_block_lacks_moves() {
+    let heap = heap();
+    let p = heap.allocate(layout(48_000)).unwrap();
+    fill(p, 48_000, 9);
+    // The user pointer sits 32 bytes into a page: never 8 KiB aligned.
+    let align = 8192;
+    assert_ne!(p.as_ptr().addr() % align, 0);
+    let q = unsafe { heap.reallocate(p, Layout::from_size_align(30_000, align).unwrap()) }
+        .unwrap();
+    assert_eq!(q.as_ptr().addr() % align, 0);
+    check(q, 30_000, 9);
+    unsafe { heap.deallocate(q) }.unwrap();
+}
+
+#[test]
+fn a_broken_header_is_refused_by_the_shrink() {
+    let heap = heap();
+    let p = heap.allocate(layout(48_000)).unwrap();
+    // The header's guard word, 32 bytes before the user pointer.
+    let header = unsafe { p.as_ptr().sub(HEADER) };
+    let saved = unsafe { header.cast::<usize>().read() };
+    unsafe { header.cast::<usize>().write(saved ^ 1) };
+    assert_eq!(
+        unsafe { heap.reallocate(p, layout(30_000)) },
+        Err(ReallocError::Invalid(HeapError::Corrupted))
+    );
+    unsafe { header.cast::<usize>().write(saved) };
+    unsafe { heap.deallocate(p) }.unwrap();
+}
+
+#[test]
+fn the_cache_serves_an_exact_length_first_the_most_recent_one() {
+    let heap = heap();
+    // Four runs (10, 12, 10 and 11 pages) and live blocks between them, so
+    // that no run can grow into its neighbour.
+    let pages = [10, 12, 10, 11];
+    let mut runs = Vec::new();
+    let mut fences = Vec::new();
+    for &n in &pages {
+        runs.push(heap.allocate(layout(size_for_pages(n))).unwrap());
+        fences.push(heap.allocate(layout(SMALL_MAX + 1)).unwrap());
+    }
+    for &p in &runs {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    assert_eq!(heap.stats().large_cached_bytes, 43 * PAGE);
+    // Exactly 10 pages: the second 10-page run (freed last), then the first.
+    let a = heap.allocate(layout(size_for_pages(10))).unwrap();
+    assert_eq!(a, runs[2]);
+    let b = heap.allocate(layout(size_for_pages(10))).unwrap();
+    assert_eq!(b, runs[0]);
+    // 10 pages again: none is left; the smallest longer run (11 pages).
+    let c = heap.allocate(layout(size_for_pages(10))).unwrap();
+    assert_eq!(c, runs[3]);
+    // 12 pages: exactly the last one.
+    let d = heap.allocate(layout(size_for_pages(12))).unwrap();
+    assert_eq!(d, runs[1]);
+    assert_eq!(heap.stats().large_cached_bytes, 0);
+    for p in [a, b, c, d].into_iter().chain(fences) {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}
