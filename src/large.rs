@@ -451,7 +451,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// # Safety
     ///
     /// `start`/`len` is a run of this heap that nothing uses.
-    unsafe fn unmap_cached(&self, start: NonNull<u8>, len: usize) {
+    pub(crate) unsafe fn unmap_cached(&self, start: NonNull<u8>, len: usize) {
         // SAFETY: per the contract.
         unsafe { self.provider.unmap(start, len) };
         self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);

@@ -215,6 +215,24 @@ impl RunCache {
         }
     }
 
+    /// Unlinks the run that starts at `start` if one does and has at least
+    /// `min_len` bytes (a live run's neighbour, for it to grow into). Walks
+    /// the age list: at most [`LARGE_CACHE_SLOTS`](super::LARGE_CACHE_SLOTS)
+    /// runs, a few instructions each, against the copy of a whole LARGE
+    /// block that it saves.
+    pub(crate) fn take_at(&mut self, start: usize, min_len: usize) -> Option<(NonNull<u8>, usize)> {
+        let mut run = self.newest;
+        while !run.is_null() {
+            // SAFETY: cached runs, under the LARGE lock.
+            let (len, older) = unsafe { ((*run).len, (*run).older) };
+            if run.addr() == start {
+                return (len >= min_len).then(|| self.take(Choice { run }));
+            }
+            run = older;
+        }
+        None
+    }
+
     /// Unlinks the oldest run, if any.
     pub(crate) fn take_oldest(&mut self) -> Option<(NonNull<u8>, usize)> {
         let run = self.oldest;

@@ -61,7 +61,10 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         let cheap_move = self.provider.moves_without_copying();
         let move_first = cheap_move || self.span_is_tight();
         if needed != block.run_len {
-            match self.resize_run(&mut state, &block, needed, move_first) {
+            let resized = self
+                .resize_run(&mut state, &block, needed, move_first)
+                .or_else(|| self.grow_over_cached(&mut state, &block, needed));
+            match resized {
                 Some(new_start) => {
                     block.start = new_start;
                     block.run_len = needed;
@@ -85,6 +88,29 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         block.requested = new_size;
         self.write_large_header(&block);
         Ok(block.user())
+    }
+
+    /// Grows a live LARGE run in place over the cached run right after it
+    /// (a run freed there, kept for reuse, is what most often stands in
+    /// the way of growth in a packed arena): that run leaves the cache, its
+    /// pages go back to the provider, and the live run grows into them.
+    /// Under the LARGE lock (`state`), as `resize_run`: the provider calls
+    /// are those of a live run's resize (see the protocol in `large.rs`).
+    /// `None` if there is no such cached run of the pages the growth needs,
+    /// or if the provider refused the growth (another run took the pages
+    /// in between: the caller copies).
+    fn grow_over_cached(
+        &self,
+        state: &mut LargeState,
+        block: &LargeBlock,
+        needed: usize,
+    ) -> Option<NonNull<u8>> {
+        let more = needed.checked_sub(block.run_len).filter(|&more| more > 0)?;
+        let end = block.start.as_ptr().addr() + block.run_len;
+        let (next, len) = state.cache.take_at(end, more)?;
+        // SAFETY: just unlinked from the cache: unregistered and unused.
+        unsafe { self.unmap_cached(next, len) };
+        self.resize_run(state, block, needed, false)
     }
 
     /// The last resort of a bounded provider's LARGE growth: no fresh run
