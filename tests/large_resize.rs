@@ -38,7 +38,10 @@ fn fill(p: NonNull<u8>, len: usize, seed: u8) {
 
 fn check(p: NonNull<u8>, len: usize, seed: u8) {
     for i in (0..len).step_by(STRIDE).chain([len - 1]) {
-        assert_eq!(unsafe { p.as_ptr().add(i).read() }, seed.wrapping_add(i as u8));
+        assert_eq!(
+            unsafe { p.as_ptr().add(i).read() },
+            seed.wrapping_add(i as u8)
+        );
     }
 }
 
@@ -59,7 +62,10 @@ fn a_large_block_shrunk_to_half_its_size_keeps_its_run() {
     let q = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
     assert_eq!(q, p, "no move, no copy");
     check(q, new, 3);
-    assert_eq!(heap.usable_size(q), Ok((HEADER + new).next_multiple_of(PAGE) - HEADER));
+    assert_eq!(
+        heap.usable_size(q),
+        Ok((HEADER + new).next_multiple_of(PAGE) - HEADER)
+    );
     let stats = heap.stats();
     assert_eq!(stats.large_runs, 1);
     assert_eq!(stats.live_bytes, new);
@@ -69,7 +75,10 @@ fn a_large_block_shrunk_to_half_its_size_keeps_its_run() {
     assert_eq!(mapped - stats.mapped_bytes, cut);
     // Every check still holds: the block frees once, and only once.
     unsafe { heap.deallocate(q) }.unwrap();
-    assert_eq!(unsafe { heap.deallocate(q) }, Err(HeapError::InvalidPointer));
+    assert_eq!(
+        unsafe { heap.deallocate(q) },
+        Err(HeapError::InvalidPointer)
+    );
     assert_eq!(heap.stats().large_runs, 0);
 }
 
@@ -117,8 +126,7 @@ fn a_shrink_to_an_alignment_the_block_lacks_moves() {
     // The user pointer sits 32 bytes into a page: never 8 KiB aligned.
     let align = 8192;
     assert_ne!(p.as_ptr().addr() % align, 0);
-    let q = unsafe { heap.reallocate(p, Layout::from_size_align(30_000, align).unwrap()) }
-        .unwrap();
+    let q = unsafe { heap.reallocate(p, Layout::from_size_align(30_000, align).unwrap()) }.unwrap();
     assert_eq!(q.as_ptr().addr() % align, 0);
     check(q, 30_000, 9);
     unsafe { heap.deallocate(q) }.unwrap();
