@@ -180,3 +180,54 @@ fn the_cache_serves_an_exact_length_first_the_most_recent_one() {
         unsafe { heap.deallocate(p) }.unwrap();
     }
 }
+
+#[test]
+fn a_large_run_grows_over_the_cached_run_after_it() {
+    let heap = heap();
+    // LARGE runs of 10, 10 and 9 pages (9 pages: the smallest LARGE run).
+    let a = heap.allocate(layout(size_for_pages(10))).unwrap();
+    let b = heap.allocate(layout(size_for_pages(10))).unwrap();
+    let fence = heap.allocate(layout(size_for_pages(9))).unwrap();
+    // First fit: the runs lie one after the other.
+    assert_eq!(b.as_ptr().addr(), a.as_ptr().addr() + 10 * PAGE);
+    assert_eq!(fence.as_ptr().addr(), b.as_ptr().addr() + 10 * PAGE);
+    fill(a, size_for_pages(10), 11);
+    unsafe { heap.deallocate(b) }.unwrap();
+    let before = heap.stats();
+    assert_eq!(before.large_cached_bytes, 10 * PAGE);
+    // 15 pages: the 10 cached ones after it give the 5 it lacks.
+    let grown = unsafe { heap.reallocate(a, layout(size_for_pages(15))) }.unwrap();
+    assert_eq!(grown, a, "grown in place, no copy");
+    check(grown, size_for_pages(10), 11);
+    let after = heap.stats();
+    assert_eq!(after.large_cached_bytes, 0, "the neighbour left the cache");
+    assert_eq!(after.large_runs, 2);
+    // The 5 pages the growth did not need went back to the provider.
+    assert_eq!(before.mapped_bytes - after.mapped_bytes, 5 * PAGE);
+    // The old neighbour's pointer is refused.
+    assert_eq!(unsafe { heap.deallocate(b) }, Err(HeapError::InvalidPointer));
+    for p in [grown, fence] {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}
+
+#[test]
+fn a_cached_neighbour_too_small_for_the_growth_stays_cached() {
+    let heap = heap();
+    let a = heap.allocate(layout(size_for_pages(10))).unwrap();
+    let b = heap.allocate(layout(size_for_pages(9))).unwrap();
+    let fence = heap.allocate(layout(size_for_pages(9))).unwrap();
+    assert_eq!(b.as_ptr().addr(), a.as_ptr().addr() + 10 * PAGE);
+    assert_eq!(fence.as_ptr().addr(), b.as_ptr().addr() + 9 * PAGE);
+    fill(a, size_for_pages(10), 13);
+    unsafe { heap.deallocate(b) }.unwrap();
+    // 10 more pages: the 9 cached ones cannot give them; the block moves.
+    let moved = unsafe { heap.reallocate(a, layout(size_for_pages(20))) }.unwrap();
+    assert_ne!(moved, a);
+    check(moved, size_for_pages(10), 13);
+    // The neighbour is still cached, and so is the run the block left.
+    assert_eq!(heap.stats().large_cached_bytes, 9 * PAGE + 10 * PAGE);
+    for p in [moved, fence] {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}
