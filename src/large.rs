@@ -47,7 +47,12 @@
 //!   unregister, cache the run (evicting older runs to a `doomed` list
 //!   threaded through them), unlock; then unmap the doomed runs;
 //! - realloc (`realloc.rs`) keeps the lock across the provider's resize of
-//!   a *live* run: its entry moves with it (unregister, resize, register).
+//!   a *live* run: its entry moves with it (unregister, resize, register);
+//!   a run it grows over (the cached run right after the live one,
+//!   `grow_over_cached`) is unlinked, unmapped and grown into under that
+//!   same hold (the unlinked run is this thread's; a zone mapped by another
+//!   thread in between may take its pages first, and the block is then
+//!   copied, as it would have been without the neighbour).
 //!
 //! Lock order: the LARGE lock is taken with no other heap lock held (except
 //! by `lock_all`, after the class locks) and nothing but the provider's own

@@ -43,7 +43,10 @@ fn fill(p: NonNull<u8>, len: usize, seed: u8) {
 /// Checks the first `keep` bytes of what `fill(p, written, seed)` wrote.
 fn check(p: NonNull<u8>, keep: usize, written: usize, seed: u8) {
     for i in positions(written).filter(|&i| i < keep) {
-        assert_eq!(unsafe { p.as_ptr().add(i).read() }, seed.wrapping_add(i as u8));
+        assert_eq!(
+            unsafe { p.as_ptr().add(i).read() },
+            seed.wrapping_add(i as u8)
+        );
     }
 }
 
@@ -207,7 +210,10 @@ fn a_large_run_grows_over_the_cached_run_after_it() {
     // The 5 pages the growth did not need went back to the provider.
     assert_eq!(before.mapped_bytes - after.mapped_bytes, 5 * PAGE);
     // The old neighbour's pointer is refused.
-    assert_eq!(unsafe { heap.deallocate(b) }, Err(HeapError::InvalidPointer));
+    assert_eq!(
+        unsafe { heap.deallocate(b) },
+        Err(HeapError::InvalidPointer)
+    );
     for p in [grown, fence] {
         unsafe { heap.deallocate(p) }.unwrap();
     }
