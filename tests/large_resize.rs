@@ -1,7 +1,7 @@
 //! A LARGE block's resize and the LARGE cache's choice (branch `actions`):
-//! a block shrunk to a class's size that still fills half its block keeps
-//! its run, cut to the pages it needs, with every check of a free and a
-//! realloc intact; a smaller one moves to a zone; a freed run of exactly
+//! a block shrunk to a class's size of at least 16 KiB keeps its run, cut
+//! to the pages it needs, with every check of a free and a realloc intact;
+//! a smaller one moves to a zone; a freed run of exactly
 //! the pages a request needs is taken before any other (the most recent
 //! of that length first).
 
@@ -18,6 +18,9 @@ type ArenaHeap = Heap<Counting<common::OwnedArena>>;
 const PAGE: usize = 4096;
 /// What `large.rs` puts before the user pointer at the default alignment.
 const HEADER: usize = 32;
+/// The smallest size a shrunk LARGE block keeps its run for
+/// (`LARGE_KEEP_MIN`).
+const KEEP_MIN: usize = 16 << 10;
 
 fn heap() -> ArenaHeap {
     Heap::new(Counting::new(arena(4 << 20)))
@@ -56,14 +59,14 @@ fn size_for_pages(pages: usize) -> usize {
 }
 
 #[test]
-fn a_large_block_shrunk_to_half_its_size_keeps_its_run() {
+fn a_large_block_shrunk_to_16_kib_or_more_keeps_its_run() {
     let heap = heap();
     let p = heap.allocate(layout(48_000)).unwrap();
     fill(p, 48_000, 3);
     let mapped = heap.stats().mapped_bytes;
-    // A class's size (under SMALL_MAX) that fills more than half the block.
+    // A class's size (under SMALL_MAX) of at least 16 KiB.
     let new = 30_000;
-    assert!(new <= SMALL_MAX && new * 2 >= 48_000);
+    assert!(new <= SMALL_MAX && new >= KEEP_MIN);
     let q = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
     assert_eq!(q, p, "no move, no copy");
     check(q, new, 48_000, 3);
@@ -88,17 +91,17 @@ fn a_large_block_shrunk_to_half_its_size_keeps_its_run() {
 }
 
 #[test]
-fn a_large_block_shrunk_below_half_moves_to_a_zone() {
+fn a_large_block_shrunk_below_16_kib_moves_to_a_zone() {
     let heap = heap();
     let p = heap.allocate(layout(48_000)).unwrap();
     fill(p, 48_000, 5);
-    let q = unsafe { heap.reallocate(p, layout(20_000)) }.unwrap();
+    let q = unsafe { heap.reallocate(p, layout(KEEP_MIN - 1)) }.unwrap();
     assert_ne!(q, p);
-    check(q, 20_000, 48_000, 5);
+    check(q, KEEP_MIN - 1, 48_000, 5);
     let stats = heap.stats();
     assert_eq!(stats.large_runs, 0, "the run was freed");
     assert_eq!(stats.small_zones, 1);
-    assert_eq!(heap.usable_size(q), Ok(20_000));
+    assert_eq!(heap.usable_size(q), Ok(KEEP_MIN - 1));
     // The old pointer is dead.
     assert!(matches!(
         unsafe { heap.reallocate(p, layout(10)) },
@@ -108,12 +111,25 @@ fn a_large_block_shrunk_below_half_moves_to_a_zone() {
 }
 
 #[test]
+fn a_large_block_shrunk_to_a_fifth_keeps_its_run_from_16_kib() {
+    let heap = heap();
+    let p = heap.allocate(layout(90_000)).unwrap();
+    fill(p, 90_000, 6);
+    let q = unsafe { heap.reallocate(p, layout(KEEP_MIN)) }.unwrap();
+    assert_eq!(q, p, "kept, however much smaller");
+    check(q, KEEP_MIN, 90_000, 6);
+    assert_eq!(heap.stats().large_runs, 1);
+    assert_eq!(heap.stats().small_zones, 0);
+    unsafe { heap.deallocate(q) }.unwrap();
+}
+
+#[test]
 fn a_kept_run_grows_and_shrinks_again_with_its_contents() {
     let heap = heap();
     let mut p = heap.allocate(layout(40_000)).unwrap();
     fill(p, 40_000, 7);
     let mut kept = 40_000;
-    for new in [24_000, 60_000, 31_000, 100_000, 50_001, 33_000] {
+    for new in [24_000, 60_000, 17_000, 100_000, 50_001, 33_000] {
         p = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
         kept = kept.min(new);
         check(p, kept, 40_000, 7);
