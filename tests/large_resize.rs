@@ -66,7 +66,7 @@ fn a_large_block_shrunk_to_16_kib_or_more_keeps_its_run() {
     let mapped = heap.stats().mapped_bytes;
     // A class's size (under SMALL_MAX) of at least 16 KiB.
     let new = 30_000;
-    assert!(new <= SMALL_MAX && new >= KEEP_MIN);
+    assert!((KEEP_MIN..=SMALL_MAX).contains(&new));
     let q = unsafe { heap.reallocate(p, layout(new)) }.unwrap();
     assert_eq!(q, p, "no move, no copy");
     check(q, new, 48_000, 3);
