@@ -47,7 +47,12 @@
 //!   unregister, cache the run (evicting older runs to a `doomed` list
 //!   threaded through them), unlock; then unmap the doomed runs;
 //! - realloc (`realloc.rs`) keeps the lock across the provider's resize of
-//!   a *live* run: its entry moves with it (unregister, resize, register).
+//!   a *live* run: its entry moves with it (unregister, resize, register);
+//!   a run it grows over (the cached run right after the live one,
+//!   `grow_over_cached`) is unlinked, unmapped and grown into under that
+//!   same hold (the unlinked run is this thread's; a zone mapped by another
+//!   thread in between may take its pages first, and the block is then
+//!   copied, as it would have been without the neighbour).
 //!
 //! Lock order: the LARGE lock is taken with no other heap lock held (except
 //! by `lock_all`, after the class locks) and nothing but the provider's own
@@ -90,6 +95,15 @@ pub(crate) const LARGE_CACHE_RUN_MAX: usize = 32 << 20;
 /// free there too), and the runs between `SMALL_MAX` and 128 KiB stay
 /// cheap to reuse.
 pub(crate) const LARGE_CACHE_THRESHOLD_START: usize = 128 << 10;
+/// A LARGE block that a realloc shrinks to at least this many bytes keeps
+/// its run, cut by the provider to the pages it needs (no copy); a smaller
+/// size moves to its class's block. The cut run wastes under a page, so
+/// under a quarter of any size it keeps (a class's block wastes up to an
+/// eighth, but in a zone of 100 such blocks). A ratio (at least half the
+/// block, the zones' rule) kept fewer runs: the random actions at 30000
+/// copied 48 instructions per operation more (1069 against 1022), for a
+/// heap efficiency 0.4 points higher (60 rounds: 90.56% against 90.14%).
+pub(crate) const LARGE_KEEP_MIN: usize = 16 << 10;
 /// Total bytes the cache may hold (glibc keeps up to 64 MiB of freed top).
 pub(crate) const LARGE_CACHE_BYTES_MAX: usize = 64 << 20;
 /// A cached run serves a request needing `n` bytes as it is if it has at
@@ -451,7 +465,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// # Safety
     ///
     /// `start`/`len` is a run of this heap that nothing uses.
-    unsafe fn unmap_cached(&self, start: NonNull<u8>, len: usize) {
+    pub(crate) unsafe fn unmap_cached(&self, start: NonNull<u8>, len: usize) {
         // SAFETY: per the contract.
         unsafe { self.provider.unmap(start, len) };
         self.counters.unmap_calls.fetch_add(1, Ordering::Relaxed);

@@ -309,6 +309,31 @@ impl PageMap {
         let value = owner.encode();
         let first = start >> GRANULE_SHIFT;
         let last = (start + len - 1) >> GRANULE_SHIFT;
+        // A run inside a flat array already made (every LARGE run, which
+        // registers only its user pointer's granule, and every zone of an
+        // arena): its slots, with no node to make (a LARGE allocation of
+        // the random actions paid 123 instructions here).
+        if let (Ok(g), Ok(g_last)) = (self.flat_index(start), self.flat_index(start + len - 1)) {
+            // `flat_used` only grows: a look first saves the atomic
+            // read-modify-write.
+            if self.flat_used.load(Ordering::Relaxed) <= g_last {
+                self.flat_used.fetch_max(g_last + 1, Ordering::Relaxed);
+            }
+            let array = self.flat_array();
+            for g in g..=g_last {
+                // SAFETY: `flat_index` checked `g_last` against the array's
+                // length; the array lives as long as the map.
+                let slot = unsafe { slot_at(array, g) };
+                let swapped = slot.compare_exchange(
+                    ptr::null_mut(),
+                    value,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+                debug_assert!(swapped.is_ok(), "a granule registered twice");
+            }
+            return true;
+        }
         let Some(root) = self.top_for(provider, metadata_bytes) else {
             return false;
         };

@@ -42,7 +42,7 @@ mod exact;
 mod table;
 
 use exact::inverse_mod_2_64;
-use table::{CLASS_BY_GRANULE, CLASS_TABLE_MAX};
+use table::{ALIGNED_CLASS, CLASS_BY_GRANULE, CLASS_TABLE_MAX, NO_CLASS};
 
 /// Largest TINY request.
 pub const TINY_MAX: usize = 128;
@@ -223,19 +223,17 @@ impl SizeClass {
             return None;
         }
         let size = if size < align { align } else { size };
-        let Some(mut class) = Self::for_size(size) else {
+        let Some(class) = Self::for_size(size) else {
             return None;
         };
         // Blocks of a class are aligned to the lowest set bit of the block
-        // size (up to a page); the power of two that ends every doubling
-        // group stops this loop within eight steps.
-        while class.block_size() % align != 0 {
-            class = SizeClass(class.0 + 1);
-            if class.index() >= NUM_CLASSES {
-                return None;
-            }
+        // size (up to a page): the first class from this one whose size is
+        // a multiple of `align`, from a table (`ALIGNED_CLASS`).
+        let step = (align / DEFAULT_ALIGN).trailing_zeros() as usize - 1;
+        match ALIGNED_CLASS[class.0 as usize][step] {
+            NO_CLASS => None,
+            found => Some(SizeClass(found)),
         }
-        Some(class)
     }
 
     /// The layout of this class's full zones.
