@@ -112,6 +112,11 @@ const TAG_POOL: usize = 2;
 const TAG_BARE: usize = 3;
 const _: () = assert!(TAG_MASK ^ TAG_BARE >= crate::size_class::NUM_CLASSES);
 const _: () = assert!(TAG_MASK ^ (crate::size_class::NUM_CLASSES - 1) > TAG_BARE);
+// `zone_of` flips the tag's low byte only (a `movzbl` and a `xor`): every
+// class index fits in it, and the small tags' low bytes flip past the last
+// class there too, so the byte alone decides as the whole tag does.
+const _: () = assert!(TAG_MASK >= 0xFF && crate::size_class::NUM_CLASSES <= 0x100);
+const _: () = assert!(0xFF ^ TAG_BARE >= crate::size_class::NUM_CLASSES);
 
 /// Who owns a granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

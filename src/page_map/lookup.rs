@@ -139,8 +139,10 @@ impl PageMap {
     #[inline(always)]
     pub(crate) fn zone_of(slot: *mut u8) -> Option<(NonNull<u8>, SizeClass)> {
         // Zone tags are the class index flipped; empty slots (0) and the
-        // other tags flip to numbers past the last class.
-        let class = (!slot.addr()) & TAG_MASK;
+        // other tags flip to numbers past the last class. The low byte
+        // alone decides (`page_map.rs`): one zero-extending load of it and
+        // one flip.
+        let class = usize::from(!(slot.addr() as u8));
         if class >= crate::size_class::NUM_CLASSES {
             return None;
         }
