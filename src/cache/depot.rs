@@ -162,17 +162,18 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // zone's: the page map registers a zone under its own class.
         let width = slot_width::<WIDTH>(class);
         let size_slot = check.size_slot(zone, width, index);
-        let block_size = check.block_size;
         // SAFETY: the slot of a handed-out block of this zone (its holder
-        // is freeing it); the block is `block_size` bytes.
+        // is freeing it).
         let requested = unsafe { zone::load_own_size(size_slot, width) };
-        if requested > block_size {
+        // One compare with the block size, two branches.
+        if check.above_block(requested) {
             // A span's head or follower (`span.rs`): the locked path frees
             // all its blocks, or refuses.
             return Checked::Locked;
         }
-        // SAFETY: as above, and `requested <= block_size`.
-        if !unsafe { canary::intact_for(ptr, requested, block_size, mark) } {
+        // A block with slack has a canary just past the request.
+        // SAFETY: as above, and `requested` is below the block size.
+        if check.has_slack(requested) && !unsafe { canary::intact_past(ptr, requested, mark) } {
             // A racing free's mark may be what broke it (`free_mark.rs`).
             // SAFETY: as above.
             if unsafe { free_mark::is_set_to(ptr, mark) } {
