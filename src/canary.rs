@@ -78,6 +78,19 @@ pub(crate) unsafe fn intact(block: NonNull<u8>, requested: usize, block_size: us
     unsafe { intact_for(block, requested, block_size, free_mark::value(block)) }
 }
 
+/// [`intact_for`] for a caller that has compared `requested` with the
+/// block size already: the canary of a block armed for `requested` bytes,
+/// fewer than the block holds, is intact.
+///
+/// # Safety
+///
+/// As for [`intact_for`], and `requested < block_size`.
+#[inline(always)]
+pub(crate) unsafe fn intact_past(block: NonNull<u8>, requested: usize, mark: usize) -> bool {
+    // SAFETY: `requested < block_size`: inside the block, per the contract.
+    unsafe { block.as_ptr().add(requested).read() == byte(mark) }
+}
+
 /// [`intact`], for a caller that has computed the block's free mark
 /// (`free_mark::value(block)`) already.
 ///

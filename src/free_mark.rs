@@ -105,6 +105,18 @@ pub(crate) fn key() -> usize {
     KEY.load(Ordering::Relaxed)
 }
 
+/// The key marks and canaries are derived from now (odd; [`set_key`]'s
+/// argument with its lowest bit set), for a caller that keeps a copy in a
+/// word of its own and hands it to
+/// [`FrontCache::try_deallocate_flat_in`](crate::FrontCache::try_deallocate_flat_in):
+/// a static of the caller's crate is one load, this crate's a load of its
+/// address first in a shared library. It never changes once a block is
+/// marked ([`set_key`]'s contract).
+#[inline]
+pub fn current_key() -> usize {
+    key()
+}
+
 /// The mark's word of `block`, as an atomic: a racing free may swap it
 /// while another thread reads it.
 ///
@@ -126,7 +138,13 @@ unsafe fn word<'a>(block: NonNull<u8>) -> &'a AtomicUsize {
 /// is derived from it too, so a free computes it once.)
 #[inline(always)]
 pub(crate) fn value(block: NonNull<u8>) -> usize {
-    key() ^ block.as_ptr().addr()
+    value_with(block, key())
+}
+
+/// [`value`] with the key given (the caller read [`key`], or a copy of it).
+#[inline(always)]
+pub(crate) fn value_with(block: NonNull<u8>, key: usize) -> usize {
+    key ^ block.as_ptr().addr()
 }
 
 /// Marks `block` free, when it is the caller's already: a block the zone

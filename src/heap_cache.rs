@@ -372,14 +372,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let mark = free_mark::value(ptr);
             let size_slot = check.size_slot(zone, WIDTH, index);
             let requested = zone::load_own_size(size_slot, WIDTH);
-            let block_size = check.block_size;
-            // A block armed for less than its size has a canary; one armed
-            // for more is a span's (the full path's).
-            if requested < block_size {
-                if !canary::intact_for(ptr, requested, block_size, mark) {
-                    return false;
-                }
-            } else if requested != block_size {
+            // A block armed for more than its size is a span's (the full
+            // path's); one armed for less has a canary. One compare with
+            // the block size, two branches.
+            if check.above_block(requested)
+                || check.has_slack(requested) && !canary::intact_past(ptr, requested, mark)
+            {
                 return false;
             }
             // The class lock does not keep a front cache's lock-free free of

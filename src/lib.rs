@@ -32,7 +32,7 @@ mod zone;
 pub use arena::{ArenaProvider, MAX_REGIONS, RegionError};
 pub use cache::FrontCache;
 pub use error::{HeapError, ReallocError};
-pub use free_mark::{DEFAULT_KEY, set_key};
+pub use free_mark::{DEFAULT_KEY, current_key, set_key};
 pub use heap::{CorruptionHandler, Heap};
 pub use introspect::{BlockInfo, HeapVisitor, Stats, ZoneInfo};
 #[cfg(all(feature = "x86_64", target_arch = "x86_64"))]

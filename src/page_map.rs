@@ -100,18 +100,20 @@ const TAG_MASK: usize = GRANULE - 1;
 /// covers blog_os's 100 KiB heap and the benchmark's smallest mixed-load
 /// regions (320-336 KiB).
 pub(crate) const INLINE_SLOTS: usize = 110;
-/// Tags: a zone's is its class index with every tag bit flipped
-/// (`TAG_MASK ^ index`), so that flipping them back gives the index, and
-/// anything else (an empty slot's 0, the small tags below) a number past
-/// the last class: one flip, one mask and one compare decide "a zone, of
-/// this class" with a single register (`zone_of`, on every `free`).
+/// Tags: a zone's is its class index plus [`ZONE_TAG_BASE`], so that zone
+/// tags fill the top of the low byte's range and anything else (an empty
+/// slot's 0, the small tags below) lies under it: one compare of the low
+/// byte decides "a zone", and the byte is the class's index into a
+/// cache's per-class arrays with the base folded into the address's
+/// displacement (`zone_of`, on every `free`: no flip, no mask).
 const TAG_LARGE: usize = 1;
 /// A segment of the small-region pool (`coalesce/`).
 const TAG_POOL: usize = 2;
 /// A bare page run of the small-region pool (`coalesce/bare.rs`).
 const TAG_BARE: usize = 3;
-const _: () = assert!(TAG_MASK ^ TAG_BARE >= crate::size_class::NUM_CLASSES);
-const _: () = assert!(TAG_MASK ^ (crate::size_class::NUM_CLASSES - 1) > TAG_BARE);
+/// A zone's tag less its class index: the classes take the top of a byte.
+pub(crate) const ZONE_TAG_BASE: usize = 0x100 - crate::size_class::NUM_CLASSES;
+const _: () = assert!(TAG_MASK >= 0xFF && TAG_BARE < ZONE_TAG_BASE);
 
 /// Who owns a granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,9 +133,9 @@ pub(crate) enum Owner {
 impl Owner {
     fn encode(self) -> *mut u8 {
         match self {
-            Owner::Zone { base, class } => {
-                base.as_ptr().map_addr(|a| a | (TAG_MASK ^ class.index()))
-            }
+            Owner::Zone { base, class } => base
+                .as_ptr()
+                .map_addr(|a| a | (ZONE_TAG_BASE + class.index())),
             Owner::Large { base } => base.as_ptr().map_addr(|a| a | TAG_LARGE),
             Owner::Pool { base } => base.as_ptr().map_addr(|a| a | TAG_POOL),
             Owner::Bare { base } => base.as_ptr().map_addr(|a| a | TAG_BARE),
@@ -150,7 +152,7 @@ impl Owner {
         } else if tag == TAG_BARE {
             Some(Owner::Bare { base })
         } else {
-            let class = SizeClass::from_index(tag ^ TAG_MASK)?;
+            let class = SizeClass::from_index(tag.checked_sub(ZONE_TAG_BASE)?)?;
             Some(Owner::Zone { base, class })
         }
     }

@@ -307,7 +307,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 (check.size_slot(zone, 2, index), 2)
             };
             let old_size = zone::load_own_size(slot, width);
-            let block_size = check.block_size;
+            let block_size = check.block_size();
             // More than the block is a span's (the full way's).
             if old_size > block_size || !canary::intact_for(ptr, old_size, block_size, mark) {
                 return Resize::Doubt;

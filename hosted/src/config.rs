@@ -316,11 +316,28 @@ static FAST_BELOW: AtomicUsize = AtomicUsize::new(0);
 #[cfg(feature = "c-abi")]
 static FREE_GATE: AtomicPtr<MappedFlat> = AtomicPtr::new((&raw const NO_MAPPED_FLAT).cast_mut());
 
+/// The heap's free-mark key (`ft_malloc::current_key`), copied here for
+/// `free`: a static of this crate is one load, the core's a load of its
+/// address from the GOT first. Stored by [`sync_gate`] before the gate
+/// opens (Release, read after the gate's Acquire), and the key never
+/// changes once the heap is in use: a `free` that passed the gate reads
+/// the right one.
+#[cfg(feature = "c-abi")]
+static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
+
 /// `free`'s gate (see [`FREE_GATE`]).
 #[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) fn free_gate() -> *const MappedFlat {
     FREE_GATE.load(Ordering::Acquire)
+}
+
+/// The key `free`'s lock-free path checks marks and canaries with (see
+/// [`FREE_KEY`]); read after [`free_gate`].
+#[cfg(feature = "c-abi")]
+#[inline(always)]
+pub(crate) fn free_key() -> usize {
+    FREE_KEY.load(Ordering::Relaxed)
 }
 
 /// Sets `free`'s gate to the heap's flat map if the settings are plain and
@@ -355,6 +372,8 @@ fn sync_gate() {
         } else {
             &raw const NO_MAPPED_FLAT
         };
+        // The key first: a `free` that sees the map sees the key.
+        FREE_KEY.store(ft_malloc::current_key(), Ordering::SeqCst);
         FREE_GATE.store(flat.cast_mut(), Ordering::SeqCst);
         if PACKED.load(Ordering::SeqCst) == word {
             break;

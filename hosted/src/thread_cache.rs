@@ -426,15 +426,17 @@ pub(crate) unsafe fn try_deallocate(ptr: NonNull<u8>) -> Option<Result<(), HeapE
 /// # Safety
 ///
 /// As [`ft_malloc::Heap::deallocate`]; `flat` is `HEAP.mapped_flat()` or
-/// the sentinel.
+/// the sentinel; `key` is `ft_malloc::current_key()` unless `flat` is the
+/// sentinel.
 #[cfg(feature = "c-abi")]
 #[inline(always)]
 pub(crate) unsafe fn try_deallocate_flat(
     flat: *const ft_malloc::cache::MappedFlat,
+    key: usize,
     ptr: *mut u8,
 ) -> Option<Result<(), HeapError>> {
     // SAFETY: per the contract; the thread's own cache, or the inert one.
-    unsafe { FrontCache::try_deallocate_flat_in(current_or_inert(), &HEAP, flat, ptr) }
+    unsafe { FrontCache::try_deallocate_flat_in(current_or_inert(), &HEAP, flat, key, ptr) }
 }
 
 /// Reallocates through the calling thread's cache (lock-free for TINY

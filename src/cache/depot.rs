@@ -26,6 +26,18 @@ use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::SizeClass;
 use crate::zone::{self, Popped, ZoneHeader};
 
+/// The size-slot width of `class`: `WIDTH` if the caller tested it (1 or
+/// 2), else the class's (`WIDTH` 0). See `Heap::check_in_zone`.
+#[inline(always)]
+pub(crate) const fn slot_width<const WIDTH: usize>(class: SizeClass) -> usize {
+    debug_assert!(WIDTH == 0 || WIDTH == class.size_width());
+    if WIDTH == 0 {
+        class.size_width()
+    } else {
+        WIDTH
+    }
+}
+
 /// What the lock-free check says about a pointer given to a cache.
 pub(crate) enum Checked {
     /// A handed-out block of this class: keep it once claimed with the
@@ -81,24 +93,6 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         Some(self.check_in_slot::<false>(ptr, slot))
     }
 
-    /// [`check_mapped_for_cache`](Self::check_mapped_for_cache) with the
-    /// flat array's header given (its caller read it once).
-    ///
-    /// # Safety
-    ///
-    /// `flat` is [`NO_MAPPED_FLAT`](crate::page_map::NO_MAPPED_FLAT) or
-    /// this heap's [`mapped_flat`](Self::mapped_flat).
-    #[inline(always)]
-    pub(crate) unsafe fn check_flat_for_cache(
-        &self,
-        flat: *const MappedFlat,
-        ptr: *mut u8,
-    ) -> Option<Checked> {
-        // SAFETY: per the contract.
-        let slot = unsafe { PageMap::mapped_slot_in(flat, ptr.addr()) }?;
-        Some(self.check_in_slot::<false>(ptr, slot))
-    }
-
     /// The header of this heap's flat page map in a provider's run (a
     /// heap whose provider's span is larger than the page map's inline
     /// array, once it has registered a run), or
@@ -114,10 +108,29 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// The rest of the check once the page map's `slot` for `ptr` is read.
     #[inline(always)]
     fn check_in_slot<const MARK_FIRST: bool>(&self, ptr: *mut u8, slot: *mut u8) -> Checked {
-        let addr = ptr.addr();
         let Some((base, class)) = PageMap::zone_of(slot) else {
             return Checked::Locked;
         };
+        self.check_in_zone::<MARK_FIRST, 0>(ptr, base, class, free_mark::key())
+    }
+
+    /// The rest of the check once the page map named the zone at `base`,
+    /// of `class`. `WIDTH`: the class's size-slot width, if the caller
+    /// has tested it (1 or 2; 0 reads it from the class): a free that
+    /// tests it once, before the check, has all that follows (the size
+    /// slot's read, the "cached" store after the claim) in one copy per
+    /// width, with no second test (`FrontCache::try_deallocate_flat_in`).
+    /// `key` is the free mark's key (`free_mark::key`, or the caller's
+    /// copy of it).
+    #[inline(always)]
+    pub(crate) fn check_in_zone<const MARK_FIRST: bool, const WIDTH: usize>(
+        &self,
+        ptr: *mut u8,
+        base: NonNull<u8>,
+        class: SizeClass,
+        key: usize,
+    ) -> Checked {
+        let addr = ptr.addr();
         // SAFETY: a registered zone's granule: no zone lies at address 0.
         let ptr = unsafe { NonNull::new_unchecked(ptr) };
         // The block through the heap's own pointer to its zone (`heap::own`).
@@ -140,26 +153,27 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             return Checked::Locked;
         }
         let index = index as usize;
-        let mark = free_mark::value(ptr);
+        let mark = free_mark::value_with(ptr, key);
         // SAFETY: a carved block of a mapped zone.
         if MARK_FIRST && unsafe { free_mark::is_set_to(ptr, mark) } {
             return Checked::DoubleFree;
         }
         // The width comes from the class (the page map's), which is the
         // zone's: the page map registers a zone under its own class.
-        let width = class.size_width();
+        let width = slot_width::<WIDTH>(class);
         let size_slot = check.size_slot(zone, width, index);
-        let block_size = check.block_size;
         // SAFETY: the slot of a handed-out block of this zone (its holder
-        // is freeing it); the block is `block_size` bytes.
+        // is freeing it).
         let requested = unsafe { zone::load_own_size(size_slot, width) };
-        if requested > block_size {
+        // One compare with the block size, two branches.
+        if check.above_block(requested) {
             // A span's head or follower (`span.rs`): the locked path frees
             // all its blocks, or refuses.
             return Checked::Locked;
         }
-        // SAFETY: as above, and `requested <= block_size`.
-        if !unsafe { canary::intact_for(ptr, requested, block_size, mark) } {
+        // A block with slack has a canary just past the request.
+        // SAFETY: as above, and `requested` is below the block size.
+        if check.has_slack(requested) && !unsafe { canary::intact_past(ptr, requested, mark) } {
             // A racing free's mark may be what broke it (`free_mark.rs`).
             // SAFETY: as above.
             if unsafe { free_mark::is_set_to(ptr, mark) } {

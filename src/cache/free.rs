@@ -7,12 +7,12 @@ use core::ptr::{self, NonNull};
 
 use lock_api::RawMutex;
 
-use super::depot::Checked;
+use super::depot::{Checked, slot_width};
 use super::{Entry, FrontCache};
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::Heap;
-use crate::page_map::MappedFlat;
+use crate::page_map::{MappedFlat, PageMap};
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
 use crate::zone;
@@ -62,7 +62,7 @@ impl FrontCache {
         ptr: NonNull<u8>,
     ) -> Option<Result<(), HeapError>> {
         // SAFETY: per the contract; a reference is a valid pointer.
-        unsafe { Self::keep_checked_in(self, heap, heap.check_for_cache::<false>(ptr)) }
+        unsafe { Self::keep_checked_in::<P, R, 0>(self, heap, heap.check_for_cache::<false>(ptr)) }
     }
 
     /// [`try_deallocate`](Self::try_deallocate) for a pointer that may be
@@ -105,7 +105,7 @@ impl FrontCache {
         ptr: *mut u8,
     ) -> Option<Result<(), HeapError>> {
         // SAFETY: per the contract.
-        unsafe { Self::keep_checked_in(this, heap, heap.check_mapped_for_cache(ptr)?) }
+        unsafe { Self::keep_checked_in::<P, R, 0>(this, heap, heap.check_mapped_for_cache(ptr)?) }
     }
 
     /// [`try_deallocate_raw_in`](Self::try_deallocate_raw_in) with the
@@ -114,21 +114,51 @@ impl FrontCache {
     /// [`NO_MAPPED_FLAT`](crate::cache::NO_MAPPED_FLAT), which declines
     /// every pointer. A caller that keeps it in a word of its own can make
     /// that word its gate too (`libft_malloc.so` holds the sentinel there
-    /// while its settings ask more of `free`): one load for both.
+    /// while its settings ask more of `free`): one load for both. `key`
+    /// is [`current_key`](crate::current_key), which such a caller keeps
+    /// in a word of its own too (one load, where this crate's own static
+    /// is two in a shared library: its address from the GOT first).
     ///
     /// # Safety
     ///
     /// As for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in);
-    /// `flat` is `heap.mapped_flat()` (read at any time) or the sentinel.
+    /// `flat` is `heap.mapped_flat()` (read at any time) or the sentinel;
+    /// unless `flat` is the sentinel, `key` is
+    /// [`current_key`](crate::current_key) (a wrong key would refuse
+    /// valid frees as overflows, or miss double frees).
     #[inline(always)]
     pub unsafe fn try_deallocate_flat_in<P: PageProvider, R: RawMutex>(
         this: *mut Self,
         heap: &Heap<P, R>,
         flat: *const MappedFlat,
+        key: usize,
         ptr: *mut u8,
     ) -> Option<Result<(), HeapError>> {
+        debug_assert!(
+            ptr::eq(flat, &crate::page_map::NO_MAPPED_FLAT) || key == free_mark::key(),
+            "a stale key"
+        );
         // SAFETY: per the contract.
-        unsafe { Self::keep_checked_in(this, heap, heap.check_flat_for_cache(flat, ptr)?) }
+        let slot = unsafe { PageMap::mapped_slot_in(flat, ptr.addr()) }?;
+        let (base, class) = PageMap::zone_of(slot)?;
+        // The slot's width, tested once: each width has its own copy of
+        // the check and the keep (no second test for the "cached" store).
+        // SAFETY: per the contract.
+        unsafe {
+            if class.size_width() == 1 {
+                Self::keep_checked_in::<P, R, 1>(
+                    this,
+                    heap,
+                    heap.check_in_zone::<false, 1>(ptr, base, class, key),
+                )
+            } else {
+                Self::keep_checked_in::<P, R, 2>(
+                    this,
+                    heap,
+                    heap.check_in_zone::<false, 2>(ptr, base, class, key),
+                )
+            }
+        }
     }
 
     /// The free once the lock-free check has spoken: claim and keep a
@@ -138,9 +168,10 @@ impl FrontCache {
     ///
     /// As for [`deallocate`](Self::deallocate); `checked` is this call's
     /// check of the pointer, with the `false` mark-first setting; `this`
-    /// as for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in).
+    /// as for [`try_deallocate_raw_in`](Self::try_deallocate_raw_in);
+    /// `WIDTH` as for the check (`Heap::check_in_zone`).
     #[inline(always)]
-    unsafe fn keep_checked_in<P: PageProvider, R: RawMutex>(
+    unsafe fn keep_checked_in<P: PageProvider, R: RawMutex, const WIDTH: usize>(
         this: *mut Self,
         heap: &Heap<P, R>,
         checked: Checked,
@@ -166,14 +197,14 @@ impl FrontCache {
                     // SAFETY: the slot of the block this free just took;
                     // from now on introspection counts it cached
                     // (`zone/sizes.rs`).
-                    unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
+                    unsafe { zone::store_cached(entry.size_slot, slot_width::<WIDTH>(class)) };
                     // SAFETY: not inert: the caller's own cache.
                     unsafe { (*this).push_slow(heap, class, entry, replaced) };
                     return Some(Ok(()));
                 }
                 // SAFETY: as above; the block is in this cache's magazine,
                 // which only this cache pops.
-                unsafe { zone::store_cached(entry.size_slot, class.size_width()) };
+                unsafe { zone::store_cached(entry.size_slot, slot_width::<WIDTH>(class)) };
                 Some(Ok(()))
             }
             Checked::Locked => None,

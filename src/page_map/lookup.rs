@@ -6,8 +6,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::{
-    GRANULE_SHIFT, LEVELS, MAPPED_HEADER, MappedFlat, Owner, PageMap, TAG_MASK, same_high_bits,
-    slot_at, tree_index,
+    GRANULE_SHIFT, LEVELS, MAPPED_HEADER, MappedFlat, Owner, PageMap, TAG_MASK, ZONE_TAG_BASE,
+    same_high_bits, slot_at, tree_index,
 };
 use crate::size_class::SizeClass;
 
@@ -138,9 +138,10 @@ impl PageMap {
     /// nor a LARGE run or the small-region pool's).
     #[inline(always)]
     pub(crate) fn zone_of(slot: *mut u8) -> Option<(NonNull<u8>, SizeClass)> {
-        // Zone tags are the class index flipped; empty slots (0) and the
-        // other tags flip to numbers past the last class.
-        let class = (!slot.addr()) & TAG_MASK;
+        // Zone tags are the class index plus `ZONE_TAG_BASE`, the top of
+        // the low byte's range; empty slots (0) and the other tags lie
+        // below it (`page_map.rs`).
+        let class = usize::from(slot.addr() as u8).wrapping_sub(ZONE_TAG_BASE);
         if class >= crate::size_class::NUM_CLASSES {
             return None;
         }

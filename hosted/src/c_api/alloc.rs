@@ -160,10 +160,13 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// tail-called, so the fast path needs no stack frame.
 #[inline(always)]
 pub(super) fn free_plain(function: &str, ptr: *mut c_void) {
-    // SAFETY: the gate is the heap's flat map or the sentinel; the check
-    // validates the pointer before touching anything, and changes nothing
-    // when it declines.
-    match unsafe { thread_cache::try_deallocate_flat(config::free_gate(), ptr.cast::<u8>()) } {
+    let flat = config::free_gate();
+    let key = config::free_key();
+    // SAFETY: the gate is the heap's flat map or the sentinel, and the key
+    // read after it the heap's (`config::free_key`); the check validates
+    // the pointer before touching anything, and changes nothing when it
+    // declines.
+    match unsafe { thread_cache::try_deallocate_flat(flat, key, ptr.cast::<u8>()) } {
         Some(Ok(())) => {}
         Some(Err(error)) => Misuse::Heap(error).report(function, ptr),
         None => free_declined(function, ptr),
