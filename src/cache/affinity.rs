@@ -34,10 +34,17 @@
 //!   If there is none, it refills from its home rather than take another
 //!   cache's blocks, which would share that cache's lines from then on (a
 //!   take of the depot's top, as before, made `private_churn` fast or slow
-//!   from run to run: 0.07 or 0.30 s). Only when its home gives no block
-//!   (no memory) does it take another cache's magazine. The others'
-//!   magazines wait for their owners; the depot's bounds and its sweep
-//!   limit what they keep, as before.
+//!   from run to run: 0.07 or 0.30 s); unless the depot holds at least
+//!   [`DEPOT_DEEP`] magazines, all others': then it takes the top one.
+//!   Those are a surplus (their owners are not taking them back as fast as
+//!   they come), and a refill from the home would only add to it: every
+//!   owner then carves new blocks while the others' wait, up to the
+//!   depot's bound. That was what made homes cost memory: with homes for
+//!   every class up to 1 KiB and no such rule, `producer_consumer` (4
+//!   pairs) peaked at 12.1 MiB against 4.5 (BENCHMARKS.md, `homes2`).
+//!   Only when its home gives no block (no memory) does it take another
+//!   cache's magazine otherwise. The depot's bounds and its sweep limit
+//!   what the others' magazines keep, as before.
 //! - A cache gives up its homes when it flushes (at thread exit), not when
 //!   the decay sheds a class: the shed class may still have live blocks of
 //!   this cache in the home, which another cache's blocks would then
@@ -65,13 +72,19 @@
 //!
 //! Each cache may keep one partly used zone per owned class, as mimalloc's
 //! thread-local pages do; zones are carved lazily, so that costs the pages
-//! a thread's blocks use, plus the header page. Only the TINY classes are
-//! owned (where blocks share lines, and where nearly every small-block
-//! program's traffic is): owning every class up to 1 KiB made
-//! `private_churn` another 15% faster but its peak RSS 0.3-0.4 MiB larger.
-//! And only where the provider's span allows full zones and is not tight
-//! (at least 32 full zones: 2 MiB for the TINY classes): a smaller heap
-//! keeps one shared zone per class, as before.
+//! a thread's blocks use, plus the header page. The owned classes are
+//! those of blocks up to [`OWNED_MAX_BLOCK`] (1 KiB: the TINY classes and
+//! the SMALL ones whose blocks or size slots share lines, and the sizes
+//! of C++ objects); with the [`DEPOT_DEEP`] rule, owning the SMALL ones
+//! too costs `producer_consumer` (4 pairs) 0.3 MiB of peak RSS (4.5 ->
+//! 4.9 MiB), where without it it cost 7.6. A home that is a run of a
+//! shared zone instead of a whole zone would not save that: the cost is
+//! each owner's own circulation of blocks, not the zone's size (homes in
+//! the smallest zones a class has, one or two pages, peaked at 6.2 MiB
+//! against 5.9 for full zones, both before the rule). And only where the
+//! provider's span allows full zones and is not tight (at least 32 full
+//! zones of the class: 2 MiB for the TINY classes, 3.3 MiB for 1 KiB): a
+//! smaller heap keeps one shared zone per class, as before.
 //!
 //! A cache that never flushes (dropped as is, or a thread that vanished in
 //! a `fork` child, whose cache is abandoned with its blocks) keeps its
@@ -93,11 +106,11 @@ use super::magazine::Magazine;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
-use crate::size_class::{CLASS_SIZES, SizeClass, TINY_MAX};
+use crate::size_class::{CLASS_SIZES, SizeClass};
 use crate::zone::{self, Popped, ZoneHeader};
 
 /// Classes whose blocks are at most this many bytes have homes.
-pub const OWNED_MAX_BLOCK: usize = TINY_MAX;
+pub const OWNED_MAX_BLOCK: usize = 1024;
 /// How many classes that is (they are the first ones).
 pub(crate) const OWNED_CLASSES: usize = {
     let mut n = 0;
@@ -112,6 +125,12 @@ pub const CLAIM_SCAN: usize = 8;
 /// Depot magazines a cache looks at for one of its own blocks (each look
 /// past its home's range is a page-map lookup, under the class lock).
 pub const DEPOT_SCAN: usize = 8;
+/// A depot of at least this many magazines, none of them the cache's
+/// among the first [`DEPOT_SCAN`], gives the cache its top one rather than
+/// let it refill from its home (see the module documentation): 2, so
+/// that one magazine of another cache, the common case of two threads in
+/// step, still waits for its owner.
+pub const DEPOT_DEEP: usize = 2;
 
 /// Ids handed to caches; 0 means none (so the counter starts at 1). Ids
 /// are compared within one heap's zones only; a wrap after 2^32 caches
@@ -302,8 +321,16 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
         // Another cache's blocks would share its lines: they wait for
         // their owner, and this cache refills from its home.
-        if let Some(own) = self.take_own_magazine(&mut self.class(class), class, affinity) {
-            return (Some(own), spare);
+        {
+            let mut state = self.class(class);
+            if let Some(own) = self.take_own_magazine(&mut state, class, affinity) {
+                return (Some(own), spare);
+            }
+            // Deeper than the scan: a surplus of other caches' blocks,
+            // which this cache's refill would only add to.
+            if usize::from(state.depot_magazines) >= DEPOT_DEEP {
+                return (Self::pop_depot(&mut state), spare);
+            }
         }
         let others = || Self::pop_depot(&mut self.class(class));
         let Some(magazine) = spare.or_else(|| self.empty_magazine()) else {
