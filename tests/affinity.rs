@@ -1,5 +1,5 @@
-//! Zone affinity (`src/cache/affinity.rs`): front caches refill their
-//! classes of blocks up to 1 KiB (TINY and SMALL) from zones of their own,
+//! Zone affinity (`src/cache/affinity.rs`): front caches refill their TINY
+//! classes from zones of their own,
 //! so that two owners that never share a block never share a cache line
 //! (of blocks, or of the zone's size slots); and a depot deep in other
 //! caches' magazines gives them out rather than let each owner carve more.
@@ -19,9 +19,9 @@ use ft_malloc::{BlockInfo, FrontCache, Heap, HeapVisitor, ZoneInfo};
 
 const LINE: usize = 64;
 
-/// Sizes of every kind a home covers: TINY, and SMALL up to 1 KiB (the
-/// sizes of `hosted/bench/cxx_objects.cpp`'s objects, with their vtable).
-const SIZES: [usize; 8] = [24, 48, 64, 108, 208, 308, 508, 1008];
+/// Sizes that homes cover (TINY; `hosted/bench/cxx_objects.cpp`'s small
+/// objects, with their vtable).
+const SIZES: [usize; 4] = [24, 48, 64, 108];
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
@@ -100,7 +100,7 @@ fn a_cache_takes_its_own_magazines_back_from_the_depot() {
         (0..n)
             .map(|i| {
                 cache
-                    .allocate(&heap, layout(if i % 2 == 0 { 32 } else { 300 }))
+                    .allocate(&heap, layout(if i % 2 == 0 { 32 } else { 112 }))
                     .unwrap()
             })
             .collect()
@@ -158,7 +158,7 @@ fn a_flushed_cache_leaves_its_zone_to_the_next() {
     next.flush(&heap);
 }
 
-/// `hosted/bench/private_churn.c`'s load, in sizes up to 1 KiB: threads that
+/// `hosted/bench/private_churn.c`'s load, in TINY sizes: threads that
 /// never share a block replace random blocks of their working sets, at
 /// the same time. No cache line (nor zone) may hold live blocks of two of
 /// them at the end.
@@ -184,9 +184,7 @@ fn threads_that_never_share_a_block_never_share_a_line() {
                         if let Some(p) = set[slot].take() {
                             unsafe { cache.deallocate(heap, p) }.unwrap();
                         }
-                        // TINY and SMALL up to 1 KiB, small ones likelier.
-                        let bound = 1 + rng.below(1024);
-                        let size = 1 + rng.below(bound);
+                        let size = 1 + rng.below(128);
                         let p = cache.allocate(heap, layout(size)).unwrap();
                         unsafe { p.as_ptr().write_bytes(t as u8, size) };
                         set[slot] = Some(p);
@@ -230,7 +228,7 @@ fn threads_that_never_share_a_block_never_share_a_line() {
     assert_eq!(heap.stats().live_blocks, 0);
 }
 
-/// The same rules over an arena (4 MiB: a span that allows every owned
+/// The same rules over an arena (4 MiB: a span that allows every TINY
 /// class full zones, so caches get homes), small enough for Miri: refills
 /// in turn, a round through the depot, and the homes given back at flush.
 #[test]
@@ -239,7 +237,7 @@ fn homes_in_an_arena() {
     let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
     let (mut blocks_a, mut blocks_b) = (Vec::new(), Vec::new());
     for i in 0..100 {
-        let size = if i % 2 == 0 { 24 } else { 208 };
+        let size = if i % 2 == 0 { 24 } else { 112 };
         blocks_a.push(a.allocate(&heap, layout(size)).unwrap());
         blocks_b.push(b.allocate(&heap, layout(size)).unwrap());
     }
@@ -282,7 +280,7 @@ fn homes_in_an_arena() {
 /// another's, takes those rather than carve blocks of its own: without
 /// that, every owner carved its own supply while the others' magazines
 /// waited in the depot up to its bound (`producer_consumer`'s peak RSS
-/// doubled with homes for SMALL classes). One magazine of another cache
+/// doubled with homes for classes up to 1 KiB). One magazine of another cache
 /// still waits for its owner (the next test).
 #[test]
 fn a_deep_depot_of_other_caches_blocks_is_used_before_a_new_home() {
@@ -290,17 +288,17 @@ fn a_deep_depot_of_other_caches_blocks_is_used_before_a_new_home() {
     let (mut producer, mut consumer, mut other) =
         (FrontCache::new(), FrontCache::new(), FrontCache::new());
     let blocks: Vec<_> = (0..200)
-        .map(|_| producer.allocate(&heap, layout(300)).unwrap())
+        .map(|_| producer.allocate(&heap, layout(128)).unwrap())
         .collect();
     for p in blocks {
         unsafe { consumer.deallocate(&heap, p) }.unwrap();
     }
-    let zones = heap.stats().small_zones;
+    let zones = heap.stats().tiny_zones;
     let taken: Vec<_> = (0..100)
-        .map(|_| other.allocate(&heap, layout(300)).unwrap())
+        .map(|_| other.allocate(&heap, layout(128)).unwrap())
         .collect();
     assert_eq!(
-        heap.stats().small_zones,
+        heap.stats().tiny_zones,
         zones,
         "the depot's magazines served the third cache: no home of its own"
     );
@@ -324,7 +322,7 @@ fn one_magazine_of_another_cache_waits_for_its_owner() {
     let heap: Heap<OwnedArena> = Heap::new(arena(4 << 20));
     let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
     let blocks_b: Vec<_> = (0..70)
-        .map(|_| b.allocate(&heap, layout(300)).unwrap())
+        .map(|_| b.allocate(&heap, layout(128)).unwrap())
         .collect();
     // `b`'s two magazines fill (31 blocks each, with the few its refills
     // left), then one goes to the depot, and the last ones start another.
@@ -332,10 +330,10 @@ fn one_magazine_of_another_cache_waits_for_its_owner() {
         unsafe { b.deallocate(&heap, p) }.unwrap();
     }
     let blocks_a: Vec<_> = (0..40)
-        .map(|_| a.allocate(&heap, layout(300)).unwrap())
+        .map(|_| a.allocate(&heap, layout(128)).unwrap())
         .collect();
     let again_b: Vec<_> = (0..40)
-        .map(|_| b.allocate(&heap, layout(300)).unwrap())
+        .map(|_| b.allocate(&heap, layout(128)).unwrap())
         .collect();
     assert_apart(&heap, &blocks_a, &again_b, "one magazine in the depot");
     for p in blocks_a {

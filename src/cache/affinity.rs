@@ -39,9 +39,9 @@
 //!   Those are a surplus (their owners are not taking them back as fast as
 //!   they come), and a refill from the home would only add to it: every
 //!   owner then carves new blocks while the others' wait, up to the
-//!   depot's bound. That was what made homes cost memory: with homes for
-//!   every class up to 1 KiB and no such rule, `producer_consumer` (4
-//!   pairs) peaked at 12.1 MiB against 4.5 (BENCHMARKS.md, `homes2`).
+//!   depot's bound: with homes for every class up to 1 KiB and no such
+//!   rule, `producer_consumer` (4 pairs) peaked at 12.1 MiB against 4.5
+//!   (BENCHMARKS.md, `homes2`).
 //!   Only when its home gives no block (no memory) does it take another
 //!   cache's magazine otherwise. The depot's bounds and its sweep limit
 //!   what the others' magazines keep, as before.
@@ -59,7 +59,9 @@
 //!
 //! A zone's owner is written only under its class lock (a claim, a give-up)
 //! and read under it (the depot scan, through the page map from a block
-//! the zone lent, so the zone is live; the claim scan, over listed zones).
+//! the zone lent, so the zone is live, or through the header that the
+//! block's size slot lies in, where every slot of the class lies in the
+//! zone's first page; the claim scan, over listed zones).
 //! The home pointer and its range are the cache's own and are never
 //! followed unchecked: under the class lock the home is looked up in the
 //! page map (a zone of this class at that address, live while the lock is
@@ -72,19 +74,21 @@
 //!
 //! Each cache may keep one partly used zone per owned class, as mimalloc's
 //! thread-local pages do; zones are carved lazily, so that costs the pages
-//! a thread's blocks use, plus the header page. The owned classes are
-//! those of blocks up to [`OWNED_MAX_BLOCK`] (1 KiB: the TINY classes and
-//! the SMALL ones whose blocks or size slots share lines, and the sizes
-//! of C++ objects); with the [`DEPOT_DEEP`] rule, owning the SMALL ones
-//! too costs `producer_consumer` (4 pairs) 0.3 MiB of peak RSS (4.5 ->
-//! 4.9 MiB), where without it it cost 7.6. A home that is a run of a
-//! shared zone instead of a whole zone would not save that: the cost is
-//! each owner's own circulation of blocks, not the zone's size (homes in
-//! the smallest zones a class has, one or two pages, peaked at 6.2 MiB
-//! against 5.9 for full zones, both before the rule). And only where the
-//! provider's span allows full zones and is not tight (at least 32 full
-//! zones of the class: 2 MiB for the TINY classes, 3.3 MiB for 1 KiB): a
-//! smaller heap keeps one shared zone per class, as before.
+//! a thread's blocks use, plus the header page. Only the TINY classes are
+//! owned ([`OWNED_MAX_BLOCK`]): they carry nearly all the traffic, and
+//! their blocks share lines. Homes for every class up to 1 KiB were
+//! measured (BENCHMARKS.md, `homes2`): with the [`DEPOT_DEEP`] rule they
+//! cost little memory (`producer_consumer`, 4 pairs: 4.9 MiB against 4.5;
+//! 12.1 without the rule), but gained no time (`cxx_objects`' slow runs,
+//! 3 of 15, came as often with them as without) and cost a 512-byte
+//! malloc+free pair 0.6 instructions (a check of the depot's top
+//! magazine per exchange). A home that is a run of a shared zone would not
+//! have saved memory either: the cost is each owner's own circulation of
+//! blocks, not the zone's size (homes in the smallest zones of their
+//! class, 1-2 pages, peaked at 6.2 MiB against 5.9 for full zones). And
+//! only where the provider's span allows full zones and is not tight (at
+//! least 32 full zones: 2 MiB for the TINY classes): a smaller heap keeps
+//! one shared zone per class, as before.
 //!
 //! A cache that never flushes (dropped as is, or a thread that vanished in
 //! a `fork` child, whose cache is abandoned with its blocks) keeps its
@@ -105,12 +109,12 @@ use super::depot::lend_one;
 use super::magazine::Magazine;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
-use crate::provider::PageProvider;
-use crate::size_class::{CLASS_SIZES, SizeClass};
+use crate::provider::{MIN_PAGE_SIZE, PageProvider};
+use crate::size_class::{CLASS_SIZES, GEOMETRY, SCARCE_GEOMETRY, SizeClass, TINY_MAX};
 use crate::zone::{self, Popped, ZoneHeader};
 
 /// Classes whose blocks are at most this many bytes have homes.
-pub const OWNED_MAX_BLOCK: usize = 1024;
+pub const OWNED_MAX_BLOCK: usize = TINY_MAX;
 /// How many classes that is (they are the first ones).
 pub(crate) const OWNED_CLASSES: usize = {
     let mut n = 0;
@@ -152,6 +156,24 @@ pub(crate) struct Affinity {
 }
 
 const _: () = assert!(OWNED_CLASSES <= 64);
+
+/// Owned classes whose size slots all lie in their zone's first page, in
+/// both layouts (bit `i` for class `i`): the header of a lent block's
+/// zone is then its slot's page (`owner_of`).
+const SLOTS_IN_HEAD_PAGE: u64 = {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < OWNED_CLASSES {
+        let (full, scarce) = (&GEOMETRY[i], &SCARCE_GEOMETRY[i]);
+        if full.sizes_offset + full.capacity * full.size_width <= MIN_PAGE_SIZE
+            && scarce.sizes_offset + scarce.capacity * scarce.size_width <= MIN_PAGE_SIZE
+        {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    bits
+};
 
 impl Affinity {
     pub(crate) const fn new() -> Self {
@@ -323,6 +345,12 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // their owner, and this cache refills from its home.
         {
             let mut state = self.class(class);
+            // The top first, inline: a cache taking back what it gave.
+            if let Some(top) = NonNull::new(state.depot)
+                && self.holds_own(top, class.index(), affinity)
+            {
+                return (Self::pop_depot(&mut state), spare);
+            }
             if let Some(own) = self.take_own_magazine(&mut state, class, affinity) {
                 return (Some(own), spare);
             }
@@ -400,14 +428,48 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         self.take_batch_with(class, max, next, keep)
     }
 
-    /// The owner of the zone of `block`, a block lent by a zone of the
-    /// class whose lock the caller holds (so the zone is live); `u32::MAX`
-    /// if the page map does not know it (it would be corruption).
-    fn owner_of(&self, block: NonNull<u8>) -> u32 {
-        match self.page_map.lookup(block.as_ptr().addr()) {
+    /// The owner of the zone of `entry`'s block, a block lent by a zone of
+    /// class `i`, whose lock the caller holds (so the zone is live);
+    /// `u32::MAX` if the page map does not know it (it would be
+    /// corruption). Where every size slot of the class lies in its zone's
+    /// first page, the header is the slot's page (zones start on a page):
+    /// no page-map lookup. The entry is the depot's, outside any block.
+    #[inline]
+    fn owner_of(&self, i: usize, entry: &Entry) -> u32 {
+        if SLOTS_IN_HEAD_PAGE & (1 << i) != 0 {
+            let header = entry
+                .size_slot
+                .map_addr(|a| a & !(MIN_PAGE_SIZE - 1))
+                .cast::<ZoneHeader>();
+            // SAFETY: the slot lies in the first page of its zone (checked
+            // for both layouts of the class, below), which starts at a page
+            // boundary and is live: it lent the block.
+            return unsafe { zone::owner(NonNull::new_unchecked(header)) };
+        }
+        match self.page_map.lookup(entry.block.as_ptr().addr()) {
             // SAFETY: the zone lent the block: live.
             Some(Owner::Zone { base, .. }) => unsafe { zone::owner(base.cast()) },
             _ => u32::MAX,
+        }
+    }
+
+    /// Whether the depot's `magazine` of class `i` holds blocks of a zone
+    /// `affinity` owns, or that no cache owns (judged by its top block).
+    /// The caller holds the class lock.
+    #[inline(always)]
+    fn holds_own(&self, magazine: NonNull<Magazine>, i: usize, affinity: &Affinity) -> bool {
+        // SAFETY: depot magazines are valid and full, under the class lock.
+        let Some(top) = unsafe { magazine.as_ref() }.blocks().last() else {
+            return false;
+        };
+        if SLOTS_IN_HEAD_PAGE & (1 << i) != 0 {
+            // The slot finds the header: its owner at once (a cache that
+            // has had a home has its id; 0 is no cache's).
+            let owner = self.owner_of(i, top);
+            owner == affinity.id || owner == 0
+        } else {
+            // The home's range first, the page map only past it.
+            affinity.at_home(i, top.block) || self.owner_of(i, top) == 0
         }
     }
 
@@ -415,6 +477,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// depot, one whose top block lies in a zone `affinity` owns, or that
     /// no cache owns; `None` if there is none. The caller holds the class
     /// lock (`state`).
+    #[cold]
+    #[inline(never)]
     fn take_own_magazine(
         &self,
         state: &mut ClassState,
@@ -429,9 +493,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             let magazine = NonNull::new(unsafe { *link })?;
             // SAFETY: depot magazines are valid, full, owned by the depot.
             let m = unsafe { &mut *magazine.as_ptr() };
-            let top = m.blocks().last()?.block;
-            // The home's range first: no page-map lookup in the common case.
-            if affinity.at_home(i, top) || self.owner_of(top) == 0 {
+            if self.holds_own(magazine, i, affinity) {
                 // SAFETY: as above.
                 unsafe { *link = m.next };
                 state.depot_magazines -= 1;
