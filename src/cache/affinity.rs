@@ -442,8 +442,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 .map_addr(|a| a & !(MIN_PAGE_SIZE - 1))
                 .cast::<ZoneHeader>();
             // SAFETY: the slot lies in the first page of its zone (checked
-            // for both layouts of the class, below), which starts at a page
-            // boundary and is live: it lent the block.
+            // for both layouts of the class, `SLOTS_IN_HEAD_PAGE`; a depot
+            // holds blocks of its own class's zones only), which starts at
+            // a page boundary and is live: it lent the block.
             return unsafe { zone::owner(NonNull::new_unchecked(header)) };
         }
         match self.page_map.lookup(entry.block.as_ptr().addr()) {
@@ -491,9 +492,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // SAFETY: `link` is the depot's head or a depot magazine's
             // `next`, both valid under the class lock.
             let magazine = NonNull::new(unsafe { *link })?;
+            // The look first, through a shared reference of its own.
+            let own = self.holds_own(magazine, i, affinity);
             // SAFETY: depot magazines are valid, full, owned by the depot.
             let m = unsafe { &mut *magazine.as_ptr() };
-            if self.holds_own(magazine, i, affinity) {
+            if own {
                 // SAFETY: as above.
                 unsafe { *link = m.next };
                 state.depot_magazines -= 1;
