@@ -127,7 +127,9 @@ pub(crate) const OWNED_CLASSES: usize = {
 /// maps a new zone.
 pub const CLAIM_SCAN: usize = 8;
 /// Depot magazines a cache looks at for one of its own blocks (each look
-/// past its home's range is a page-map lookup, under the class lock).
+/// reads a zone header, under the class lock: through the top block's
+/// size slot, or for the 16-byte class past its home's range, the page
+/// map).
 pub const DEPOT_SCAN: usize = 8;
 /// A depot of at least this many magazines, none of them the cache's
 /// among the first [`DEPOT_SCAN`], gives the cache its top one rather than
