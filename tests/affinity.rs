@@ -1,6 +1,8 @@
 //! Zone affinity (`src/cache/affinity.rs`): front caches refill their TINY
-//! classes from zones of their own, so that two owners that never share a
-//! block never share a cache line (of blocks, or of the zone's size slots).
+//! classes from zones of their own,
+//! so that two owners that never share a block never share a cache line
+//! (of blocks, or of the zone's size slots); and a depot deep in other
+//! caches' magazines gives them out rather than let each owner carve more.
 //! Over real mappings (`Mmap`: the span is unknown, so classes get full
 //! zones of their own and caches get homes) and real threads; and over an
 //! arena large enough for homes, for Miri (`make miri`).
@@ -16,6 +18,10 @@ use common::{Mmap, OwnedArena, Rng, arena};
 use ft_malloc::{BlockInfo, FrontCache, Heap, HeapVisitor, ZoneInfo};
 
 const LINE: usize = 64;
+
+/// Sizes that homes cover (TINY; `hosted/bench/cxx_objects.cpp`'s small
+/// objects, with their vtable).
+const SIZES: [usize; 4] = [24, 48, 64, 108];
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
@@ -67,7 +73,11 @@ fn caches_refilling_in_turn_get_zones_of_their_own() {
     // of the other's (a shared zone hands them neighbouring blocks).
     for i in 0..2000 {
         for (cache, mine) in caches.iter_mut().zip(&mut blocks) {
-            mine.push(cache.allocate(&heap, layout(16 + 16 * (i % 3))).unwrap());
+            mine.push(
+                cache
+                    .allocate(&heap, layout(SIZES[i % SIZES.len()]))
+                    .unwrap(),
+            );
         }
     }
     assert_apart(&heap, &blocks[0], &blocks[1], "refills in turn");
@@ -88,7 +98,11 @@ fn a_cache_takes_its_own_magazines_back_from_the_depot() {
     let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
     let alloc = |cache: &mut FrontCache, n: usize| -> Vec<NonNull<u8>> {
         (0..n)
-            .map(|_| cache.allocate(&heap, layout(32)).unwrap())
+            .map(|i| {
+                cache
+                    .allocate(&heap, layout(if i % 2 == 0 { 32 } else { 112 }))
+                    .unwrap()
+            })
             .collect()
     };
     let (blocks_a, blocks_b) = (alloc(&mut a, 200), alloc(&mut b, 200));
@@ -222,9 +236,10 @@ fn homes_in_an_arena() {
     let heap: Heap<OwnedArena> = Heap::new(arena(4 << 20));
     let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
     let (mut blocks_a, mut blocks_b) = (Vec::new(), Vec::new());
-    for _ in 0..100 {
-        blocks_a.push(a.allocate(&heap, layout(24)).unwrap());
-        blocks_b.push(b.allocate(&heap, layout(24)).unwrap());
+    for i in 0..100 {
+        let size = if i % 2 == 0 { 24 } else { 112 };
+        blocks_a.push(a.allocate(&heap, layout(size)).unwrap());
+        blocks_b.push(b.allocate(&heap, layout(size)).unwrap());
     }
     assert_apart(&heap, &blocks_a, &blocks_b, "refills in turn, in an arena");
     for p in blocks_b.drain(..) {
@@ -258,4 +273,75 @@ fn homes_in_an_arena() {
     heap.trim();
     let stats = heap.stats();
     assert_eq!((stats.live_blocks, stats.cached_blocks), (0, 0));
+}
+
+/// A producer's blocks freed by its consumer pile up in the depot; a cache
+/// that finds none of its own there, but a depot of several magazines of
+/// another's, takes those rather than carve blocks of its own: without
+/// that, every owner carved its own supply while the others' magazines
+/// waited in the depot up to its bound (`producer_consumer`'s peak RSS
+/// doubled with homes for classes up to 1 KiB). One magazine of another cache
+/// still waits for its owner (the next test).
+#[test]
+fn a_deep_depot_of_other_caches_blocks_is_used_before_a_new_home() {
+    let heap: Heap<OwnedArena> = Heap::new(arena(4 << 20));
+    let (mut producer, mut consumer, mut other) =
+        (FrontCache::new(), FrontCache::new(), FrontCache::new());
+    let blocks: Vec<_> = (0..200)
+        .map(|_| producer.allocate(&heap, layout(128)).unwrap())
+        .collect();
+    for p in blocks {
+        unsafe { consumer.deallocate(&heap, p) }.unwrap();
+    }
+    let zones = heap.stats().tiny_zones;
+    let taken: Vec<_> = (0..100)
+        .map(|_| other.allocate(&heap, layout(128)).unwrap())
+        .collect();
+    assert_eq!(
+        heap.stats().tiny_zones,
+        zones,
+        "the depot's magazines served the third cache: no home of its own"
+    );
+    for p in taken {
+        unsafe { other.deallocate(&heap, p) }.unwrap();
+    }
+    for cache in [&mut producer, &mut consumer, &mut other] {
+        cache.flush(&heap);
+    }
+    heap.trim();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (0, 0));
+}
+
+/// Two caches in step, each with its magazine of the other's kind in the
+/// depot at times: one magazine of another cache is left for its owner,
+/// and the cache refills from its home (its blocks and the other's stay
+/// apart).
+#[test]
+fn one_magazine_of_another_cache_waits_for_its_owner() {
+    let heap: Heap<OwnedArena> = Heap::new(arena(4 << 20));
+    let (mut a, mut b) = (FrontCache::new(), FrontCache::new());
+    let blocks_b: Vec<_> = (0..70)
+        .map(|_| b.allocate(&heap, layout(128)).unwrap())
+        .collect();
+    // `b`'s two magazines fill (31 blocks each, with the few its refills
+    // left), then one goes to the depot, and the last ones start another.
+    for p in blocks_b {
+        unsafe { b.deallocate(&heap, p) }.unwrap();
+    }
+    let blocks_a: Vec<_> = (0..40)
+        .map(|_| a.allocate(&heap, layout(128)).unwrap())
+        .collect();
+    let again_b: Vec<_> = (0..40)
+        .map(|_| b.allocate(&heap, layout(128)).unwrap())
+        .collect();
+    assert_apart(&heap, &blocks_a, &again_b, "one magazine in the depot");
+    for p in blocks_a {
+        unsafe { a.deallocate(&heap, p) }.unwrap();
+    }
+    for p in again_b {
+        unsafe { b.deallocate(&heap, p) }.unwrap();
+    }
+    a.flush(&heap);
+    b.flush(&heap);
 }

@@ -34,10 +34,17 @@
 //!   If there is none, it refills from its home rather than take another
 //!   cache's blocks, which would share that cache's lines from then on (a
 //!   take of the depot's top, as before, made `private_churn` fast or slow
-//!   from run to run: 0.07 or 0.30 s). Only when its home gives no block
-//!   (no memory) does it take another cache's magazine. The others'
-//!   magazines wait for their owners; the depot's bounds and its sweep
-//!   limit what they keep, as before.
+//!   from run to run: 0.07 or 0.30 s); unless the depot holds at least
+//!   [`DEPOT_DEEP`] magazines, all others': then it takes the top one.
+//!   Those are a surplus (their owners are not taking them back as fast as
+//!   they come), and a refill from the home would only add to it: every
+//!   owner then carves new blocks while the others' wait, up to the
+//!   depot's bound: with homes for every class up to 1 KiB and no such
+//!   rule, `producer_consumer` (4 pairs) peaked at 12.1 MiB against 4.5
+//!   (BENCHMARKS.md, `homes2`).
+//!   Only when its home gives no block (no memory) does it take another
+//!   cache's magazine otherwise. The depot's bounds and its sweep limit
+//!   what the others' magazines keep, as before.
 //! - A cache gives up its homes when it flushes (at thread exit), not when
 //!   the decay sheds a class: the shed class may still have live blocks of
 //!   this cache in the home, which another cache's blocks would then
@@ -52,7 +59,9 @@
 //!
 //! A zone's owner is written only under its class lock (a claim, a give-up)
 //! and read under it (the depot scan, through the page map from a block
-//! the zone lent, so the zone is live; the claim scan, over listed zones).
+//! the zone lent, so the zone is live, or through the header that the
+//! block's size slot lies in, where every slot of the class lies in the
+//! zone's first page; the claim scan, over listed zones).
 //! The home pointer and its range are the cache's own and are never
 //! followed unchecked: under the class lock the home is looked up in the
 //! page map (a zone of this class at that address, live while the lock is
@@ -66,12 +75,20 @@
 //! Each cache may keep one partly used zone per owned class, as mimalloc's
 //! thread-local pages do; zones are carved lazily, so that costs the pages
 //! a thread's blocks use, plus the header page. Only the TINY classes are
-//! owned (where blocks share lines, and where nearly every small-block
-//! program's traffic is): owning every class up to 1 KiB made
-//! `private_churn` another 15% faster but its peak RSS 0.3-0.4 MiB larger.
-//! And only where the provider's span allows full zones and is not tight
-//! (at least 32 full zones: 2 MiB for the TINY classes): a smaller heap
-//! keeps one shared zone per class, as before.
+//! owned ([`OWNED_MAX_BLOCK`]): they carry nearly all the traffic, and
+//! their blocks share lines. Homes for every class up to 1 KiB were
+//! measured (BENCHMARKS.md, `homes2`): with the [`DEPOT_DEEP`] rule they
+//! cost little memory (`producer_consumer`, 4 pairs: 4.9 MiB against 4.5;
+//! 12.1 without the rule), but gained no time (`cxx_objects`' slow runs,
+//! 3 of 15, came as often with them as without) and cost a 512-byte
+//! malloc+free pair 0.6 instructions (a check of the depot's top
+//! magazine per exchange). A home that is a run of a shared zone would not
+//! have saved memory either: the cost is each owner's own circulation of
+//! blocks, not the zone's size (homes in the smallest zones of their
+//! class, 1-2 pages, peaked at 6.2 MiB against 5.9 for full zones). And
+//! only where the provider's span allows full zones and is not tight (at
+//! least 32 full zones: 2 MiB for the TINY classes): a smaller heap keeps
+//! one shared zone per class, as before.
 //!
 //! A cache that never flushes (dropped as is, or a thread that vanished in
 //! a `fork` child, whose cache is abandoned with its blocks) keeps its
@@ -92,8 +109,8 @@ use super::depot::lend_one;
 use super::magazine::Magazine;
 use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
-use crate::provider::PageProvider;
-use crate::size_class::{CLASS_SIZES, SizeClass, TINY_MAX};
+use crate::provider::{MIN_PAGE_SIZE, PageProvider};
+use crate::size_class::{CLASS_SIZES, GEOMETRY, SCARCE_GEOMETRY, SizeClass, TINY_MAX};
 use crate::zone::{self, Popped, ZoneHeader};
 
 /// Classes whose blocks are at most this many bytes have homes.
@@ -110,8 +127,16 @@ pub(crate) const OWNED_CLASSES: usize = {
 /// maps a new zone.
 pub const CLAIM_SCAN: usize = 8;
 /// Depot magazines a cache looks at for one of its own blocks (each look
-/// past its home's range is a page-map lookup, under the class lock).
+/// reads a zone header, under the class lock: through the top block's
+/// size slot, or for the 16-byte class past its home's range, the page
+/// map).
 pub const DEPOT_SCAN: usize = 8;
+/// A depot of at least this many magazines, none of them the cache's
+/// among the first [`DEPOT_SCAN`], gives the cache its top one rather than
+/// let it refill from its home (see the module documentation): 2, so
+/// that one magazine of another cache, the common case of two threads in
+/// step, still waits for its owner.
+pub const DEPOT_DEEP: usize = 2;
 
 /// Ids handed to caches; 0 means none (so the counter starts at 1). Ids
 /// are compared within one heap's zones only; a wrap after 2^32 caches
@@ -133,6 +158,24 @@ pub(crate) struct Affinity {
 }
 
 const _: () = assert!(OWNED_CLASSES <= 64);
+
+/// Owned classes whose size slots all lie in their zone's first page, in
+/// both layouts (bit `i` for class `i`): the header of a lent block's
+/// zone is then its slot's page (`owner_of`).
+const SLOTS_IN_HEAD_PAGE: u64 = {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < OWNED_CLASSES {
+        let (full, scarce) = (&GEOMETRY[i], &SCARCE_GEOMETRY[i]);
+        if full.sizes_offset + full.capacity * full.size_width <= MIN_PAGE_SIZE
+            && scarce.sizes_offset + scarce.capacity * scarce.size_width <= MIN_PAGE_SIZE
+        {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    bits
+};
 
 impl Affinity {
     pub(crate) const fn new() -> Self {
@@ -302,8 +345,22 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ) -> (Option<NonNull<Magazine>>, Option<NonNull<Magazine>>) {
         // Another cache's blocks would share its lines: they wait for
         // their owner, and this cache refills from its home.
-        if let Some(own) = self.take_own_magazine(&mut self.class(class), class, affinity) {
-            return (Some(own), spare);
+        {
+            let mut state = self.class(class);
+            // The top first, inline: a cache taking back what it gave.
+            if let Some(top) = NonNull::new(state.depot)
+                && self.holds_own(top, class.index(), affinity)
+            {
+                return (Self::pop_depot(&mut state), spare);
+            }
+            if let Some(own) = self.take_own_magazine(&mut state, class, affinity) {
+                return (Some(own), spare);
+            }
+            // Deeper than the scan: a surplus of other caches' blocks,
+            // which this cache's refill would only add to.
+            if usize::from(state.depot_magazines) >= DEPOT_DEEP {
+                return (Self::pop_depot(&mut state), spare);
+            }
         }
         let others = || Self::pop_depot(&mut self.class(class));
         let Some(magazine) = spare.or_else(|| self.empty_magazine()) else {
@@ -373,14 +430,49 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         self.take_batch_with(class, max, next, keep)
     }
 
-    /// The owner of the zone of `block`, a block lent by a zone of the
-    /// class whose lock the caller holds (so the zone is live); `u32::MAX`
-    /// if the page map does not know it (it would be corruption).
-    fn owner_of(&self, block: NonNull<u8>) -> u32 {
-        match self.page_map.lookup(block.as_ptr().addr()) {
+    /// The owner of the zone of `entry`'s block, a block lent by a zone of
+    /// class `i`, whose lock the caller holds (so the zone is live);
+    /// `u32::MAX` if the page map does not know it (it would be
+    /// corruption). Where every size slot of the class lies in its zone's
+    /// first page, the header is the slot's page (zones start on a page):
+    /// no page-map lookup. The entry is the depot's, outside any block.
+    #[inline]
+    fn owner_of(&self, i: usize, entry: &Entry) -> u32 {
+        if SLOTS_IN_HEAD_PAGE & (1 << i) != 0 {
+            let header = entry
+                .size_slot
+                .map_addr(|a| a & !(MIN_PAGE_SIZE - 1))
+                .cast::<ZoneHeader>();
+            // SAFETY: the slot lies in the first page of its zone (checked
+            // for both layouts of the class, `SLOTS_IN_HEAD_PAGE`; a depot
+            // holds blocks of its own class's zones only), which starts at
+            // a page boundary and is live: it lent the block.
+            return unsafe { zone::owner(NonNull::new_unchecked(header)) };
+        }
+        match self.page_map.lookup(entry.block.as_ptr().addr()) {
             // SAFETY: the zone lent the block: live.
             Some(Owner::Zone { base, .. }) => unsafe { zone::owner(base.cast()) },
             _ => u32::MAX,
+        }
+    }
+
+    /// Whether the depot's `magazine` of class `i` holds blocks of a zone
+    /// `affinity` owns, or that no cache owns (judged by its top block).
+    /// The caller holds the class lock.
+    #[inline(always)]
+    fn holds_own(&self, magazine: NonNull<Magazine>, i: usize, affinity: &Affinity) -> bool {
+        // SAFETY: depot magazines are valid and full, under the class lock.
+        let Some(top) = unsafe { magazine.as_ref() }.blocks().last() else {
+            return false;
+        };
+        if SLOTS_IN_HEAD_PAGE & (1 << i) != 0 {
+            // The slot finds the header: its owner at once (a cache that
+            // has had a home has its id; 0 is no cache's).
+            let owner = self.owner_of(i, top);
+            owner == affinity.id || owner == 0
+        } else {
+            // The home's range first, the page map only past it.
+            affinity.at_home(i, top.block) || self.owner_of(i, top) == 0
         }
     }
 
@@ -388,6 +480,8 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     /// depot, one whose top block lies in a zone `affinity` owns, or that
     /// no cache owns; `None` if there is none. The caller holds the class
     /// lock (`state`).
+    #[cold]
+    #[inline(never)]
     fn take_own_magazine(
         &self,
         state: &mut ClassState,
@@ -400,11 +494,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // SAFETY: `link` is the depot's head or a depot magazine's
             // `next`, both valid under the class lock.
             let magazine = NonNull::new(unsafe { *link })?;
+            // The look first, through a shared reference of its own.
+            let own = self.holds_own(magazine, i, affinity);
             // SAFETY: depot magazines are valid, full, owned by the depot.
             let m = unsafe { &mut *magazine.as_ptr() };
-            let top = m.blocks().last()?.block;
-            // The home's range first: no page-map lookup in the common case.
-            if affinity.at_home(i, top) || self.owner_of(top) == 0 {
+            if own {
                 // SAFETY: as above.
                 unsafe { *link = m.next };
                 state.depot_magazines -= 1;

@@ -17,7 +17,8 @@
 //!
 //! **Homes keep owners off each other's cache lines** (`affinity.rs`). A
 //! cache refills its TINY classes from a zone that names it as owner (its
-//! *home*), and takes from a depot the magazines of its own blocks first:
+//! *home*), and takes from a depot the magazines of its own blocks first
+//! (others' only from a depot deep in them):
 //! two threads that never share a block then never share a line of blocks
 //! or of size slots either. Ownership is a preference only; the checks of
 //! a free never read it.
@@ -132,7 +133,7 @@ use crate::size_class::{DEFAULT_ALIGN, NUM_CLASSES, SizeClass};
 use crate::zone;
 
 use affinity::Affinity;
-pub use affinity::{CLAIM_SCAN, DEPOT_SCAN, OWNED_MAX_BLOCK};
+pub use affinity::{CLAIM_SCAN, DEPOT_DEEP, DEPOT_SCAN, OWNED_MAX_BLOCK};
 pub use bins::{
     CACHE_MAX_BYTES, DECAY_PERIOD, DEPOT_MAX_BYTES, DEPOT_MAX_BYTES_PAGED, DEPOT_MAX_MAGAZINES,
     IDLE_EVENTS, IDLE_EVENTS_MAX, MAGAZINE_MAX_BYTES,
