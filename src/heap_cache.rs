@@ -115,6 +115,18 @@ const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NEVER_STACK as usize);
 /// small: no class opens a stack (until `trim`).
 const NO_AREA: usize = 1;
 
+/// What [`Heap::free_checked_fast`] did with a block.
+pub(crate) enum FastFree {
+    /// Pushed on its class's stack: freed.
+    Stacked,
+    /// Checked and claimed (its mark set), block `.0` of its zone: the
+    /// stack is full or not open, the caller gives it back to its zone.
+    Claimed(usize),
+    /// A check failed or the block is a span's: nothing changed, the
+    /// caller's full path decides and reports.
+    Doubt,
+}
+
 /// The heap's handle on its area (its entries, [`DEPTH`] per class that
 /// has a stack, nothing else): null until the first free of a TINY or
 /// SMALL block makes it, then the area or [`NO_AREA`].
@@ -296,8 +308,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
 
     /// [`free_to_heap_cache`](Self::free_to_heap_cache) once the caller has
     /// seen that the stack has room ([`HeapCache::has_room`]), under the
-    /// lock it still holds: `deallocate` tests that first, so that a full
-    /// stack goes the whole way with the zone it found, before any check.
+    /// lock it still holds.
     ///
     /// # Safety
     ///
@@ -312,6 +323,34 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         seen: usize,
     ) -> bool {
         debug_assert!(self.heap_cache.has_room(state));
+        // SAFETY: per the contract; the stack has room, so the checked
+        // block is pushed, never left claimed.
+        let kept = unsafe { self.free_checked_fast(state, zone, class, ptr, seen) };
+        matches!(kept, FastFree::Stacked)
+    }
+
+    /// The free's checks under the class lock, each value read once, and
+    /// the claim (`deallocate`'s common path): the block is then pushed on
+    /// the stack if it has room ([`FastFree::Stacked`]), or left claimed
+    /// for the caller to give back to its zone ([`FastFree::Claimed`]: the
+    /// stack is full or not open). Every check of `validate_small` and
+    /// `check_canary` is made; on any doubt (a span, any error) nothing is
+    /// changed ([`FastFree::Doubt`]) and the caller's full path decides
+    /// and reports.
+    ///
+    /// # Safety
+    ///
+    /// The page map named `zone` (of `class`) for `ptr` when the release
+    /// count was `seen`; the caller holds `class`'s lock (`state`).
+    #[inline(always)]
+    pub(crate) unsafe fn free_checked_fast(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        ptr: NonNull<u8>,
+        seen: usize,
+    ) -> FastFree {
         // Nothing unregistered since the lookup: the zone is alive (its
         // class lock is held, so it stays so); otherwise the full path
         // looks again.
@@ -320,7 +359,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         // carved`, which is tested first.
         unsafe {
             if self.page_map.releases() != seen || !zone::guard_ok(zone) {
-                return false;
+                return FastFree::Doubt;
             }
             // The header's precomputed check (one cache line with the
             // guard): no load of the layout's address, no offset to add.
@@ -331,34 +370,34 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // at once (no multiply back to check a quotient).
             let index = check.exact_index(ptr.as_ptr().addr());
             if index >= zone::carved_hint(zone) as u64 {
-                return false;
+                return FastFree::Doubt;
             }
             let index = index as usize;
             if !zone::is_live(zone, index) {
-                return false;
+                return FastFree::Doubt;
             }
             // One branch on the slot's width, known from the class; each
             // way goes on to its end, so the slot's store after the claim
             // is one instruction, with no second test of the width.
             if class.size_width() == 1 {
-                self.stack_checked::<1>(state, zone, check, class, ptr, index)
+                self.claim_checked::<1>(state, zone, check, class, ptr, index)
             } else {
-                self.stack_checked::<2>(state, zone, check, class, ptr, index)
+                self.claim_checked::<2>(state, zone, check, class, ptr, index)
             }
         }
     }
 
-    /// The end of [`free_to_stack_with_room`](Self::free_to_stack_with_room)
-    /// for a block whose size slot is `WIDTH` bytes: the size slot and the
-    /// canary checked, the claim, the push.
+    /// The end of [`free_checked_fast`](Self::free_checked_fast) for a
+    /// block whose size slot is `WIDTH` bytes: the size slot and the canary
+    /// checked, the claim, the push if the stack has room.
     ///
     /// # Safety
     ///
-    /// As for `free_to_stack_with_room`, and `index` is a carved block of
-    /// `zone` (its header's precomputed `check`, class `class` of slot
-    /// width `WIDTH`), live.
+    /// As for `free_checked_fast`, and `index` is a carved block of `zone`
+    /// (its header's precomputed `check`, class `class` of slot width
+    /// `WIDTH`), live.
     #[inline(always)]
-    unsafe fn stack_checked<const WIDTH: usize>(
+    unsafe fn claim_checked<const WIDTH: usize>(
         &self,
         state: &mut ClassState,
         zone: NonNull<ZoneHeader>,
@@ -366,7 +405,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         class: SizeClass,
         ptr: NonNull<u8>,
         index: usize,
-    ) -> bool {
+    ) -> FastFree {
         // SAFETY (all the block below): per the contract.
         unsafe {
             let mark = free_mark::value(ptr);
@@ -377,21 +416,27 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
             // for more is a span's (the full path's).
             if requested < block_size {
                 if !canary::intact_for(ptr, requested, block_size, mark) {
-                    return false;
+                    return FastFree::Doubt;
                 }
             } else if requested != block_size {
-                return false;
+                return FastFree::Doubt;
             }
             // The class lock does not keep a front cache's lock-free free of
             // the same block out: the claim decides (`free_mark.rs`). The
             // loser changed nothing (it swapped the mark for the mark); the
             // full way reports the double free.
             if !free_mark::claim(ptr, mark) {
-                return false;
+                return FastFree::Doubt;
+            }
+            // Tested after the checks, not before: a full stack's free is
+            // checked here too, and its block goes to the zone without a
+            // second round of checks.
+            if !self.heap_cache.has_room(state) {
+                return FastFree::Claimed(index);
             }
             self.push_claimed::<WIDTH>(state, class, ptr, size_slot, mark);
         }
-        true
+        FastFree::Stacked
     }
 
     /// Pushes a block this free has checked and claimed (its mark set by
@@ -433,6 +478,35 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
                 });
         }
         state.stack_len = len + 1;
+    }
+
+    /// [`push_claimed`](Self::push_claimed) for a class's first free,
+    /// which opened the stack: the size slot and the mark found again.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `class`'s lock (`state`), whose stack has room;
+    /// `ptr` is block `index` of `zone`, a live zone of `class`, checked
+    /// and claimed as `free_checked_fast` does.
+    #[cold]
+    pub(crate) unsafe fn push_claimed_slow(
+        &self,
+        state: &mut ClassState,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        index: usize,
+        ptr: NonNull<u8>,
+    ) {
+        let mark = free_mark::value(ptr);
+        // SAFETY: per the contract.
+        unsafe {
+            let size_slot = zone::size_slot(zone, index);
+            if class.size_width() == 1 {
+                self.push_claimed::<1>(state, class, ptr, size_slot, mark);
+            } else {
+                self.push_claimed::<2>(state, class, ptr, size_slot, mark);
+            }
+        }
     }
 
     /// Hands out a block popped from the heap's stack: records its size,
