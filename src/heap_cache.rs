@@ -132,12 +132,18 @@ pub(crate) enum FastFree {
 /// SMALL block makes it, then the area or [`NO_AREA`].
 pub(crate) struct HeapCache {
     area: AtomicPtr<Entry>,
+    /// Each class's stack in the area, once the class opened it (written by
+    /// `open_stack` and read under the class's lock only): one load finds
+    /// an entry, no area pointer and class offset to add on every push and
+    /// pop. One per class, so that the index needs no bounds check.
+    stacks: [AtomicPtr<Entry>; NUM_CLASSES],
 }
 
 impl HeapCache {
     pub(crate) const fn new() -> Self {
         HeapCache {
             area: AtomicPtr::new(ptr::null_mut()),
+            stacks: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
         }
     }
 
@@ -181,11 +187,16 @@ impl HeapCache {
     /// its making, see the module documentation); `n < DEPTH`.
     #[inline(always)]
     unsafe fn entry(&self, i: usize, n: usize) -> *mut Entry {
-        // Relaxed: see the contract.
-        let area = self.area.load(Ordering::Relaxed);
-        // SAFETY: per the contract `i < STACKED_CLASSES` (only those open a
-        // stack) and `n < DEPTH`: inside the area's `AREA_BYTES`.
-        unsafe { area.add(i * DEPTH + n) }
+        if i >= NUM_CLASSES {
+            // SAFETY: a class index (see `Heap::class`).
+            unsafe { core::hint::unreachable_unchecked() }
+        }
+        // Relaxed: see the contract (the class's opener stored it under
+        // the lock held now).
+        let stack = self.stacks[i].load(Ordering::Relaxed);
+        // SAFETY: per the contract the class's stack is open: `stack` is
+        // its `DEPTH` entries in the area, and `n < DEPTH`.
+        unsafe { stack.add(n) }
     }
 
     /// Whether the stack of the class locked through `locked` is open and
@@ -589,9 +600,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // Acquire (in `area`): the area's making happens before every use
         // of it under this class's lock from now on.
-        if self.heap_cache.area().is_none() {
+        let Some(area) = self.heap_cache.area() else {
             return false;
-        }
+        };
+        // SAFETY: `class.index() < STACKED_CLASSES`: its `DEPTH` entries
+        // lie inside the area's `AREA_BYTES`.
+        let stack = unsafe { area.as_ptr().add(class.index() * DEPTH) };
+        // Under the class lock, as every read of it.
+        self.heap_cache.stacks[class.index()].store(stack, Ordering::Relaxed);
         state.stack_len = 0;
         true
     }
