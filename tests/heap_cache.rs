@@ -323,3 +323,110 @@ fn a_block_a_realloc_moved_away_from_is_stacked_and_still_guarded() {
         unsafe { heap.deallocate(b) }.unwrap();
     }
 }
+
+/// Blocks a stack holds (`heap_cache.rs`: `DEPTH`).
+const DEPTH: usize = 32;
+
+/// Fills the stack of the class of `size` and returns its blocks (all
+/// stacked), with one more block live.
+fn fill_stack(heap: &ArenaHeap, size: usize) -> (Vec<NonNull<u8>>, NonNull<u8>) {
+    let blocks: Vec<_> = (0..=DEPTH)
+        .map(|_| heap.allocate(layout(size)).unwrap())
+        .collect();
+    for &p in &blocks[..DEPTH] {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    assert_eq!(heap.stats().cached_blocks, DEPTH, "the stack is full");
+    (blocks[..DEPTH].to_vec(), blocks[DEPTH])
+}
+
+/// With its stack full, a free is checked on the fast path and its block
+/// goes straight to the zone (`free_claimed`): every check still refuses
+/// what it must, with nothing changed, and the counts stay exact.
+#[test]
+fn a_free_past_a_full_stack_is_checked_as_any_other() {
+    let heap = heap();
+    let (stacked, last) = fill_stack(&heap, 40);
+    // An interior pointer, a pointer past the carved blocks, an overflow.
+    let interior = unsafe { NonNull::new_unchecked(last.as_ptr().add(8)) };
+    assert_eq!(
+        unsafe { heap.deallocate(interior) },
+        Err(HeapError::InvalidPointer)
+    );
+    let never = unsafe { NonNull::new_unchecked(last.as_ptr().add(48 * 100)) };
+    assert_eq!(
+        unsafe { heap.deallocate(never) },
+        Err(HeapError::InvalidPointer)
+    );
+    let canary = unsafe { last.as_ptr().add(40).read() };
+    unsafe { last.as_ptr().add(40).write(!canary) };
+    assert_eq!(unsafe { heap.deallocate(last) }, Err(HeapError::Overflow));
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (1, DEPTH));
+    assert_eq!(stats.errors, 3);
+    // Repaired, it is freed to its zone: not cached, not live.
+    unsafe { last.as_ptr().add(40).write(canary) };
+    unsafe { heap.deallocate(last) }.unwrap();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (0, DEPTH));
+    let mut census = Census::default();
+    heap.visit(&mut census);
+    assert!(census.live.is_empty());
+    assert_eq!(census.cached, DEPTH);
+    // A second free of it, or of a stacked block, is a double free.
+    assert_eq!(unsafe { heap.deallocate(last) }, Err(HeapError::DoubleFree));
+    assert_eq!(
+        unsafe { heap.deallocate(stacked[3]) },
+        Err(HeapError::DoubleFree)
+    );
+    assert_eq!(heap.stats().errors, 5);
+    // The stack's blocks first, last freed first, then the zone's.
+    for &p in stacked.iter().rev() {
+        assert_eq!(heap.allocate(layout(40)), Some(p));
+    }
+    assert_eq!(heap.allocate(layout(40)), Some(last));
+}
+
+/// Each class's stack is its own (`HeapCache::stacks`): blocks of several
+/// classes freed in turn come back to their own class, each last freed
+/// first, and a drain (`trim`) returns them all to their zones.
+#[test]
+fn each_class_has_its_own_stack_and_trim_drains_them_all() {
+    let heap = heap();
+    let sizes = [16, 24, 100, 256, 1000];
+    let blocks: Vec<Vec<_>> = sizes
+        .iter()
+        .map(|&s| (0..5).map(|_| heap.allocate(layout(s)).unwrap()).collect())
+        .collect();
+    for i in 0..5 {
+        for class in &blocks {
+            unsafe { heap.deallocate(class[i]) }.unwrap();
+        }
+    }
+    assert_eq!(heap.stats().cached_blocks, 25);
+    for (class, &s) in blocks.iter().zip(&sizes).rev() {
+        for &p in class.iter().rev().take(2) {
+            assert_eq!(heap.allocate(layout(s)), Some(p));
+        }
+    }
+    assert_eq!(heap.stats().cached_blocks, 15);
+    assert_eq!(heap.stats().live_blocks, 10);
+    heap.trim();
+    assert_eq!(heap.stats().cached_blocks, 0);
+    assert_eq!(heap.stats().live_blocks, 10);
+    // Drained blocks are free in their zones: a second free is caught.
+    assert_eq!(
+        unsafe { heap.deallocate(blocks[0][0]) },
+        Err(HeapError::DoubleFree)
+    );
+    for (class, _) in blocks.iter().zip(&sizes) {
+        for &p in class.iter().rev().take(2) {
+            unsafe { heap.deallocate(p) }.unwrap();
+        }
+    }
+    heap.trim();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (0, 0));
+    assert_eq!(stats.small_zones + stats.tiny_zones, 0);
+    assert_eq!(stats.errors, 1);
+}
