@@ -7,36 +7,47 @@
 //!
 //! Per class, a small LIFO stack of [`Entry`]s (a block and its size slot),
 //! all in one *area* of [`AREA_BYTES`] that the heap maps from its provider
-//! at its first free of a small block (none in a span under
+//! when a class first opens its stack (none in a span under
 //! [`AREA_MIN_SPAN`], whose pages are worth more than the speed). Only
-//! classes up to [`MAX_BLOCK`] bytes have a stack. A stack's length is
-//! kept in its class's state (`ClassState::stack_len`), next to the lock:
-//! [`NO_STACK`] until the class's first free that the stack does not take
-//! finds the area made (or makes it), so that the hot paths test one byte
-//! and never the area pointer; [`NEVER_STACK`] once a class's first free
-//! found that it has none (its frees stop asking).
+//! classes up to [`MAX_BLOCK`] bytes have a stack; each finds its own
+//! through [`HeapCache`]'s `stacks` (one load, set when it opens). A
+//! stack's length is kept in its class's state (`ClassState::stack_len`),
+//! next to the lock: [`NO_STACK`] until the class opens its stack (its
+//! first free that the stack does not take, or an allocation that carves),
+//! so that the hot paths test one byte and never the area pointer;
+//! [`NEVER_STACK`] once the class found that it has none (its frees stop
+//! asking).
 //!
-//! - **Free** (`free.rs`): a class whose stack is full or not open goes the
-//!   whole way at once, with the zone it found. Otherwise the block is
-//!   validated exactly as the whole way does (releases, zone guard, block
-//!   boundary, live bit, size slot, slack canary), claimed (the free mark's
-//!   swap, which refuses a double free: no earlier read of the mark) and
-//!   pushed. Its zone is not touched: the block stays *lent*, as a
-//!   `FrontCache` block is (live bit set, free mark set). Any failed check
-//!   leaves through one tail call under the same lock, which looks the
-//!   zone up again and goes the whole way, which finds and reports the
+//! - **Free** (`free.rs`): the block is validated exactly as the whole way
+//!   does (releases, zone guard, block boundary, live bit, size slot, slack
+//!   canary), each value read once, and claimed (the free mark's swap,
+//!   which refuses a double free: no earlier read of the mark)
+//!   ([`Heap::free_checked_fast`]). Then, if the stack has room, it is
+//!   pushed: its zone is not touched, the block stays *lent*, as a
+//!   `FrontCache` block is (live bit set, free mark set). If the stack is
+//!   full or not open, the claimed block goes back to its zone at once
+//!   (`free_claimed`), without a second round of checks; a class's first
+//!   free opens its stack there and pushes the block instead. Any failed
+//!   check leaves through one tail call under the same lock, which looks
+//!   the zone up again and goes the whole way, which finds and reports the
 //!   error: the fast path only says no, and keeps no lookup result in a
 //!   register for it.
 //! - **Allocate** (`alloc.rs`): a class whose stack holds a block pops the
 //!   last one pushed (LIFO: a box freed and allocated again is the same
 //!   cache lines) and hands it out as a front cache does (size slot, mark
-//!   cleared, canary armed); otherwise the zones serve.
-//! - A block therefore moves zone -> stack only by a free of a block the
-//!   zone handed out, stack -> program by an allocation, and stack -> zone
-//!   by a drain ([`Heap::drain_heap_cache`]: `trim`, hence every OOM
-//!   retry and `Drop`). A `FrontCache` never sees a stacked block: it is
-//!   free (marked), so a cache's lock-free check refuses its free as a
-//!   double free, as the zone path does.
+//!   cleared, canary armed); otherwise the zones serve. A zone's block that
+//!   is carved fresh for an empty (or unopened) stack comes with up to
+//!   half a stack of the zone's next blocks, lent to the stack in one run
+//!   (`carve.rs`): a kernel's tables filled at boot come from the stack.
+//! - A block therefore moves zone -> stack by a free of a block the zone
+//!   handed out or by carving ahead, stack -> program by an allocation,
+//!   and stack -> zone by a drain ([`Heap::drain_heap_cache`]: `trim`,
+//!   hence every OOM retry and `Drop`). A `FrontCache` never sees a
+//!   stacked block: it is free (marked), so a cache's lock-free check
+//!   refuses its free as a double free, as the zone path does.
+//! - Misses are not batched the other way: a free past a full stack costs
+//!   a zone push either way, and spilling half a stack moves more blocks
+//!   than it saves trips (BENCHMARKS.md, branch `stack4096`).
 //!
 //! # Why it is safe
 //!
@@ -54,8 +65,13 @@
 //!   pointer Relaxed (the lock orders them after that Acquire). The area
 //!   goes back to the provider only in `Drop`.
 //! - `show_alloc_mem`, `visit` and `stats` tell a stacked block from a held
-//!   one by its size slot, which the free writes `CACHED` after its claim
-//!   (`zone/sizes.rs`): they never read a block.
+//!   one by its size slot, which the free writes `CACHED` after its claim,
+//!   and carving ahead before the block is pushed (`zone/sizes.rs`): they
+//!   never read a block.
+//! - A class's entry of `stacks` is written by `open_stack` under the
+//!   class's lock, after the area's Acquire, and read under that lock only.
+
+mod carve;
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
@@ -135,15 +151,15 @@ pub(crate) struct HeapCache {
     /// Each class's stack in the area, once the class opened it (written by
     /// `open_stack` and read under the class's lock only): one load finds
     /// an entry, no area pointer and class offset to add on every push and
-    /// pop. One per class, so that the index needs no bounds check.
-    stacks: [AtomicPtr<Entry>; NUM_CLASSES],
+    /// pop.
+    stacks: [AtomicPtr<Entry>; STACKED_CLASSES],
 }
 
 impl HeapCache {
     pub(crate) const fn new() -> Self {
         HeapCache {
             area: AtomicPtr::new(ptr::null_mut()),
-            stacks: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
+            stacks: [const { AtomicPtr::new(ptr::null_mut()) }; STACKED_CLASSES],
         }
     }
 
@@ -187,8 +203,9 @@ impl HeapCache {
     /// its making, see the module documentation); `n < DEPTH`.
     #[inline(always)]
     unsafe fn entry(&self, i: usize, n: usize) -> *mut Entry {
-        if i >= NUM_CLASSES {
-            // SAFETY: a class index (see `Heap::class`).
+        if i >= STACKED_CLASSES {
+            // SAFETY: per the contract, only those classes open a stack:
+            // the index below needs no bounds check.
             unsafe { core::hint::unreachable_unchecked() }
         }
         // Relaxed: see the contract (the class's opener stored it under
