@@ -55,8 +55,9 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     }
 
     /// [`free_to_heap_cache`](Self::free_to_heap_cache) once the caller has
-    /// seen that the stack has room ([`HeapCache::has_room`]), under the
-    /// lock it still holds.
+    /// seen that the stack has room
+    /// ([`HeapCache::has_room`](super::HeapCache::has_room)), under the lock
+    /// it still holds.
     ///
     /// # Safety
     ///
