@@ -125,6 +125,15 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         oom_hook: bool,
     ) -> Option<NonNull<u8>> {
         let popped = Self::take_listed(&mut state, layout.size());
+        if let Some(popped) = &popped
+            && popped.carved
+        {
+            // A fresh block: the next ones go to the stack, a pop each
+            // for the allocations to come (`heap_cache/carve.rs`).
+            // SAFETY: the zone carved it under the lock held; the stack
+            // was found empty.
+            unsafe { self.carve_ahead(&mut state, class, popped.zone, popped.ptr) };
+        }
         drop(state);
         match popped {
             Some(popped) => Some(self.hand_out(popped, layout.size(), zeroed)),

@@ -72,7 +72,7 @@ const _: () = assert!(MAX_REGIONS <= CLAIMED_SHIFT as usize);
 ///
 /// | constructor | regions | [`span`](PageProvider::span) (fixed for life) | the heap's page map |
 /// |---|---|---|---|
-/// | [`new(start, len)`](Self::new) | that one, set up on first use | the region | flat, inside the `Heap` up to 440 KiB; else 1/512 of the region, taken from it |
+/// | [`new(start, len)`](Self::new) | that one, set up on first use | the region | flat, inside the `Heap` up to 352 KiB; else 1/512 of the region, taken from it |
 /// | [`empty_in(start, len)`](Self::empty_in) | added later, inside the window | the window | the same, over the window |
 /// | [`empty()`](Self::empty) | added later, anywhere | none | the radix tree: 3 nodes of 32 KiB (64-bit targets) to start, one more per 16 MiB area used |
 ///

@@ -13,7 +13,7 @@ use crate::canary;
 use crate::error::HeapError;
 use crate::free_mark;
 use crate::heap::{ClassState, EMPTY_ZONES_KEPT, Heap, ZONE_RESET_MIN_BYTES, own};
-use crate::heap_cache::NO_STACK;
+use crate::heap_cache::{FastFree, NO_STACK};
 use crate::page_map::Owner;
 use crate::provider::PageProvider;
 use crate::size_class::SizeClass;
@@ -33,41 +33,82 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>) -> Result<(), HeapError> {
         // The heap's own stack first (`heap_cache.rs`), in a path kept
-        // small; anything it does not take goes the whole way, in calls
-        // made last (so this path saves no register of its own).
+        // small; anything it does not take goes on in calls made last (so
+        // this path saves no register of its own).
         let seen = self.page_map.releases();
         if let Some((base, class)) = self.page_map.lookup_zone(ptr.as_ptr().addr()) {
             let ptr = own(base, ptr);
-            let mut state = self.class(class);
+            let zone = base.cast();
             // The lock is kept on every way: one acquisition per free
             // (`IrqSpinLock` saves and restores the interrupt flag once).
-            // A class whose stack is full or not open goes the whole way at
-            // once, with the zone found.
-            if !self.heap_cache.has_room(&state) {
-                return self.free_small_counted(state, base.cast(), class, ptr, seen);
-            }
-            // SAFETY: the map named this zone of `class`, whose lock is
-            // held; the stack has room.
-            if unsafe { self.free_to_stack_with_room(&mut state, base.cast(), class, ptr, seen) } {
-                return Ok(());
-            }
-            return self.free_small_again(state, class, ptr);
+            let mut state = self.class(class);
+            // SAFETY: the map named this zone of `class`, whose lock is held.
+            return match unsafe { self.free_checked_fast(&mut state, zone, class, ptr, seen) } {
+                FastFree::Stacked => Ok(()),
+                // Checked and claimed; the stack is full or not open.
+                FastFree::Claimed(index) => {
+                    // SAFETY: as the variant says, under the lock held.
+                    unsafe { self.free_claimed(state, zone, class, index, ptr) };
+                    Ok(())
+                }
+                FastFree::Doubt => self.free_small_again(state, class, ptr),
+            };
         }
         self.deallocate_slow(ptr)
     }
 
-    /// [`free_small_locked`](Self::free_small_locked), its error counted.
+    /// A block [`free_checked_fast`](Self::free_checked_fast) checked and
+    /// claimed, whose class's stack is full or not open: back to its zone,
+    /// with no second round of checks. The class's first free opens its
+    /// stack (`open_stack`) and the block goes there instead.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is block `index` of `zone`, a live zone of `class` whose lock
+    /// is held (`state`), checked and claimed by `free_checked_fast`.
     #[inline(never)]
-    fn free_small_counted(
+    unsafe fn free_claimed(
         &self,
-        state: MutexGuard<'_, R, ClassState>,
+        mut state: MutexGuard<'_, R, ClassState>,
         zone: NonNull<ZoneHeader>,
         class: SizeClass,
+        index: usize,
         ptr: NonNull<u8>,
-        seen: usize,
-    ) -> Result<(), HeapError> {
-        self.free_small_locked(state, zone, class, ptr, seen)
-            .map_err(|e| self.count_error(e))
+    ) {
+        if state.stack_len == NO_STACK {
+            // Out of line, so that this path keeps no value across a call
+            // but the lock (one saved register, not six).
+            // SAFETY: per the contract.
+            return unsafe { self.free_claimed_opening(state, zone, class, index, ptr) };
+        }
+        // SAFETY: per the contract: checked, claimed (the zone's push marks
+        // it again), lock held.
+        unsafe { self.free_validated(&mut state, zone, index, ptr) };
+    }
+
+    /// [`free_claimed`](Self::free_claimed) for a class whose stack is not
+    /// open: its first free opens it and stacks the block.
+    ///
+    /// # Safety
+    ///
+    /// As for `free_claimed`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_claimed_opening(
+        &self,
+        mut state: MutexGuard<'_, R, ClassState>,
+        zone: NonNull<ZoneHeader>,
+        class: SizeClass,
+        index: usize,
+        ptr: NonNull<u8>,
+    ) {
+        if self.open_stack(&mut state, class) {
+            // SAFETY: per the contract; the stack was just opened, empty.
+            unsafe { self.push_claimed_slow(&mut state, zone, class, index, ptr) };
+            return;
+        }
+        // SAFETY: per the contract.
+        unsafe { self.free_validated(&mut state, zone, index, ptr) };
     }
 
     /// What the heap's stack did not take for a doubt its checks found,

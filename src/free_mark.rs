@@ -160,6 +160,17 @@ pub(crate) unsafe fn set(block: NonNull<u8>) {
     unsafe { word(block).store(value(block), Ordering::Relaxed) }
 }
 
+/// [`set`], the mark `mark` (`value(block)`) computed by the caller.
+///
+/// # Safety
+///
+/// As for [`set`], and `mark == value(block)`.
+#[inline(always)]
+pub(crate) unsafe fn set_to(block: NonNull<u8>, mark: usize) {
+    // SAFETY: per the contract.
+    unsafe { word(block).store(mark, Ordering::Relaxed) }
+}
+
 /// Claims `block` for a free: marks it with `mark` (`value(block)`) in one
 /// atomic swap and returns whether this free took it, i.e. the word did not
 /// hold the mark already. `false` is a double free: another free holds (or

@@ -7,36 +7,47 @@
 //!
 //! Per class, a small LIFO stack of [`Entry`]s (a block and its size slot),
 //! all in one *area* of [`AREA_BYTES`] that the heap maps from its provider
-//! at its first free of a small block (none in a span under
+//! when a class first opens its stack (none in a span under
 //! [`AREA_MIN_SPAN`], whose pages are worth more than the speed). Only
-//! classes up to [`MAX_BLOCK`] bytes have a stack. A stack's length is
-//! kept in its class's state (`ClassState::stack_len`), next to the lock:
-//! [`NO_STACK`] until the class's first free that the stack does not take
-//! finds the area made (or makes it), so that the hot paths test one byte
-//! and never the area pointer; [`NEVER_STACK`] once a class's first free
-//! found that it has none (its frees stop asking).
+//! classes up to [`MAX_BLOCK`] bytes have a stack; each finds its own
+//! through [`HeapCache`]'s `stacks` (one load, set when it opens). A
+//! stack's length is kept in its class's state (`ClassState::stack_len`),
+//! next to the lock: [`NO_STACK`] until the class opens its stack (its
+//! first free that the stack does not take, or an allocation that carves),
+//! so that the hot paths test one byte and never the area pointer;
+//! [`NEVER_STACK`] once the class found that it has none (its frees stop
+//! asking).
 //!
-//! - **Free** (`free.rs`): a class whose stack is full or not open goes the
-//!   whole way at once, with the zone it found. Otherwise the block is
-//!   validated exactly as the whole way does (releases, zone guard, block
-//!   boundary, live bit, size slot, slack canary), claimed (the free mark's
-//!   swap, which refuses a double free: no earlier read of the mark) and
-//!   pushed. Its zone is not touched: the block stays *lent*, as a
-//!   `FrontCache` block is (live bit set, free mark set). Any failed check
-//!   leaves through one tail call under the same lock, which looks the
-//!   zone up again and goes the whole way, which finds and reports the
+//! - **Free** (`free.rs`): the block is validated exactly as the whole way
+//!   does (releases, zone guard, block boundary, live bit, size slot, slack
+//!   canary), each value read once, and claimed (the free mark's swap,
+//!   which refuses a double free: no earlier read of the mark)
+//!   ([`Heap::free_checked_fast`]). Then, if the stack has room, it is
+//!   pushed: its zone is not touched, the block stays *lent*, as a
+//!   `FrontCache` block is (live bit set, free mark set). If the stack is
+//!   full or not open, the claimed block goes back to its zone at once
+//!   (`free_claimed`), without a second round of checks; a class's first
+//!   free opens its stack there and pushes the block instead. Any failed
+//!   check leaves through one tail call under the same lock, which looks
+//!   the zone up again and goes the whole way, which finds and reports the
 //!   error: the fast path only says no, and keeps no lookup result in a
 //!   register for it.
 //! - **Allocate** (`alloc.rs`): a class whose stack holds a block pops the
 //!   last one pushed (LIFO: a box freed and allocated again is the same
 //!   cache lines) and hands it out as a front cache does (size slot, mark
-//!   cleared, canary armed); otherwise the zones serve.
-//! - A block therefore moves zone -> stack only by a free of a block the
-//!   zone handed out, stack -> program by an allocation, and stack -> zone
-//!   by a drain ([`Heap::drain_heap_cache`]: `trim`, hence every OOM
-//!   retry and `Drop`). A `FrontCache` never sees a stacked block: it is
-//!   free (marked), so a cache's lock-free check refuses its free as a
-//!   double free, as the zone path does.
+//!   cleared, canary armed); otherwise the zones serve. A zone's block that
+//!   is carved fresh for an empty (or unopened) stack comes with up to
+//!   half a stack of the zone's next blocks, lent to the stack in one run
+//!   (`carve.rs`): a kernel's tables filled at boot come from the stack.
+//! - A block therefore moves zone -> stack by a free of a block the zone
+//!   handed out or by carving ahead, stack -> program by an allocation,
+//!   and stack -> zone by a drain ([`Heap::drain_heap_cache`]: `trim`,
+//!   hence every OOM retry and `Drop`). A `FrontCache` never sees a
+//!   stacked block: it is free (marked), so a cache's lock-free check
+//!   refuses its free as a double free, as the zone path does.
+//! - Misses are not batched the other way: a free past a full stack costs
+//!   a zone push either way, and spilling half a stack moves more blocks
+//!   than it saves trips (BENCHMARKS.md, branch `stack4096`).
 //!
 //! # Why it is safe
 //!
@@ -54,8 +65,16 @@
 //!   pointer Relaxed (the lock orders them after that Acquire). The area
 //!   goes back to the provider only in `Drop`.
 //! - `show_alloc_mem`, `visit` and `stats` tell a stacked block from a held
-//!   one by its size slot, which the free writes `CACHED` after its claim
-//!   (`zone/sizes.rs`): they never read a block.
+//!   one by its size slot, which the free writes `CACHED` after its claim,
+//!   and carving ahead before the block is pushed (`zone/sizes.rs`): they
+//!   never read a block.
+//! - A class's entry of `stacks` is written by `open_stack` under the
+//!   class's lock, after the area's Acquire, and read under that lock only.
+
+mod carve;
+mod push;
+
+pub(crate) use push::FastFree;
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
@@ -70,7 +89,7 @@ use crate::heap::{ClassState, Heap};
 use crate::page_map::Owner;
 use crate::provider::{MIN_PAGE_SIZE, PageProvider};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
-use crate::zone::{self, ZoneHeader};
+use crate::zone;
 
 /// Bytes of the area: [`DEPTH`] entries per class that has a stack, in
 /// whole pages (16 KiB on 64-bit targets, 8 KiB on 32-bit ones).
@@ -116,16 +135,22 @@ const _: () = assert!(DEPTH.is_power_of_two() && DEPTH < NEVER_STACK as usize);
 const NO_AREA: usize = 1;
 
 /// The heap's handle on its area (its entries, [`DEPTH`] per class that
-/// has a stack, nothing else): null until the first free of a TINY or
-/// SMALL block makes it, then the area or [`NO_AREA`].
+/// has a stack, nothing else): null until the first class to open its
+/// stack makes it, then the area or [`NO_AREA`].
 pub(crate) struct HeapCache {
     area: AtomicPtr<Entry>,
+    /// Each class's stack in the area, once the class opened it (written by
+    /// `open_stack` and read under the class's lock only): one load finds
+    /// an entry, no area pointer and class offset to add on every push and
+    /// pop.
+    stacks: [AtomicPtr<Entry>; STACKED_CLASSES],
 }
 
 impl HeapCache {
     pub(crate) const fn new() -> Self {
         HeapCache {
             area: AtomicPtr::new(ptr::null_mut()),
+            stacks: [const { AtomicPtr::new(ptr::null_mut()) }; STACKED_CLASSES],
         }
     }
 
@@ -169,11 +194,17 @@ impl HeapCache {
     /// its making, see the module documentation); `n < DEPTH`.
     #[inline(always)]
     unsafe fn entry(&self, i: usize, n: usize) -> *mut Entry {
-        // Relaxed: see the contract.
-        let area = self.area.load(Ordering::Relaxed);
-        // SAFETY: per the contract `i < STACKED_CLASSES` (only those open a
-        // stack) and `n < DEPTH`: inside the area's `AREA_BYTES`.
-        unsafe { area.add(i * DEPTH + n) }
+        if i >= STACKED_CLASSES {
+            // SAFETY: per the contract, only those classes open a stack:
+            // the index below needs no bounds check.
+            unsafe { core::hint::unreachable_unchecked() }
+        }
+        // Relaxed: see the contract (the class's opener stored it under
+        // the lock held now).
+        let stack = self.stacks[i].load(Ordering::Relaxed);
+        // SAFETY: per the contract the class's stack is open: `stack` is
+        // its `DEPTH` entries in the area, and `n < DEPTH`.
+        unsafe { stack.add(n) }
     }
 
     /// Whether the stack of the class locked through `locked` is open and
@@ -214,9 +245,10 @@ impl HeapCache {
     }
 
     /// Makes the area if the provider's span allows one; records
-    /// [`NO_AREA`] if not. Cold: a class's first free calls it (not an
-    /// allocation: the heap's first runs land where a program's first
-    /// blocks would).
+    /// [`NO_AREA`] if not. Cold: a class's first free calls it, or its
+    /// first allocation that carves (`carve.rs`), never the heap's first
+    /// allocation: the heap's first zone lands where a program's first
+    /// blocks would.
     #[cold]
     fn make<P: PageProvider>(&self, provider: &P, span: Option<usize>, metadata: &AtomicUsize) {
         let no_area = ptr::without_provenance_mut(NO_AREA);
@@ -268,171 +300,6 @@ impl HeapCache {
 }
 
 impl<P: PageProvider, R: RawMutex> Heap<P, R> {
-    /// Keeps the block at `ptr` in `class`'s stack if the stack has room
-    /// and the block is a handed-out block (not a span) of `zone` with its
-    /// canary intact; returns whether it did. Every check of
-    /// `validate_small` and `check_canary` is made, each value read once,
-    /// and the free mark's claim refuses a double free; on any doubt it
-    /// returns `false` having changed nothing, and the caller's full path
-    /// decides and reports.
-    ///
-    /// # Safety
-    ///
-    /// The page map named `zone` (of `class`) for `ptr` when the release
-    /// count was `seen`; the caller holds `class`'s lock (`state`).
-    #[inline(always)]
-    pub(crate) unsafe fn free_to_heap_cache(
-        &self,
-        state: &mut ClassState,
-        zone: NonNull<ZoneHeader>,
-        class: SizeClass,
-        ptr: NonNull<u8>,
-        seen: usize,
-    ) -> bool {
-        // SAFETY: per the contract, and the stack has room.
-        self.heap_cache.has_room(state)
-            && unsafe { self.free_to_stack_with_room(state, zone, class, ptr, seen) }
-    }
-
-    /// [`free_to_heap_cache`](Self::free_to_heap_cache) once the caller has
-    /// seen that the stack has room ([`HeapCache::has_room`]), under the
-    /// lock it still holds: `deallocate` tests that first, so that a full
-    /// stack goes the whole way with the zone it found, before any check.
-    ///
-    /// # Safety
-    ///
-    /// As for `free_to_heap_cache`, and `state`'s stack has room.
-    #[inline(always)]
-    pub(crate) unsafe fn free_to_stack_with_room(
-        &self,
-        state: &mut ClassState,
-        zone: NonNull<ZoneHeader>,
-        class: SizeClass,
-        ptr: NonNull<u8>,
-        seen: usize,
-    ) -> bool {
-        debug_assert!(self.heap_cache.has_room(state));
-        // Nothing unregistered since the lookup: the zone is alive (its
-        // class lock is held, so it stays so); otherwise the full path
-        // looks again.
-        // SAFETY (all the block below): a live zone, its lock held; the
-        // bitmap, size slot and block reads are guarded by `index <
-        // carved`, which is tested first.
-        unsafe {
-            if self.page_map.releases() != seen || !zone::guard_ok(zone) {
-                return false;
-            }
-            // The header's precomputed check (one cache line with the
-            // guard): no load of the layout's address, no offset to add.
-            let check = zone::boundary(zone);
-            // Wrapping: a pointer below block 0 gives an offset that is no
-            // block boundary, which `exact_index` maps far above any count.
-            // One multiply and a rotate decide the boundary and the index
-            // at once (no multiply back to check a quotient).
-            let index = check.exact_index(ptr.as_ptr().addr());
-            if index >= zone::carved_hint(zone) as u64 {
-                return false;
-            }
-            let index = index as usize;
-            if !zone::is_live(zone, index) {
-                return false;
-            }
-            // One branch on the slot's width, known from the class; each
-            // way goes on to its end, so the slot's store after the claim
-            // is one instruction, with no second test of the width.
-            if class.size_width() == 1 {
-                self.stack_checked::<1>(state, zone, check, class, ptr, index)
-            } else {
-                self.stack_checked::<2>(state, zone, check, class, ptr, index)
-            }
-        }
-    }
-
-    /// The end of [`free_to_stack_with_room`](Self::free_to_stack_with_room)
-    /// for a block whose size slot is `WIDTH` bytes: the size slot and the
-    /// canary checked, the claim, the push.
-    ///
-    /// # Safety
-    ///
-    /// As for `free_to_stack_with_room`, and `index` is a carved block of
-    /// `zone` (its header's precomputed `check`, class `class` of slot
-    /// width `WIDTH`), live.
-    #[inline(always)]
-    unsafe fn stack_checked<const WIDTH: usize>(
-        &self,
-        state: &mut ClassState,
-        zone: NonNull<ZoneHeader>,
-        check: &zone::Boundary,
-        class: SizeClass,
-        ptr: NonNull<u8>,
-        index: usize,
-    ) -> bool {
-        // SAFETY (all the block below): per the contract.
-        unsafe {
-            let mark = free_mark::value(ptr);
-            let size_slot = check.size_slot(zone, WIDTH, index);
-            let requested = zone::load_own_size(size_slot, WIDTH);
-            // A block armed for more than its size is a span's (the full
-            // path's); one armed for less has a canary. One compare with
-            // the block size, two branches.
-            if check.above_block(requested)
-                || check.has_slack(requested) && !canary::intact_past(ptr, requested, mark)
-            {
-                return false;
-            }
-            // The class lock does not keep a front cache's lock-free free of
-            // the same block out: the claim decides (`free_mark.rs`). The
-            // loser changed nothing (it swapped the mark for the mark); the
-            // full way reports the double free.
-            if !free_mark::claim(ptr, mark) {
-                return false;
-            }
-            self.push_claimed::<WIDTH>(state, class, ptr, size_slot, mark);
-        }
-        true
-    }
-
-    /// Pushes a block this free has checked and claimed (its mark set by
-    /// `free_mark::claim`) onto `class`'s stack.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds `class`'s lock (`state`), whose stack has room;
-    /// `ptr` is a handed-out block of a live zone of `class`, checked as
-    /// `free_to_stack_with_room` does, `size_slot` its size slot, and this
-    /// free's claim set its mark `mark`.
-    #[inline(always)]
-    pub(crate) unsafe fn push_claimed<const WIDTH: usize>(
-        &self,
-        state: &mut ClassState,
-        class: SizeClass,
-        ptr: NonNull<u8>,
-        size_slot: *mut u8,
-        mark: usize,
-    ) {
-        debug_assert!(self.heap_cache.has_room(state));
-        // Read last (the caller saw it below `DEPTH`, and the lock is
-        // held): the checks before keep one value fewer in registers.
-        let len = state.stack_len;
-        // SAFETY: per the contract: the block is ours, `len < DEPTH`.
-        unsafe {
-            // Cached, for introspection (`zone/sizes.rs`): after the claim,
-            // which made the block this free's.
-            zone::store_cached(size_slot, WIDTH);
-            // The mark in the first word too: a block written after its free
-            // (a use-after-free) is reported when it is handed out again.
-            ptr.as_ptr().cast::<usize>().write(mark);
-            // `len < DEPTH`: the stack is open and has room.
-            self.heap_cache
-                .entry(class.index(), len as usize)
-                .write(Entry {
-                    block: ptr,
-                    size_slot,
-                });
-        }
-        state.stack_len = len + 1;
-    }
-
     /// Hands out a block popped from the heap's stack: records its size,
     /// clears its mark, arms its slack canary, zeroes it if asked. A block
     /// whose first two words no longer hold its mark was written after it
@@ -513,9 +380,14 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         }
         // Acquire (in `area`): the area's making happens before every use
         // of it under this class's lock from now on.
-        if self.heap_cache.area().is_none() {
+        let Some(area) = self.heap_cache.area() else {
             return false;
-        }
+        };
+        // SAFETY: `class.index() < STACKED_CLASSES`: its `DEPTH` entries
+        // lie inside the area's `AREA_BYTES`.
+        let stack = unsafe { area.as_ptr().add(class.index() * DEPTH) };
+        // Under the class lock, as every read of it.
+        self.heap_cache.stacks[class.index()].store(stack, Ordering::Relaxed);
         state.stack_len = 0;
         true
     }

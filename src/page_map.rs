@@ -94,12 +94,13 @@ const SLOT_BYTES: usize = core::mem::size_of::<usize>();
 const NODE_BYTES: usize = FANOUT * SLOT_BYTES;
 const TAG_MASK: usize = GRANULE - 1;
 /// Granules of the largest span whose flat array lives inside the map (a
-/// 440 KiB span: 880 bytes of slots on 64-bit targets). Sized so that a
+/// 352 KiB span: 704 bytes of slots on 64-bit targets). Sized so that a
 /// `static Heap<ArenaProvider>` stays within a page (`tests/small_heaps.rs`)
-/// with the small-region pool and the arena's four region slots, and still
-/// covers blog_os's 100 KiB heap and the benchmark's smallest mixed-load
-/// regions (320-336 KiB).
-pub(crate) const INLINE_SLOTS: usize = 110;
+/// with the small-region pool, the arena's four region slots and the heap
+/// stacks' per-class pointers (`heap_cache.rs`, 110 slots before them), and
+/// still covers blog_os's 100 KiB heap and the benchmark's smallest
+/// mixed-load regions (320-336 KiB).
+pub(crate) const INLINE_SLOTS: usize = 88;
 /// Tags: a zone's is its class index plus [`ZONE_TAG_BASE`], so that zone
 /// tags fill the top of the low byte's range and anything else (an empty
 /// slot's 0, the small tags below) lies under it: one compare of the low

@@ -22,11 +22,13 @@ use crate::free_mark;
 use crate::size_class::{SizeClass, ZoneGeometry};
 
 mod boundary;
+mod carve;
 mod free_pages;
 mod owner;
 mod runs;
 mod sizes;
 pub(crate) use boundary::Boundary;
+pub(crate) use carve::carve_run;
 pub(crate) use free_pages::{for_each_free_tail, free_blocks, has_free_pages};
 pub(crate) use owner::{owner, set_owner};
 pub(crate) use runs::{find_free_run, take_run};

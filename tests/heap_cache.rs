@@ -26,12 +26,21 @@ fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
 }
 
+/// Sends the blocks a fresh zone's allocations lent to the stacks
+/// (`heap_cache/carve.rs`) back to their zones, so that a test counts the
+/// blocks its own frees stack.
+fn drain_carved(heap: &ArenaHeap) {
+    heap.trim();
+    assert_eq!(heap.stats().cached_blocks, 0);
+}
+
 #[test]
 fn a_freed_box_comes_back_first_last_freed_first() {
     let heap = heap();
     let keep = heap.allocate(layout(8)).unwrap();
     let a = heap.allocate(layout(8)).unwrap();
     let b = heap.allocate(layout(8)).unwrap();
+    drain_carved(&heap);
     unsafe { heap.deallocate(a) }.unwrap();
     unsafe { heap.deallocate(b) }.unwrap();
     assert_eq!(heap.stats().cached_blocks, 2, "both kept in the stack");
@@ -48,6 +57,7 @@ fn a_double_free_of_a_stacked_block_is_caught() {
     let heap = heap();
     let _keep = heap.allocate(layout(40)).unwrap();
     let p = heap.allocate(layout(40)).unwrap();
+    drain_carved(&heap);
     unsafe { heap.deallocate(p) }.unwrap();
     assert_eq!(heap.stats().cached_blocks, 1);
     assert_eq!(unsafe { heap.deallocate(p) }, Err(HeapError::DoubleFree));
@@ -110,6 +120,7 @@ fn visit_and_stats_are_exact_with_blocks_in_the_stacks() {
         .flat_map(|&s| (0..3).map(move |_| (s, 0)))
         .map(|(s, _)| (heap.allocate(layout(s)).unwrap(), s))
         .collect();
+    drain_carved(&heap);
     // Free every other block: those up to 1 KiB go to the stacks.
     let mut live = Vec::new();
     let mut kept = Vec::new();
@@ -237,6 +248,7 @@ fn a_full_stack_sends_frees_to_the_zone_and_double_frees_are_caught_in_both() {
     let blocks: Vec<_> = (0..40)
         .map(|_| heap.allocate(layout(24)).unwrap())
         .collect();
+    drain_carved(&heap);
     for &p in &blocks {
         unsafe { heap.deallocate(p) }.unwrap();
     }
@@ -322,4 +334,179 @@ fn a_block_a_realloc_moved_away_from_is_stacked_and_still_guarded() {
     for b in [p, q] {
         unsafe { heap.deallocate(b) }.unwrap();
     }
+}
+
+/// Blocks a stack holds (`heap_cache.rs`: `DEPTH`).
+const DEPTH: usize = 32;
+
+/// Fills the stack of the class of `size` and returns its blocks (all
+/// stacked), with one more block live.
+fn fill_stack(heap: &ArenaHeap, size: usize) -> (Vec<NonNull<u8>>, NonNull<u8>) {
+    let blocks: Vec<_> = (0..=DEPTH)
+        .map(|_| heap.allocate(layout(size)).unwrap())
+        .collect();
+    drain_carved(heap);
+    for &p in &blocks[..DEPTH] {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    assert_eq!(heap.stats().cached_blocks, DEPTH, "the stack is full");
+    (blocks[..DEPTH].to_vec(), blocks[DEPTH])
+}
+
+/// With its stack full, a free is checked on the fast path and its block
+/// goes straight to the zone (`free_claimed`): every check still refuses
+/// what it must, with nothing changed, and the counts stay exact.
+#[test]
+fn a_free_past_a_full_stack_is_checked_as_any_other() {
+    let heap = heap();
+    let (stacked, last) = fill_stack(&heap, 40);
+    // An interior pointer, a pointer past the carved blocks, an overflow.
+    let interior = unsafe { NonNull::new_unchecked(last.as_ptr().add(8)) };
+    assert_eq!(
+        unsafe { heap.deallocate(interior) },
+        Err(HeapError::InvalidPointer)
+    );
+    let never = unsafe { NonNull::new_unchecked(last.as_ptr().add(48 * 100)) };
+    assert_eq!(
+        unsafe { heap.deallocate(never) },
+        Err(HeapError::InvalidPointer)
+    );
+    let canary = unsafe { last.as_ptr().add(40).read() };
+    unsafe { last.as_ptr().add(40).write(!canary) };
+    assert_eq!(unsafe { heap.deallocate(last) }, Err(HeapError::Overflow));
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (1, DEPTH));
+    assert_eq!(stats.errors, 3);
+    // Repaired, it is freed to its zone: not cached, not live.
+    unsafe { last.as_ptr().add(40).write(canary) };
+    unsafe { heap.deallocate(last) }.unwrap();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (0, DEPTH));
+    let mut census = Census::default();
+    heap.visit(&mut census);
+    assert!(census.live.is_empty());
+    assert_eq!(census.cached, DEPTH);
+    // A second free of it, or of a stacked block, is a double free.
+    assert_eq!(unsafe { heap.deallocate(last) }, Err(HeapError::DoubleFree));
+    assert_eq!(
+        unsafe { heap.deallocate(stacked[3]) },
+        Err(HeapError::DoubleFree)
+    );
+    assert_eq!(heap.stats().errors, 5);
+    // The stack's blocks first, last freed first, then the zone's.
+    for &p in stacked.iter().rev() {
+        assert_eq!(heap.allocate(layout(40)), Some(p));
+    }
+    assert_eq!(heap.allocate(layout(40)), Some(last));
+}
+
+/// Each class's stack is its own (`HeapCache::stacks`): blocks of several
+/// classes freed in turn come back to their own class, each last freed
+/// first, and a drain (`trim`) returns them all to their zones.
+#[test]
+fn each_class_has_its_own_stack_and_trim_drains_them_all() {
+    let heap = heap();
+    let sizes = [16, 24, 100, 256, 1000];
+    let blocks: Vec<Vec<_>> = sizes
+        .iter()
+        .map(|&s| (0..5).map(|_| heap.allocate(layout(s)).unwrap()).collect())
+        .collect();
+    drain_carved(&heap);
+    for i in 0..5 {
+        for class in &blocks {
+            unsafe { heap.deallocate(class[i]) }.unwrap();
+        }
+    }
+    assert_eq!(heap.stats().cached_blocks, 25);
+    for (class, &s) in blocks.iter().zip(&sizes).rev() {
+        for &p in class.iter().rev().take(2) {
+            assert_eq!(heap.allocate(layout(s)), Some(p));
+        }
+    }
+    assert_eq!(heap.stats().cached_blocks, 15);
+    assert_eq!(heap.stats().live_blocks, 10);
+    heap.trim();
+    assert_eq!(heap.stats().cached_blocks, 0);
+    assert_eq!(heap.stats().live_blocks, 10);
+    // Drained blocks are free in their zones: a second free is caught.
+    assert_eq!(
+        unsafe { heap.deallocate(blocks[0][0]) },
+        Err(HeapError::DoubleFree)
+    );
+    for (class, _) in blocks.iter().zip(&sizes) {
+        for &p in class.iter().rev().take(2) {
+            unsafe { heap.deallocate(p) }.unwrap();
+        }
+    }
+    heap.trim();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (0, 0));
+    assert_eq!(stats.small_zones + stats.tiny_zones, 0);
+    assert_eq!(stats.errors, 1);
+}
+
+/// An allocation that carves a fresh block lends the zone's next blocks in
+/// the same page (at most half a stack) to its empty stack: they are cached
+/// (free, not live), handed out next in address order, refused if freed
+/// before they are handed out, and drained by `trim`.
+#[test]
+fn a_carving_allocation_lends_the_next_blocks_to_the_stack() {
+    let heap = heap();
+    // The zone's first block comes with the zone (`alloc_small_slow`);
+    // the second is the first a listed zone carves.
+    let zero = heap.allocate(layout(24)).unwrap();
+    assert_eq!(heap.stats().cached_blocks, 0);
+    let first = heap.allocate(layout(24)).unwrap();
+    let lent = heap.stats().cached_blocks;
+    assert!((1..=DEPTH / 2).contains(&lent), "{lent} blocks lent");
+    assert_eq!(heap.stats().live_blocks, 2);
+    let mut census = Census::default();
+    heap.visit(&mut census);
+    census.live.sort();
+    assert_eq!(
+        census.live,
+        vec![(zero.as_ptr().addr(), 24), (first.as_ptr().addr(), 24)]
+    );
+    assert_eq!(census.cached, lent);
+    // A lent block was never handed out: freeing it is a double free.
+    let next = unsafe { NonNull::new_unchecked(first.as_ptr().add(32)) };
+    assert_eq!(unsafe { heap.deallocate(next) }, Err(HeapError::DoubleFree));
+    // Handed out in address order, each with its own size and canary.
+    let taken: Vec<_> = (0..lent)
+        .map(|i| heap.allocate(layout(17 + i)).unwrap())
+        .collect();
+    for (i, p) in taken.iter().enumerate() {
+        assert_eq!(p.as_ptr().addr(), first.as_ptr().addr() + 32 * (i + 1));
+        assert_eq!(heap.usable_size(*p), Ok(17 + i));
+    }
+    assert_eq!(heap.stats().cached_blocks, 0);
+    for p in taken {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+    heap.trim();
+    let stats = heap.stats();
+    assert_eq!((stats.live_blocks, stats.cached_blocks), (2, 0));
+    unsafe { heap.deallocate(first) }.unwrap();
+    unsafe { heap.deallocate(zero) }.unwrap();
+    assert_eq!(heap.stats().errors, 1);
+    // Classes without a stack lend nothing.
+    let before = heap.stats().cached_blocks;
+    let big: Vec<_> = (0..3)
+        .map(|_| heap.allocate(layout(2000)).unwrap())
+        .collect();
+    assert_eq!(heap.stats().cached_blocks, before);
+    for p in big {
+        unsafe { heap.deallocate(p) }.unwrap();
+    }
+}
+
+/// A heap too small for the stacks' area (`AREA_MIN_SPAN`) lends nothing
+/// ahead: every page of a small region counts.
+#[test]
+fn a_small_heap_lends_nothing_ahead() {
+    let heap: ArenaHeap = Heap::new(Counting::new(arena(256 << 10)));
+    let p = heap.allocate(layout(24)).unwrap();
+    assert_eq!(heap.stats().cached_blocks, 0);
+    assert_eq!(heap.stats().metadata_bytes, 0);
+    unsafe { heap.deallocate(p) }.unwrap();
 }

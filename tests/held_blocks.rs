@@ -66,7 +66,10 @@ fn held_block(
         Source::Zone => {
             let p = heap.allocate(layout(size)).unwrap();
             let q = heap.allocate(layout(size)).unwrap();
-            // Into the class's stack, which this first free opens.
+            // The blocks `p`'s allocation lent to the stack back to the
+            // zone (`heap_cache/carve.rs`): only `q` is cached below.
+            heap.trim();
+            // Into the class's stack.
             unsafe { heap.deallocate(q) }.unwrap();
             (p, 1)
         }
@@ -80,6 +83,8 @@ fn held_block(
         Source::HeapStack => {
             let q = heap.allocate(layout(size)).unwrap();
             let r = heap.allocate(layout(size)).unwrap();
+            // As for `Source::Zone`.
+            heap.trim();
             unsafe { heap.deallocate(q) }.unwrap();
             unsafe { heap.deallocate(r) }.unwrap();
             // The last freed comes back first: `r`, from the stack; `q`
