@@ -73,8 +73,15 @@ miri:
 miri-heap:
 	$(MIRI) --test heap --test held_blocks
 	env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri run -p ft_malloc --example arena_global
+# spans without weak-memory emulation: its heap re-carves freed zones as
+# classes of other slot widths, so a size slot's atomic store can partly
+# overlap an earlier one of another width, ordered by the class locks; Miri's
+# store-buffer model panics on that (an internal error of the nightly that
+# make setup installs, not a report about this code). Data races are still
+# checked there.
 miri-lib-cache:
-	$(MIRI) --lib --test cache --test spans --test heap_cache --test purge --test affinity
+	$(MIRI) --lib --test cache --test heap_cache --test purge --test affinity
+	env -u MAKEFLAGS -u MFLAGS MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-disable-weak-memory-emulation" $(CARGO) +nightly miri test -p ft_malloc --test spans
 
 ## Formatting, lints, the core built for bare metal, its docs, and what its
 ## crates.io package holds.
