@@ -49,31 +49,11 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
         ptr: NonNull<u8>,
         seen: usize,
     ) -> bool {
-        // SAFETY: per the contract, and the stack has room.
-        self.heap_cache.has_room(state)
-            && unsafe { self.free_to_stack_with_room(state, zone, class, ptr, seen) }
-    }
-
-    /// [`free_to_heap_cache`](Self::free_to_heap_cache) once the caller has
-    /// seen that the stack has room
-    /// ([`HeapCache::has_room`](super::HeapCache::has_room)), under the lock
-    /// it still holds.
-    ///
-    /// # Safety
-    ///
-    /// As for `free_to_heap_cache`, and `state`'s stack has room.
-    #[inline(always)]
-    pub(crate) unsafe fn free_to_stack_with_room(
-        &self,
-        state: &mut ClassState,
-        zone: NonNull<ZoneHeader>,
-        class: SizeClass,
-        ptr: NonNull<u8>,
-        seen: usize,
-    ) -> bool {
-        debug_assert!(self.heap_cache.has_room(state));
-        // SAFETY: per the contract; the stack has room, so the checked
-        // block is pushed, never left claimed.
+        if !self.heap_cache.has_room(state) {
+            return false;
+        }
+        // SAFETY: per the contract; the stack has room, so a checked block
+        // is pushed, never left claimed.
         let kept = unsafe { self.free_checked_fast(state, zone, class, ptr, seen) };
         matches!(kept, FastFree::Stacked)
     }
@@ -193,7 +173,7 @@ impl<P: PageProvider, R: RawMutex> Heap<P, R> {
     ///
     /// The caller holds `class`'s lock (`state`), whose stack has room;
     /// `ptr` is a handed-out block of a live zone of `class`, checked as
-    /// `free_to_stack_with_room` does, `size_slot` its size slot, and this
+    /// `free_checked_fast` does, `size_slot` its size slot, and this
     /// free's claim set its mark `mark`.
     #[inline(always)]
     pub(crate) unsafe fn push_claimed<const WIDTH: usize>(
